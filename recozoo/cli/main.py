@@ -1,0 +1,344 @@
+"""The ``recozoo`` command: a thin Typer layer over the library.
+
+Conventions every command keeps: ``--json`` prints exactly one JSON document on
+stdout and nothing else there; progress bars and messages go to stderr; an
+error is one line on stderr (``recozoo: error: ...``) and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from recozoo.errors import RecozooError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="recozoo: fit, evaluate, compare and serve recommender models.")
+data_app = typer.Typer(no_args_is_help=True, help="List, fetch, prepare and inspect datasets.")
+app.add_typer(data_app, name="data")
+
+
+def _out(obj) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, default=_default) + "\n")
+    sys.stdout.flush()
+
+
+def _default(o):
+    try:
+        return o.item()
+    except AttributeError:
+        return str(o)
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+def _params(pairs: Optional[List[str]]) -> dict:
+    from recozoo.settings import parse_assignments
+    return parse_assignments(pairs)
+
+
+# ---------------------------------------------------------------- models
+@app.command("models")
+def models_cmd(name: Optional[str] = typer.Argument(None, help="show one model's settings"),
+               as_json: bool = typer.Option(False, "--json", help="print JSON on stdout")):
+    """List registered models (built-in and plugins) with their provider, or one model's settings."""
+    from recozoo.registry import get_model, list_models
+    from recozoo.settings import settings_table
+    if name:
+        cls = get_model(name)
+        rows = settings_table(cls.Settings)
+        if as_json:
+            _out({"model": name, "settings": rows, "fallback": cls.fallback,
+                  "presets": sorted(getattr(cls, "presets", {}) or {})})
+            return
+        _print_settings(cls, rows)
+        return
+    entries = list_models()
+    if as_json:
+        _out([{"name": e.name, "provider": e.provider, "summary": e.summary,
+               "predicts_ratings": e.cls.predicts_ratings} for e in entries])
+        return
+    from rich.table import Table
+    t = Table(title="recozoo models")
+    for c in ("model", "provider", "ratings", "summary"):
+        t.add_column(c)
+    for e in entries:
+        t.add_row(e.name, e.provider, "yes" if e.cls.predicts_ratings else "ranking only", e.summary)
+    _console().print(t)
+
+
+def _print_settings(cls, rows) -> None:
+    from rich.table import Table
+    t = Table(title=f"{cls.name} settings (--set NAME=VALUE)")
+    for c in ("name", "type", "default", "meaning"):
+        t.add_column(c, overflow="fold")
+    for r in rows:
+        t.add_row(r["name"], r["type"], r["default"], r["help"])
+    con = _console()
+    con.print(t)
+    presets = sorted(getattr(cls, "presets", {}) or {})
+    if presets:
+        con.print(f"presets (--preset NAME): {', '.join(presets)}")
+    con.print(f"fallback for unseen users/items: {cls.fallback}")
+
+
+# ------------------------------------------------------------------- fit
+@app.command("fit")
+def fit_cmd(
+    model: str = typer.Argument(..., help="registered model name (see `recozoo models`)"),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="dataset name (see `recozoo data list`)"),
+    set_: Optional[List[str]] = typer.Option(None, "--set", help="a setting NAME=VALUE (repeatable)"),
+    preset: Optional[str] = typer.Option(None, "--preset", help="named settings, e.g. `paper` (picked by dataset)"),
+    seed: int = typer.Option(0, "--seed", help="model seed (initialisation, shuffling)"),
+    split_seed: int = typer.Option(0, "--split-seed", help="seed of the valid/test split"),
+    device: str = typer.Option("auto", "--device", help="auto|cpu|cuda|cuda:N|mps"),
+    source: Optional[Path] = typer.Option(None, "--source", help="raw data path (first use of a source)"),
+    data_param: Optional[List[str]] = typer.Option(None, "--data-param", help="dataset parameter NAME=VALUE"),
+    out: Optional[Path] = typer.Option(None, "--out", help="run directory (default runs/MODEL-DATASET-TIME)"),
+    resume: bool = typer.Option(False, "--resume", help="continue the interrupted run in --out"),
+    clip: Optional[str] = typer.Option(None, "--clip", help="also report metrics clipped to LO,HI (e.g. 1,5)"),
+    as_json: bool = typer.Option(False, "--json", help="print the summary as JSON on stdout"),
+    help_settings: bool = typer.Option(False, "--help-settings", help="list the model's settings and exit"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
+):
+    """Fit MODEL on a dataset's TRAIN, select on VALID, score TEST once; save a run directory."""
+    from recozoo.progress import RichReporter
+    from recozoo.registry import get_model
+    from recozoo.runs import RunConfig, fit_run, resolve_settings
+    from recozoo.settings import settings_table
+
+    cls = get_model(model)
+    if help_settings:
+        _print_settings(cls, settings_table(cls.Settings))
+        return
+    if not dataset:
+        raise RecozooError("fit needs --dataset NAME (see `recozoo data list`)")
+    if resume and out is None:
+        raise RecozooError("--resume needs --out RUN_DIR (the run to continue)")
+    settings = resolve_settings(cls, _params(set_), preset, dataset)
+    from recozoo.settings import settings_to_dict
+    cfg = RunConfig(model=model, dataset=dataset, settings=settings_to_dict(settings), seed=seed,
+                    split_seed=split_seed, device=_device(device), data_params=_params(data_param),
+                    source=str(source) if source else None, clip=_clip(clip), preset=preset)
+    reporter = RichReporter(enabled=not quiet)
+    try:
+        summary = fit_run(cfg, out, resume=resume, reporter=reporter)
+    finally:
+        reporter.close()
+    if as_json:
+        _out(summary)
+    else:
+        _print_summary(summary)
+
+
+def _device(d: str) -> str:
+    from recozoo.devices import resolve_device
+    return resolve_device(d)
+
+
+def _clip(c: Optional[str]):
+    if c is None:
+        return None
+    try:
+        lo, hi = (float(x) for x in c.split(","))
+    except ValueError:
+        raise RecozooError(f"--clip expects LO,HI, got {c!r}") from None
+    if not lo < hi:
+        raise RecozooError(f"--clip expects LO < HI, got {c!r}")
+    return (lo, hi)
+
+
+def _fmt(v) -> str:
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def _print_summary(s: dict) -> None:
+    from rich.table import Table
+    con = _console()
+    t = Table(title=f"{s['model']} on {s['dataset']}")
+    metric_names = []
+    for m in s["metrics"].values():
+        for k in m:
+            if (k in ("rmse", "mae", "rmse_clipped", "mae_clipped") or "@" in k) and k not in metric_names:
+                metric_names.append(k)
+    t.add_column("split")
+    for k in metric_names + ["scored", "policy"]:
+        t.add_column(k)
+    for part, m in s["metrics"].items():
+        t.add_row(part, *[_fmt(m.get(k, "")) for k in metric_names],
+                  str(m.get("n_scored", m.get("n_users", ""))), str(m.get("policy", "")))
+    con.print(t)
+    sec = s["seconds"]
+    con.print(f"fit {sec['fit']:.2f} s, evaluate {sec['evaluate']:.2f} s; run directory: {s['run_dir']}")
+
+
+# -------------------------------------------------------------- evaluate
+@app.command("evaluate")
+def evaluate_cmd(
+    run_dir: Path = typer.Argument(..., help="a run directory written by `recozoo fit`"),
+    split: str = typer.Option("test", "--split", help="valid|test"),
+    policy: Optional[str] = typer.Option(None, "--policy", help="drop|fallback (default: the protocol's)"),
+    clip: Optional[str] = typer.Option(None, "--clip", help="also report metrics clipped to LO,HI"),
+    k: int = typer.Option(10, "--k", help="cut-off for ranking metrics"),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Score a saved run's model on its dataset's VALID or TEST part."""
+    from recozoo.datasets import load_split
+    from recozoo.evaluate import evaluate, evaluate_ranking
+    from recozoo.runs import load_run
+    if split not in ("valid", "test"):
+        raise RecozooError(f"--split must be valid or test, got {split!r}")
+    cfg, model = load_run(run_dir)
+    sp = load_split(cfg["dataset"], cfg.get("source"), cfg.get("split_seed", 0), cfg.get("data_params"))
+    if model.n_users_ != sp.train.n_users or model.n_items_ != sp.train.n_items:
+        raise RecozooError(f"{run_dir}: the model's shape does not match dataset {cfg['dataset']}")
+    if model.predicts_ratings:
+        m = evaluate(model, sp, split, policy=policy, clip=_clip(clip))
+    else:
+        m = evaluate_ranking(model, sp, split, k=k)
+    result = {"model": cfg["model"], "dataset": cfg["dataset"], "run_dir": str(run_dir), "split": split,
+              "metrics": m}
+    if as_json:
+        _out(result)
+    else:
+        _console().print(", ".join(f"{k}={_fmt(v)}" for k, v in m.items()))
+
+
+# ------------------------------------------------------------------ data
+@data_app.command("list")
+def data_list(as_json: bool = typer.Option(False, "--json")):
+    """Datasets recozoo knows, their raw source and whether that source is available."""
+    from recozoo.datasets import resolve_source
+    from recozoo.errors import DatasetNotFound
+    from recozoo.registry import list_datasets
+    rows = []
+    for s in list_datasets():
+        avail = "generated"
+        if s.source:
+            try:
+                avail = str(resolve_source(s.source))
+            except DatasetNotFound:
+                avail = "not available"
+        rows.append({"name": s.name, "source": s.source, "available": avail, "description": s.description})
+    if as_json:
+        _out(rows)
+        return
+    from rich.table import Table
+    t = Table(title="recozoo datasets")
+    for c in ("name", "source", "available", "description"):
+        t.add_column(c, overflow="fold")
+    for r in rows:
+        t.add_row(r["name"], r["source"] or "-", r["available"], r["description"])
+    _console().print(t)
+
+
+@data_app.command("fetch")
+def data_fetch(name: str = typer.Argument(..., help="ml-100k, ml-1m, ml-10m, ml-20m, ml-25m, "
+                                                    "ml-latest-small, ml-latest (netflix: instructions)")):
+    """Download a public dataset into the data home (SHA-256 verified, with progress)."""
+    from recozoo.data import fetch as fetch_mod
+    from recozoo.datasets import data_home
+    if name.startswith("netflix"):
+        sys.stderr.write(fetch_mod.NETFLIX_HOWTO.rstrip() + "\n")
+        raise typer.Exit(2)
+    path = fetch_mod.fetch(name, data_home())
+    _console(stderr=True).print(f"{name}: ready at {path}")
+
+
+@data_app.command("prepare")
+def data_prepare(
+    name: str = typer.Argument(..., help="dataset name, or a new name for pre-split files"),
+    source: Optional[Path] = typer.Option(None, "--source", help="raw files (folder, archive or file)"),
+    train: Optional[Path] = typer.Option(None, "--train", help="pre-split TRAIN file/folder"),
+    valid: Optional[Path] = typer.Option(None, "--valid", help="pre-split VALID file/folder"),
+    test: Optional[Path] = typer.Option(None, "--test", help="pre-split TEST file/folder"),
+    fmt: str = typer.Option("auto", "--format", help="auto|tsv|csv|parquet (pre-split files)"),
+    columns: Optional[str] = typer.Option(None, "--columns",
+                                          help="column mapping, e.g. user=userId,item=movieId,rating=rating,timestamp=ts"),
+    seed: int = typer.Option(0, "--split-seed", help="seed of the valid/test split"),
+    data_param: Optional[List[str]] = typer.Option(None, "--data-param", help="dataset parameter NAME=VALUE"),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Parse a dataset's raw files and cache its split (or register pre-split files as NAME)."""
+    from recozoo.datasets import load_split, register_user_dataset
+    if train or test or valid:
+        if not (train and test):
+            raise RecozooError("pre-split data needs both --train and --test (--valid optional)")
+        if source:
+            raise RecozooError("give either --source or --train/--test, not both")
+        cols = _params(columns.split(",")) if columns else None
+        register_user_dataset(name, train, test, valid, fmt=fmt, columns=cols)
+    split = load_split(name, source, seed, _params(data_param))
+    desc = split.describe()
+    if as_json:
+        _out(desc)
+    else:
+        _print_describe(name, desc)
+
+
+@data_app.command("info")
+def data_info(name: str = typer.Argument(...),
+              source: Optional[Path] = typer.Option(None, "--source"),
+              seed: int = typer.Option(0, "--split-seed"),
+              data_param: Optional[List[str]] = typer.Option(None, "--data-param"),
+              as_json: bool = typer.Option(False, "--json")):
+    """Counts of ratings, users and items per split (prepares the dataset if needed)."""
+    from recozoo.datasets import load_split
+    split = load_split(name, source, seed, _params(data_param))
+    desc = split.describe()
+    if as_json:
+        _out(desc)
+    else:
+        _print_describe(name, desc)
+        info = {k: v for k, v in split.info.items() if k not in ("files",)}
+        _console().print(f"protocol: {json.dumps(info, default=str)}")
+
+
+def _print_describe(name: str, desc: dict) -> None:
+    from rich.table import Table
+    t = Table(title=name)
+    for c in ("split", "ratings", "users", "items"):
+        t.add_column(c, justify="right")
+    for part, d in desc.items():
+        t.add_row(part, f"{d['ratings']:,}", f"{d['users']:,}", f"{d['items']:,}")
+    _console().print(t)
+
+
+# ---------------------------------------------------------- extra commands
+def _load_extra_commands() -> None:
+    """Command groups that live in their own modules register themselves here."""
+    import importlib
+    for mod in ("recozoo.cli.compare",):
+        try:
+            m = importlib.import_module(mod)
+        except ModuleNotFoundError as e:
+            if e.name == mod:
+                continue
+            raise
+        m.register(app)
+
+
+_load_extra_commands()
+
+
+def main() -> None:
+    """Entry point: RecozooError -> one line on stderr and its exit code, never a traceback."""
+    try:
+        app()  # standalone mode: Typer handles --help, usage errors and exits itself
+    except RecozooError as e:
+        sys.stderr.write(f"recozoo: error: {e}\n")
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        sys.stderr.write("recozoo: interrupted\n")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

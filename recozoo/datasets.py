@@ -1,0 +1,387 @@
+"""Named datasets, the data home, and the prepared-split cache.
+
+A *dataset* (``ml-100k``, ``netflix-3m``, ``synthetic`` …) is a raw *source*
+plus a protocol that turns it into a :class:`~recozoo.splits.Split`. Several
+datasets share one source (the four Netflix presets all read the Netflix Prize
+files; ``ml-100k`` and ``ml-100k-time`` both read ML-100K).
+
+Data home: ``$RECOZOO_DATA`` (default ``~/.cache/recozoo``)::
+
+    raw/<source>/            downloads (``recozoo data fetch``)
+    sources/<source>.json    where the user's copy lives (``--source PATH``)
+    tables/<source>/<key>/   the parsed raw table (shared by every preset of a source)
+    prepared/<name>/<key>/   the split, one ``.npy`` per column (memory-mapped on load)
+    user/<name>.json         pre-split datasets registered by ``data prepare NAME --train ...``
+
+Cache keys hash the source's fingerprint (every file's relative path, size and
+mtime), the protocol version, the seed and the parameters, so a changed source
+invalidates the cache and a second ``fit`` starts by memory-mapping a few files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from recozoo.errors import DatasetNotFound, RecozooError, SettingsError
+from recozoo.splits import (NETFLIX_PRESETS, Split, holdout_split, random_split, time_fraction_split,
+                            time_split)
+
+__all__ = ["DatasetSpec", "data_home", "load_split", "build_split", "builtin_datasets",
+           "register_user_dataset", "user_dataset", "resolve_source", "source_table",
+           "SOURCES_INFO"]
+
+#: bump when a protocol implementation changes, to invalidate caches
+PROTOCOL_VERSION = 1
+
+ML100K_VALID_FRACTION = 0.05
+
+
+def data_home() -> Path:
+    return Path(os.environ.get("RECOZOO_DATA") or Path.home() / ".cache" / "recozoo").expanduser()
+
+
+@dataclass
+class DatasetSpec:
+    """A named dataset: ``build(source_path, seed, params) -> Split``."""
+
+    name: str
+    description: str
+    build: Callable[[Path | None, int, dict], Split]
+    source: str | None = None            # raw source key; None = needs no files (synthetic)
+    params: dict[str, Any] = field(default_factory=dict)   # defaults, overridable
+    published: dict[str, dict[str, Any]] = field(default_factory=dict)  # model -> figure + source
+    user_defined: bool = False
+
+
+# ----------------------------------------------------------------- sources
+#: how to obtain each raw source (shown when it is missing)
+SOURCES_INFO: dict[str, str] = {
+    "ml-100k": "run `recozoo data fetch ml-100k`, or `recozoo data prepare ml-100k --source PATH` "
+               "with PATH the folder holding u.data and u1.base..ub.test",
+    "netflix": "the Netflix Prize data cannot be downloaded by recozoo; see `recozoo data fetch netflix` "
+               "for where to get it, then `recozoo data prepare netflix-3m --source PATH`",
+}
+
+
+def _source_hint(source: str) -> str:
+    return SOURCES_INFO.get(source, f"run `recozoo data fetch {source}`, or pass --source PATH")
+
+
+def _record_path(source: str) -> Path:
+    return data_home() / "sources" / f"{source}.json"
+
+
+def resolve_source(source: str, given: str | Path | None = None) -> Path:
+    """Where the raw files of ``source`` are: given > recorded > downloaded."""
+    if given is not None:
+        p = Path(given).expanduser().resolve()
+        if not p.exists():
+            raise DatasetNotFound(f"--source {given}: no such file or folder")
+        rec = _record_path(source)
+        rec.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_text(rec, json.dumps({"path": str(p)}))
+        return p
+    rec = _record_path(source)
+    if rec.exists():
+        try:
+            p = Path(json.loads(rec.read_text())["path"])
+        except (ValueError, KeyError):
+            raise DatasetNotFound(f"{rec}: corrupt source record; pass --source PATH again") from None
+        if p.exists():
+            return p
+        raise DatasetNotFound(f"the {source} files recorded at {p} are gone; pass --source PATH")
+    raw = data_home() / "raw" / source
+    if raw.exists():
+        return raw
+    raise DatasetNotFound(f"{source} is not available yet: {_source_hint(source)}")
+
+
+def fingerprint(path: Path) -> str:
+    """Hash of every file's relative path, size and mtime under ``path``."""
+    h = hashlib.sha256()
+    path = Path(path)
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for f in files:
+        st = f.stat()
+        h.update(f"{f.relative_to(path) if f != path else f.name}\0{st.st_size}\0{st.st_mtime_ns}\n"
+                 .encode())
+    return h.hexdigest()[:20]
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    from recozoo.models.base import atomic_write_bytes
+    atomic_write_bytes(path, text.encode())
+
+
+def _key(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def source_table(source: str, path: Path, loader: Callable[[Path], Any]):
+    """The parsed raw table of a source, cached under ``tables/`` (mmap on reuse)."""
+    from recozoo.data.table import IdMap, RatingsTable
+    import numpy as np
+    folder = data_home() / "tables" / source / _key(fingerprint(path), PROTOCOL_VERSION)
+    if (folder / "done").exists():
+        ids_u = IdMap(np.load(folder / "user_ids.npy", allow_pickle=False))
+        ids_i = IdMap(np.load(folder / "item_ids.npy", allow_pickle=False))
+        return RatingsTable.load(folder / "table", ids_u, ids_i)
+    table = loader(path)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=_ensure(folder.parent)))
+    try:
+        np.save(tmp / "user_ids.npy", table.user_ids.raw, allow_pickle=False)
+        np.save(tmp / "item_ids.npy", table.item_ids.raw, allow_pickle=False)
+        table.save(tmp / "table")
+        (tmp / "done").write_text("ok")
+        _replace_dir(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return table
+
+
+def _ensure(p: Path) -> Path:
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def _replace_dir(tmp: Path, final: Path) -> None:
+    """Move a fully written temp folder into place (a concurrent winner is kept)."""
+    try:
+        os.replace(tmp, final)
+    except OSError:
+        if not (final / "done").exists() and not (final / "split.json").exists():
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
+
+
+# ------------------------------------------------------------- the protocols
+def _ml100k_fold(fold: str):
+    def build(path: Path, seed: int, params: dict) -> Split:
+        from recozoo.data.movielens import load_ml100k_fold
+        train, test = load_ml100k_fold(path, fold)
+        return holdout_split(train, test, f"ml-100k-{fold}" if fold != "u1" else "ml-100k",
+                             valid_fraction=float(params.get("valid_fraction", ML100K_VALID_FRACTION)),
+                             seed=seed, info={"fold": fold, "source": "ml-100k"})
+    return build
+
+
+def _ml_loader(path: Path):
+    from recozoo.data.movielens import load_movielens
+    return load_movielens(path)
+
+
+def _ml_time(source: str, name: str):
+    def build(path: Path, seed: int, params: dict) -> Split:
+        table = source_table(source, path, _ml_loader)
+        return time_fraction_split(table, name, float(params.get("train_fraction", 0.8)), seed=seed)
+    return build
+
+
+def _ml_random(source: str, name: str):
+    def build(path: Path, seed: int, params: dict) -> Split:
+        table = source_table(source, path, _ml_loader)
+        return random_split(table, name, float(params.get("test_fraction", 0.1)),
+                            float(params.get("valid_fraction", 0.05)), seed=seed)
+    return build
+
+
+def _netflix(name: str):
+    a, b, c, d = NETFLIX_PRESETS[name]
+
+    def build(path: Path, seed: int, params: dict) -> Split:
+        from recozoo.data.netflix import load_netflix
+        table = source_table("netflix", path, load_netflix)
+        return time_split(table, name, a, b, c, d, seed=seed)
+    return build
+
+
+SYNTHETIC_DEFAULTS = {"n_users": 20_000, "n_items": 2_000, "n_ratings": 500_000, "data_seed": 0}
+
+
+def _synthetic(drift: bool, name: str):
+    def build(path: Path | None, seed: int, params: dict) -> Split:
+        from recozoo.data.synthetic import generate
+        p = {**SYNTHETIC_DEFAULTS, **params}
+        table = generate(int(p["n_users"]), int(p["n_items"]), int(p["n_ratings"]),
+                         seed=int(p["data_seed"]), drift=drift)
+        a, b, c, d = NETFLIX_PRESETS["netflix-full"]
+        s = time_split(table, name, a, b, c, d, seed=seed)
+        s.info.update({"generator": {**p, "drift": drift}})
+        return s
+    return build
+
+
+_NETFLIX_PUBLISHED = {
+    "netflix-3m": {
+        "deeprec": 0.9373, "rrn": 0.9427, "pmf": 0.9584, "timesvdpp": 0.9589,
+        "autorec-i": 0.9778, "autorec-u": 0.9836},
+    "netflix-6m": {"deeprec": 0.9207},
+    "netflix-1y": {"deeprec": 0.9225},
+    "netflix-full": {"deeprec": 0.9099, "rrn": 0.9224, "autorec-i": 0.9364, "autorec-u": 0.9647},
+}
+_PUBLISHED_NOTES = {
+    "deeprec": "Kuchaiev & Ginsburg 2017 (seed report Fig. 4.1/3.8)",
+    "rrn": "Wu et al. WSDM 2017 (its '6 months' row has netflix-3m's counts)",
+    "pmf": "reported in RRN (Wu et al. 2017)",
+    "timesvdpp": "GraphChi time-SVD variant reported in RRN, not Koren's full TimeSVD++",
+    "autorec-i": "reported in the DeepRec paper", "autorec-u": "reported in the DeepRec paper",
+}
+
+
+def _published(name: str) -> dict[str, dict[str, Any]]:
+    return {m: {"test_rmse": v, "source": _PUBLISHED_NOTES[m]}
+            for m, v in _NETFLIX_PUBLISHED.get(name, {}).items()}
+
+
+def builtin_datasets() -> list[DatasetSpec]:
+    specs = [
+        DatasetSpec("synthetic", "generated Netflix-like ratings (no download); Netflix-full time rules",
+                    _synthetic(False, "synthetic"), None, dict(SYNTHETIC_DEFAULTS)),
+        DatasetSpec("synthetic-drift", "generated ratings with temporal drift (user/item bias drift, "
+                    "item releases); Netflix-full time rules", _synthetic(True, "synthetic-drift"), None,
+                    dict(SYNTHETIC_DEFAULTS)),
+        DatasetSpec("ml-100k", "MovieLens 100K, canonical fold u1 (u1.base/u1.test) + seeded 5% valid "
+                    "slice of u1.base", _ml100k_fold("u1"), "ml-100k",
+                    {"valid_fraction": ML100K_VALID_FRACTION}),
+    ]
+    for fold in ("u2", "u3", "u4", "u5", "ua", "ub"):
+        specs.append(DatasetSpec(f"ml-100k-{fold}", f"MovieLens 100K, canonical fold {fold}",
+                                 _ml100k_fold(fold), "ml-100k", {"valid_fraction": ML100K_VALID_FRACTION}))
+    for src in ("ml-100k", "ml-1m", "ml-10m", "ml-20m", "ml-25m", "ml-latest-small", "ml-latest"):
+        if src != "ml-100k":
+            specs.append(DatasetSpec(src, f"MovieLens {src[3:]}: seeded random 90/10 split "
+                                     "(valid = 5% of all ratings, carved from the 90%)",
+                                     _ml_random(src, src), src, {"test_fraction": 0.1, "valid_fraction": 0.05}))
+        else:
+            specs.append(DatasetSpec("ml-100k-random", "MovieLens 100K: seeded random 90/10 split",
+                                     _ml_random(src, "ml-100k-random"), src,
+                                     {"test_fraction": 0.1, "valid_fraction": 0.05}))
+        specs.append(DatasetSpec(f"{src}-time", f"MovieLens {src[3:]}: time split (earliest 80% "
+                                 "train, then the Netflix rules 2-5)", _ml_time(src, f"{src}-time"), src,
+                                 {"train_fraction": 0.8}))
+    for name, (a, b, c, d) in NETFLIX_PRESETS.items():
+        specs.append(DatasetSpec(name, f"Netflix Prize: train {a}..{b}, valid/test {c}..{d}",
+                                 _netflix(name), "netflix", {}, _published(name)))
+    return specs
+
+
+# ------------------------------------------------------------ user datasets
+def _user_record(name: str) -> Path:
+    return data_home() / "user" / f"{name}.json"
+
+
+def register_user_dataset(name: str, train: str | Path, test: str | Path, valid: str | Path | None = None,
+                          fmt: str = "auto", columns: dict[str, str] | None = None) -> DatasetSpec:
+    """Register pre-split files (e.g. the reference converter's N3M_TRAIN/VALID/TEST) as NAME."""
+    from recozoo.registry import _datasets_map
+    if name in _datasets_map():
+        raise RecozooError(f"{name!r} is a built-in dataset name; pick another name for your files")
+    paths = {"train": train, "test": test}
+    if valid is not None:
+        paths["valid"] = valid
+    rec = {"name": name, "format": fmt, "columns": columns or {}}
+    for k, p in paths.items():
+        pp = Path(p).expanduser().resolve()
+        if not pp.exists():
+            raise DatasetNotFound(f"--{k} {p}: no such file or folder")
+        rec[k] = str(pp)
+    _atomic_text(_user_record(name), json.dumps(rec, indent=1))
+    return user_dataset(name)
+
+
+def _build_user(rec: dict):
+    def build(path, seed: int, params: dict) -> Split:
+        parts = {k: Path(rec[k]) for k in ("train", "valid", "test") if rec.get(k)}
+        fmt = rec.get("format", "auto")
+        if fmt in ("auto", "tsv") and not rec.get("columns"):
+            from recozoo.data.tsv import load_tsv_many
+            tables = load_tsv_many(parts)
+        else:
+            from recozoo.data.generic import load_tables_many
+            tables = load_tables_many(parts, fmt=fmt, **rec.get("columns", {}))
+        return Split(rec["name"], tables["train"], tables.get("valid"), tables["test"],
+                     {"protocol": "pre-split", "policy": "drop",
+                      "files": {k: str(v) for k, v in parts.items()}})
+    return build
+
+
+def user_dataset(name: str) -> DatasetSpec | None:
+    rec_path = _user_record(name)
+    if not rec_path.exists():
+        return None
+    try:
+        rec = json.loads(rec_path.read_text())
+    except ValueError:
+        raise DatasetNotFound(f"{rec_path}: corrupt dataset record; run `recozoo data prepare` again") from None
+    return DatasetSpec(name, f"pre-split files: train {rec['train']}", _build_user(rec),
+                       source=f"user:{name}", user_defined=True)
+
+
+# ---------------------------------------------------------------- loading
+def _spec(name: str) -> DatasetSpec:
+    from recozoo.registry import get_dataset
+    return get_dataset(name)
+
+
+def _merge_params(spec: DatasetSpec, params: dict | None) -> dict:
+    params = dict(params or {})
+    unknown = set(params) - set(spec.params)
+    if unknown:
+        raise SettingsError(f"dataset {spec.name} has no parameter {', '.join(sorted(unknown))} "
+                            f"(known: {', '.join(sorted(spec.params)) or 'none'})")
+    return {**spec.params, **params}
+
+
+def _source_for(spec: DatasetSpec, source: str | Path | None) -> Path | None:
+    if spec.user_defined:
+        return None
+    if spec.source is None:
+        if source is not None:
+            raise RecozooError(f"{spec.name} is generated and takes no --source")
+        return None
+    return resolve_source(spec.source, source)
+
+
+def build_split(name: str, source: str | Path | None = None, seed: int = 0,
+                params: dict | None = None) -> Split:
+    """Build the split from scratch (no split cache)."""
+    spec = _spec(name)
+    return spec.build(_source_for(spec, source), seed, _merge_params(spec, params))
+
+
+def split_cache_dir(name: str, source: str | Path | None = None, seed: int = 0,
+                    params: dict | None = None) -> Path:
+    spec = _spec(name)
+    src = _source_for(spec, source)
+    if spec.user_defined:
+        rec = json.loads(_user_record(name).read_text())
+        fp = [fingerprint(Path(rec[k])) for k in ("train", "valid", "test") if rec.get(k)] + [rec]
+    else:
+        fp = fingerprint(src) if src is not None else None
+    return data_home() / "prepared" / name / _key(name, fp, seed, _merge_params(spec, params),
+                                                   PROTOCOL_VERSION)
+
+
+def load_split(name: str, source: str | Path | None = None, seed: int = 0,
+               params: dict | None = None, *, cache: bool = True) -> Split:
+    """The split ``name`` with valid/test seed ``seed``, from the cache when possible."""
+    if not cache:
+        return build_split(name, source, seed, params)
+    folder = split_cache_dir(name, source, seed, params)
+    if (folder / "split.json").exists():
+        return Split.load(folder)
+    split = build_split(name, source, seed, params)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=_ensure(folder.parent)))
+    try:
+        split.save(tmp)
+        _replace_dir(tmp, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return Split.load(folder)

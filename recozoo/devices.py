@@ -1,0 +1,40 @@
+"""Device names: ``auto|cpu|cuda|cuda:N|mps`` -> a concrete torch device string.
+
+Resolved once, up front, so a request for a device this machine lacks is a
+one-line error before any data is loaded.
+"""
+
+from __future__ import annotations
+
+import re
+
+from recozoo.errors import SettingsError
+
+__all__ = ["resolve_device"]
+
+
+def resolve_device(name: str = "auto") -> str:
+    name = (name or "auto").strip().lower()
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", name):
+        raise SettingsError(f"--device {name!r}: expected auto, cpu, cuda, cuda:N or mps")
+    if name == "cpu":
+        return "cpu"
+    import torch
+    if name == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return "mps"
+        return "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise SettingsError(f"--device {name}: CUDA is not available on this machine")
+        idx = int(name.split(":")[1]) if ":" in name else 0
+        if idx >= torch.cuda.device_count():
+            raise SettingsError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s)")
+        return name
+    mps = getattr(torch.backends, "mps", None)
+    if mps is None or not mps.is_available():
+        raise SettingsError("--device mps: MPS is not available on this machine")
+    return "mps"

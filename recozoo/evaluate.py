@@ -1,0 +1,103 @@
+"""The one evaluator every model and command uses.
+
+It takes a fitted model and a :class:`~recozoo.splits.Split`, applies the
+protocol and returns metrics *plus the counts it scored*, so a reader always
+knows what a figure covers.
+
+Unseen-id policies for pairs whose user or item has no TRAIN rating:
+
+* ``drop`` — skip them (the Netflix protocol; its splits have none anyway);
+* ``fallback`` — score every pair, the model answering with its documented
+  fallback (how published ML-100K u1 results are computed: ``u1.test`` holds
+  ratings of items absent from ``u1.base``).
+
+RMSE/MAE are reported unclipped. Clipping to the rating scale is an explicit
+option; when used, the clipped figures are reported *beside* the unclipped ones
+under ``rmse_clipped``/``mae_clipped``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from recozoo.errors import RecozooError
+from recozoo.metrics import mae, ranking_metrics, rmse
+from recozoo.splits import Split
+
+__all__ = ["evaluate", "evaluate_ranking", "POLICIES"]
+
+POLICIES = ("drop", "fallback")
+
+
+def _known(split: Split, users: np.ndarray, items: np.ndarray):
+    ku = split.train.user_counts()[users] > 0
+    ki = split.train.item_counts()[items] > 0
+    return ku, ki
+
+
+def evaluate(model, split: Split, part: str = "test", *, policy: str | None = None,
+             clip: tuple[float, float] | None = None, chunk: int = 2_000_000) -> dict[str, Any]:
+    """RMSE/MAE of ``model`` on ``split``'s ``part`` (valid|test), with coverage counts."""
+    if not getattr(model, "predicts_ratings", True):
+        raise RecozooError(f"{model.name} predicts no ratings: use ranking metrics (evaluate_ranking)")
+    policy = policy or split.default_policy
+    if policy not in POLICIES:
+        raise RecozooError(f"unknown policy {policy!r} (drop|fallback)")
+    table = split.table(part)
+    users = table.users.astype(np.int64)
+    items = np.asarray(table.items, dtype=np.int64)
+    truth = np.asarray(table.ratings)
+    ku, ki = _known(split, users, items)
+    both = ku & ki
+    sel = both if policy == "drop" else np.ones_like(both)
+    u, i, y = users[sel], items[sel], truth[sel]
+    t0 = time.perf_counter()
+    pred = np.empty(u.shape[0], dtype=np.float32)
+    for s in range(0, u.shape[0], chunk):
+        pred[s:s + chunk] = model.predict(u[s:s + chunk], i[s:s + chunk])
+    seconds = time.perf_counter() - t0
+    if u.size and not np.all(np.isfinite(pred)):
+        raise RecozooError(f"{model.name} produced non-finite predictions on {part}")
+    out: dict[str, Any] = {
+        "part": part, "policy": policy, "rmse": rmse(pred, y), "mae": mae(pred, y),
+        "n_scored": int(u.size), "n_total": int(table.nnz),
+        "n_unknown_user": int((~ku).sum()), "n_unknown_item": int((ku & ~ki).sum()),
+        "n_dropped": int((~sel).sum()), "n_fallback": int((sel & ~both).sum()),
+        "predict_seconds": seconds, "clip": list(clip) if clip else None,
+    }
+    if clip is not None:
+        pc = np.clip(pred, clip[0], clip[1])
+        out["rmse_clipped"] = rmse(pc, y)
+        out["mae_clipped"] = mae(pc, y)
+    return out
+
+
+def evaluate_ranking(model, split: Split, part: str = "test", *, k: int = 10,
+                     threshold: float = 4.0, batch: int = 1024) -> dict[str, Any]:
+    """NDCG/Recall/MAP/HitRate@k over held-out positives (rating >= threshold).
+
+    Users counted: those with a TRAIN rating and at least one positive in
+    ``part``; their TRAIN items are excluded from the ranking (PROTOCOLS.md).
+    """
+    table = split.table(part)
+    csr = table.to_csr()
+    pos = sp.csr_matrix((np.ones(csr.nnz, dtype=np.float32) * (csr.data >= threshold),
+                         csr.indices, csr.indptr), shape=csr.shape)
+    pos.eliminate_zeros()
+    known = split.train.user_counts() > 0
+    users = np.flatnonzero((np.diff(pos.indptr) > 0) & known)
+    t0 = time.perf_counter()
+    recs = np.empty((users.size, min(k, split.train.n_items)), dtype=np.int64)
+    for s in range(0, users.size, batch):
+        items, _ = model.recommend(users[s:s + batch], k=k, exclude_seen=True)
+        recs[s:s + batch] = items
+    seconds = time.perf_counter() - t0
+    out: dict[str, Any] = {"part": part, "k": k, "threshold": threshold, "n_users": int(users.size),
+                           "recommend_seconds": seconds}
+    if users.size:
+        out.update(ranking_metrics(recs, pos[users], k))
+    return out

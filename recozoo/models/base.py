@@ -1,0 +1,317 @@
+"""The contract every recozoo model honours, built-in or plugin.
+
+A model is configured by a frozen ``Settings`` dataclass (see
+:mod:`recozoo.settings`), learns from a :class:`~recozoo.data.table.RatingsTable`
+and answers in *indices* of that table's id maps (the split's maps: index ``u``
+is the same user in train, valid and test). Learned state ends with ``_``
+(scikit-learn's convention) so "fitted or not" is visible.
+
+Unseen ids: an index outside ``[0, n_users_)`` / ``[0, n_items_)``, or one
+that had no training rating, gets the model's documented fallback (its
+``fallback`` class attribute says what it is, e.g. "global mean + item bias").
+
+Persistence is one format for every model: :meth:`Model.save` writes a zip of
+numpy arrays plus a JSON header (model name, settings, shapes, recozoo
+version), atomically; :func:`load_model` reads any model back through the
+registry. Subclasses only provide ``_get_state`` / ``_set_state``.
+
+Usage::
+
+    model = get_model("bias")(settings={"reg": 5.0}, seed=1)
+    model.fit(split.train, split.valid)
+    model.predict(users, items)           # float32, one per pair
+    items, scores = model.recommend(3, k=10)
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+import zipfile
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+
+from recozoo.data.table import RatingsTable
+from recozoo.errors import CheckpointError, RecozooError, SettingsError
+from recozoo.progress import Reporter, NullReporter
+from recozoo.settings import BaseSettings, parse_settings, settings_to_dict
+
+__all__ = ["Model", "load_model", "atomic_write_bytes", "NotFittedError"]
+
+FORMAT_VERSION = 1
+
+
+class NotFittedError(RecozooError):
+    """A model used before ``fit`` or ``load``."""
+
+
+class Model(ABC):
+    """Base class of all models. See the module docstring for the contract."""
+
+    #: registry name, e.g. ``"deeprec"``
+    name: ClassVar[str] = ""
+    #: the settings dataclass (subclass of :class:`BaseSettings`)
+    Settings: ClassVar[type[BaseSettings]] = BaseSettings
+    #: False for ranking-only models (implicit ALS, EASE): no RMSE is ever reported for them
+    predicts_ratings: ClassVar[bool] = True
+    #: True for models that read timestamps (TimeSVD++, RRN)
+    uses_timestamps: ClassVar[bool] = False
+    #: what ``predict`` returns for users/items without training data
+    fallback: ClassVar[str] = "global mean of the training ratings"
+    #: one line for ``recozoo models``
+    summary: ClassVar[str] = ""
+
+    def __init__(self, settings: BaseSettings | dict[str, Any] | None = None, *, seed: int = 0,
+                 device: str = "cpu", clip: tuple[float, float] | None = None):
+        if settings is None or isinstance(settings, dict):
+            settings = parse_settings(self.Settings, settings or {}, model=self.name)
+        elif not isinstance(settings, self.Settings):
+            raise SettingsError(f"{self.name}: settings must be {self.Settings.__name__}")
+        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+            raise SettingsError(f"seed must be an integer, got {seed!r}")
+        self.settings = settings
+        self.seed = int(seed)
+        self.device = device
+        #: explicit rating-scale clipping of ``predict`` (None = no clipping, the default)
+        self.clip = tuple(clip) if clip is not None else None
+        self.n_users_: int | None = None
+        self.n_items_: int | None = None
+        self.global_mean_: float | None = None
+        self._seen: sp.csr_matrix | None = None
+
+    # ------------------------------------------------------------------ contract
+    @abstractmethod
+    def _fit(self, train: RatingsTable, valid: RatingsTable | None, reporter: Reporter,
+             run_dir: Path | None, resume: bool) -> None:
+        """Learn from ``train``; ``valid`` may be used for model selection only."""
+
+    @abstractmethod
+    def _predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Scores for pairs of *known-range* indices (both arrays int64, same length).
+
+        Out-of-range indices never reach this method: :meth:`predict` handles them.
+        Users/items in range but without training data are the model's business.
+        """
+
+    def _get_state(self) -> dict[str, Any]:
+        """Arrays (numpy) and JSON-able scalars that fully describe the fitted model."""
+        raise NotImplementedError
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------- public API
+    def fit(self, train: RatingsTable, valid: RatingsTable | None = None, *,
+            reporter: Reporter | None = None, run_dir: str | Path | None = None,
+            resume: bool = False) -> "Model":
+        """Fit on ``train``; ``valid`` (same id maps) only for selection/early stopping."""
+        if valid is not None and (valid.n_users != train.n_users or valid.n_items != train.n_items):
+            raise RecozooError("valid must share the train table's id maps")
+        if train.nnz == 0:
+            raise RecozooError(f"{self.name}: the training table has no ratings")
+        if self.uses_timestamps and not train.has_timestamps:
+            raise RecozooError(f"{self.name} needs timestamps, and this dataset has none")
+        self.n_users_, self.n_items_ = train.n_users, train.n_items
+        self.global_mean_ = float(np.mean(train.ratings, dtype=np.float64))
+        csr = train.to_csr()
+        self._seen = sp.csr_matrix((np.ones(csr.nnz, dtype=np.bool_), csr.indices.copy(),
+                                    csr.indptr.copy()), shape=csr.shape)
+        self._fit(train, valid, reporter or NullReporter(), Path(run_dir) if run_dir else None, resume)
+        return self
+
+    def _check_fitted(self) -> None:
+        if self.n_users_ is None:
+            raise NotFittedError(f"{self.name}: fit or load the model first")
+
+    def predict(self, users, items) -> np.ndarray:
+        """Predicted ratings (float32) for index pairs; unseen indices get the fallback."""
+        self._check_fitted()
+        users = np.asarray(users, dtype=np.int64).reshape(-1)
+        items = np.asarray(items, dtype=np.int64).reshape(-1)
+        if users.shape != items.shape:
+            raise RecozooError(f"predict: {users.size} users but {items.size} items")
+        known = (users >= 0) & (users < self.n_users_) & (items >= 0) & (items < self.n_items_)
+        out = np.empty(users.shape[0], dtype=np.float32)
+        if known.all():
+            out[:] = self._predict(users, items)
+        else:
+            if known.any():
+                out[known] = self._predict(users[known], items[known])
+            if (~known).any():
+                out[~known] = self._predict_unknown(users[~known], items[~known])
+        if self.clip is not None:
+            np.clip(out, self.clip[0], self.clip[1], out=out)
+        return out
+
+    def _predict_unknown(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        """Fallback for out-of-range ids; default: known side's effect via in-range twin.
+
+        The default maps an unknown user or item to "no data": the global mean.
+        Models with biases override it to keep the known side's bias.
+        """
+        return np.full(users.shape[0], self.global_mean_, dtype=np.float32)
+
+    def score_items(self, users: np.ndarray) -> np.ndarray:
+        """Scores of every item for each user in ``users`` (len(users) x n_items, float32).
+
+        The default calls :meth:`_predict` on the full cross product in chunks;
+        models with a faster dense form override it.
+        """
+        self._check_fitted()
+        users = np.asarray(users, dtype=np.int64).reshape(-1)
+        out = np.empty((users.size, self.n_items_), dtype=np.float32)
+        items = np.arange(self.n_items_, dtype=np.int64)
+        step = max(1, 2_000_000 // max(self.n_items_, 1))
+        for s in range(0, users.size, step):
+            u = users[s:s + step]
+            out[s:s + u.size] = self._predict(np.repeat(u, self.n_items_), np.tile(items, u.size)) \
+                .reshape(u.size, self.n_items_)
+        return out
+
+    def recommend(self, users, k: int = 10, exclude_seen: bool = True):
+        """Top-``k`` items for one user index or an array of them.
+
+        Returns ``(items, scores)``: 1-d arrays for one user, 2-d (users x k) for
+        an array. Items the user rated in training are excluded unless
+        ``exclude_seen`` is False. A user index out of range gets the items with
+        the highest fallback score.
+        """
+        self._check_fitted()
+        single = np.ndim(users) == 0
+        users = np.atleast_1d(np.asarray(users, dtype=np.int64))
+        if k < 1:
+            raise RecozooError(f"recommend: k must be >= 1, got {k}")
+        k = min(k, self.n_items_)
+        known = (users >= 0) & (users < self.n_users_)
+        scores = np.empty((users.size, self.n_items_), dtype=np.float32)
+        if known.any():
+            scores[known] = self.score_items(users[known])
+        if (~known).any():
+            it = np.arange(self.n_items_, dtype=np.int64)
+            fb = self._predict_unknown(np.full(it.size, -1, dtype=np.int64), it)
+            scores[~known] = fb
+        if exclude_seen and known.any():
+            seen = self._seen[users[known]]
+            rows = np.repeat(np.flatnonzero(known), np.diff(seen.indptr))
+            scores[rows, seen.indices] = -np.inf
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        part = np.take_along_axis(scores, top, axis=1)
+        order = np.argsort(-part, axis=1, kind="stable")
+        items = np.take_along_axis(top, order, axis=1)
+        sc = np.take_along_axis(part, order, axis=1)
+        return (items[0], sc[0]) if single else (items, sc)
+
+    # -------------------------------------------------------------- persistence
+    def save(self, path: str | Path) -> Path:
+        """Write the fitted model to ``path`` (one file, written atomically)."""
+        self._check_fitted()
+        from recozoo import __version__
+        state = self._get_state()
+        header = {"format": FORMAT_VERSION, "model": self.name, "recozoo": __version__,
+                  "settings": settings_to_dict(self.settings), "seed": self.seed,
+                  "n_users": self.n_users_, "n_items": self.n_items_,
+                  "global_mean": self.global_mean_, "clip": self.clip, "scalars": {}}
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
+            arrays = {"__seen_indptr": self._seen.indptr, "__seen_indices": self._seen.indices}
+            for k, v in state.items():
+                if isinstance(v, np.ndarray):
+                    arrays[k] = v
+                else:
+                    header["scalars"][k] = v
+            for k, a in arrays.items():
+                b = io.BytesIO()
+                np.save(b, np.ascontiguousarray(a), allow_pickle=False)
+                zf.writestr(f"{k}.npy", b.getvalue())
+            zf.writestr("header.json", json.dumps(header, default=_json_default))
+        path = Path(path)
+        atomic_write_bytes(path, buf.getvalue())
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Model":
+        """Read a model saved by :meth:`save` (any registered model class)."""
+        return load_model(path, expect=cls if cls is not Model else None)
+
+    def info(self) -> dict[str, Any]:
+        return {"model": self.name, "settings": settings_to_dict(self.settings), "seed": self.seed,
+                "n_users": self.n_users_, "n_items": self.n_items_, "fallback": self.fallback}
+
+    def n_parameters(self) -> int:
+        """Number of learned scalars (for leaderboards)."""
+        try:
+            state = self._get_state()
+        except NotImplementedError:
+            return 0
+        return int(sum(v.size for v in state.values() if isinstance(v, np.ndarray)
+                       and v.dtype.kind == "f"))
+
+
+def _json_default(o):
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, tuple):
+        return list(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file in the same folder and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def load_model(path: str | Path, expect: type | None = None) -> Model:
+    """Load any saved model; a corrupt or foreign file is a :class:`CheckpointError`."""
+    from recozoo.registry import get_model
+
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such model file")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            header = json.loads(zf.read("header.json"))
+            arrays = {}
+            for n in zf.namelist():
+                if n.endswith(".npy"):
+                    arrays[n[:-4]] = np.load(io.BytesIO(zf.read(n)), allow_pickle=False)
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError) as e:
+        raise CheckpointError(f"{path}: not a readable recozoo model ({e})") from None
+    if header.get("format") != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: unsupported model format {header.get('format')!r}")
+    cls = get_model(header["model"])
+    if expect is not None and not issubclass(cls, expect):
+        raise CheckpointError(f"{path}: holds a {header['model']} model, not {expect.name}")
+    model = cls(settings=header["settings"], seed=header["seed"],
+                clip=tuple(header["clip"]) if header.get("clip") else None)
+    model.n_users_, model.n_items_ = header["n_users"], header["n_items"]
+    model.global_mean_ = header["global_mean"]
+    ip, ix = arrays.pop("__seen_indptr"), arrays.pop("__seen_indices")
+    model._seen = sp.csr_matrix((np.ones(ix.size, dtype=np.bool_), ix, ip),
+                                shape=(model.n_users_, model.n_items_))
+    state: dict[str, Any] = dict(header.get("scalars", {}))
+    state.update(arrays)
+    try:
+        model._set_state(state)
+    except (KeyError, ValueError, TypeError) as e:
+        raise CheckpointError(f"{path}: model state does not fit {header['model']} ({e})") from None
+    return model

@@ -1,0 +1,212 @@
+"""Evaluation protocols: how a ratings table becomes TRAIN / VALID / TEST.
+
+All three tables of a :class:`Split` share one pair of id maps, so index ``u``
+is the same user everywhere. Model selection uses VALID only; TEST is scored
+once by the selected model.
+
+Protocols (exact rules in ``../shared/PROTOCOLS.md``):
+
+* :func:`time_split` — the Netflix rules: train = ratings whose *day* lies in
+  the inclusive train interval; a test-interval rating is kept only if its user
+  has a train rating; each kept rating goes to VALID or TEST with probability
+  1/2 (seeded); ratings of items without a train rating are then removed from
+  VALID and TEST; the id universe is the train set's users and items.
+* :func:`time_fraction_split` — the same rules with dataset-relative windows:
+  train = the earliest ``train_fraction`` of ratings by timestamp.
+* :func:`holdout_split` — given train/test tables (e.g. ML-100K ``u1.base`` /
+  ``u1.test``): VALID is a seeded slice of train; TEST is kept whole, unseen
+  ids included, so the evaluator's ``fallback`` policy can score every pair.
+* :func:`random_split` — seeded per-rating random TRAIN/VALID/TEST fractions.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recozoo.data.table import IdMap, RatingsTable
+from recozoo.errors import DataError, RecozooError
+
+__all__ = ["Split", "time_split", "time_fraction_split", "holdout_split", "random_split",
+           "day_number", "NETFLIX_PRESETS"]
+
+SECONDS_PER_DAY = 86400
+
+#: (train first day, train last day, test first day, test last day), inclusive
+NETFLIX_PRESETS: dict[str, tuple[str, str, str, str]] = {
+    "netflix-3m": ("2005-09-01", "2005-11-30", "2005-12-01", "2005-12-31"),
+    "netflix-6m": ("2005-06-01", "2005-11-30", "2005-12-01", "2005-12-31"),
+    "netflix-1y": ("2004-06-01", "2005-05-31", "2005-06-01", "2005-06-30"),
+    "netflix-full": ("1999-12-01", "2005-11-30", "2005-12-01", "2005-12-31"),
+}
+
+
+def day_number(date: str | _dt.date) -> int:
+    """Days since 1970-01-01 of an ISO date (UTC)."""
+    if isinstance(date, str):
+        date = _dt.date.fromisoformat(date)
+    return (date - _dt.date(1970, 1, 1)).days
+
+
+@dataclass
+class Split:
+    """TRAIN / VALID / TEST tables over shared id maps, plus how they were made."""
+
+    name: str
+    train: RatingsTable
+    valid: RatingsTable | None
+    test: RatingsTable
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def user_ids(self) -> IdMap:
+        return self.train.user_ids
+
+    @property
+    def item_ids(self) -> IdMap:
+        return self.train.item_ids
+
+    @property
+    def default_policy(self) -> str:
+        """Evaluator policy for unseen ids this protocol prescribes (drop|fallback)."""
+        return self.info.get("policy", "drop")
+
+    def table(self, which: str) -> RatingsTable:
+        if which not in ("train", "valid", "test"):
+            raise RecozooError(f"unknown split part {which!r} (train|valid|test)")
+        t = getattr(self, which)
+        if t is None:
+            raise RecozooError(f"{self.name} has no {which} part")
+        return t
+
+    def describe(self) -> dict[str, dict[str, int]]:
+        """``{"train": {"ratings", "users", "items"}, "valid": ..., "test": ...}``."""
+        out = {"train": self.train.describe()}
+        if self.valid is not None:
+            out["valid"] = self.valid.describe()
+        out["test"] = self.test.describe()
+        return out
+
+    def save(self, folder: str | Path) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        np.save(folder / "user_ids.npy", self.user_ids.raw, allow_pickle=False)
+        np.save(folder / "item_ids.npy", self.item_ids.raw, allow_pickle=False)
+        for part in ("train", "valid", "test"):
+            t = getattr(self, part)
+            if t is not None:
+                t.save(folder / part)
+        (folder / "split.json").write_text(json.dumps({"name": self.name, "info": self.info},
+                                                      default=str))
+
+    @classmethod
+    def load(cls, folder: str | Path, *, mmap: bool = True) -> "Split":
+        folder = Path(folder)
+        try:
+            meta = json.loads((folder / "split.json").read_text())
+            users = IdMap(np.load(folder / "user_ids.npy", allow_pickle=False))
+            items = IdMap(np.load(folder / "item_ids.npy", allow_pickle=False))
+        except (OSError, ValueError) as e:
+            raise DataError(f"cannot read prepared split: {e}", path=folder) from None
+        parts = {p: (RatingsTable.load(folder / p, users, items, mmap=mmap)
+                     if (folder / p).exists() else None) for p in ("train", "valid", "test")}
+        return cls(meta["name"], parts["train"], parts["valid"], parts["test"], meta.get("info", {}))
+
+
+def _coin(seed: int, n: int) -> np.ndarray:
+    """n fair coin flips from a seeded generator (True = VALID)."""
+    return np.random.default_rng(seed).random(n) < 0.5
+
+
+def _finish_time_split(name: str, table: RatingsTable, train_mask: np.ndarray,
+                       test_mask: np.ndarray, seed: int, info: dict) -> Split:
+    """Apply rules 2-5 given the train and test-interval masks over ``table``."""
+    users = table.users
+    train_users = np.zeros(table.n_users, dtype=bool)
+    train_users[users[train_mask]] = True
+    kept = test_mask & train_users[users]                              # rule 2
+    n_kept = int(kept.sum())
+    to_valid = np.zeros(table.nnz, dtype=bool)
+    to_valid[kept] = _coin(seed, n_kept)                               # rule 3
+    train_items = np.zeros(table.n_items, dtype=bool)
+    train_items[table.items[train_mask]] = True
+    known_item = train_items[table.items]
+    valid_mask = kept & to_valid & known_item                          # rule 4
+    test_final = kept & ~to_valid & known_item
+    del users
+    train = table.select(train_mask)
+    u_keep = np.flatnonzero(train.user_counts() > 0)                   # rule 5: train universe
+    i_keep = np.flatnonzero(train.item_counts() > 0)
+    uid, iid = table.user_ids.take(u_keep), table.item_ids.take(i_keep)
+    train = train.remap(uid, iid)
+    valid = table.select(valid_mask).remap(uid, iid)
+    test = table.select(test_final).remap(uid, iid)
+    info = dict(info)
+    info.update({"seed": seed, "policy": "drop",
+                 "test_interval_ratings": int(test_mask.sum()),
+                 "kept_test_interval_ratings": n_kept,
+                 "removed_unknown_user": int(test_mask.sum()) - n_kept,
+                 "removed_unknown_item": n_kept - valid.nnz - test.nnz})
+    return Split(name, train, valid, test, info)
+
+
+def time_split(table: RatingsTable, name: str, train_start: str, train_end: str,
+               test_start: str, test_end: str, seed: int = 0) -> Split:
+    """The Netflix protocol on inclusive day intervals (ISO dates, UTC)."""
+    if not table.has_timestamps:
+        raise RecozooError(f"{name}: a time split needs timestamps, and this data has none")
+    day = table.timestamps // SECONDS_PER_DAY
+    a, b, c, d = (day_number(x) for x in (train_start, train_end, test_start, test_end))
+    train_mask = (day >= a) & (day <= b)
+    test_mask = (day >= c) & (day <= d)
+    del day
+    return _finish_time_split(name, table, train_mask, test_mask, seed,
+                              {"protocol": "time", "train": [train_start, train_end],
+                               "test": [test_start, test_end]})
+
+
+def time_fraction_split(table: RatingsTable, name: str, train_fraction: float = 0.8,
+                        seed: int = 0) -> Split:
+    """Netflix rules with dataset-relative windows: train = earliest ``train_fraction``."""
+    if not table.has_timestamps:
+        raise RecozooError(f"{name}: a time split needs timestamps, and this data has none")
+    if not 0 < train_fraction < 1:
+        raise RecozooError(f"train_fraction must be in (0, 1), got {train_fraction}")
+    ts = np.asarray(table.timestamps)
+    cut = np.sort(ts)[int(train_fraction * ts.size)] if ts.size else 0
+    train_mask = ts < cut
+    return _finish_time_split(name, table, train_mask, ~train_mask, seed,
+                              {"protocol": "time-fraction", "train_fraction": train_fraction,
+                               "cut_timestamp": int(cut)})
+
+
+def holdout_split(train: RatingsTable, test: RatingsTable, name: str, valid_fraction: float = 0.05,
+                  seed: int = 0, info: dict | None = None) -> Split:
+    """Given train/test on shared maps: VALID = seeded ``valid_fraction`` slice of train."""
+    if train.user_ids is not test.user_ids and train.user_ids != test.user_ids:
+        raise RecozooError("holdout_split: train and test must share id maps")
+    rng = np.random.default_rng(seed)
+    to_valid = rng.random(train.nnz) < valid_fraction
+    out_info = {"protocol": "holdout", "valid_fraction": valid_fraction, "seed": seed,
+                "policy": "fallback"}
+    out_info.update(info or {})
+    return Split(name, train.select(~to_valid), train.select(to_valid), test, out_info)
+
+
+def random_split(table: RatingsTable, name: str, test_fraction: float = 0.1,
+                 valid_fraction: float = 0.1, seed: int = 0) -> Split:
+    """Seeded per-rating split: TEST = ``test_fraction``, VALID = ``valid_fraction`` of all."""
+    if test_fraction <= 0 or valid_fraction < 0 or test_fraction + valid_fraction >= 1:
+        raise RecozooError("random_split: need 0 < test_fraction, 0 <= valid_fraction, sum < 1")
+    r = np.random.default_rng(seed).random(table.nnz)
+    test_mask = r < test_fraction
+    valid_mask = (r >= test_fraction) & (r < test_fraction + valid_fraction)
+    return Split(name, table.select(~(test_mask | valid_mask)), table.select(valid_mask),
+                 table.select(test_mask),
+                 {"protocol": "random", "test_fraction": test_fraction,
+                  "valid_fraction": valid_fraction, "seed": seed, "policy": "fallback"})
