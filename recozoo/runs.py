@@ -92,6 +92,12 @@ def _default(o):
         return str(o)
 
 
+def _rank() -> int:
+    """This process's rank under torchrun (0 when not distributed)."""
+    import os
+    return int(os.environ.get("RANK", "0"))
+
+
 def fit_run(cfg: RunConfig, run_dir: str | Path | None = None, *, resume: bool = False,
             reporter: Reporter | None = None, split=None) -> dict[str, Any]:
     """Fit ``cfg.model`` on ``cfg.dataset``, select on VALID, score TEST once; return the summary."""
@@ -111,11 +117,14 @@ def fit_run(cfg: RunConfig, run_dir: str | Path | None = None, *, resume: bool =
         if prev.get("settings") != settings_to_dict(settings) or prev.get("dataset") != cfg.dataset \
                 or prev.get("seed") != cfg.seed:
             raise RecozooError(f"--resume: {run_dir} was started with other settings, dataset or seed")
+    # under torchrun every rank trains; only rank 0 writes files and scores
+    lead = _rank() == 0
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg.settings = settings_to_dict(settings)
     config = {**cfg.to_json(), "versions": versions(), "machine": platform.platform(),
               "started": datetime.now(timezone.utc).isoformat()}
-    _write_json(run_dir / "config.json", config)
+    if lead:
+        _write_json(run_dir / "config.json", config)
 
     t0 = time.perf_counter()
     if split is None:
@@ -125,7 +134,10 @@ def fit_run(cfg: RunConfig, run_dir: str | Path | None = None, *, resume: bool =
     t1 = time.perf_counter()
     model.fit(split.train, split.valid, reporter=reporter, run_dir=run_dir, resume=resume)
     t_fit = time.perf_counter() - t1
+    if not lead:
+        return {"model": cfg.model, "dataset": cfg.dataset, "run_dir": str(run_dir), "rank": _rank()}
     model.save(run_dir / MODEL_FILE)
+    save_ids(run_dir, split)
 
     t2 = time.perf_counter()
     metrics: dict[str, Any] = {}
@@ -147,6 +159,25 @@ def fit_run(cfg: RunConfig, run_dir: str | Path | None = None, *, resume: bool =
                "predicts_ratings": model.predicts_ratings}
     _write_json(run_dir / "summary.json", summary)
     return summary
+
+
+def save_ids(run_dir: Path, split) -> None:
+    """The raw ids behind the model's indices, so a run can be served on its own."""
+    import numpy as np
+    np.save(run_dir / "user_ids.npy", split.user_ids.raw, allow_pickle=False)
+    np.save(run_dir / "item_ids.npy", split.item_ids.raw, allow_pickle=False)
+
+
+def load_ids(run_dir: str | Path):
+    """(user IdMap, item IdMap) saved beside a run's model."""
+    import numpy as np
+    from recozoo.data.table import IdMap
+    run_dir = Path(run_dir)
+    try:
+        return (IdMap(np.load(run_dir / "user_ids.npy", allow_pickle=False)),
+                IdMap(np.load(run_dir / "item_ids.npy", allow_pickle=False)))
+    except (OSError, ValueError) as e:
+        raise RecozooError(f"{run_dir}: cannot read the run's id maps ({e})") from None
 
 
 def load_run(run_dir: str | Path):

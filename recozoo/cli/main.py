@@ -211,6 +211,81 @@ def evaluate_cmd(
         _console().print(", ".join(f"{k}={_fmt(v)}" for k, v in m.items()))
 
 
+# ------------------------------------------------------------ online use
+@app.command("recommend")
+def recommend_cmd(
+    run_dir: Path = typer.Argument(..., help="a run directory written by `recozoo fit`"),
+    user: Optional[str] = typer.Option(None, "--user", help="raw id of a known user"),
+    ratings: Optional[Path] = typer.Option(None, "--ratings",
+                                           help="JSON file {item: rating} of a new user ('-' for stdin)"),
+    k: int = typer.Option(10, "--k", help="how many items"),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Top-k items for a known user (--user) or for a new user's ratings (--ratings)."""
+    from recozoo.serve import Recommender, _parse_id
+    if (user is None) == (ratings is None):
+        raise RecozooError("give exactly one of --user ID or --ratings FILE")
+    if k < 1:
+        raise RecozooError(f"--k must be >= 1, got {k}")
+    rec = Recommender(run_dir)
+    if user is not None:
+        rows = rec.recommend_user(_parse_id(user, rec.user_ids), k)
+    else:
+        text = sys.stdin.read() if str(ratings) == "-" else _read_text(ratings)
+        try:
+            obj = json.loads(text)
+        except ValueError as e:
+            raise RecozooError(f"{ratings}: not valid JSON ({e})") from None
+        rows = rec.recommend_ratings(obj, k)
+    if as_json:
+        _out({"run_dir": str(run_dir), "user": user, "items": rows})
+    else:
+        for r in rows:
+            sys.stdout.write(f"{r['item']}\t{r['score']:.4f}\n")
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError as e:
+        raise RecozooError(f"{path}: {e.strerror or e}") from None
+
+
+@app.command("serve")
+def serve_cmd(
+    run_dir: Path = typer.Argument(..., help="a run directory written by `recozoo fit`"),
+    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(8000, "--port", help="0 picks a free port"),
+):
+    """Serve a trained run over HTTP: /recommend (GET known user, POST new user), /predict, /health."""
+    from recozoo.serve import make_server
+    server = make_server(run_dir, host, port)
+    h, p = server.server_address[:2]
+    sys.stderr.write(f"recozoo: serving {run_dir} ({server.recommender.model.name}) on http://{h}:{p}\n")
+    sys.stderr.flush()
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+@app.command("export")
+def export_cmd(
+    run_dir: Path = typer.Argument(..., help="a run directory of a torch model"),
+    out: Path = typer.Option(..., "--out", help="file to write"),
+    fmt: str = typer.Option("torchscript", "--format", help="torchscript|onnx"),
+):
+    """Export a trained torch model for serving outside recozoo (TorchScript or ONNX)."""
+    from recozoo.runs import load_run
+    _, model = load_run(run_dir)
+    if not hasattr(model, "export"):
+        raise RecozooError(f"{model.name} has no export (only torch models export)")
+    path = model.export(out, format=fmt)
+    _console(stderr=True).print(f"exported {model.name} to {path}")
+
+
 # ------------------------------------------------------------------ data
 @data_app.command("list")
 def data_list(as_json: bool = typer.Option(False, "--json")):

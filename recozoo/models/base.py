@@ -207,6 +207,34 @@ class Model(ABC):
         sc = np.take_along_axis(part, order, axis=1)
         return (items[0], sc[0]) if single else (items, sc)
 
+    def score_new_user(self, items: np.ndarray, ratings: np.ndarray) -> np.ndarray:
+        """Scores of every item for a user who is not in the training data.
+
+        ``items`` are item indices the new user rated, ``ratings`` their
+        ratings. Models that can fold a new user in (autoencoders, biases,
+        factor models) override this; the default says it cannot.
+        """
+        raise RecozooError(f"{self.name} cannot score a new user's ratings without refitting")
+
+    def recommend_new_user(self, items, ratings, k: int = 10, exclude_seen: bool = True):
+        """Top-``k`` (items, scores) for a new user given their ratings (indices)."""
+        self._check_fitted()
+        items = np.asarray(items, dtype=np.int64).reshape(-1)
+        ratings = np.asarray(ratings, dtype=np.float32).reshape(-1)
+        if items.shape != ratings.shape:
+            raise RecozooError("new user: as many ratings as items are needed")
+        if items.size and (items.min() < 0 or items.max() >= self.n_items_):
+            raise RecozooError("new user: item index out of range")
+        if not np.all(np.isfinite(ratings)):
+            raise RecozooError("new user: ratings must be finite numbers")
+        scores = np.asarray(self.score_new_user(items, ratings), dtype=np.float32).copy()
+        if exclude_seen:
+            scores[items] = -np.inf
+        k = max(1, min(k, self.n_items_))
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return top, scores[top]
+
     # -------------------------------------------------------------- persistence
     def save(self, path: str | Path) -> Path:
         """Write the fitted model to ``path`` (one file, written atomically)."""

@@ -34,6 +34,9 @@ class GlobalMean(Model):
     def _predict(self, users, items):
         return np.full(users.shape[0], self.global_mean_, dtype=np.float32)
 
+    def score_new_user(self, items, ratings):
+        return np.full(self.n_items_, self.global_mean_, dtype=np.float32)
+
     def score_items(self, users):
         return np.full((len(users), self.n_items_), self.global_mean_, dtype=np.float32)
 
@@ -92,6 +95,12 @@ class Bias(Model):
     def score_items(self, users):
         return (self.global_mean_ + self.user_bias_[np.asarray(users)][:, None]
                 + self.item_bias_[None, :]).astype(np.float32)
+
+    def score_new_user(self, items, ratings):
+        """Fold in: b_u = Σ(r − μ − b_i) / (reg_user + n), the same update as in training."""
+        resid = np.asarray(ratings, dtype=np.float64) - self.global_mean_ - self.item_bias_[items]
+        bu = resid.sum() / (self.settings.reg_user + len(items))
+        return (self.global_mean_ + bu + self.item_bias_).astype(np.float32)
 
     def _get_state(self):
         return {"user_bias": self.user_bias_, "item_bias": self.item_bias_}
