@@ -10,13 +10,19 @@ import re
 
 from recozoo.errors import SettingsError
 
-__all__ = ["resolve_device"]
+__all__ = ["resolve_device", "check_device_name"]
 
 
-def resolve_device(name: str = "auto") -> str:
+def check_device_name(name: str) -> str:
+    """Normalise and check the form of a device name, without importing torch."""
     name = (name or "auto").strip().lower()
     if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", name):
         raise SettingsError(f"--device {name!r}: expected auto, cpu, cuda, cuda:N or mps")
+    return name
+
+
+def resolve_device(name: str = "auto") -> str:
+    name = check_device_name(name)
     if name == "cpu":
         return "cpu"
     import torch

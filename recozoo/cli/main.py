@@ -139,8 +139,9 @@ def fit_cmd(
 
 
 def _device(d: str) -> str:
-    from recozoo.devices import resolve_device
-    return resolve_device(d)
+    """Check the device name's form now; torch models resolve it (without torch for the rest)."""
+    from recozoo.devices import check_device_name
+    return check_device_name(d)
 
 
 def _clip(c: Optional[str]):

@@ -75,8 +75,9 @@ class Bias(Model):
         bi = np.zeros(train.n_items)
         reporter.start("bias", total=s.iterations)
         for _ in range(s.iterations):
-            bi = np.bincount(i, weights=r - bu[u], minlength=train.n_items) / (s.reg_item + ni)
-            bu = np.bincount(u, weights=r - bi[i], minlength=train.n_users) / (s.reg_user + nu)
+            # max(.., 1e-12): with reg 0 a user/item without ratings keeps bias 0, not 0/0
+            bi = np.bincount(i, weights=r - bu[u], minlength=train.n_items) / np.maximum(s.reg_item + ni, 1e-12)
+            bu = np.bincount(u, weights=r - bi[i], minlength=train.n_users) / np.maximum(s.reg_user + nu, 1e-12)
             reporter.advance(1)
         reporter.finish()
         self.user_bias_ = bu.astype(np.float32)
