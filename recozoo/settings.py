@@ -9,7 +9,7 @@ silently ignored option.
 
 from __future__ import annotations
 
-import dataclasses
+import re
 import typing
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
@@ -48,7 +48,8 @@ class BaseSettings:
         """Cross-field checks; raise :class:`SettingsError`."""
 
     def replace(self, **changes) -> "BaseSettings":
-        return dataclasses.replace(self, **changes)
+        """A copy with ``changes`` applied (validated; unknown names are a SettingsError)."""
+        return parse_settings(type(self), changes, base=self)
 
 
 def _coerce(name: str, value: Any, tp) -> Any:
@@ -73,12 +74,20 @@ def _coerce(name: str, value: Any, tp) -> Any:
         if origin is tuple:
             elem = args[0] if args else str
             if isinstance(value, str):
-                parts = [p for p in value.replace(" ", "").split(",") if p != ""]
+                # "128,256", "128, 256", "128 256", "[128, 256]", "(64,)"; spaces
+                # separate items (never glued: "128 256" is not 128256)
+                text = value.strip()
+                if text[:1] + text[-1:] in ("[]", "()"):
+                    text = text[1:-1]
+                parts = [p for p in re.split(r"[\s,]+", text) if p != ""]
             elif isinstance(value, (list, tuple)):
                 parts = list(value)
             else:
                 parts = [value]
-            return tuple(_coerce(name, p, elem) for p in parts)
+            try:
+                return tuple(_coerce(name, p, elem) for p in parts)
+            except SettingsError:
+                raise SettingsError(f"setting {name!r}: cannot read {value!r} as {_type_name(tp)}") from None
         if tp is bool:
             if isinstance(value, bool):
                 return value
@@ -108,7 +117,7 @@ def _coerce(name: str, value: Any, tp) -> Any:
             return str(value)
     except SettingsError:
         raise
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: int(float("inf"))
         raise SettingsError(f"setting {name!r}: cannot read {value!r} as {_type_name(tp)}") from None
     return value
 

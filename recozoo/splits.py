@@ -49,7 +49,10 @@ NETFLIX_PRESETS: dict[str, tuple[str, str, str, str]] = {
 def day_number(date: str | _dt.date) -> int:
     """Days since 1970-01-01 of an ISO date (UTC)."""
     if isinstance(date, str):
-        date = _dt.date.fromisoformat(date)
+        try:
+            date = _dt.date.fromisoformat(date.strip())
+        except ValueError as e:
+            raise RecozooError(f"bad date {date!r} (want YYYY-MM-DD): {e}") from None
     return (date - _dt.date(1970, 1, 1)).days
 
 
@@ -160,8 +163,14 @@ def time_split(table: RatingsTable, name: str, train_start: str, train_end: str,
     """The Netflix protocol on inclusive day intervals (ISO dates, UTC)."""
     if not table.has_timestamps:
         raise RecozooError(f"{name}: a time split needs timestamps, and this data has none")
-    day = table.timestamps // SECONDS_PER_DAY
     a, b, c, d = (day_number(x) for x in (train_start, train_end, test_start, test_end))
+    if a > b or c > d:
+        raise RecozooError(f"{name}: an interval ends before it starts "
+                           f"(train {train_start}..{train_end}, test {test_start}..{test_end})")
+    if a <= d and c <= b:  # a rating in both intervals would be trained on and tested
+        raise RecozooError(f"{name}: train {train_start}..{train_end} and test "
+                           f"{test_start}..{test_end} overlap")
+    day = table.timestamps // SECONDS_PER_DAY
     train_mask = (day >= a) & (day <= b)
     test_mask = (day >= c) & (day <= d)
     del day
@@ -178,7 +187,8 @@ def time_fraction_split(table: RatingsTable, name: str, train_fraction: float = 
     if not 0 < train_fraction < 1:
         raise RecozooError(f"train_fraction must be in (0, 1), got {train_fraction}")
     ts = np.asarray(table.timestamps)
-    cut = np.sort(ts)[int(train_fraction * ts.size)] if ts.size else 0
+    # min(): float rounding of train_fraction * size must not index past the end
+    cut = np.sort(ts)[min(int(train_fraction * ts.size), ts.size - 1)] if ts.size else 0
     train_mask = ts < cut
     return _finish_time_split(name, table, train_mask, ~train_mask, seed,
                               {"protocol": "time-fraction", "train_fraction": train_fraction,
@@ -188,8 +198,12 @@ def time_fraction_split(table: RatingsTable, name: str, train_fraction: float = 
 def holdout_split(train: RatingsTable, test: RatingsTable, name: str, valid_fraction: float = 0.05,
                   seed: int = 0, info: dict | None = None) -> Split:
     """Given train/test on shared maps: VALID = seeded ``valid_fraction`` slice of train."""
-    if train.user_ids is not test.user_ids and train.user_ids != test.user_ids:
-        raise RecozooError("holdout_split: train and test must share id maps")
+    for what in ("user_ids", "item_ids"):
+        mine, theirs = getattr(train, what), getattr(test, what)
+        if mine is not theirs and mine != theirs:
+            raise RecozooError(f"holdout_split: train and test must share id maps ({what} differ)")
+    if not 0 <= valid_fraction < 1:
+        raise RecozooError(f"holdout_split: valid_fraction must be in [0, 1), got {valid_fraction}")
     rng = np.random.default_rng(seed)
     to_valid = rng.random(train.nnz) < valid_fraction
     out_info = {"protocol": "holdout", "valid_fraction": valid_fraction, "seed": seed,
