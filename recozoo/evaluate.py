@@ -85,9 +85,17 @@ def evaluate_ranking(model, split: Split, part: str = "test", *, k: int = 10,
     """
     table = split.table(part)
     csr = table.to_csr()
-    pos = sp.csr_matrix((np.ones(csr.nnz, dtype=np.float32) * (csr.data >= threshold),
-                         csr.indices, csr.indptr), shape=csr.shape)
-    pos.eliminate_zeros()
+    # build the positives from copies: the split's arrays may be read-only memory maps
+    # and must never be pruned in place
+    keep = np.asarray(csr.data) >= threshold
+    counts = np.add.reduceat(keep.astype(np.int64), csr.indptr[:-1]) if csr.nnz else np.zeros(0, np.int64)
+    if csr.nnz:
+        counts[np.diff(csr.indptr) == 0] = 0
+    indptr = np.zeros(csr.shape[0] + 1, dtype=np.int64)
+    if csr.nnz:
+        np.cumsum(counts, out=indptr[1:])
+    pos = sp.csr_matrix((np.ones(int(keep.sum()), dtype=np.float32), np.asarray(csr.indices)[keep],
+                         indptr), shape=csr.shape)
     known = split.train.user_counts() > 0
     users = np.flatnonzero((np.diff(pos.indptr) > 0) & known)
     t0 = time.perf_counter()

@@ -76,3 +76,20 @@ def test_bias_fallback_keeps_known_side():
     assert p == pytest.approx(m.global_mean_ + m.item_bias_[0], abs=1e-5)
     p2 = m.predict([99], [99])[0]
     assert p2 == pytest.approx(m.global_mean_)
+
+
+def test_ranking_never_modifies_the_split():
+    sp = _split()
+    before = (sp.test.indptr.copy(), sp.test.items.copy(), sp.test.ratings.copy())
+    m = Bias().fit(sp.train)
+    evaluate_ranking(m, sp, "test", k=2, threshold=4.5)
+    assert all(np.array_equal(a, b) for a, b in zip(before, (sp.test.indptr, sp.test.items, sp.test.ratings)))
+
+
+def test_ranking_on_read_only_memory_mapped_split(tmp_path):
+    from recozoo.splits import Split
+    sp = _split()
+    sp.save(tmp_path / "s")
+    ro = Split.load(tmp_path / "s", mmap=True)
+    m = Bias().fit(ro.train)
+    assert evaluate_ranking(m, ro, "test", k=2)["n_users"] == 2

@@ -1,0 +1,289 @@
+"""Fit every model x seed of a comparison on one split, through ``fit_run``.
+
+The split is loaded once and the *same object* is handed to every fit
+(``fit_run(..., split=split)``), so every model sees identical TRAIN/VALID/TEST
+tables and the figures equal those of ``recozoo fit`` with the same settings
+and seed. Each fit lives in ``OUT/runs/<model>-seed<k>/`` and, once finished,
+becomes one record in the results store; a model x seed whose record (same
+config hash) is already there is skipped, which is how an interrupted
+comparison continues. A run folder without a record is an interrupted fit: it
+is removed and fitted again from the start.
+
+Beyond ``fit_run``'s summary, each rating model's per-rating test errors
+(``test_errors.npy``, prediction - truth, in the evaluator's order) are kept
+for the paired bootstrap, and ranking metrics at the requested cut-offs are
+computed from the saved model with :func:`recozoo.evaluate.evaluate_ranking`.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recozoo.compare.config import DEFAULT_RANKING, CompareConfig, config_hash
+from recozoo.compare.memory import PeakMemory
+from recozoo.compare.store import ResultsStore, record_key
+from recozoo.progress import JsonlLog, RichReporter
+
+__all__ = ["run_compare", "resolve_models", "CompareReporter", "TEST_ERRORS", "LOG_FILE", "run_dir_name",
+           "machine"]
+
+TEST_ERRORS = "test_errors.npy"
+#: what the model reported through ``reporter.log`` during the fit (one JSON record a line)
+LOG_FILE = "log.jsonl"
+
+
+def run_dir_name(model: str, seed: int) -> str:
+    return f"runs/{model}-seed{seed}"
+
+
+def machine() -> dict[str, Any]:
+    out = {"platform": platform.platform(), "arch": platform.machine(),
+           "processor": platform.processor(), "cpus": os.cpu_count()}
+    try:
+        import torch
+        out["torch_threads"] = torch.get_num_threads()
+    except ImportError:  # pragma: no cover
+        pass
+    return out
+
+
+class CompareReporter(RichReporter):
+    """One rich display on stderr: the overall bar (models x seeds) and the current fit's bar.
+
+    rich allows one live display at a time, so the fit's bar (driven by the
+    model through the ordinary :class:`RichReporter` calls) shares this
+    reporter's ``Progress`` with the overall task.
+    """
+
+    def __init__(self, total: int, *, enabled: bool = True, console=None):
+        super().__init__(enabled=enabled, console=console)
+        self._overall_total = total
+        self._overall = None
+
+    def _ensure(self):
+        fresh = self._progress is None
+        super()._ensure()
+        if fresh and self._progress is not None:
+            self._overall = self._progress.add_task("compare", total=self._overall_total, figures="")
+
+    def overall(self, description: str | None = None, advance: int = 0) -> None:
+        self._ensure()
+        if self._progress is not None:
+            kw = {"description": description} if description else {}
+            self._progress.update(self._overall, advance=advance, **kw)
+
+    def end_fit(self) -> None:
+        if self._progress is not None and self._task is not None:
+            self._progress.remove_task(self._task)
+            self._task = None
+
+
+def resolve_models(cfg: CompareConfig) -> list[tuple[Any, type, dict[str, Any]]]:
+    """(spec, class, resolved settings dict) per model; every error surfaces before any fit."""
+    from recozoo.registry import get_model
+    from recozoo.runs import resolve_settings
+    from recozoo.settings import settings_to_dict
+    out = []
+    for spec in cfg.models:
+        cls = get_model(spec.name)
+        settings = resolve_settings(cls, spec.settings, spec.preset, cfg.dataset)
+        out.append((spec, cls, settings_to_dict(settings)))
+    return out
+
+
+def effective_metrics(cfg: CompareConfig, classes: list[type]) -> list[str]:
+    """The asked-for metrics, plus default ranking ones when a ranking-only model has none."""
+    metrics = list(cfg.metrics)
+    if any(not c.predicts_ratings for c in classes) and not any("@" in m for m in metrics):
+        metrics += list(DEFAULT_RANKING)
+    return metrics
+
+
+def _test_errors(model, split) -> np.ndarray:
+    """prediction - truth on the TEST pairs the evaluator scores (same selection and order)."""
+    table = split.test
+    users = table.users.astype(np.int64)
+    items = np.asarray(table.items, dtype=np.int64)
+    truth = np.asarray(table.ratings, dtype=np.float64)
+    if split.default_policy == "drop":
+        sel = (split.train.user_counts()[users] > 0) & (split.train.item_counts()[items] > 0)
+        users, items, truth = users[sel], items[sel], truth[sel]
+    pred = np.empty(users.size, dtype=np.float32)
+    step = 2_000_000
+    for s in range(0, users.size, step):
+        pred[s:s + step] = model.predict(users[s:s + step], items[s:s + step])
+    return (pred.astype(np.float64) - truth).astype(np.float32)
+
+
+def _fresh_eval_parts(split, parts=("valid", "test")):
+    """The split with private in-memory copies of its VALID/TEST tables (TRAIN shared).
+
+    Guard for ranking evaluation: ``evaluate_ranking`` builds a CSR over the
+    part's own ``indptr``/``items`` arrays and prunes it in place
+    (``eliminate_zeros``). On a cached split those arrays are read-only
+    memory maps and it fails; on in-memory arrays it would silently rewrite the
+    shared TEST table under every later model. Each ranking evaluation
+    therefore gets throwaway copies (small next to TRAIN, which stays shared);
+    the figures are identical. Rating models get the shared split untouched.
+    """
+    import dataclasses
+    from recozoo.data.table import RatingsTable
+
+    def copy(t):
+        if t is None:
+            return None
+        return RatingsTable(np.array(t.indptr), np.array(t.items), np.array(t.ratings),
+                            None if t.timestamps is None else np.array(t.timestamps),
+                            t.user_ids, t.item_ids)
+    return dataclasses.replace(split, **{p: copy(getattr(split, p)) for p in parts})
+
+
+def _ranking(model, split, ks: list[int], have: dict[str, Any]) -> dict[str, Any]:
+    from recozoo.evaluate import evaluate_ranking
+    out = dict(have)
+    for k in ks:
+        if str(k) not in out:
+            out[str(k)] = evaluate_ranking(model, _fresh_eval_parts(split, ("test",)), "test", k=k)
+    return out
+
+
+def _fit_one(cfg: CompareConfig, spec, cls, settings: dict[str, Any], seed: int, device: str, split,
+             base: dict[str, Any], chash: str, ks: list[int], rdir: Path,
+             reporter: CompareReporter) -> dict[str, Any]:
+    """Fit one model x seed through ``fit_run`` and return its store record."""
+    from recozoo.models.base import load_model
+    from recozoo.runs import MODEL_FILE, RunConfig, fit_run, versions
+
+    run_cfg = RunConfig(model=spec.name, dataset=cfg.dataset, settings=dict(settings),
+                        seed=seed, split_seed=cfg.split_seed, device=device,
+                        data_params=cfg.data_params or None, source=cfg.source,
+                        preset=spec.preset)
+    # records the model sends to reporter.log (per-epoch figures of models that do
+    # not run on the engine, which writes metrics.jsonl itself) -> learning curves
+    reporter.jsonl = JsonlLog(rdir / LOG_FILE)
+    t0 = time.perf_counter()
+    try:
+        with PeakMemory(device) as pm:
+            summary = fit_run(run_cfg, rdir, reporter=reporter,
+                              split=split if cls.predicts_ratings else _fresh_eval_parts(split))
+    finally:
+        reporter.jsonl = None
+    wall = time.perf_counter() - t0
+    reporter.end_fit()
+    model = load_model(rdir / MODEL_FILE)
+    m = summary["metrics"]
+    test_ranking: dict[str, Any] = {}
+    if cls.predicts_ratings:
+        err = _test_errors(model, split)
+        _save_npy(rdir / TEST_ERRORS, err)
+        check = float(np.sqrt(np.mean(err.astype(np.float64) ** 2))) if err.size else None
+        if check is not None and abs(check - m["test"]["rmse"]) > 1e-5:
+            # the bootstrap would then test other numbers than the table shows
+            reporter.message(f"warning: {spec.name} seed {seed}: the saved model's test "
+                             f"RMSE {check:.6f} differs from the fitted one "
+                             f"{m['test']['rmse']:.6f}; its bootstrap interval is off")
+        predict_s = m["test"]["predict_seconds"]
+    else:
+        test_ranking[str(m["test"]["k"])] = m["test"]
+        predict_s = m["test"]["recommend_seconds"]
+    test_ranking = _ranking(model, split, ks, test_ranking)
+    del model
+    rec = {"model": spec.name, "seed": seed, "config_hash": chash,
+           "dataset": cfg.dataset, "split": split.name,
+           "config": {**base, "model": spec.name, "settings": summary["settings"],
+                      "preset": spec.preset, "seed": seed},
+           "predicts_ratings": bool(cls.predicts_ratings),
+           "metrics": {"valid": m.get("valid"), "test": m["test"],
+                       "test_ranking": test_ranking},
+           "seconds": {"fit": summary["seconds"]["fit"], "predict": predict_s,
+                       "evaluate": summary["seconds"]["evaluate"], "wall": wall},
+           "memory": pm.result(), "n_parameters": summary["n_parameters"],
+           "run_dir": run_dir_name(spec.name, seed), "fallback": summary["fallback"],
+           "versions": versions(), "machine": machine(),
+           "finished": datetime.now(timezone.utc).isoformat()}
+    return rec
+
+
+def run_compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, console=None,
+                on_fit=None) -> dict[str, Any]:
+    """Fit what the store lacks; return ``{"fitted": [...], "skipped": [...], "manifest": ...}``.
+
+    ``on_fit(model, seed)`` is called before each fit (used by tests to count fits).
+    """
+    from recozoo.datasets import load_split
+    from recozoo.devices import resolve_device
+    from recozoo.models.base import load_model
+    from recozoo.runs import MODEL_FILE
+
+    out = Path(out)
+    resolved = resolve_models(cfg)
+    metrics = effective_metrics(cfg, [c for _, c, _ in resolved])
+    ks = sorted({int(m.split("@")[1]) for m in metrics if "@" in m})
+    device = resolve_device(cfg.device)
+    split = load_split(cfg.dataset, cfg.source, cfg.split_seed, cfg.data_params or None)
+
+    base = {"dataset": cfg.dataset, "split_seed": cfg.split_seed, "data_params": cfg.data_params,
+            "device": device, "split_name": split.name, "split_counts": split.describe()}
+    hashes = {spec.name: config_hash({**base, "model": spec.name, "settings": s, "preset": spec.preset})
+              for spec, _, s in resolved}
+    store = ResultsStore(out)
+    manifest = {"dataset": cfg.dataset, "split": split.name, "split_counts": split.describe(),
+                "split_seed": cfg.split_seed, "data_params": cfg.data_params, "device": device,
+                "models": [spec.name for spec, _, _ in resolved], "seeds": cfg.seeds, "metrics": metrics,
+                "config_hashes": hashes, "policy": split.default_policy,
+                "presets": {spec.name: spec.preset for spec, _, _ in resolved if spec.preset}}
+    store.write_manifest(manifest)
+    latest = store.latest()
+
+    total = len(resolved) * len(cfg.seeds)
+    reporter = CompareReporter(total, enabled=progress, console=console)
+    fitted, skipped = [], []
+    try:
+        for spec, cls, settings in resolved:
+            for seed in cfg.seeds:
+                key = (spec.name, seed, hashes[spec.name])
+                rdir = out / run_dir_name(spec.name, seed)
+                reporter.overall(f"compare: {spec.name} seed {seed}")
+                rec = latest.get(key)
+                if rec is not None:
+                    missing = [k for k in ks if str(k) not in rec["metrics"].get("test_ranking", {})]
+                    if missing and (rdir / MODEL_FILE).exists():
+                        # new cut-offs asked for: score the saved model, no refit
+                        model = load_model(rdir / MODEL_FILE)
+                        rec = {**rec, "metrics": {**rec["metrics"], "test_ranking": _ranking(
+                            model, split, ks, rec["metrics"].get("test_ranking", {}))}}
+                        store.append(rec)
+                        missing = []
+                    if not missing:  # (a record whose model file is gone is refitted below)
+                        skipped.append((spec.name, seed))
+                        reporter.overall(advance=1)
+                        continue
+                if on_fit is not None:
+                    on_fit(spec.name, seed)
+                if rdir.exists():    # an interrupted fit (or one of another config): start afresh
+                    shutil.rmtree(rdir)
+                rec = _fit_one(cfg, spec, cls, settings, seed, device, split, base,
+                               hashes[spec.name], ks, rdir, reporter)
+                store.append(rec)
+                latest[record_key(rec)] = rec
+                fitted.append((spec.name, seed))
+                reporter.overall(advance=1)
+    finally:
+        reporter.close()
+    return {"fitted": fitted, "skipped": skipped, "manifest": manifest}
+
+
+def _save_npy(path: Path, arr: np.ndarray) -> None:
+    import io
+    from recozoo.models.base import atomic_write_bytes
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    atomic_write_bytes(path, buf.getvalue())
