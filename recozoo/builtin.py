@@ -1,23 +1,36 @@
 """recozoo's own plugin: built-in models and datasets, registered through the
-same hooks a third-party plugin implements (no privileged back door)."""
+same hooks a third-party plugin implements (no privileged back door).
+
+Built-in models are registered as :class:`~recozoo.registry.LazyModel` references
+(name -> ``module:Class``) so that ``recozoo fit bias`` does not pay for importing
+torch, numba and implicit; the class is imported on first use. A plugin may
+register classes directly or lazily, the same way.
+"""
 
 from __future__ import annotations
 
-import importlib
-
 from recozoo.hookspecs import hookimpl
+from recozoo.registry import LazyModel
 
-# Each module lists its model classes in a module-level ``MODELS`` tuple.
-_MODEL_MODULES = (
-    "recozoo.models.baselines",
-)
+_BUILTIN_MODELS = {
+    "mean": "recozoo.models.baselines:GlobalMean",
+    "bias": "recozoo.models.baselines:Bias",
+    "deeprec": "recozoo.models.deeprec:DeepRec",
+    "autorec-i": "recozoo.models.autorec:IAutoRec",
+    "autorec-u": "recozoo.models.autorec:UAutoRec",
+    "als": "recozoo.models.als:ALS",
+    "als-implicit": "recozoo.models.als_implicit:ImplicitALS",
+    "pmf": "recozoo.models.mf:PMF",
+    "biasedmf": "recozoo.models.mf:BiasedMF",
+    "timesvdpp": "recozoo.models.timesvdpp:TimeSVDpp",
+    "rrn": "recozoo.models.rrn:RRN",
+}
 
 
 @hookimpl
 def register_models(register):
-    for mod in _MODEL_MODULES:
-        for cls in importlib.import_module(mod).MODELS:
-            register(cls)
+    for name, target in _BUILTIN_MODELS.items():
+        register(LazyModel(name, target))
 
 
 @hookimpl

@@ -57,8 +57,14 @@ def evaluate(model, split: Split, part: str = "test", *, policy: str | None = No
     u, i, y = users[sel], items[sel], truth[sel]
     t0 = time.perf_counter()
     pred = np.empty(u.shape[0], dtype=np.float32)
+    # temporal models predict at the rating's time (they never read ratings at/after it)
+    ts = np.asarray(table.timestamps)[sel] if (getattr(model, "uses_timestamps", False)
+                                              and table.timestamps is not None) else None
     for s in range(0, u.shape[0], chunk):
-        pred[s:s + chunk] = model.predict(u[s:s + chunk], i[s:s + chunk])
+        if ts is None:
+            pred[s:s + chunk] = model.predict(u[s:s + chunk], i[s:s + chunk])
+        else:
+            pred[s:s + chunk] = model.predict(u[s:s + chunk], i[s:s + chunk], timestamps=ts[s:s + chunk])
     seconds = time.perf_counter() - t0
     if u.size and not np.all(np.isfinite(pred)):
         raise RecozooError(f"{model.name} produced non-finite predictions on {part}")
@@ -88,12 +94,8 @@ def evaluate_ranking(model, split: Split, part: str = "test", *, k: int = 10,
     # build the positives from copies: the split's arrays may be read-only memory maps
     # and must never be pruned in place
     keep = np.asarray(csr.data) >= threshold
-    counts = np.add.reduceat(keep.astype(np.int64), csr.indptr[:-1]) if csr.nnz else np.zeros(0, np.int64)
-    if csr.nnz:
-        counts[np.diff(csr.indptr) == 0] = 0
-    indptr = np.zeros(csr.shape[0] + 1, dtype=np.int64)
-    if csr.nnz:
-        np.cumsum(counts, out=indptr[1:])
+    before = np.concatenate([[0], np.cumsum(keep, dtype=np.int64)])
+    indptr = before[np.asarray(csr.indptr, dtype=np.int64)]
     pos = sp.csr_matrix((np.ones(int(keep.sum()), dtype=np.float32), np.asarray(csr.indices)[keep],
                          indptr), shape=csr.shape)
     known = split.train.user_counts() > 0

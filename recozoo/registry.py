@@ -24,19 +24,46 @@ from recozoo import hookspecs
 from recozoo.errors import RegistryError
 
 __all__ = ["plugin_manager", "get_model", "list_models", "get_dataset", "list_datasets",
-           "ModelEntry", "reset"]
+           "ModelEntry", "LazyModel", "reset"]
 
 _pm: pluggy.PluginManager | None = None
 _models: dict[str, "ModelEntry"] | None = None
 _datasets: dict[str, tuple[Any, str]] | None = None
 
 
+@dataclass(frozen=True)
+class LazyModel:
+    """A model registered by name and ``"module:Class"``, imported on first use."""
+
+    name: str
+    target: str
+
+    def load(self) -> type:
+        try:
+            cls = import_string(self.target)
+        except (ImportError, AttributeError) as e:
+            raise RegistryError(f"model {self.name!r}: cannot import {self.target} ({e})") from None
+        if getattr(cls, "name", None) != self.name:
+            raise RegistryError(f"model {self.name!r}: {self.target} is named {getattr(cls, 'name', None)!r}")
+        return cls
+
+
 @dataclass
 class ModelEntry:
     name: str
-    cls: type
     provider: str
-    summary: str
+    _obj: Any
+
+    @property
+    def cls(self) -> type:
+        if isinstance(self._obj, LazyModel):
+            self._obj = self._obj.load()
+        return self._obj
+
+    @property
+    def summary(self) -> str:
+        cls = self.cls
+        return getattr(cls, "summary", "") or (cls.__doc__ or "").strip().split("\n")[0]
 
 
 def plugin_manager() -> pluggy.PluginManager:
@@ -96,8 +123,7 @@ def _models_map() -> dict[str, ModelEntry]:
             if name in found:
                 raise RegistryError(f"model {name!r} is registered twice: by {found[name].provider!r} "
                                     f"and by {provider!r}")
-            found[name] = ModelEntry(name, cls, provider, getattr(cls, "summary", "") or
-                                     (cls.__doc__ or "").strip().split("\n")[0])
+            found[name] = ModelEntry(name, provider, cls)
         _models = found
     return _models
 

@@ -93,3 +93,13 @@ def test_ranking_on_read_only_memory_mapped_split(tmp_path):
     ro = Split.load(tmp_path / "s", mmap=True)
     m = Bias().fit(ro.train)
     assert evaluate_ranking(m, ro, "test", k=2)["n_users"] == 2
+
+
+def test_ranking_when_trailing_users_have_no_ratings():
+    users, items = IdMap(np.arange(5)), IdMap(np.arange(3))
+    tr = RatingsTable.from_coo(np.array([0, 1, 2]), np.array([0, 1, 2]), np.array([5, 4, 3], np.float32),
+                               user_ids=users, item_ids=items)
+    te = RatingsTable.from_coo(np.array([0]), np.array([1]), np.array([5], np.float32),
+                               user_ids=users, item_ids=items)
+    sp = Split("t", tr, None, te)
+    assert evaluate_ranking(Bias().fit(tr), sp, "test", k=1)["n_users"] == 1

@@ -120,11 +120,75 @@ class IdMap:
             raise KeyError(f"unknown id {raw_id!r}")
         return i
 
+    def show(self, index: int) -> str:
+        """The raw id of ``index`` as users write it (``123``, ``'abc'``), for messages.
+
+        Why: numpy 2 scalars repr as ``np.int64(123)``, which is noise in an error line.
+        """
+        return repr(self.raw[int(index)].item())
+
     def take(self, indices: np.ndarray) -> "IdMap":
         return IdMap(self.raw[np.asarray(indices)])
 
     def to_list(self) -> list:
         return self.raw.tolist()
+
+
+_BLOCK = 1 << 18  # 256K ratings: a few MB of temporaries per step
+
+
+def _bincount(values: np.ndarray, n: int) -> np.ndarray:
+    """``np.bincount`` in blocks (why: it first casts int32 input to int64, a
+    temporary of 8 bytes per rating — 800 MB on Netflix)."""
+    out = np.zeros(n, dtype=np.int64)
+    for a in range(0, values.shape[0], _BLOCK):
+        out += np.bincount(values[a:a + _BLOCK], minlength=n)[:n]
+    return out
+
+
+def _count_before(mask: np.ndarray, bounds: np.ndarray) -> np.ndarray:
+    """For each (sorted) position ``p`` in ``bounds``: how many of ``mask[:p]`` are true.
+
+    Blockwise (why: ``np.cumsum`` of a whole bool mask allocates a temporary as
+    long as the table, in int64, whatever ``out`` dtype is given).
+    """
+    out = np.empty(bounds.shape[0], dtype=np.int64)
+    n = mask.shape[0]
+    total, lo = 0, 0
+    for a in range(0, n, _BLOCK):
+        b = min(n, a + _BLOCK)
+        cs = np.cumsum(mask[a:b], dtype=np.int64)
+        hi = int(np.searchsorted(bounds, b, side="left"))
+        pos = bounds[lo:hi].astype(np.int64) - a
+        vals = np.zeros(hi - lo, dtype=np.int64)
+        inside = pos > 0
+        vals[inside] = cs[pos[inside] - 1]
+        out[lo:hi] = total + vals
+        total += int(cs[-1])
+        lo = hi
+    out[lo:] = total
+    return out
+
+
+def _increasing(a: np.ndarray) -> bool:
+    return a.size < 2 or bool(np.all(a[1:] > a[:-1]))
+
+
+def _is_user_major(users: np.ndarray, items: np.ndarray, n_items: int, block: int = 1 << 20) -> bool:
+    """Whether (user, item) pairs are strictly increasing, checked in blocks.
+
+    Why blocks: the one-shot check needs an int64 key per rating (8 bytes each,
+    800 MB on Netflix) just to learn that the input is already sorted.
+    """
+    n = users.shape[0]
+    prev = -1
+    m = max(n_items, 1)
+    for a in range(0, n, block):
+        key = users[a:a + block].astype(np.int64) * m + items[a:a + block]
+        if key[0] <= prev or not bool(np.all(key[1:] > key[:-1])):
+            return False
+        prev = int(key[-1])
+    return True
 
 
 def _smallest_index_dtype(n: int):
@@ -180,12 +244,13 @@ class RatingsTable:
             if bad.any():
                 k = int(np.flatnonzero(bad)[0])
                 raise DataError(f"rating is {ratings[k]} (not a finite number) for user "
-                                f"{user_ids.raw[users[k]]!r} item {item_ids.raw[items[k]]!r}",
+                                f"{user_ids.show(users[k])} item {item_ids.show(items[k])}",
                                 path=source, field="rating")
-        key = users.astype(np.int64) * max(n_i, 1) + items.astype(np.int64)
-        if n and bool(np.all(key[1:] > key[:-1])):
+        if n and _is_user_major(users, items, n_i):
             order = None  # already user-major and duplicate-free
+            key = None
         else:
+            key = users.astype(np.int64) * max(n_i, 1) + items.astype(np.int64)
             order = np.argsort(key, kind="stable")
             key = key[order]
             if check and n > 1:
@@ -193,7 +258,7 @@ class RatingsTable:
                 if dup.size:
                     u, i = divmod(int(key[dup[0]]), max(n_i, 1))
                     raise DataError(f"{dup.size} duplicate (user, item) pairs, e.g. user "
-                                    f"{user_ids.raw[u]!r} item {item_ids.raw[i]!r}", path=source)
+                                    f"{user_ids.show(u)} item {item_ids.show(i)}", path=source)
         counts = np.bincount(users, minlength=n_u) if n else np.zeros(n_u, dtype=np.int64)
         idx_dtype = _smallest_index_dtype(n)
         indptr = np.zeros(n_u + 1, dtype=idx_dtype)
@@ -251,7 +316,7 @@ class RatingsTable:
         return np.diff(self.indptr).astype(np.int64)
 
     def item_counts(self) -> np.ndarray:
-        return np.bincount(self.items, minlength=self.n_items).astype(np.int64)
+        return _bincount(self.items, self.n_items)
 
     @property
     def nbytes(self) -> int:
@@ -293,19 +358,20 @@ class RatingsTable:
         mask = np.asarray(mask, dtype=bool)
         if mask.shape != self.items.shape:
             raise ValueError("mask must have one entry per rating")
-        counts = np.add.reduceat(mask.astype(np.int64), self.indptr[:-1]) if self.nnz else None
-        if counts is not None:
-            counts[np.diff(self.indptr) == 0] = 0
-        indptr = np.zeros(self.n_users + 1, dtype=_smallest_index_dtype(int(mask.sum())))
-        if counts is not None:
-            np.cumsum(counts, out=indptr[1:])
-        return RatingsTable(indptr, np.ascontiguousarray(self.items[mask].astype(indptr.dtype)),
+        # new row pointers = running count of kept ratings, read at the old row
+        # boundaries (np.add.reduceat cannot: it fails on trailing empty rows)
+        kept = _count_before(mask, self.indptr)
+        indptr = kept.astype(_smallest_index_dtype(int(kept[-1])), copy=False)
+        return RatingsTable(indptr, np.ascontiguousarray(self.items[mask].astype(indptr.dtype, copy=False)),
                             self.ratings[mask],
                             None if self.timestamps is None else self.timestamps[mask],
                             self.user_ids, self.item_ids)
 
     def remap(self, user_ids: IdMap, item_ids: IdMap, *, drop_unknown: bool = True) -> "RatingsTable":
         """Re-index onto other id maps (ratings whose ids are absent are dropped)."""
+        fast = self._remap_monotone(user_ids, item_ids, drop_unknown)
+        if fast is not None:
+            return fast
         u = user_ids.lookup(self.user_ids.raw)[self.users]
         i = item_ids.lookup(self.item_ids.raw)[self.items]
         keep = (u >= 0) & (i >= 0)
@@ -314,6 +380,56 @@ class RatingsTable:
         return RatingsTable.from_coo(u[keep], i[keep], self.ratings[keep],
                                      None if self.timestamps is None else self.timestamps[keep],
                                      user_ids=user_ids, item_ids=item_ids, check=False)
+
+    def _remap_monotone(self, user_ids: IdMap, item_ids: IdMap, drop_unknown: bool):
+        """:meth:`remap` without a sort, when the new maps keep the old order.
+
+        Why: a split remaps each part onto the train universe, a subset of the
+        ids in the same order; then rows and their items stay sorted, so the
+        result is built by masking (no int64 keys, no argsort), and the rating
+        and time columns are shared, not copied, when nothing is dropped (as
+        ``from_coo`` already shares sorted input). Returns ``None`` when the
+        maps reorder ids (the general path then sorts).
+        """
+        ulut = user_ids.lookup(self.user_ids.raw)
+        ilut = item_ids.lookup(self.item_ids.raw)
+        ku, ki = ulut >= 0, ilut >= 0
+        if not (_increasing(ulut[ku]) and _increasing(ilut[ki])):
+            return None
+        n = self.nnz
+        row_len = np.diff(self.indptr)
+        drop_rows = not ku.all() and bool(row_len[~ku].any())
+        keep = None
+        if not ki.all() and _bincount(self.items, self.n_items)[~ki].any():
+            keep = ki[self.items]  # (only built when some rating's item really goes)
+        if drop_rows:
+            rows = np.repeat(ku, row_len)
+            keep = rows if keep is None else np.logical_and(keep, rows, out=keep)
+            del rows
+        dropped = np.zeros(0, dtype=np.int64) if keep is None else np.flatnonzero(~keep)
+        if dropped.size == 0:
+            keep = None  # nothing dropped: share the rating and time columns
+        if not drop_unknown and dropped.size:
+            raise DataError(f"{dropped.size} ratings have ids absent from the target maps")
+        idx = _smallest_index_dtype(n - dropped.size)
+        # kept per old row = row length - dropped in the row (dropped ratings are few)
+        per_row = row_len - np.bincount(np.searchsorted(self.indptr, dropped, side="right") - 1,
+                                        minlength=self.n_users)[:self.n_users]
+        counts = np.zeros(len(user_ids), dtype=np.int64)
+        counts[ulut[ku]] = per_row[ku]
+        indptr = np.zeros(len(user_ids) + 1, dtype=idx)
+        np.cumsum(counts, out=indptr[1:])
+        del dropped, per_row
+        same_items = ki.all() and len(item_ids) == self.n_items
+        items = self.items if keep is None else self.items[keep]
+        if same_items:
+            items = items.astype(idx, copy=False)
+        else:
+            items = np.take(ilut.astype(idx), items)
+        pick = (lambda a: a) if keep is None else (lambda a: a[keep])
+        return RatingsTable(indptr, np.ascontiguousarray(items), pick(self.ratings),
+                            None if self.timestamps is None else pick(self.timestamps),
+                            user_ids, item_ids)
 
     def compact(self) -> "RatingsTable":
         """Drop users and items that have no rating (indices renumbered)."""

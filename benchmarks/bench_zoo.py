@@ -1,0 +1,238 @@
+"""The zoo on ML-100K u1: settings chosen on VALID, then test RMSE/MAE over 3 seeds.
+
+Protocol (the same split as the published u1 results): TRAIN = u1.base minus a
+seeded 5% VALID slice, TEST = u1.test scored whole (pairs with ids unseen in
+TRAIN get each model's documented fallback). For every registered rating
+model, :func:`recozoo.search.search` picks settings on VALID from the model's
+grid below (TEST is never read while choosing); the chosen settings are then
+fitted with seeds 0, 1, 2 and scored once on TEST.
+
+Each model runs in its own child process so that "peak RSS" is that model's
+(imports + data + fitting + scoring), not the maximum of everything before it.
+Numba kernels are warmed up on a tiny table before timing (their compiled code
+is cached on disk after the first run, so only a cold first install pays the
+compile).
+
+Usage::
+
+    python benchmarks/bench_zoo.py                      # every registered rating model
+    python benchmarks/bench_zoo.py --models als,biasedmf --seeds 3 --json out.json
+    python benchmarks/bench_zoo.py --vs-surprise /path/to/python-with-surprise
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+#: VALID search per model: (grid, n_iter or None for the full grid)
+GRIDS: dict[str, tuple[dict, int | None]] = {
+    "mean": ({}, None),
+    "bias": ({"reg_user": [3.0, 5.0, 10.0, 25.0], "reg_item": [5.0, 10.0, 25.0, 50.0]}, None),
+    "als": ({"rank": [10, 20, 40], "reg": [0.08, 0.1, 0.12, 0.15], "iterations": [15]}, None),
+    "biasedmf": ({"factors": [50, 100, 200], "lr": [0.005, 0.01], "reg": [0.05, 0.08, 0.1, 0.12],
+                  "reg_bias": [0.005, 0.02], "epochs": [20, 40, 80], "init_std": [0.05, 0.1]}, 20),
+    # the defaults are Surprise SVD's: a like-for-like speed and accuracy comparison
+    "biasedmf@defaults": ({}, None),
+    "pmf": ({"factors": [10, 30], "link": ["logistic", "linear"], "lr": [0.01, 0.02, 0.05],
+             "reg_user": [0.02, 0.05, 0.1], "reg_item": [0.02, 0.05, 0.1], "epochs": [40, 80]}, 16),
+    # Sedhain et al. 2015: 500 hidden units, λ tuned in {0.001, 0.01, 0.1, 1, 100, 1000}
+    "autorec-i": ({"lam": [1.0, 30.0, 100.0, 1000.0]}, None),
+    "autorec-u": ({"lam": [1.0, 30.0, 100.0, 1000.0]}, None),
+    "deeprec": ({}, None),
+}
+
+#: scikit-surprise 1.1.5 on u1, mean of 3 seeds, from issue 4 (same kind of machine)
+SURPRISE = [("Surprise SVD", "0.9529", "0.366"), ("Surprise SVD++", "0.9334", "9.5"),
+            ("Surprise KNNBaseline (item, pearson_baseline)", "0.9359", "—"),
+            ("Surprise BaselineOnly", "0.9599", "—")]
+PUBLISHED = [("GC-MC (published)", "0.910"), ("GLocal-K (published)", "0.8889")]
+
+
+def _split(source: str | None):
+    from recozoo.datasets import build_split
+    return build_split("ml-100k", source=source, seed=0)
+
+
+def _warm_up(cls) -> None:
+    """Compile/cache any JIT kernels outside the timed region."""
+    from recozoo.data.synthetic import generate
+    t = generate(n_users=30, n_items=20, n_ratings=200, seed=0)
+    try:
+        cls(settings=getattr(cls, "conformance_settings", None) or {}, seed=0).fit(t)
+    except Exception:  # noqa: BLE001 - a warm-up failure shows up in the real fit
+        pass
+
+
+def run_one(spec: str, seeds: int, source: str | None) -> dict:
+    """Search on VALID, then fit the chosen settings ``seeds`` times; score TEST."""
+    import dataclasses
+
+    import numpy as np
+
+    from recozoo.evaluate import evaluate
+    from recozoo.registry import get_model
+    from recozoo.search import search
+
+    name = spec.split("@")[0]
+    cls = get_model(name)
+    split = _split(source)
+    grid, n_iter = GRIDS.get(spec, ({}, None))
+    known = {f.name for f in dataclasses.fields(cls.Settings)}
+    dropped = sorted(set(grid) - known)
+    grid = {k: v for k, v in grid.items() if k in known}
+    _warm_up(cls)
+    t0 = time.perf_counter()
+    res = search(name, split, grid, n_iter=n_iter, seed=0)
+    search_s = time.perf_counter() - t0
+    best = res.best["settings"]
+    runs = []
+    for seed in range(seeds):
+        model = cls(settings=best, seed=seed)
+        t = time.perf_counter()
+        model.fit(split.train, split.valid)
+        fit_s = time.perf_counter() - t
+        ev = evaluate(model, split, "test", policy="fallback")
+        runs.append({"seed": seed, "rmse": ev["rmse"], "mae": ev["mae"], "fit_s": fit_s,
+                     "predict_s": ev["predict_seconds"], "n_scored": ev["n_scored"],
+                     "n_fallback": ev["n_fallback"]})
+    arr = lambda k: np.array([r[k] for r in runs])  # noqa: E731
+    return {"model": spec, "settings": best, "grid": grid, "n_iter": n_iter, "dropped_grid_keys": dropped,
+            "candidates": len(res.results), "valid_rmse": res.best["rmse"], "search_s": search_s,
+            "rmse_mean": float(arr("rmse").mean()), "rmse_std": float(arr("rmse").std()),
+            "mae_mean": float(arr("mae").mean()), "mae_std": float(arr("mae").std()),
+            "fit_s": float(arr("fit_s").mean()), "predict_s": float(arr("predict_s").mean()),
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+            "runs": runs}
+
+
+_SURPRISE_SVD = r"""
+import json, sys, time
+from surprise import SVD, Dataset, Reader, accuracy
+d, seeds = sys.argv[1], int(sys.argv[2])
+r = Reader(line_format="user item rating timestamp", sep="\t")
+tr = Dataset.load_from_file(d + "/u1.base", r).build_full_trainset()
+te = Dataset.load_from_file(d + "/u1.test", r).build_full_trainset().build_testset()
+for seed in range(seeds):
+    a = SVD(random_state=seed); t = time.perf_counter(); a.fit(tr); ft = time.perf_counter() - t
+    print(json.dumps({"seed": seed, "fit_s": ft, "rmse": accuracy.rmse(a.test(te), verbose=False)}))
+"""
+
+
+def vs_surprise(python: str, source: str, seeds: int, rounds: int = 2) -> str:
+    """biasedmf at its defaults (= Surprise SVD's) against Surprise's SVD, head to head.
+
+    Both fit all of u1.base and score u1.test, alternating rounds so that both
+    see the same machine load. ``python`` is an interpreter with
+    scikit-surprise installed (it is not a recozoo dependency).
+    """
+    import numpy as np
+
+    from recozoo.data.table import RatingsTable
+    from recozoo.evaluate import evaluate
+    from recozoo.models.mf import BiasedMF
+    from recozoo.splits import Split
+
+    s = _split(source)
+    base = RatingsTable.from_coo(np.concatenate([s.train.users, s.valid.users]),
+                                 np.concatenate([s.train.items, s.valid.items]),
+                                 np.concatenate([s.train.ratings, s.valid.ratings]),
+                                 user_ids=s.user_ids, item_ids=s.item_ids)
+    whole = Split("u1", base, None, s.test, s.info)
+    _warm_up(BiasedMF)
+    ours, theirs = [], []
+    for _ in range(rounds):
+        p = subprocess.run([python, "-c", _SURPRISE_SVD, str(source), str(seeds)],
+                           capture_output=True, text=True, check=True)
+        theirs += [json.loads(line) for line in p.stdout.splitlines() if line.startswith("{")]
+        for seed in range(seeds):
+            m = BiasedMF(seed=seed)
+            t = time.perf_counter()
+            m.fit(base)
+            ft = time.perf_counter() - t
+            ours.append({"seed": seed, "fit_s": ft,
+                         "rmse": evaluate(m, whole, "test", policy="fallback")["rmse"]})
+    out = ["| u1.base -> u1.test, defaults | test RMSE (mean ± std) | fit s (median, min–max) |",
+           "|---|---|---|"]
+    for name, runs in (("recozoo biasedmf", ours), ("Surprise SVD", theirs)):
+        r = np.array([x["rmse"] for x in runs])
+        f = np.array([x["fit_s"] for x in runs])
+        out.append(f"| {name} | {r.mean():.4f} ± {r.std():.4f} | {np.median(f):.3f} "
+                   f"({f.min():.3f}–{f.max():.3f}) |")
+    return "\n".join(out)
+
+
+def _table(rows: list[dict]) -> str:
+    lines = ["| model | test RMSE (mean ± std, 3 seeds) | test MAE | fit s | predict s | peak RSS MB "
+             "| valid RMSE | settings chosen on VALID |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: r.get("rmse_mean", 9)):
+        if "error" in r:
+            lines.append(f"| {r['model']} | failed: {r['error']} | | | | | | |")
+            continue
+        s = ", ".join(f"{k}={v}" for k, v in r["settings"].items() if k in r["grid"]) or "defaults"
+        lines.append(f"| {r['model']} | {r['rmse_mean']:.4f} ± {r['rmse_std']:.4f} | "
+                     f"{r['mae_mean']:.4f} ± {r['mae_std']:.4f} | {r['fit_s']:.2f} | "
+                     f"{r['predict_s']:.3f} | {r['peak_rss_mb']:.0f} | {r['valid_rmse']:.4f} | {s} |")
+    for name, rm, fit in SURPRISE:
+        lines.append(f"| {name} | {rm} | | {fit} | | | | reference (issue 4) |")
+    for name, rm in PUBLISHED:
+        lines.append(f"| {name} | {rm} | | | | | | reference |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--models", help="comma list (default: every registered rating model, "
+                                     "plus biasedmf@defaults)")
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--source", default=os.environ.get("RECOZOO_ML100K"),
+                    help="ML-100K folder (default: the data home / RECOZOO_ML100K)")
+    ap.add_argument("--json", help="also write all results here")
+    ap.add_argument("--vs-surprise", metavar="PYTHON",
+                    help="only run biasedmf vs Surprise SVD head to head, using this interpreter "
+                         "(one with scikit-surprise installed) for Surprise")
+    ap.add_argument("--one", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.vs_surprise:
+        print(vs_surprise(args.vs_surprise, args.source, args.seeds))
+        return 0
+    if args.one:
+        print(json.dumps(run_one(args.one, args.seeds, args.source)))
+        return 0
+    if args.models:
+        specs = [m.strip() for m in args.models.split(",") if m.strip()]
+    else:
+        from recozoo.registry import list_models
+        specs = [e.name for e in list_models() if e.cls.predicts_ratings]
+        specs.insert(specs.index("biasedmf") + 1, "biasedmf@defaults") if "biasedmf" in specs else None
+    rows = []
+    for spec in specs:
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--one", spec, "--seeds", str(args.seeds)]
+        if args.source:
+            cmd += ["--source", args.source]
+        t = time.perf_counter()
+        p = subprocess.run(cmd, capture_output=True, text=True)
+        if p.returncode != 0:
+            err = (p.stderr.strip().splitlines() or ["?"])[-1]
+            rows.append({"model": spec, "error": err})
+            print(f"{spec}: FAILED {err}", file=sys.stderr)
+            continue
+        row = json.loads(p.stdout.strip().splitlines()[-1])
+        rows.append(row)
+        print(f"{spec}: test RMSE {row['rmse_mean']:.4f} ± {row['rmse_std']:.4f} "
+              f"({time.perf_counter() - t:.0f} s incl. search)", file=sys.stderr)
+    print(_table(rows))
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""recozoo's one training engine for torch models.
+
+Every torch model of the zoo (DeepRec, I-/U-AutoRec, and later ones) trains
+through this package, so batching, precision, devices, DDP, model selection,
+checkpoints and logs behave the same for all of them.
+
+Public API
+----------
+``RowMatrix.from_table(table, by="user"|"item")``
+    CSR rows of a :class:`~recozoo.data.table.RatingsTable` (item rows come from
+    the table's cached CSC copy). ``take(rows) -> RowBatch`` gathers rows with
+    one vectorised index computation.
+``RowBatch``
+    ``rows`` (host int64), ``offsets`` (B+1), ``cols``, ``vals`` (torch),
+    ``n_cols``; ``to(device)``, ``row_index()`` (batch row of every entry),
+    ``dense()`` (B x n_cols on the batch's device).
+``EngineConfig``
+    epochs, batch_size (0 = all rows), optimizer (momentum|sgd|adam|adagrad|
+    rmsprop|rprop; ``momentum`` = SGD momentum 0.9 with the lr multiplied by
+    ``gamma`` after the epochs in ``milestones``, stepped *after* the epoch's
+    optimiser steps), lr, momentum, weight_decay, eval_every, patience (0 = no
+    early stopping), precision (fp32|bf16|fp16), device (auto|cpu|cuda|cuda:N|
+    mps), seed, eval_batch_rows, tensorboard.
+``Task`` (protocol a model implements)
+    ``build_module() -> nn.Module``; ``train_losses(net, batch)`` — a generator
+    yielding one ``Loss(sse, count, penalty=None, report=True)`` per optimiser
+    step (the engine steps before the generator resumes, so multi-step schemes
+    like DeepRec's dense re-feeding need no loop of their own; ``net`` may be
+    DDP-wrapped, so call it, not its submodules, for anything needing
+    gradients); ``eval_sse(module, inputs, targets) -> (sse, count)`` under
+    no_grad, scoring only the target entries.
+``Trainer(task, config, reporter=, run_dir=, resume=, signature=)``
+    ``fit(train_rows, (valid_inputs, valid_targets) | None) -> FitResult``
+    (module with the best-on-VALID weights, best_epoch, best_valid_rmse,
+    history, epochs_run, stopped_early, resumed_from);
+    ``evaluate(module, inputs, targets) -> (rmse, sse, count)``.
+
+Behaviour
+---------
+* Each epoch visits every non-empty training row once, in an order drawn from
+  ``(seed, epoch)`` only (so resume and all DDP ranks agree); the last partial
+  batch is kept.
+* Objective per step: ``sse_global / count_global + penalty``. Under
+  ``torchrun`` (``WORLD_SIZE`` > 1) each rank takes rows ``rank::world`` of every
+  global batch, the counts are all-reduced and DDP averages gradients, which
+  reproduces the one-process trajectory for the same global batch (exactly, up
+  to float summation order, when the model has no dropout/noise; with dropout
+  each rank draws its own masks).
+* ``run_dir``: ``last.pt`` (module, optimiser, scheduler, scaler, RNG states,
+  epoch, best, history) and ``best.pt`` written atomically each epoch,
+  ``metrics.jsonl`` (epoch, train_rmse, valid_rmse, seconds, train_seconds,
+  ratings_per_s, lr, best_epoch) rewritten atomically each epoch and also sent
+  to ``reporter.log``; ``tb/`` when tensorboard is importable. ``resume=True``
+  continues from ``last.pt`` to the same result as an uninterrupted run (CPU).
+  A checkpoint whose ``signature`` differs (e.g. another item count) is a
+  one-line :class:`~recozoo.errors.CheckpointError`.
+"""
+
+from recozoo.engine.rows import RowBatch, RowMatrix
+from recozoo.engine.runtime import Runtime, autocast_context, dist_env
+from recozoo.engine.trainer import (METRICS_FILE, OPTIMIZERS, EngineConfig, FitResult, Loss, Task,
+                                    Trainer)
+
+__all__ = ["RowBatch", "RowMatrix", "Runtime", "autocast_context", "dist_env", "EngineConfig",
+           "FitResult", "Loss", "Task", "Trainer", "OPTIMIZERS", "METRICS_FILE"]

@@ -1,0 +1,373 @@
+"""The training loop shared by every torch model (DeepRec, AutoRec, ...).
+
+One loop, many models: a model contributes a :class:`Task` (its torch module
+and its loss hooks); the :class:`Trainer` owns batching, the optimiser and
+learning-rate schedule, mixed precision, DistributedDataParallel, per-epoch
+evaluation on VALID with best-checkpoint selection and early stopping, atomic
+checkpoints with resume, the JSONL metrics log and progress reporting.
+
+Loss contract: a task yields :class:`Loss` objects ``(sse, count, penalty)``.
+The engine minimises ``sse_global / count_global + penalty`` where the sums run
+over the *global* batch. Under DDP each rank holds a shard of the global batch,
+so the engine all-reduces ``count`` (one scalar) and back-propagates
+``sse_local * world / count_global``; DDP averages gradients over ranks, which
+gives exactly the gradient of the single-process loss on the same global batch
+(up to float summation order). Each yielded loss is one optimiser step, taken
+before the task's generator resumes — that is how DeepRec's dense re-feeding
+(a second update after the first) plugs in without a second loop.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Protocol
+
+import numpy as np
+import torch
+
+from recozoo.engine.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
+from recozoo.engine.rows import RowBatch, RowMatrix
+from recozoo.engine.runtime import Runtime
+from recozoo.errors import CheckpointError, SettingsError
+from recozoo.progress import NullReporter, Reporter
+
+__all__ = ["EngineConfig", "Loss", "Task", "Trainer", "FitResult", "OPTIMIZERS", "METRICS_FILE"]
+
+OPTIMIZERS = ("momentum", "sgd", "adam", "adagrad", "rmsprop", "rprop")
+METRICS_FILE = "metrics.jsonl"
+
+
+@dataclass
+class EngineConfig:
+    """Everything about *how* to train (not *what*): the model maps its settings onto this."""
+
+    epochs: int = 10
+    batch_size: int = 128                 # rows per global batch; 0 = all rows in one batch
+    optimizer: str = "momentum"           # one of OPTIMIZERS
+    lr: float = 0.001
+    momentum: float = 0.9                 # for "momentum" (sgd = plain SGD)
+    weight_decay: float = 0.0
+    milestones: tuple[int, ...] = (24, 36, 48, 66, 72)   # "momentum": halve lr after these epochs
+    gamma: float = 0.5
+    eval_every: int = 1                   # evaluate VALID every N epochs (and after the last)
+    patience: int = 0                     # stop after N evaluations without improvement; 0 = never
+    precision: str = "fp32"               # fp32 | bf16 | fp16
+    device: str = "cpu"
+    seed: int = 0
+    eval_batch_rows: int = 2048
+    tensorboard: bool = True              # log to run_dir/tb when tensorboard is importable
+
+
+@dataclass
+class Loss:
+    """One optimiser step's objective: ``sse / count`` (+ ``penalty``), over this rank's shard.
+
+    ``report``: include this loss in the epoch's training RMSE (DeepRec reports
+    only its sparse step, not the re-feeding steps).
+    """
+
+    sse: torch.Tensor
+    count: float | int | torch.Tensor
+    penalty: torch.Tensor | None = None
+    report: bool = True
+
+
+class Task(Protocol):
+    """What a model plugs into the engine."""
+
+    def build_module(self) -> torch.nn.Module:
+        """A fresh module (the engine seeds torch before calling it)."""
+
+    def train_losses(self, net: torch.nn.Module, batch: RowBatch) -> Iterator[Loss]:
+        """Yield one :class:`Loss` per optimiser step for this batch (``net`` may be DDP-wrapped)."""
+
+    def eval_sse(self, module: torch.nn.Module, inputs: RowBatch,
+                 targets: RowBatch) -> tuple[torch.Tensor, int]:
+        """(sum of squared errors over the target entries, their count), under no_grad."""
+
+
+@dataclass
+class FitResult:
+    module: torch.nn.Module               # best weights on VALID (last ones without VALID), eval mode
+    best_epoch: int
+    best_valid_rmse: float | None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    epochs_run: int = 0
+    stopped_early: bool = False
+    resumed_from: int = 0
+
+
+def _make_optimizer(cfg: EngineConfig, params):
+    o = cfg.optimizer
+    if o in ("momentum", "sgd"):
+        mom = cfg.momentum if o == "momentum" else 0.0
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=mom, weight_decay=cfg.weight_decay)
+    if o == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if o == "adagrad":
+        return torch.optim.Adagrad(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if o == "rmsprop":
+        return torch.optim.RMSprop(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if o == "rprop":     # full-batch by nature; weight decay is added to the gradient in the loop
+        return torch.optim.Rprop(params, lr=cfg.lr)
+    raise SettingsError(f"optimizer {o!r}: expected one of {', '.join(OPTIMIZERS)}")
+
+
+def _make_scheduler(cfg: EngineConfig, opt):
+    if cfg.optimizer == "momentum" and cfg.milestones:
+        return torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(cfg.milestones), gamma=cfg.gamma)
+    return None
+
+
+class Trainer:
+    """Train ``task`` on CSR rows; see the module docstring for the loss contract.
+
+    ``signature``: facts a checkpoint must share to be resumed (e.g. the model
+    name and the matrix shape); a mismatch is a one-line :class:`CheckpointError`.
+    """
+
+    def __init__(self, task: Task, config: EngineConfig, *, reporter: Reporter | None = None,
+                 run_dir: str | Path | None = None, resume: bool = False,
+                 signature: dict[str, Any] | None = None):
+        if config.epochs < 0 or config.batch_size < 0 or config.eval_every < 1 or config.patience < 0:
+            raise SettingsError("engine: epochs, batch_size, patience must be >= 0 and eval_every >= 1")
+        if config.optimizer not in OPTIMIZERS:
+            raise SettingsError(f"optimizer {config.optimizer!r}: expected one of {', '.join(OPTIMIZERS)}")
+        self.task = task
+        self.cfg = config
+        self.reporter = reporter or NullReporter()
+        self.run_dir = Path(run_dir) if run_dir else None
+        self.resume = resume
+        self.signature = dict(signature or {})
+        self.rt = Runtime.create(config.device, config.precision)
+
+    # ------------------------------------------------------------------ helpers
+    def _epoch_order(self, n: int, epoch: int) -> np.ndarray:
+        """Seeded shuffle that depends only on (seed, epoch): identical on every rank and on resume."""
+        return np.random.default_rng([self.cfg.seed, epoch]).permutation(n)
+
+    def evaluate(self, module: torch.nn.Module, inputs: RowMatrix, targets: RowMatrix) -> tuple[float, float, int]:
+        """(rmse, sse, count) over every stored target entry; rows with no target are skipped."""
+        rows = np.flatnonzero(targets.lengths() > 0)
+        if self.rt.distributed:
+            rows = rows[self.rt.rank::self.rt.world]
+        step = self.cfg.eval_batch_rows
+        sse = torch.zeros((), dtype=torch.float64, device=self.rt.device)
+        cnt = torch.zeros((), dtype=torch.float64, device=self.rt.device)
+        was_training = module.training
+        module.eval()
+        with torch.no_grad(), self.rt.autocast():
+            for s in range(0, rows.size, step):
+                r = rows[s:s + step]
+                e, c = self.task.eval_sse(module, inputs.take(r).to(self.rt.device),
+                                          targets.take(r).to(self.rt.device))
+                sse += e.double()
+                cnt += c
+        module.train(was_training)
+        sse = self.rt.all_reduce_sum(sse)
+        cnt = self.rt.all_reduce_sum(cnt)
+        n = int(cnt.item())
+        return (math.sqrt(sse.item() / n) if n else float("nan")), float(sse.item()), n
+
+    def _signature_check(self, ck: dict[str, Any], path: Path) -> None:
+        old = ck.get("signature", {})
+        for k, v in self.signature.items():
+            if k in old and old[k] != v:
+                raise CheckpointError(f"{path}: checkpoint has {k}={old[k]}, this run has {k}={v} "
+                                      f"(another data set or model?)")
+
+    def _write_metrics(self, history: list[dict[str, Any]]) -> None:
+        from recozoo.models.base import atomic_write_bytes
+        text = "".join(json.dumps(r) + "\n" for r in history)
+        atomic_write_bytes(self.run_dir / METRICS_FILE, text.encode())
+
+    def _open_tensorboard(self):
+        if not (self.cfg.tensorboard and self.run_dir and self.rt.is_main):
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except Exception:   # tensorboard not installed: optional by design
+            return None
+        return SummaryWriter(str(self.run_dir / "tb"))
+
+    # ---------------------------------------------------------------------- fit
+    def fit(self, train: RowMatrix, valid: tuple[RowMatrix, RowMatrix] | None = None) -> FitResult:
+        """Train on the non-empty rows of ``train``; ``valid`` = (input rows, target rows).
+
+        On CPU the fit runs with ``torch.use_deterministic_algorithms``: with
+        several threads the sparse first layer's backward (``embedding_bag``)
+        otherwise accumulates in a varying order, and those 1e-6 differences grow
+        over epochs into different models for the same seed.
+        """
+        was = torch.are_deterministic_algorithms_enabled()
+        if self.rt.device.type == "cpu":
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        try:
+            return self._fit(train, valid)
+        finally:
+            torch.use_deterministic_algorithms(was)
+            self.rt.close()
+
+    def _fit(self, train: RowMatrix, valid: tuple[RowMatrix, RowMatrix] | None) -> FitResult:
+        cfg, rt = self.cfg, self.rt
+        torch.manual_seed(cfg.seed)
+        module = self.task.build_module().to(rt.device)
+        if rt.distributed:
+            torch.manual_seed(cfg.seed + 7919 * rt.rank)   # different dropout masks per rank
+        opt = _make_optimizer(cfg, module.parameters())
+        sched = _make_scheduler(cfg, opt)
+        scaler = torch.amp.GradScaler(rt.device.type) if cfg.precision == "fp16" else None
+
+        history: list[dict[str, Any]] = []
+        start_epoch, best_epoch, best_rmse, bad = 0, 0, None, 0
+        best_state = None
+        if self.run_dir and rt.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        last_path = self.run_dir / LAST if self.run_dir else None
+        if self.resume and last_path is not None and last_path.exists():
+            ck = load_checkpoint(last_path)
+            self._signature_check(ck, last_path)
+            try:
+                module.load_state_dict(ck["module"])
+                opt.load_state_dict(ck["optimizer"])
+            except (RuntimeError, ValueError, KeyError) as e:
+                raise CheckpointError(f"{last_path}: does not fit this model ({str(e).splitlines()[0]})") from None
+            if sched is not None and ck.get("scheduler"):
+                sched.load_state_dict(ck["scheduler"])
+            if scaler is not None and ck.get("scaler"):
+                scaler.load_state_dict(ck["scaler"])
+            torch.set_rng_state(ck["rng"][rt.rank] if rt.rank < len(ck["rng"]) else ck["rng"][0])
+            start_epoch, best_epoch, best_rmse, bad = ck["epoch"], ck["best_epoch"], ck["best_rmse"], ck["bad"]
+            history = list(ck["history"])
+            if (self.run_dir / BEST).exists():
+                best_state = load_checkpoint(self.run_dir / BEST)["module"]
+            self.reporter.message(f"resuming from epoch {start_epoch} ({last_path})")
+        if rt.is_main and self.run_dir is not None:
+            self._write_metrics(history)
+        net = module
+        if rt.distributed:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+            net = DDP(module, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
+        tb = self._open_tensorboard()
+
+        rows_all = np.flatnonzero(train.lengths() > 0)
+        gb = cfg.batch_size or max(rows_all.size, 1)
+        stopped = False
+        epoch = start_epoch
+        for epoch in range(start_epoch, cfg.epochs):
+            t0 = time.perf_counter()
+            module.train()
+            order = rows_all[self._epoch_order(rows_all.size, epoch)]
+            self.reporter.start(f"epoch {epoch + 1}/{cfg.epochs}", total=int(order.size))
+            ep_sse = torch.zeros((), dtype=torch.float64, device=rt.device)
+            ep_cnt = 0.0
+            pending, last_tick = 0, t0
+            for s in range(0, order.size, gb):
+                glob = order[s:s + gb]
+                mine = glob[rt.rank::rt.world] if rt.distributed else glob
+                batch = train.take(mine).to(rt.device)
+                gen = self.task.train_losses(net, batch)
+                while True:
+                    with rt.autocast():
+                        loss = next(gen, None)
+                    if loss is None:
+                        break
+                    cnt = torch.as_tensor(loss.count, dtype=torch.float64, device=rt.device)
+                    gcnt = rt.all_reduce_sum(cnt.clone()) if rt.distributed else cnt
+                    if gcnt.item() == 0:
+                        continue
+                    obj = loss.sse.float() * (rt.world / gcnt.float())
+                    if loss.penalty is not None:
+                        obj = obj + loss.penalty
+                    opt.zero_grad(set_to_none=True)
+                    if scaler is not None:
+                        scaler.scale(obj).backward()
+                        scaler.step(opt)
+                        scaler.update()
+                    else:
+                        obj.backward()
+                        if cfg.optimizer == "rprop" and cfg.weight_decay:
+                            for p in module.parameters():
+                                if p.grad is not None:
+                                    p.grad.add_(p.detach(), alpha=cfg.weight_decay)
+                        opt.step()
+                    if loss.report:
+                        ep_sse += loss.sse.detach().double()
+                        ep_cnt += float(cnt.item())
+                pending += glob.size
+                now = time.perf_counter()
+                if now - last_tick > 0.25 or s + gb >= order.size:
+                    self.reporter.advance(pending, rmse=math.sqrt(ep_sse.item() / max(ep_cnt, 1.0)))
+                    pending, last_tick = 0, now
+            self.reporter.finish()
+            if sched is not None:
+                sched.step()          # after the epoch's optimiser steps (the reference steps it before)
+            sums = torch.stack([ep_sse, torch.tensor(ep_cnt, dtype=torch.float64, device=rt.device)])
+            sums = rt.all_reduce_sum(sums)
+            train_rmse = math.sqrt(sums[0].item() / sums[1].item()) if sums[1].item() else float("nan")
+            train_seconds = time.perf_counter() - t0
+
+            valid_rmse = None
+            is_eval = valid is not None and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs)
+            if is_eval:
+                valid_rmse, _, _ = self.evaluate(module, *valid)
+            improved = False
+            if valid is None:
+                improved = True
+            elif is_eval and (best_rmse is None or valid_rmse < best_rmse):
+                improved = True
+            if improved:
+                best_epoch = epoch + 1
+                best_rmse = valid_rmse if valid is not None else None
+                best_state = {k: v.detach().clone().cpu() for k, v in module.state_dict().items()}
+                bad = 0
+            elif is_eval:
+                bad += 1
+            seconds = time.perf_counter() - t0
+            rec = {"epoch": epoch + 1, "train_rmse": train_rmse, "valid_rmse": valid_rmse,
+                   "seconds": round(seconds, 4), "train_seconds": round(train_seconds, 4),
+                   "ratings_per_s": round(float(sums[1].item()) / train_seconds, 1) if train_seconds else None,
+                   "lr": opt.param_groups[0]["lr"], "best_epoch": best_epoch}
+            history.append(rec)
+            self.reporter.log(rec)
+            if tb is not None:
+                for k in ("train_rmse", "valid_rmse", "lr"):
+                    if rec[k] is not None:
+                        tb.add_scalar(k, rec[k], epoch + 1)
+            stopped = bool(cfg.patience and is_eval and bad >= cfg.patience)
+            if self.run_dir is not None and rt.is_main:
+                if improved:
+                    save_checkpoint(self.run_dir / BEST, {"module": best_state, "epoch": best_epoch,
+                                                          "signature": self.signature})
+                rngs = [torch.get_rng_state()]
+                if rt.distributed:
+                    import torch.distributed as dist
+                    gathered = [None] * rt.world
+                    dist.all_gather_object(gathered, torch.get_rng_state())
+                    rngs = gathered
+                save_checkpoint(self.run_dir / LAST, {
+                    "module": module.state_dict(), "optimizer": opt.state_dict(),
+                    "scheduler": sched.state_dict() if sched is not None else None,
+                    "scaler": scaler.state_dict() if scaler is not None else None,
+                    "rng": rngs, "epoch": epoch + 1, "best_epoch": best_epoch, "best_rmse": best_rmse,
+                    "bad": bad, "history": history, "signature": self.signature,
+                    "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()}})
+                self._write_metrics(history)
+            elif self.run_dir is not None and rt.distributed:
+                import torch.distributed as dist
+                dist.all_gather_object([None] * rt.world, torch.get_rng_state())
+            if stopped:
+                self.reporter.message(f"early stop after epoch {epoch + 1}: no VALID improvement in "
+                                      f"{cfg.patience} evaluations (best epoch {best_epoch})")
+                break
+        if tb is not None:
+            tb.close()
+        if best_state is not None:
+            module.load_state_dict(best_state)
+        module.eval()
+        return FitResult(module, best_epoch, best_rmse, history, epochs_run=len(history),
+                         stopped_early=stopped, resumed_from=start_epoch)

@@ -1,0 +1,295 @@
+"""Matrix factorisation by minibatch SGD: PMF and biased MF ("SVD").
+
+* ``pmf`` — Salakhutdinov & Mnih, "Probabilistic Matrix Factorization"
+  (NIPS 2007). Gaussian likelihood with spherical Gaussian priors on the user
+  and item factors; maximising the posterior is minimising
+  Σ (r_ui − r̂_ui)² + λ_U Σ‖U_u‖² + λ_V Σ‖V_i‖², with λ_U = σ²/σ_U² and
+  λ_V = σ²/σ_V². ``link="logistic"`` (the default) is the variant the paper's
+  experiments use: ratings are mapped to [0, 1] by (r − r_min)/(r_max − r_min)
+  (the paper's (x − 1)/(K − 1), with the training data's scale) and the model
+  is g(U_u·V_i) with the logistic g, so predictions stay inside the
+  rating scale *by construction* (that is the model, not clipping).
+  ``link="linear"`` is the plain linear-Gaussian model on mean-centred
+  ratings, as in the authors' released Matlab code (``pmf.m``). The paper
+  trains with minibatches and momentum; we use plain minibatch SGD (no
+  momentum), which reaches the same MAP objective.
+* ``biasedmf`` — Funk's SVD with Koren's baseline terms (Koren, Bell &
+  Volinsky, "Matrix Factorization Techniques for Recommender Systems", IEEE
+  Computer 2009, eq. 5): r̂ = μ + b_u + b_i + p_u·q_i, trained by SGD on the
+  regularised squared error. Defaults are Surprise's ``SVD`` defaults (100
+  factors, 20 epochs, lr 0.005, reg 0.02, init std 0.1), so the two can be
+  compared like for like.
+
+Training: each epoch shuffles the ratings (seeded) and walks them in
+minibatches of ``batch_size``; within a minibatch every gradient is computed
+at the parameters as they were at the batch start, then all are applied
+(summed per user/item). ``batch_size=1`` is Funk's classic per-rating SGD
+and ``biasedmf``'s default: on ML-100K u1 it gave the same VALID RMSE as
+``batch_size=64`` (0.9447 both, Surprise's settings) and, updating in place
+in one pass, its epoch is the fastest (20 epochs, 100 factors: 0.25 s against
+0.41 s for batches of 64 on the 2-core CPU).
+The loop is one compiled numba kernel (``cache=True``: compiled once per
+machine, about a second, then loaded from the cache), so nothing in Python runs
+per rating.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numba
+import numpy as np
+
+from recozoo.models.base import Model
+from recozoo.settings import BaseSettings, setting
+
+__all__ = ["PMF", "BiasedMF", "PMFSettings", "BiasedMFSettings", "sgd_epoch"]
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def sgd_epoch(users, items, ratings, perm, P, Q, bu, bi, mu, use_bias, logistic, lo, span,
+              lr, lr_bias, reg_p, reg_q, reg_bu, reg_bi, batch, gP, gQ, gb):  # pragma: no cover
+    """One epoch of minibatch SGD over ``perm``; returns the sum of squared errors.
+
+    Prediction x = mu + [b_u + b_i] + p_u·q_i; with ``logistic`` the rating is
+    lo + span·g(x) (PMF's logistic link), else x itself. ``gP``/``gQ`` are
+    (batch x k) and ``gb`` (batch x 2) scratch buffers.
+    """
+    n = perm.shape[0]
+    k = P.shape[1]
+    sse = 0.0
+    for s in range(0, n, batch):
+        e = min(n, s + batch)
+        for t in range(s, e):                    # gradients at the batch-start parameters
+            j = perm[t]
+            u = users[j]
+            i = items[j]
+            x = mu
+            for f in range(k):
+                x += P[u, f] * Q[i, f]
+            if use_bias:
+                x += bu[u] + bi[i]
+            if logistic:
+                g = 1.0 / (1.0 + np.exp(-x))
+                err = ratings[j] - (lo + span * g)
+                d = err * span * g * (1.0 - g)
+            else:
+                err = ratings[j] - x
+                d = err
+            sse += err * err
+            if batch == 1:                       # plain SGD: update in place, one pass
+                for f in range(k):
+                    pf = P[u, f]
+                    qf = Q[i, f]
+                    P[u, f] = pf + lr * (d * qf - reg_p * pf)
+                    Q[i, f] = qf + lr * (d * pf - reg_q * qf)
+                if use_bias:
+                    bu[u] += lr_bias * (d - reg_bu * bu[u])
+                    bi[i] += lr_bias * (d - reg_bi * bi[i])
+                continue
+            row = t - s
+            for f in range(k):
+                gP[row, f] = d * Q[i, f] - reg_p * P[u, f]
+                gQ[row, f] = d * P[u, f] - reg_q * Q[i, f]
+            if use_bias:
+                gb[row, 0] = d - reg_bu * bu[u]
+                gb[row, 1] = d - reg_bi * bi[i]
+        if batch == 1:
+            continue
+        for t in range(s, e):                    # apply, summed per user/item
+            j = perm[t]
+            u = users[j]
+            i = items[j]
+            row = t - s
+            for f in range(k):
+                P[u, f] += lr * gP[row, f]
+                Q[i, f] += lr * gQ[row, f]
+            if use_bias:
+                bu[u] += lr_bias * gb[row, 0]
+                bi[i] += lr_bias * gb[row, 1]
+    return sse
+
+
+class _SGDFactorModel(Model):
+    """Shared mechanics of PMF and biased MF (one kernel, two parameterisations)."""
+
+    _use_bias = False
+    conformance_settings = {"factors": 4, "epochs": 2}
+
+    def _hyper(self) -> dict[str, float]:
+        raise NotImplementedError
+
+    def _fit(self, train, valid, reporter, run_dir, resume):
+        s = self.settings
+        h = self._hyper()
+        rng = np.random.default_rng(self.seed)
+        users = train.users.astype(np.int32)
+        items = np.asarray(train.items, dtype=np.int32)
+        r = np.asarray(train.ratings, dtype=np.float64)
+        logistic = getattr(s, "link", "linear") == "logistic"
+        if logistic:
+            lo, hi = float(r.min()), float(r.max())
+            self.scale_ = (lo, max(hi - lo, 1e-6))
+            self.offset_ = 0.0
+        else:
+            self.scale_ = (0.0, 1.0)
+            self.offset_ = float(self.global_mean_)
+        self.user_known_ = train.user_counts() > 0
+        self.item_known_ = train.item_counts() > 0
+        P = rng.normal(0.0, s.init_std, (train.n_users, s.factors))
+        Q = rng.normal(0.0, s.init_std, (train.n_items, s.factors))
+        bu = np.zeros(train.n_users)
+        bi = np.zeros(train.n_items)
+        b = min(s.batch_size, max(1, r.size))
+        gP, gQ, gb = np.empty((b, s.factors)), np.empty((b, s.factors)), np.empty((b, 2))
+        reporter.start(self.name, total=s.epochs)
+        for epoch in range(s.epochs):
+            perm = rng.permutation(r.size).astype(np.int64)
+            sse = sgd_epoch(users, items, r, perm, P, Q, bu, bi, self.offset_, self._use_bias,
+                            logistic, self.scale_[0], self.scale_[1], s.lr, h["lr_bias"],
+                            h["reg_p"], h["reg_q"], h["reg_bu"], h["reg_bi"], b, gP, gQ, gb)
+            if not np.isfinite(sse):
+                from recozoo.errors import RecozooError
+                raise RecozooError(f"{self.name}: training diverged at epoch {epoch + 1} "
+                                   f"(lr {s.lr} is too large for this data)")
+            figures = {"train_rmse": float(np.sqrt(sse / r.size))}
+            reporter.advance(1, **figures)
+            reporter.log({"epoch": epoch + 1, **figures})
+        reporter.finish()
+        self.user_factors_ = P.astype(np.float32)
+        self.item_factors_ = Q.astype(np.float32)
+        self.user_bias_ = bu.astype(np.float32)
+        self.item_bias_ = bi.astype(np.float32)
+
+    # ------------------------------------------------------------- prediction
+    def _link(self, x: np.ndarray) -> np.ndarray:
+        if getattr(self.settings, "link", "linear") == "logistic":
+            lo, span = self.scale_
+            return (lo + span / (1.0 + np.exp(-x))).astype(np.float32)
+        return x.astype(np.float32)
+
+    def _fallback(self, users, items):
+        """Known side's bias (biased MF) or the global mean (PMF: a user without data
+        has the prior mean factor 0, which the link maps to the mean, not to a rating)."""
+        if not self._use_bias:
+            return np.full(users.shape[0], self.global_mean_, dtype=np.float32)
+        ku = (users >= 0) & (users < self.n_users_)
+        ki = (items >= 0) & (items < self.n_items_)
+        bu = np.where(ku, self.user_bias_[np.clip(users, 0, self.n_users_ - 1)], 0.0)
+        bi = np.where(ki, self.item_bias_[np.clip(items, 0, self.n_items_ - 1)], 0.0)
+        return (self.offset_ + bu + bi).astype(np.float32)
+
+    def _predict(self, users, items):
+        x = (self.offset_ + self.user_bias_[users].astype(np.float64) + self.item_bias_[items]
+             + np.einsum("ij,ij->i", self.user_factors_[users], self.item_factors_[items]))
+        out = self._link(x)
+        cold = ~(self.user_known_[users] & self.item_known_[items])
+        if cold.any():
+            out[cold] = self._fallback(np.where(self.user_known_[users[cold]], users[cold], -1),
+                                       np.where(self.item_known_[items[cold]], items[cold], -1))
+        return out
+
+    def _predict_unknown(self, users, items):
+        return self._fallback(users, items)
+
+    def score_items(self, users):
+        users = np.asarray(users, dtype=np.int64)
+        x = (self.offset_ + self.user_bias_[users][:, None].astype(np.float64) + self.item_bias_[None, :]
+             + self.user_factors_[users] @ self.item_factors_.T)
+        out = self._link(x)
+        cold_u = ~self.user_known_[users]
+        if cold_u.any():
+            it = np.where(self.item_known_, np.arange(self.n_items_), -1)
+            out[cold_u] = self._fallback(np.full(it.size, -1), it)
+        cold_i = ~self.item_known_
+        if cold_i.any():
+            for_u = np.where(self.user_known_[users], users, -1)
+            out[:, cold_i] = self._fallback(for_u, np.full(users.size, -1))[:, None]
+        return out
+
+    # ------------------------------------------------------------ persistence
+    def _get_state(self) -> dict[str, Any]:
+        return {"user_factors": self.user_factors_, "item_factors": self.item_factors_,
+                "user_bias": self.user_bias_, "item_bias": self.item_bias_,
+                "user_known": self.user_known_, "item_known": self.item_known_,
+                "offset": self.offset_, "scale": list(self.scale_)}
+
+    def _set_state(self, state):
+        self.user_factors_ = np.asarray(state["user_factors"], dtype=np.float32)
+        self.item_factors_ = np.asarray(state["item_factors"], dtype=np.float32)
+        self.user_bias_ = np.asarray(state["user_bias"], dtype=np.float32)
+        self.item_bias_ = np.asarray(state["item_bias"], dtype=np.float32)
+        self.user_known_ = np.asarray(state["user_known"], dtype=bool)
+        self.item_known_ = np.asarray(state["item_known"], dtype=bool)
+        self.offset_ = float(state["offset"])
+        self.scale_ = tuple(float(v) for v in state["scale"])
+        if self.user_factors_.shape != (self.n_users_, self.settings.factors) or \
+                self.item_factors_.shape != (self.n_items_, self.settings.factors):
+            raise ValueError("factor matrices do not match the saved shape")
+
+
+@dataclass(frozen=True)
+class PMFSettings(BaseSettings):
+    """Defaults: the paper's D=10, and the rest as chosen on ML-100K u1 VALID by
+    benchmarks/bench_zoo.py (the paper's λ values do not transfer: its objective sums
+    the priors once, SGD applies them per rating)."""
+
+    factors: int = setting(10, "latent dimension D (the paper's experiments use 10 and 30)",
+                           min=1, max=4096)
+    epochs: int = setting(80, "passes over the training ratings", min=1, max=100_000)
+    lr: float = setting(0.01, "SGD learning rate", min=0, min_exclusive=True)
+    reg_user: float = setting(0.1, "λ_U = σ²/σ_U²: weight of the Gaussian prior on user factors",
+                              min=0)
+    reg_item: float = setting(0.05, "λ_V = σ²/σ_V²: weight of the Gaussian prior on item factors",
+                              min=0)
+    link: Literal["logistic", "linear"] = setting(
+        "logistic", "logistic: g(U·V) on ratings mapped to [0,1] (the paper's experiments); "
+        "linear: μ + U·V (the authors' pmf.m)")
+    batch_size: int = setting(64, "ratings per minibatch (1 = per-rating SGD)", min=1)
+    init_std: float = setting(0.1, "standard deviation of the random initial factors", min=0)
+
+
+class PMF(_SGDFactorModel):
+    """Probabilistic matrix factorisation (Salakhutdinov & Mnih 2007), MAP by minibatch SGD."""
+
+    name = "pmf"
+    Settings = PMFSettings
+    summary = "probabilistic matrix factorisation (Salakhutdinov & Mnih 2007)"
+    fallback = "user or item without training ratings: the global mean"
+    _use_bias = False
+
+    def _hyper(self):
+        s = self.settings
+        return {"lr_bias": 0.0, "reg_p": s.reg_user, "reg_q": s.reg_item, "reg_bu": 0.0, "reg_bi": 0.0}
+
+
+@dataclass(frozen=True)
+class BiasedMFSettings(BaseSettings):
+    factors: int = setting(100, "latent dimension (Surprise SVD default 100)", min=1, max=4096)
+    epochs: int = setting(20, "passes over the training ratings", min=1, max=100_000)
+    lr: float = setting(0.005, "SGD learning rate of the factors", min=0, min_exclusive=True)
+    lr_bias: float | None = setting(None, "SGD learning rate of the biases (none = lr)", min=0)
+    reg: float = setting(0.02, "L2 weight of the factors", min=0)
+    reg_bias: float | None = setting(None, "L2 weight of the biases (none = reg)", min=0)
+    batch_size: int = setting(1, "ratings per minibatch (1 = Funk's per-rating SGD)", min=1)
+    init_std: float = setting(0.1, "standard deviation of the random initial factors", min=0)
+
+
+class BiasedMF(_SGDFactorModel):
+    """Biased matrix factorisation μ + b_u + b_i + p_u·q_i (Funk / Koren SVD), minibatch SGD."""
+
+    name = "biasedmf"
+    Settings = BiasedMFSettings
+    summary = "biased matrix factorisation, Funk/Koren SVD (minibatch SGD)"
+    fallback = "user or item without training ratings: μ + the known side's bias"
+    _use_bias = True
+
+    def _hyper(self):
+        s = self.settings
+        rb = s.reg if s.reg_bias is None else s.reg_bias
+        return {"lr_bias": s.lr if s.lr_bias is None else s.lr_bias, "reg_p": s.reg, "reg_q": s.reg,
+                "reg_bu": rb, "reg_bi": rb}
+
+
+MODELS = (PMF, BiasedMF)

@@ -1,0 +1,600 @@
+"""RRN: Recurrent Recommender Networks (Wu, Ahmed, Beutel, Smola, Jing, WSDM 2017).
+
+A user LSTM and a movie LSTM walk over fixed-width time steps (``user_step_days``
+= 1 and ``movie_step_days`` = 7 by default, the paper's choice on 3-month
+Netflix data); steps in which an entity has no rating are skipped. The input
+of a step is
+
+* the *previous* step's rating vector, projected to ``embed`` (40) dimensions
+  by a sparse linear map (an ``EmbeddingBag`` whose per-sample weights are the
+  ratings),
+* a new-user (new-movie) flag, set on the entity's first step,
+* the step's wall-clock time and the previous step's time, standardised with
+  the training days' mean and standard deviation.
+
+An LSTM (one layer, ``hidden`` = 40 units) turns the inputs into states; an
+affine map gives the 20-d dynamic state. Prediction::
+
+    r̂_ij|t = μ + ⟨W_user·u_it + b_user, W_movie·m_jt + b_movie⟩ + ⟨u_i, m_j⟩
+
+with 20-d stationary factors ``u_i``, ``m_j``. Training alternates a user phase
+(the movie states are computed once and held fixed, gradients flow through the
+user LSTM over whole sequences) and a movie phase (the mirror image). Adam
+trains the networks (AdamW if ``weight_decay`` > 0); plain SGD with L2 the
+stationary factors. Every epoch is scored on VALID; the best epoch is kept.
+
+No official code exists; these choices are **ours** (settings where open):
+
+* causality: the state that predicts step ``t`` has read the ratings of the
+  steps *before* ``t`` and step ``t``'s own time (so it knows the gap), never
+  step ``t``'s ratings — training and prediction use the same rule, so a
+  rating at or after the predicted time is never read;
+* ``future="one-step"`` (default, strict future prediction): a prediction for
+  a day after the training range advances the states by one step from the
+  last known step, with the predicted day's time (so the gap is known), the
+  last known step's ratings and no test ratings — the same input rule as in
+  training. ``future="calendar"`` instead advances one empty step per calendar
+  step up to the predicted one; the LSTM never sees empty steps in training,
+  and on our drifting data this was much worse (VALID RMSE 0.866 vs 0.791
+  for one fitted model), so it is not the default;
+* :meth:`RRN.observe` is the paper's "no retraining" experiment, a separately
+  named mode: it adds later ratings (e.g. earlier test days) to the history the
+  states are computed from, without touching any weight;
+* μ (the training mean) is added to the paper's formula; the rating vector's
+  weights are ``(r − μ)/sqrt(#ratings in the step)``; the stationary factors
+  get the SGD-MF per-rating L2 penalty (0.06: with 0.02 they overfit and RRN
+  lost to PMF on our drifting data), and the projected rating vector gets
+  dropout 0.3 while training; a batch holds sequences of similar
+  length in the packed, time-major layout of ``pack_padded_sequence`` and the
+  LSTM recurrence is stepped over it by hand (see ``_forward`` for why).
+
+Prediction at a time inside the history re-runs the LSTM over the stored
+history (training ratings by default), so the model keeps that history
+(item indices, ratings, days) in its saved state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from recozoo.data.table import RatingsTable
+from recozoo.errors import RecozooError
+from recozoo.metrics import rmse
+from recozoo.models._temporal import (TimeAwarePredict, days_of, load_epoch_checkpoint,
+                                      save_epoch_checkpoint, signature)
+from recozoo.models.base import Model
+from recozoo.progress import Reporter
+from recozoo.settings import BaseSettings, setting
+
+__all__ = ["RRN", "MODELS"]
+
+
+@dataclass(frozen=True)
+class RRNSettings(BaseSettings):
+    user_step_days: int = setting(1, "width of a user time step in days", min=1)
+    movie_step_days: int = setting(7, "width of a movie time step in days", min=1)
+    hidden: int = setting(40, "LSTM units (one layer)", min=1)
+    embed: int = setting(40, "dimension of the projected rating vector (LSTM input)", min=1)
+    dynamic: int = setting(20, "dimension of the dynamic state (affine map of the LSTM output)", min=1)
+    stationary: int = setting(20, "dimension of the stationary factors", min=0)
+    epochs: int = setting(30, "maximum number of epochs (one user phase + one movie phase)", min=1)
+    patience: int = setting(4, "stop after this many epochs without a better VALID RMSE "
+                               "(0 = never stop early)", min=0)
+    batch_size: int = setting(256, "sequences per optimisation step", min=1)
+    lr: float = setting(1e-3, "Adam learning rate of the networks", min=0.0, min_exclusive=True)
+    weight_decay: float = setting(0.0, "decoupled (AdamW) weight decay of the networks", min=0.0)
+    dropout: float = setting(0.3, "dropout on the projected rating vector while training (ours)",
+                             min=0.0, max=1.0, max_exclusive=True)
+    lr_stationary: float = setting(5e-3, "SGD learning rate of the stationary factors", min=0.0)
+    reg_stationary: float = setting(0.06, "per-rating L2 penalty of the stationary factors (ours)",
+                                    min=0.0)
+    init_std: float = setting(0.1, "std of the stationary factors' initialisation", min=0.0)
+    cpu_threads: int = setting(1, "torch intra-op threads while RRN fits/predicts on CPU (0 = leave "
+                                  "torch's setting); its many small per-step ops run faster on one",
+                               min=0)
+    future: Literal["one-step", "calendar"] = setting(
+        "one-step", "after training: one step from the last known step straight to the predicted "
+                    "day (one-step), or one empty step per calendar step up to it (calendar)")
+
+
+# --------------------------------------------------------------------------- sequences
+class _Side:
+    """One side's step sequences (users or movies) built from a history table.
+
+    Pairs (entity, step) with at least one rating, sorted by entity then step;
+    ``seq_indptr`` gives each entity's pairs; the bag arrays hold each pair's
+    ratings of the other side, for the ``EmbeddingBag``.
+    """
+
+    def __init__(self, ent, other, r, days, n_ent, width, d0, mu, t_mean, t_std):
+        self.width, self.d0, self.n_ent = width, d0, n_ent
+        self.t_mean, self.t_std = t_mean, t_std
+        step = np.floor_divide(days - d0, width)
+        self.smin = int(step.min()) if step.size else 0
+        self.K = (int(step.max()) - self.smin + 2) if step.size else 2
+        key = ent.astype(np.int64) * self.K + (step - self.smin)
+        self.keys, inv = np.unique(key, return_inverse=True)
+        inv = inv.reshape(-1)
+        self.pair_ent = self.keys // self.K
+        self.pair_step = self.keys % self.K + self.smin
+        self.seq_indptr = np.zeros(n_ent + 1, dtype=np.int64)
+        np.cumsum(np.bincount(self.pair_ent, minlength=n_ent), out=self.seq_indptr[1:])
+        cnt = np.bincount(inv, minlength=self.keys.size)
+        self.pair_indptr = np.zeros(self.keys.size + 1, dtype=np.int64)
+        np.cumsum(cnt, out=self.pair_indptr[1:])
+        o = np.argsort(inv, kind="stable")
+        self.bag_idx = other[o].astype(np.int64)
+        self.bag_w = ((r[o] - mu) / np.sqrt(cnt[inv[o]])).astype(np.float32)
+        self.rating_pair = inv                       # pair of each input rating
+        self.pair_time = self.std_time(self.pair_step)
+
+    def std_time(self, step) -> np.ndarray:
+        day = self.d0 + np.asarray(step, dtype=np.float64) * self.width
+        return ((day - self.t_mean) / self.t_std).astype(np.float32)
+
+    def prev_pair(self, ent: np.ndarray, tau: np.ndarray) -> np.ndarray:
+        """Index of the entity's last pair with step < tau, or -1."""
+        t = np.clip(tau, self.smin, self.smin + self.K - 1) - self.smin
+        pos = np.searchsorted(self.keys, ent * self.K + t, side="left") - 1
+        ok = (pos >= 0) & (pos >= self.seq_indptr[ent])
+        return np.where(ok, pos, -1)
+
+
+class _Net(nn.Module):
+    """One side's network: rating projection, LSTM, affine output."""
+
+    def __init__(self, n_other: int, s: RRNSettings):
+        super().__init__()
+        self.bag = nn.EmbeddingBag(n_other, s.embed, mode="sum")
+        nn.init.normal_(self.bag.weight, 0.0, 0.1)
+        self.lstm = nn.LSTM(s.embed + 3, s.hidden, num_layers=1, batch_first=True)
+        self.out = nn.Linear(s.hidden, s.dynamic)
+
+    def cell(self, x, h, c):
+        """One LSTM step with the LSTM's own weights (gate order i, f, g, o)."""
+        g = x @ self.lstm.weight_ih_l0.T + self.lstm.bias_ih_l0 + h @ self.lstm.weight_hh_l0.T \
+            + self.lstm.bias_hh_l0
+        i, f, gg, o = g.chunk(4, dim=1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(gg)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        return h, c
+
+
+@contextlib.contextmanager
+def _threads(n: int, device: str):
+    """Temporarily set torch's intra-op CPU threads (restored afterwards)."""
+    if n <= 0 or not str(device).startswith("cpu"):
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def _ranges(indptr: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Concatenation of ``arange(indptr[i], indptr[i+1])`` for every ``i`` in ``ids``."""
+    starts = indptr[ids]
+    lens = indptr[ids + 1] - starts
+    total = int(lens.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    shift = starts - np.concatenate([[0], np.cumsum(lens)[:-1]])
+    return np.repeat(shift, lens) + np.arange(total, dtype=np.int64)
+
+
+class _Layout:
+    """A batch of entities' step sequences in packed (time-major) layout.
+
+    Entities are ordered by decreasing length, so at time ``j`` the active
+    sequences are the first ``batch_sizes[j]`` ones — the layout
+    ``pack_padded_sequence`` builds. ``pairs`` are the batch's (entity, step)
+    pairs in entity-major order; ``packed[k]`` is where pair ``k`` sits.
+    """
+
+    def __init__(self, side: _Side, ents: np.ndarray):
+        lens = side.seq_indptr[ents + 1] - side.seq_indptr[ents]
+        order = np.argsort(-lens, kind="stable")
+        self.ents, lens = ents[order], lens[order]
+        self.pairs = _ranges(side.seq_indptr, self.ents)
+        row = np.repeat(np.arange(self.ents.size), lens)
+        self.pos = self.pairs - np.repeat(side.seq_indptr[self.ents], lens)
+        self.batch_sizes = np.bincount(self.pos, minlength=int(lens.max()) if lens.size else 0)
+        self.offsets = np.concatenate([[0], np.cumsum(self.batch_sizes)])
+        self.packed = self.offsets[self.pos] + row
+
+
+def _forward(side: _Side, net: _Net, lay: _Layout, dev, want_c: bool = False,
+             dropout: float = 0.0):
+    """LSTM outputs (and cell states) after every pair's step, plus each pair's rating embedding.
+
+    The recurrence is stepped by hand over the packed layout: the input
+    projection is one matrix product for all steps, each time step is one
+    small (active rows x hidden) product. (On CPU this trains several times
+    faster than ``nn.LSTM`` on a ``PackedSequence``, whose backward pass we
+    measured at ~8x its forward.)
+    """
+    pairs = lay.pairs
+    bags = _ranges(side.pair_indptr, pairs)
+    cnt = side.pair_indptr[pairs + 1] - side.pair_indptr[pairs]
+    off = np.concatenate([[0], np.cumsum(cnt)[:-1]])
+    emb = net.bag(torch.from_numpy(side.bag_idx[bags]).to(dev), torch.from_numpy(off).to(dev),
+                  per_sample_weights=torch.from_numpy(side.bag_w[bags]).to(dev))
+    if dropout > 0:
+        emb = torch.nn.functional.dropout(emb, p=dropout, training=True)
+    first = lay.pos == 0
+    first_t = torch.from_numpy(first).to(dev)
+    prev = torch.cat([emb.new_zeros((1, emb.shape[1])), emb[:-1]])
+    prev = torch.where(first_t[:, None], torch.zeros_like(prev), prev)
+    t = side.pair_time[pairs]
+    tp = np.concatenate([t[:1], t[:-1]])
+    tp[first] = t[first]
+    feats = torch.from_numpy(np.stack([first.astype(np.float32), t, tp], axis=1)).to(dev)
+    X = torch.cat([prev, feats], dim=1)
+    inv = torch.from_numpy(np.argsort(lay.packed)).to(dev)
+    lstm = net.lstm
+    xw = X[inv] @ lstm.weight_ih_l0.T + (lstm.bias_ih_l0 + lstm.bias_hh_l0)
+    w_hh = lstm.weight_hh_l0.T
+    n0 = int(lay.batch_sizes[0])
+    h = X.new_zeros((n0, lstm.hidden_size))
+    c = X.new_zeros((n0, lstm.hidden_size))
+    hs, cs = [], []
+    # one split (not a slice per step): a slice's backward would zero-fill all of xw every step
+    for x_j in torch.split(xw, lay.batch_sizes.tolist()):
+        n = x_j.shape[0]
+        g = x_j + h[:n] @ w_hh
+        i, f, gg, og = g.chunk(4, dim=1)
+        c = torch.sigmoid(f) * c[:n] + torch.sigmoid(i) * torch.tanh(gg)
+        h = torch.sigmoid(og) * torch.tanh(c)
+        hs.append(h)
+        if want_c:
+            cs.append(c)
+    packed = torch.from_numpy(lay.packed).to(dev)
+    H = torch.cat(hs)[packed]
+    C = torch.cat(cs)[packed] if want_c else None
+    return H, C, emb
+
+
+def _batches(ents: np.ndarray, lengths: np.ndarray, size: int, rng=None) -> list[np.ndarray]:
+    """Entities with >= 1 step in batches of similar length (less padding work per time step)."""
+    ents = ents[lengths > 0]
+    lengths = lengths[lengths > 0]
+    tie = rng.random(ents.size) if rng is not None else np.zeros(ents.size)
+    order = np.lexsort((tie, lengths))
+    return [ents[order[s:s + size]] for s in range(0, ents.size, size)]
+
+
+class RRN(TimeAwarePredict, Model):
+    """Recurrent Recommender Networks; see the module docstring (and which choices are ours)."""
+
+    name = "rrn"
+    Settings = RRNSettings
+    uses_timestamps = True
+    fallback = ("global mean for out-of-range ids; a user/movie without history gets the "
+                "new-user/new-movie state")
+    summary = "RRN (Wu et al. WSDM 2017): user and movie LSTMs over time steps + stationary factors"
+    #: tiny settings for the conformance kit (recozoo.testing.check_model)
+    conformance_settings = {"epochs": 2, "hidden": 8, "embed": 8, "dynamic": 4, "stationary": 4}
+
+    # ----------------------------------------------------------------- building
+    def _build_nets(self, n_users: int, n_items: int) -> None:
+        s = self.settings
+        torch.manual_seed(self.seed)
+        self.user_net_ = _Net(n_items, s).to(self._dev)
+        self.movie_net_ = _Net(n_users, s).to(self._dev)
+        g = torch.Generator().manual_seed(self.seed)
+        self.U_ = nn.Parameter((torch.randn(n_users, s.stationary, generator=g) * s.init_std).to(self._dev))
+        self.M_ = nn.Parameter((torch.randn(n_items, s.stationary, generator=g) * s.init_std).to(self._dev))
+
+    @property
+    def _dev(self):
+        from recozoo.devices import resolve_device
+        return torch.device(resolve_device(self.device))
+
+    def set_history(self, table: RatingsTable) -> None:
+        """Compute dynamic states from ``table`` (same id maps) instead; weights are untouched."""
+        self._check_fitted()
+        if table.n_users != self.n_users_ or table.n_items != self.n_items_:
+            raise RecozooError("rrn: the history must share the training table's id maps")
+        if not table.has_timestamps:
+            raise RecozooError("rrn: the history needs timestamps")
+        self._history = (table.indptr.astype(np.int64), table.items.astype(np.int64),
+                         table.ratings.astype(np.float32), days_of(table.timestamps))
+        self._make_sides()
+
+    def observe(self, table: RatingsTable) -> None:
+        """The paper's "no retraining" mode: add ``table``'s ratings to the training history.
+
+        Predictions at time ``t`` then also use these ratings — only those of
+        steps before ``t``'s step — while every weight stays as trained.
+        """
+        self._check_fitted()
+        ip, it, r, d = self._train_history
+        users = np.concatenate([np.repeat(np.arange(self.n_users_), np.diff(ip)), table.users])
+        merged = RatingsTable.from_coo(users, np.concatenate([it, table.items]),
+                                       np.concatenate([r, table.ratings]),
+                                       np.concatenate([d * 86400, table.timestamps]),
+                                       user_ids=table.user_ids, item_ids=table.item_ids)
+        self.set_history(merged)
+
+    def _make_sides(self) -> None:
+        ip, it, r, d = self._history
+        users = np.repeat(np.arange(self.n_users_, dtype=np.int64), np.diff(ip))
+        common = (self.global_mean_, self.t_mean_, self.t_std_)
+        s = self.settings
+        self._us = _Side(users, it, r, d, self.n_users_, s.user_step_days, self.d0_, *common)
+        self._ms = _Side(it, users, r, d, self.n_items_, s.movie_step_days, self.d0_, *common)
+
+    # ------------------------------------------------------------------ fitting
+    def _fit(self, train, valid, reporter: Reporter, run_dir: Path | None, resume: bool) -> None:
+        with _threads(self.settings.cpu_threads, self._dev.type):
+            self._fit_impl(train, valid, reporter, run_dir, resume)
+
+    def _fit_impl(self, train, valid, reporter, run_dir, resume) -> None:
+        s = self.settings
+        days = days_of(train.timestamps)
+        self.d0_, self.d_max_ = int(days.min()), int(days.max())
+        self.default_day_ = self.d_max_ + 1
+        self.t_mean_ = float(days.mean())
+        self.t_std_ = float(max(days.std(), 1.0))
+        self._train_history = (train.indptr.astype(np.int64), train.items.astype(np.int64),
+                               train.ratings.astype(np.float32), days)
+        self._history = self._train_history
+        self._make_sides()
+        self._build_nets(train.n_users, train.n_items)
+        dev = self._dev
+        us, ms = self._us, self._ms
+        # training ratings of each side's entities, contiguous per entity
+        users = train.users.astype(np.int64)
+        items = train.items.astype(np.int64)
+        r = torch.from_numpy(train.ratings.astype(np.float32)).to(dev)
+        u_t, i_t = torch.from_numpy(users).to(dev), torch.from_numpy(items).to(dev)
+        upair = torch.from_numpy(us.rating_pair).to(dev)
+        mpair = torch.from_numpy(ms.rating_pair).to(dev)
+        item_perm = np.argsort(items, kind="stable")
+        item_indptr = np.zeros(train.n_items + 1, dtype=np.int64)
+        np.cumsum(np.bincount(items, minlength=train.n_items), out=item_indptr[1:])
+        phases = [
+            ("user", self.user_net_, self.movie_net_, us, ms, np.asarray(train.indptr, np.int64),
+             None, us.rating_pair, mpair),
+            ("movie", self.movie_net_, self.user_net_, ms, us, item_indptr, item_perm,
+             ms.rating_pair, upair),
+        ]
+        opts = {id(net): torch.optim.AdamW(net.parameters(), lr=s.lr, weight_decay=s.weight_decay)
+                for net in (self.user_net_, self.movie_net_)}
+        sgd = torch.optim.SGD([self.U_, self.M_], lr=s.lr_stationary)
+        rng = np.random.default_rng(self.seed)
+        mu = float(self.global_mean_)
+        has_valid = valid is not None and valid.nnz > 0
+        best, best_rmse, bad, start, stopped = None, np.inf, 0, 1, False
+        self.history_: list[dict] = []
+        sig = signature(self.name, train, s)
+        ck = load_epoch_checkpoint(run_dir, sig) if resume else None
+        if ck is not None:                      # continue exactly where the last epoch ended
+            self._load_weights(ck["weights"])
+            for key, opt in (("adam_user", opts[id(self.user_net_)]),
+                             ("adam_movie", opts[id(self.movie_net_)]), ("sgd", sgd)):
+                opt.load_state_dict(ck[key])
+            best = ck["best"]
+            rng.bit_generator.state = ck["rng"]
+            torch.set_rng_state(ck["torch_rng"])
+            best_rmse, bad, stopped = ck["best_rmse"], ck["bad"], ck["stopped"]
+            self.history_ = list(ck["history"])
+            start = ck["epoch"] + 1
+        reporter.start(self.name, total=s.epochs)
+        for epoch in range(start, s.epochs + 1):
+            if stopped:
+                break
+            t0 = time.perf_counter()
+            sse_sum, n_sum = 0.0, 0
+            for _, net, other_net, side, other_side, r_indptr, r_perm, own_pair_np, oth_pair in phases:
+                with torch.no_grad():
+                    other_dyn = self._all_dynamic(other_side, other_net)
+                opt = opts[id(net)]
+                local = np.empty(side.keys.size, dtype=np.int64)
+                ents = np.arange(side.n_ent, dtype=np.int64)
+                batches = _batches(ents, np.diff(side.seq_indptr), s.batch_size, rng)
+                for bi in rng.permutation(len(batches)):
+                    lay = _Layout(side, batches[bi])
+                    sel_np = _ranges(r_indptr, lay.ents)
+                    if sel_np.size == 0:
+                        continue
+                    if r_perm is not None:
+                        sel_np = r_perm[sel_np]
+                    sel = torch.from_numpy(sel_np).to(dev)
+                    local[lay.pairs] = np.arange(lay.pairs.size)
+                    Hs, _, _ = _forward(side, net, lay, dev, dropout=s.dropout)
+                    dyn = net.out(Hs)
+                    mine = torch.from_numpy(local[own_pair_np[sel_np]]).to(dev)
+                    uu, ii = u_t[sel], i_t[sel]
+                    pred = mu + (dyn[mine] * other_dyn[oth_pair[sel]]).sum(1) \
+                        + (self.U_[uu] * self.M_[ii]).sum(1)
+                    err = r[sel] - pred
+                    sse = (err * err).sum()
+                    loss = sse + s.reg_stationary * ((self.U_[uu] ** 2).sum() + (self.M_[ii] ** 2).sum())
+                    opt.zero_grad(set_to_none=True)
+                    sgd.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    sgd.step()
+                    sse_sum += float(sse.detach())
+                    n_sum += sel_np.size
+            rec = {"epoch": epoch, "train_rmse": float(np.sqrt(sse_sum / max(n_sum, 1))),
+                   "seconds": time.perf_counter() - t0}
+            if has_valid:
+                rec["valid_rmse"] = rmse(self.predict_table(valid), valid.ratings)
+            self.history_.append(rec)
+            reporter.log(rec)
+            reporter.advance(1, **{k: v for k, v in rec.items() if k.endswith("rmse")})
+            if has_valid:
+                if rec["valid_rmse"] < best_rmse:
+                    best_rmse, bad = rec["valid_rmse"], 0
+                    best = self._weights()
+                else:
+                    bad += 1
+                    stopped = bool(s.patience and bad >= s.patience)
+            if run_dir is not None:
+                save_epoch_checkpoint(run_dir, {
+                    "signature": sig, "epoch": epoch, "weights": self._weights(), "best": best,
+                    "adam_user": opts[id(self.user_net_)].state_dict(),
+                    "adam_movie": opts[id(self.movie_net_)].state_dict(), "sgd": sgd.state_dict(),
+                    "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                    "best_rmse": float(best_rmse), "bad": bad, "stopped": stopped,
+                    "history": self.history_})
+        reporter.finish()
+        if best is not None:
+            self._load_weights(best)
+            self.best_epoch_ = int(np.argmin([h["valid_rmse"] for h in self.history_]) + 1)
+        else:
+            self.best_epoch_ = len(self.history_)
+
+    def _all_dynamic(self, side: _Side, net: _Net) -> torch.Tensor:
+        """Dynamic states of every history pair of one side (as training sees them)."""
+        out = torch.zeros(side.keys.size, self.settings.dynamic, device=self._dev)
+        ents = np.arange(side.n_ent, dtype=np.int64)
+        for b in _batches(ents, np.diff(side.seq_indptr), 4096):
+            lay = _Layout(side, b)
+            Hs, _, _ = _forward(side, net, lay, self._dev)
+            out[torch.from_numpy(lay.pairs).to(self._dev)] = net.out(Hs)
+        return out
+
+    # --------------------------------------------------------------- predicting
+    @torch.no_grad()
+    def _dynamic_at(self, side: _Side, net: _Net, ent: np.ndarray, days: np.ndarray) -> torch.Tensor:
+        """Dynamic state of each (entity, day): reads only history steps before the day's step."""
+        dev = self._dev
+        s = self.settings
+        tau = np.floor_divide(days - side.d0, side.width)
+        prev = side.prev_pair(ent, tau)
+        n = ent.size
+        H, D = s.hidden, s.dynamic
+        h0 = torch.zeros(n, H, device=dev)
+        c0 = torch.zeros(n, H, device=dev)
+        e_prev = torch.zeros(n, s.embed, device=dev)
+        has = prev >= 0
+        if has.any():
+            q = np.flatnonzero(has)
+            qe = np.unique(ent[q])
+            local = np.full(side.keys.size, -1, dtype=np.int64)
+            for b in _batches(qe, np.diff(side.seq_indptr)[qe], 2048):
+                lay = _Layout(side, b)
+                Hs, Cs, emb = _forward(side, net, lay, dev, want_c=True)
+                local[lay.pairs] = np.arange(lay.pairs.size)
+                mq = q[local[prev[q]] >= 0]
+                lq = torch.from_numpy(local[prev[mq]]).to(dev)
+                qi = torch.from_numpy(mq).to(dev)
+                h0[qi], c0[qi], e_prev[qi] = Hs[lq], Cs[lq], emb[lq]
+                local[lay.pairs] = -1
+        step_prev = np.where(has, side.pair_step[np.maximum(prev, 0)], tau)
+        end = (self.d_max_ - side.d0) // side.width
+        fill_start = np.maximum(end, step_prev) + 1
+        n_fill = np.where(has & (s.future == "calendar"), np.maximum(tau - fill_start, 0), 0)
+        flag = torch.from_numpy((~has).astype(np.float32)).to(dev)
+        h, c, t_last = h0, c0, step_prev.copy()
+        for f in range(int(n_fill.max()) if n else 0):
+            act = n_fill > f
+            st = fill_start + f
+            x = torch.cat([e_prev if f == 0 else torch.zeros_like(e_prev), flag[:, None],
+                           torch.from_numpy(side.std_time(st))[:, None].to(dev),
+                           torch.from_numpy(side.std_time(t_last))[:, None].to(dev)], dim=1)
+            hn, cn = net.cell(x, h, c)
+            a_t = torch.from_numpy(act).to(dev)[:, None]
+            h, c = torch.where(a_t, hn, h), torch.where(a_t, cn, c)
+            t_last = np.where(act, st, t_last)
+        used = torch.from_numpy(n_fill > 0).to(dev)[:, None]
+        x = torch.cat([torch.where(used, torch.zeros_like(e_prev), e_prev), flag[:, None],
+                       torch.from_numpy(side.std_time(tau))[:, None].to(dev),
+                       torch.from_numpy(side.std_time(t_last))[:, None].to(dev)], dim=1)
+        h, _ = net.cell(x, h, c)
+        out = net.out(h)
+        assert out.shape == (n, D)
+        return out
+
+    def _predict_at(self, users, items, days):
+        with _threads(self.settings.cpu_threads, self._dev.type):
+            return self._predict_at_impl(users, items, days)
+
+    def _predict_at_impl(self, users, items, days):
+        out = np.empty(users.size, dtype=np.float32)
+        for a in range(0, users.size, 200_000):
+            u, i, d = users[a:a + 200_000], items[a:a + 200_000], days[a:a + 200_000]
+            du = self._dynamic_at(self._us, self.user_net_, u, d)
+            dm = self._dynamic_at(self._ms, self.movie_net_, i, d)
+            ut, it = torch.from_numpy(u).to(self._dev), torch.from_numpy(i).to(self._dev)
+            with torch.no_grad():
+                p = self.global_mean_ + (du * dm).sum(1) + (self.U_[ut] * self.M_[it]).sum(1)
+            out[a:a + u.size] = p.cpu().numpy()
+        return out
+
+    def score_items(self, users: np.ndarray) -> np.ndarray:
+        """All items for each user at the default day: states once per user and per item."""
+        self._check_fitted()
+        users = np.asarray(users, dtype=np.int64).reshape(-1)
+        with _threads(self.settings.cpu_threads, self._dev.type), torch.no_grad():
+            du = self._dynamic_at(self._us, self.user_net_, users,
+                                  np.full(users.size, self.default_day_, dtype=np.int64))
+            items = np.arange(self.n_items_, dtype=np.int64)
+            dm = self._dynamic_at(self._ms, self.movie_net_, items,
+                                  np.full(items.size, self.default_day_, dtype=np.int64))
+            ut = torch.from_numpy(users).to(self._dev)
+            out = self.global_mean_ + du @ dm.T + self.U_[ut] @ self.M_.T
+        return out.cpu().numpy().astype(np.float32)
+
+    # -------------------------------------------------------------- persistence
+    def _weights(self) -> dict:
+        return {"user": copy.deepcopy(self.user_net_.state_dict()),
+                "movie": copy.deepcopy(self.movie_net_.state_dict()),
+                "U": self.U_.detach().clone(), "M": self.M_.detach().clone()}
+
+    def _load_weights(self, w: dict) -> None:
+        self.user_net_.load_state_dict(w["user"])
+        self.movie_net_.load_state_dict(w["movie"])
+        with torch.no_grad():
+            self.U_.copy_(w["U"])
+            self.M_.copy_(w["M"])
+
+    def _get_state(self):
+        st = {}
+        for side, net in (("user", self.user_net_), ("movie", self.movie_net_)):
+            for k, v in net.state_dict().items():
+                st[f"{side}.{k}"] = v.detach().cpu().numpy()
+        st["U"] = self.U_.detach().cpu().numpy()
+        st["M"] = self.M_.detach().cpu().numpy()
+        ip, it, r, d = self._train_history
+        st.update({"train_indptr": ip, "train_items": it, "train_ratings": r, "train_days": d,
+                   "d0": self.d0_, "d_max": self.d_max_, "t_mean": self.t_mean_,
+                   "t_std": self.t_std_, "best_epoch": getattr(self, "best_epoch_", 0)})
+        return st
+
+    def _set_state(self, state):
+        self.d0_, self.d_max_ = int(state["d0"]), int(state["d_max"])
+        self.default_day_ = self.d_max_ + 1
+        self.t_mean_, self.t_std_ = float(state["t_mean"]), float(state["t_std"])
+        self.best_epoch_ = int(state.get("best_epoch", 0))
+        self._build_nets(self.n_users_, self.n_items_)
+        for side, net in (("user", self.user_net_), ("movie", self.movie_net_)):
+            sd = {k: torch.from_numpy(np.asarray(state[f"{side}.{k}"])) for k in net.state_dict()}
+            net.load_state_dict(sd)
+        self._load_weights({"user": self.user_net_.state_dict(), "movie": self.movie_net_.state_dict(),
+                            "U": torch.from_numpy(np.asarray(state["U"])),
+                            "M": torch.from_numpy(np.asarray(state["M"]))})
+        self._train_history = (np.asarray(state["train_indptr"], np.int64),
+                               np.asarray(state["train_items"], np.int64),
+                               np.asarray(state["train_ratings"], np.float32),
+                               np.asarray(state["train_days"], np.int64))
+        self._history = self._train_history
+        self._make_sides()
+
+
+MODELS = (RRN,)

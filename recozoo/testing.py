@@ -1,0 +1,320 @@
+"""The conformance kit: does a model honour the recozoo model contract?
+
+In the spirit of scikit-learn's ``check_estimator``: one call runs the whole
+interface contract of :class:`recozoo.models.base.Model` against any model —
+built-in or from a plugin — on a tiny generated dataset, in seconds::
+
+    from recozoo.testing import check_model
+    check_model(MyModel)                                  # the class, default settings
+    check_model(MyModel, settings={"epochs": 2})          # tiny settings for speed
+    check_model(lambda settings, seed: MyModel(settings, seed=seed))   # or a factory
+
+A failed check raises :class:`AssertionError` whose message starts with
+``check_model[<model>] <check>:`` and says what was expected. The checks:
+
+``settings``       the class declares a ``Settings`` dataclass whose fields all carry help
+``bad_settings``   an unknown setting, out-of-range / not-a-choice values derived from the
+                   settings' declared constraints, and the caller's ``bad_settings`` each
+                   raise :class:`~recozoo.errors.SettingsError` at construction
+``not_fitted``     ``predict`` before ``fit`` raises :class:`~recozoo.models.base.NotFittedError`
+``fit``            ``fit`` returns the model and sets ``n_users_`` / ``n_items_``
+``predict``        float32, one finite score per pair, any length (0 included)
+``unseen``         out-of-range indices (negative, ``n_users_``, ``n_items_`` + 5) and
+                   in-range ids without training data get the fallback: no exception,
+                   finite float32, equal to ``_predict_unknown`` for out-of-range pairs
+``ratings``        (rating models only) predictions live on the rating scale: train RMSE
+                   below 1.5x the ratings' standard deviation, fallbacks inside the scale ±1
+``score_items``    (users x n_items) float32, equal to ``predict`` on the same pairs
+``recommend``      k distinct items per user, none seen in training, scores sorted
+                   descending and equal to ``predict``; the array form matches the
+                   one-user form; ``exclude_seen=False`` may return seen items
+``save_load``      ``save`` + ``load_model`` give identical predictions and recommendations
+``determinism``    two fits with one seed give the same predictions
+
+Models that declare ``predicts_ratings = False`` (ranking-only models) skip the
+``ratings`` check. A model may declare a class attribute
+``conformance_settings`` (a dict of tiny settings, e.g. ``{"epochs": 2}``)
+that the kit uses when no ``settings`` are passed, so that suites which run the
+kit over every registered model stay fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import tempfile
+import typing
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from recozoo.errors import SettingsError
+from recozoo.models.base import Model, NotFittedError, load_model
+
+__all__ = ["check_model", "tiny_split", "CHECKS"]
+
+CHECKS = ("settings", "bad_settings", "not_fitted", "fit", "predict", "unseen", "ratings",
+          "score_items", "recommend", "save_load", "determinism")
+
+_TINY: dict[int, Any] = {}
+
+
+def tiny_split(seed: int = 0):
+    """A small generated split (80 users, 60 items, 1,600 ratings with dates) for the kit.
+
+    Some users and items of VALID/TEST have no TRAIN rating, so fallbacks are exercised.
+    """
+    if seed not in _TINY:
+        from recozoo.data.synthetic import generate
+        from recozoo.splits import random_split
+        table = generate(n_users=80, n_items=60, n_ratings=1600, seed=seed)
+        _TINY[seed] = random_split(table, "conformance", test_fraction=0.1, valid_fraction=0.1,
+                                   seed=seed)
+    return _TINY[seed]
+
+
+class _Fail:
+    def __init__(self, model_name: str):
+        self.model = model_name
+
+    def __call__(self, check: str, cond: bool, message: str) -> None:
+        if not cond:
+            raise AssertionError(f"check_model[{self.model}] {check}: {message}")
+
+
+def _factory(model_cls_or_factory) -> tuple[Callable[..., Model], type | None]:
+    if isinstance(model_cls_or_factory, type):
+        if not issubclass(model_cls_or_factory, Model):
+            raise TypeError(f"{model_cls_or_factory!r} is not a recozoo Model subclass")
+        cls = model_cls_or_factory
+        return (lambda settings=None, seed=0: cls(settings=settings, seed=seed)), cls
+    if callable(model_cls_or_factory):
+        return model_cls_or_factory, None
+    raise TypeError("check_model needs a Model subclass or a factory(settings=, seed=) -> Model")
+
+
+def _derived_bad_settings(cls: type) -> list[dict[str, Any]]:
+    """Values the declared constraints must reject: below min, above max, not a choice."""
+    bad: list[dict[str, Any]] = [{"no_such_setting_xyz": 1}]
+    try:
+        fields = dataclasses.fields(cls.Settings)
+        hints = typing.get_type_hints(cls.Settings)
+    except TypeError:
+        return bad
+    for f in fields:
+        m = f.metadata or {}
+        tp = hints.get(f.name)
+        numeric = tp in (int, float) or (typing.get_origin(tp) is typing.Union
+                                        and any(a in (int, float) for a in typing.get_args(tp)))
+        if m.get("min") is not None and numeric:
+            lo = m["min"]
+            bad.append({f.name: lo if m.get("min_exclusive") else lo - 1})
+        if m.get("max") is not None and numeric:
+            hi = m["max"]
+            bad.append({f.name: hi if m.get("max_exclusive") else hi + 1})
+        if m.get("choices"):
+            bad.append({f.name: "__not_a_choice__"})
+        if typing.get_origin(tp) is typing.Literal:
+            bad.append({f.name: "__not_a_choice__"})
+        if tp in (int, float):
+            bad.append({f.name: "not-a-number"})
+    return bad
+
+
+@contextlib.contextmanager
+def _registered(cls: type):
+    """Make ``cls`` loadable by name while the kit runs, if no plugin registered it.
+
+    ``load_model`` finds the class through the registry; a model under test
+    need not be registered yet (an author runs the kit before packaging).
+    """
+    from recozoo import registry
+    models = registry._models_map()
+    added = cls.name not in models
+    if added:
+        models[cls.name] = registry.ModelEntry(cls.name, "recozoo.testing", cls)
+    try:
+        yield models[cls.name].cls is cls
+    finally:
+        if added:
+            models.pop(cls.name, None)
+
+
+def _all_pairs(n_users: int, n_items: int) -> tuple[np.ndarray, np.ndarray]:
+    return (np.repeat(np.arange(n_users, dtype=np.int64), n_items),
+            np.tile(np.arange(n_items, dtype=np.int64), n_users))
+
+
+def check_model(model_cls_or_factory, *, settings: dict[str, Any] | None = None,
+                bad_settings: list[dict[str, Any]] | tuple = (), data=None,
+                skip: tuple[str, ...] = ()) -> dict[str, str]:
+    """Run the contract checks (see the module docstring); return ``{check: "ok"|"skipped"}``.
+
+    ``settings``: settings used for every fit (default: the class's
+    ``conformance_settings``, else its defaults). ``bad_settings``: extra
+    setting dicts that must be rejected. ``data``: a
+    :class:`~recozoo.splits.Split` (default :func:`tiny_split`). ``skip``:
+    checks to leave out (named in the returned report).
+    """
+    make, cls = _factory(model_cls_or_factory)
+    split = data if data is not None else tiny_split()
+    train = split.train
+    probe = make(settings=None if settings is None else dict(settings), seed=0) if cls is None else None
+    cls = cls or type(probe)
+    if settings is None:
+        settings = dict(getattr(cls, "conformance_settings", None) or {})
+    fail = _Fail(getattr(cls, "name", "") or cls.__name__)
+    report: dict[str, str] = {}
+
+    def run(check: str) -> bool:
+        if check in skip or (check == "ratings" and not getattr(cls, "predicts_ratings", True)):
+            report[check] = "skipped"
+            return False
+        report[check] = "ok"
+        return True
+
+    # -- settings
+    if run("settings"):
+        from recozoo.settings import BaseSettings
+        fail("settings", isinstance(getattr(cls, "Settings", None), type)
+             and issubclass(cls.Settings, BaseSettings),
+             "the class needs a Settings dataclass derived from recozoo.settings.BaseSettings")
+        fail("settings", bool(getattr(cls, "name", "")), "the class needs a registry name (name = ...)")
+        for f in dataclasses.fields(cls.Settings):
+            fail("settings", bool((f.metadata or {}).get("help")),
+                 f"setting {f.name!r} has no help text (declare it with recozoo.settings.setting)")
+        fail("settings", bool(getattr(cls, "fallback", "")), "the class must document its fallback")
+    if run("bad_settings"):
+        for bad in list(_derived_bad_settings(cls)) + list(bad_settings):
+            try:
+                make(settings=dict(bad), seed=0)
+            except SettingsError:
+                continue
+            except Exception as e:  # noqa: BLE001 - the wrong exception type is the failure
+                fail("bad_settings", False, f"settings {bad!r} raised {type(e).__name__}: {e} "
+                                            f"(expected SettingsError)")
+            fail("bad_settings", False, f"settings {bad!r} were accepted (expected SettingsError)")
+
+    # -- fitting and prediction
+    model = make(settings=dict(settings), seed=0)
+    if run("not_fitted"):
+        try:
+            model.predict([0], [0])
+        except NotFittedError:
+            pass
+        else:
+            fail("not_fitted", False, "predict before fit must raise NotFittedError")
+    fitted = model.fit(train, split.valid)
+    if run("fit"):
+        fail("fit", fitted is model, "fit must return the model itself")
+        fail("fit", model.n_users_ == train.n_users and model.n_items_ == train.n_items,
+             f"n_users_/n_items_ are {model.n_users_}/{model.n_items_}, expected "
+             f"{train.n_users}/{train.n_items}")
+    tu, ti = train.users.astype(np.int64), np.asarray(train.items, dtype=np.int64)
+    p_train = model.predict(tu, ti)
+    if run("predict"):
+        fail("predict", isinstance(p_train, np.ndarray) and p_train.dtype == np.float32,
+             f"predict must return float32, got {getattr(p_train, 'dtype', type(p_train))}")
+        fail("predict", p_train.shape == (tu.size,), f"predict returned shape {p_train.shape}, "
+                                                      f"expected ({tu.size},)")
+        fail("predict", bool(np.all(np.isfinite(p_train))), "predict returned non-finite values")
+        empty = model.predict(np.zeros(0, np.int64), np.zeros(0, np.int64))
+        fail("predict", empty.shape == (0,) and empty.dtype == np.float32,
+             "predict on no pairs must return an empty float32 array")
+    if run("unseen"):
+        nu, ni = model.n_users_, model.n_items_
+        u = np.array([-1, nu, nu + 100, 0, -5, nu], dtype=np.int64)
+        i = np.array([0, 0, ni + 5, ni, -1, ni + 5], dtype=np.int64)
+        try:
+            out = model.predict(u, i)
+        except Exception as e:  # noqa: BLE001
+            fail("unseen", False, f"predict on out-of-range ids raised {type(e).__name__}: {e}")
+        fail("unseen", out.dtype == np.float32 and out.shape == (u.size,)
+             and bool(np.all(np.isfinite(out))),
+             f"out-of-range ids must get finite float32 fallbacks, got {out!r}")
+        expect = model._predict_unknown(u, i)
+        fail("unseen", np.allclose(out, expect, rtol=1e-5, atol=1e-6),
+             f"out-of-range ids got {out.tolist()}, but _predict_unknown says {np.asarray(expect).tolist()}")
+        cold_u = np.flatnonzero(train.user_counts() == 0)
+        cold_i = np.flatnonzero(train.item_counts() == 0)
+        if cold_u.size or cold_i.size:
+            cu = np.concatenate([cold_u, np.zeros(cold_i.size, np.int64)]).astype(np.int64)
+            ci = np.concatenate([np.zeros(cold_u.size, np.int64), cold_i]).astype(np.int64)
+            out = model.predict(cu, ci)
+            fail("unseen", bool(np.all(np.isfinite(out))),
+                 "users/items without training ratings must get finite fallbacks")
+    if run("ratings"):
+        r = np.asarray(train.ratings, dtype=np.float64)
+        train_rmse = float(np.sqrt(np.mean((p_train - r) ** 2)))
+        fail("ratings", train_rmse < 1.5 * float(r.std()) + 1e-6,
+             f"train RMSE {train_rmse:.3f} is not below 1.5x the ratings' std {r.std():.3f}: "
+             f"predict should return ratings (set predicts_ratings = False for ranking models)")
+        fb = model.predict(np.array([-1, model.n_users_ + 3]), np.array([0, model.n_items_ + 3]))
+        fail("ratings", bool(np.all((fb >= r.min() - 1) & (fb <= r.max() + 1))),
+             f"fallback predictions {fb.tolist()} are outside the rating scale "
+             f"[{r.min():g}, {r.max():g}] ± 1")
+    n_rec_users = min(train.n_users, 12)
+    users = np.arange(n_rec_users, dtype=np.int64)
+    if run("score_items"):
+        sc = model.score_items(users)
+        fail("score_items", isinstance(sc, np.ndarray) and sc.shape == (users.size, train.n_items)
+             and sc.dtype == np.float32, f"score_items must be (users x n_items) float32, got "
+                                         f"{getattr(sc, 'shape', None)} {getattr(sc, 'dtype', None)}")
+        pu, pi = _all_pairs(users.size, train.n_items)
+        pr = model.predict(pu, pi).reshape(users.size, train.n_items)
+        fail("score_items", np.allclose(sc, pr, rtol=1e-4, atol=1e-4),
+             f"score_items disagrees with predict (max difference {np.abs(sc - pr).max():.3g})")
+    seen_max = int(np.diff(train.indptr).max()) if train.nnz else 0
+    k = max(1, min(10, train.n_items - seen_max))
+    if run("recommend"):
+        items, scores = model.recommend(users, k=k)
+        fail("recommend", np.shape(items) == (users.size, k) and np.shape(scores) == (users.size, k),
+             f"recommend(array of {users.size}, k={k}) returned shapes {np.shape(items)}, "
+             f"{np.shape(scores)}; expected ({users.size}, {k})")
+        csr = train.to_csr()
+        for row, u in enumerate(users):
+            it = np.asarray(items[row])
+            seen = set(csr.indices[csr.indptr[u]:csr.indptr[u + 1]].tolist())
+            fail("recommend", len(set(it.tolist())) == k, f"user {u}: recommended items repeat: {it}")
+            fail("recommend", not (seen & set(it.tolist())),
+                 f"user {u}: recommended seen items {sorted(seen & set(it.tolist()))}")
+            s = np.asarray(scores[row], dtype=np.float64)
+            fail("recommend", bool(np.all(np.diff(s) <= 1e-6 * np.maximum(1.0, np.abs(s[:-1])))),
+                 f"user {u}: scores are not sorted descending: {s}")
+            pr = model.predict(np.full(k, u), it)
+            fail("recommend", np.allclose(s, pr, rtol=1e-4, atol=1e-4),
+                 f"user {u}: recommend scores {s} differ from predict {pr}")
+        one_items, one_scores = model.recommend(int(users[0]), k=k)
+        fail("recommend", np.ndim(one_items) == 1 and np.array_equal(one_items, items[0]),
+             "recommend(one user) must return the 1-d row of the array form")
+        all_items, _ = model.recommend(users[:1], k=train.n_items, exclude_seen=False)
+        fail("recommend", np.shape(all_items) == (1, train.n_items)
+             and len(set(np.asarray(all_items[0]).tolist())) == train.n_items,
+             "recommend(k=n_items, exclude_seen=False) must rank every item once")
+        far = model.recommend(np.array([model.n_users_ + 7]), k=k)
+        fail("recommend", np.shape(far[0]) == (1, k), "recommend for an unknown user must still "
+                                                      "return k items (the fallback ranking)")
+
+    # -- persistence and determinism
+    pu, pi = _all_pairs(min(train.n_users, 30), train.n_items)
+    before = model.predict(pu, pi)
+    if run("save_load"):
+        with tempfile.TemporaryDirectory() as tmp, _registered(cls) as ours:
+            fail("save_load", ours, f"another class is registered as {cls.name!r}")
+            path = Path(tmp) / "model.rz"
+            model.save(path)
+            loaded = load_model(path)
+            fail("save_load", type(loaded) is cls, f"loaded a {type(loaded).__name__}, not {cls.__name__}")
+            after = loaded.predict(pu, pi)
+            fail("save_load", np.array_equal(before, after),
+                 f"predictions changed after save/load (max difference {np.abs(before - after).max():.3g})")
+            ri, rs = model.recommend(users, k=k)
+            li, ls = loaded.recommend(users, k=k)
+            fail("save_load", np.array_equal(ri, li) and np.allclose(rs, ls),
+                 "recommendations changed after save/load")
+    if run("determinism"):
+        again = make(settings=dict(settings), seed=0).fit(train, split.valid).predict(pu, pi)
+        fail("determinism", np.allclose(before, again, rtol=1e-5, atol=1e-6),
+             f"two fits with seed 0 differ (max difference {np.abs(before - again).max():.3g})")
+    return report

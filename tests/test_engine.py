@@ -1,0 +1,153 @@
+"""The shared training engine: batching, selection, checkpoints, resume, logs, determinism."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from recozoo.engine import EngineConfig, Loss, RowMatrix, Trainer
+from recozoo.engine.checkpoint import BEST, LAST
+from recozoo.models.deeprec import AutoencoderNet, AutoencoderTask, DeepRec
+from recozoo.progress import Reporter
+
+from _torch_small import one_thread, small_split
+
+_threads = pytest.fixture(autouse=True)(one_thread)
+
+SETTINGS = {"layers": "24,12", "epochs": 4, "batch_size": 32, "optimizer": "momentum", "lr": 0.01,
+            "dropout": 0.5, "noise": 0.1, "refeed": 1}
+
+
+def test_take_gathers_rows_and_dense_matches_csr():
+    t = small_split().train
+    rows = RowMatrix.from_table(t, "user")
+    pick = np.array([5, 0, 17, 5])
+    b = rows.take(pick)
+    assert np.array_equal(b.dense().numpy(), t.to_csr()[pick].toarray())
+    items = RowMatrix.from_table(t, "item")
+    assert np.array_equal(items.take(np.array([3, 1])).dense().numpy(), t.to_csc()[:, [3, 1]].T.toarray())
+
+
+class _CountRows:
+    """A task that records which rows it saw and trains a bias to the mean."""
+
+    def __init__(self):
+        self.seen = []
+
+    def build_module(self):
+        return torch.nn.Linear(1, 1)
+
+    def train_losses(self, net, batch):
+        self.seen.append(batch.rows.copy())
+        pred = net.bias.expand(batch.nnz)
+        yield Loss(((pred - batch.vals) ** 2).sum(), batch.nnz)
+
+    def eval_sse(self, module, inputs, targets):
+        return ((module.bias - targets.vals) ** 2).sum(), targets.nnz
+
+
+def test_every_nonempty_row_once_per_epoch_last_partial_batch_kept_and_seeded():
+    t = small_split().train
+    rows = RowMatrix.from_table(t, "user")
+    nonempty = np.flatnonzero(rows.lengths() > 0)
+    assert nonempty.size % 32 != 0             # there is a partial last batch
+    task = _CountRows()
+    Trainer(task, EngineConfig(epochs=2, batch_size=32, optimizer="sgd", lr=0.01)).fit(rows)
+    per_epoch = -(-nonempty.size // 32)
+    assert len(task.seen) == 2 * per_epoch
+    for e in range(2):
+        got = np.concatenate(task.seen[e * per_epoch:(e + 1) * per_epoch])
+        assert np.array_equal(np.sort(got), nonempty)
+    assert not np.array_equal(np.concatenate(task.seen[:per_epoch]), np.concatenate(task.seen[per_epoch:]))
+    task2 = _CountRows()
+    Trainer(task2, EngineConfig(epochs=1, batch_size=32, optimizer="sgd", lr=0.01)).fit(rows)
+    assert all(np.array_equal(a, b) for a, b in zip(task.seen, task2.seen))
+
+
+def test_momentum_schedule_halves_after_the_milestone_epoch():
+    rows = RowMatrix.from_table(small_split().train, "user")
+    res = Trainer(_CountRows(), EngineConfig(epochs=4, batch_size=64, optimizer="momentum", lr=0.01,
+                                             milestones=(2, 3))).fit(rows)
+    # lr used *during* epochs 1..4 = lr recorded after the previous epoch
+    assert [round(h["lr"], 6) for h in res.history] == [0.01, 0.005, 0.0025, 0.0025]
+
+
+def _fit(run_dir=None, resume=False, reporter=None, **over):
+    split = small_split()
+    return DeepRec(SETTINGS | over, seed=7).fit(split.train, split.valid, run_dir=run_dir, resume=resume,
+                                                reporter=reporter)
+
+
+def _weights(m):
+    return {k: v.clone() for k, v in m.net_.state_dict().items()}
+
+
+class _Interrupt(Reporter):
+    def __init__(self, after):
+        self.after = after
+
+    def log(self, record):
+        if record["epoch"] == self.after:
+            raise KeyboardInterrupt
+
+
+def test_deterministic_on_cpu_and_resume_reproduces_uninterrupted(tmp_path):
+    full = _fit(tmp_path / "a")
+    again = _fit()
+    wa, wb = _weights(full), _weights(again)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    # interrupt inside epoch 3's bookkeeping (after epoch 2's checkpoint), then resume
+    with pytest.raises(KeyboardInterrupt):
+        _fit(tmp_path / "b", reporter=_Interrupt(after=3))
+    ck = torch.load(tmp_path / "b" / LAST, weights_only=True)
+    assert ck["epoch"] == 2
+    resumed = _fit(tmp_path / "b", resume=True)
+    wr = _weights(resumed)
+    assert all(torch.equal(wa[k], wr[k]) for k in wa)
+    assert resumed.best_epoch_ == full.best_epoch_
+    lines = [json.loads(x) for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    ref = [json.loads(x) for x in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == [1, 2, 3, 4]
+    assert [r["valid_rmse"] for r in lines] == [r["valid_rmse"] for r in ref]
+    assert {"epoch", "train_rmse", "valid_rmse", "seconds", "ratings_per_s"} <= set(lines[0])
+    assert (tmp_path / "b" / BEST).exists()
+
+
+def test_best_checkpoint_and_early_stopping(tmp_path):
+    m = _fit(tmp_path, epochs=30, lr=0.05, patience=2, optimizer="adam", dropout=0.0, noise=0.0)
+    h = m.history_
+    valid = [r["valid_rmse"] for r in h]
+    best = int(np.argmin(valid)) + 1
+    assert m.best_epoch_ == best
+    assert len(h) < 30 and len(h) == best + 2        # stopped after 2 evaluations without improvement
+    split = small_split()
+    rows = RowMatrix.from_table(split.train, "user")
+    tr = Trainer(AutoencoderTask(lambda: None), EngineConfig())
+    rm, _, n = tr.evaluate(m.net_, rows, RowMatrix.from_table(split.valid, "user"))
+    assert n == split.valid.nnz and rm == pytest.approx(min(valid), rel=1e-6)
+
+
+def test_bf16_autocast_on_cpu_trains():
+    m = _fit(precision="bf16", epochs=3)
+    assert all(np.isfinite(r["train_rmse"]) for r in m.history_)
+    assert m.history_[-1]["train_rmse"] < m.history_[0]["train_rmse"]
+
+
+def test_eval_every_and_penalty_hook():
+    rows = RowMatrix.from_table(small_split().train, "user")
+    calls = []
+
+    class Task(_CountRows):
+        def train_losses(self, net, batch):
+            pred = net.bias.expand(batch.nnz)
+            calls.append(1)
+            yield Loss(((pred - batch.vals) ** 2).sum(), batch.nnz, penalty=1e3 * net.bias.pow(2).sum())
+
+    res = Trainer(Task(), EngineConfig(epochs=3, batch_size=0, optimizer="adam", lr=0.1, eval_every=2)).fit(
+        rows, (rows, rows))
+    assert len(calls) == 3                                   # batch_size 0: one full batch per epoch
+    assert [r["valid_rmse"] is not None for r in res.history] == [False, True, True]
+    assert abs(float(res.module.bias.detach())) < 0.5                 # the huge penalty holds the bias near 0

@@ -1,0 +1,132 @@
+"""RRN: causality (no leakage), the two future modes, observe(), persistence."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from recozoo.data.synthetic import generate
+from recozoo.models.rrn import RRN
+from recozoo.splits import time_fraction_split
+
+DAY = 86400
+SMALL = {"epochs": 2, "hidden": 8, "embed": 8, "dynamic": 4, "stationary": 4, "batch_size": 64}
+
+
+@pytest.fixture(scope="module")
+def split():
+    table = generate(300, 60, 8000, seed=3, drift=True, start="2005-01-01", end="2005-04-30")
+    return time_fraction_split(table, "tiny-drift", 0.85, seed=0)
+
+
+@pytest.fixture(scope="module")
+def fitted(split):
+    torch.set_num_threads(1)
+    return RRN(settings=SMALL, seed=0).fit(split.train, split.valid)
+
+
+def _pairs(split, n=400, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.integers(0, split.train.n_users, n).astype(np.int64),
+            rng.integers(0, split.train.n_items, n).astype(np.int64))
+
+
+def test_fit_selects_best_epoch_on_valid(fitted):
+    assert 1 <= fitted.best_epoch_ <= len(fitted.history_)
+    best = min(h["valid_rmse"] for h in fitted.history_)
+    assert fitted.history_[fitted.best_epoch_ - 1]["valid_rmse"] == best
+
+
+def test_no_rating_at_or_after_the_predicted_time_is_read(split, fitted):
+    """Perturb every history rating on/after day t: predictions at t (and before) must not move."""
+    train = split.train
+    days = train.timestamps // DAY
+    t = int(np.quantile(days, 0.6))
+    late = days >= t
+    assert late.sum() > 100 and (~late).sum() > 100
+    perturbed_r = train.ratings.copy()
+    perturbed_r[late] = 6.0 - perturbed_r[late]               # flip every late rating
+    keep = ~late | (np.arange(train.nnz) % 3 != 0)            # and drop a third of them
+    from recozoo.data.table import RatingsTable
+    perturbed = RatingsTable(train.indptr, train.items, perturbed_r, train.timestamps,
+                             train.user_ids, train.item_ids).select(keep)
+    u, i = _pairs(split)
+    at_t = np.full(u.size, t * DAY + 3600)                    # during day t
+    earlier = np.full(u.size, (t - 9) * DAY)
+    later = np.full(u.size, (t + 15) * DAY)
+    ref = [fitted.predict(u, i, ts) for ts in (at_t, earlier, later)]
+    fitted.set_history(perturbed)
+    try:
+        got = [fitted.predict(u, i, ts) for ts in (at_t, earlier, later)]
+    finally:
+        fitted.set_history(train)
+    np.testing.assert_array_equal(got[0], ref[0])
+    np.testing.assert_array_equal(got[1], ref[1])
+    assert not np.allclose(got[2], ref[2])                    # the perturbation is visible later
+
+
+def test_training_states_equal_causal_prediction_states(split, fitted):
+    """The state training uses for a rating is the one prediction builds from earlier steps only."""
+    with torch.no_grad():
+        dyn_u = fitted._all_dynamic(fitted._us, fitted.user_net_)
+        dyn_m = fitted._all_dynamic(fitted._ms, fitted.movie_net_)
+    train = split.train
+    sel = np.arange(0, train.nnz, 7)
+    d = train.timestamps[sel] // DAY
+    at_u = fitted._dynamic_at(fitted._us, fitted.user_net_, train.users[sel].astype(np.int64), d)
+    at_m = fitted._dynamic_at(fitted._ms, fitted.movie_net_, train.items[sel].astype(np.int64), d)
+    np.testing.assert_allclose(at_u.numpy(), dyn_u[fitted._us.rating_pair[sel]].numpy(), atol=2e-5)
+    np.testing.assert_allclose(at_m.numpy(), dyn_m[fitted._ms.rating_pair[sel]].numpy(), atol=2e-5)
+
+
+def test_future_modes(split, fitted):
+    u, i = _pairs(split, 100, 1)
+    first = np.full(u.size, fitted.default_day_ * DAY)
+    far = np.full(u.size, (fitted.default_day_ + 20) * DAY)
+    one = [fitted.predict(u, i, ts) for ts in (first, far)]
+    cal = copy.copy(fitted)                                   # same weights and history
+    cal.settings = fitted.settings.replace(future="calendar")
+    calendar = [cal.predict(u, i, ts) for ts in (first, far)]
+    np.testing.assert_allclose(one[0], calendar[0], atol=1e-6)  # first day after training: same
+    assert not np.allclose(one[1], calendar[1])                # one step vs 20 empty steps
+    np.testing.assert_array_equal(fitted.predict(u, i), one[0])  # no timestamps = first day after
+
+
+def test_observe_feeds_earlier_ratings_only(split, fitted):
+    """The "no retraining" mode: VALID ratings before day t change predictions at t; later ones don't."""
+    valid = split.valid
+    vd = valid.timestamps // DAY
+    t = int(np.median(vd))
+    u, i = valid.users.astype(np.int64), valid.items.astype(np.int64)
+    at = np.full(u.size, t * DAY)
+    strict = fitted.predict(u, i, at)
+    fitted.observe(valid.select(vd < t))
+    try:
+        fed = fitted.predict(u, i, at)
+        fitted.observe(valid)                                  # adding ratings on/after t ...
+        fed_all = fitted.predict(u, i, at)
+    finally:
+        fitted.set_history(split.train)
+    assert not np.allclose(fed, strict)
+    np.testing.assert_array_equal(fed_all, fed)               # ... changes nothing at t
+
+
+def test_save_load_roundtrip(tmp_path, split, fitted):
+    fitted.save(tmp_path / "rrn.rz")
+    m2 = RRN.load(tmp_path / "rrn.rz")
+    v = split.valid
+    np.testing.assert_allclose(m2.predict_table(v), fitted.predict_table(v), atol=1e-6)
+
+
+def test_resume_continues_to_the_uninterrupted_result(tmp_path, split):
+    st = {**SMALL, "patience": 0}
+    full = RRN(settings={**st, "epochs": 3}, seed=2).fit(split.train, split.valid, run_dir=tmp_path / "a")
+    RRN(settings={**st, "epochs": 2}, seed=2).fit(split.train, split.valid, run_dir=tmp_path / "b")
+    resumed = RRN(settings={**st, "epochs": 3}, seed=2).fit(split.train, split.valid,
+                                                          run_dir=tmp_path / "b", resume=True)
+    assert [h["epoch"] for h in resumed.history_] == [1, 2, 3]
+    np.testing.assert_allclose(resumed.predict_table(split.valid), full.predict_table(split.valid),
+                               atol=1e-5)
