@@ -1,0 +1,90 @@
+"""DeepRec end to end through the real CLI on real ML-100K (issue 3)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from cli_helpers import assert_one_line_error, run_cli, run_json
+
+SMALL = ["--set", "layers=64,64", "--set", "epochs=4", "--set", "optimizer=adam", "--set", "lr=0.003",
+         "--set", "dropout=0.5", "--set", "mode=item", "--set", "batch_size=32"]
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory, ml100k_dir):
+    home = tmp_path_factory.mktemp("dr-home")
+    e = {"RECOZOO_DATA": str(home)}
+    run_cli("data", "prepare", "ml-100k", "--source", ml100k_dir, env=e)
+    return e
+
+
+def test_fit_beats_global_mean_then_resume_and_export(env, tmp_path):
+    run = tmp_path / "run"
+    s = run_json("fit", "deeprec", "--dataset", "ml-100k", *SMALL, "--seed", "3", "--out", run, "-q",
+                 env=env)
+    mean = run_json("fit", "mean", "--dataset", "ml-100k", "--out", tmp_path / "mean", "-q", env=env)
+    assert s["metrics"]["valid"]["rmse"] < mean["metrics"]["valid"]["rmse"] - 0.08
+    log = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2, 3, 4]
+    assert all(np.isfinite(r["valid_rmse"]) for r in log)
+    assert {"last.pt", "best.pt", "model.rcz", "config.json", "summary.json"} <= {p.name for p in run.iterdir()}
+
+    # --resume on a finished run continues from last.pt: same best model, same figures
+    r = run_json("fit", "deeprec", "--dataset", "ml-100k", *SMALL, "--seed", "3", "--out", run, "--resume",
+                 "-q", env=env)
+    assert r["metrics"]["test"]["rmse"] == pytest.approx(s["metrics"]["test"]["rmse"], abs=1e-6)
+
+    # export reproduces predict on the rows' train vectors
+    out = tmp_path / "deeprec.pt"
+    run_cli("export", run, "--out", out, env=env)
+    from recozoo.models.base import load_model
+    m = load_model(run / "model.rcz")
+    ts = torch.jit.load(str(out))
+    x = m.rows_.take(np.arange(5)).dense()
+    dense = ts(x).detach().numpy()
+    items = np.arange(5)
+    users = np.zeros(5, dtype=np.int64)
+    # item mode: row = item, column = user
+    np.testing.assert_allclose(m.predict(users, items), dense[np.arange(5), 0], rtol=1e-4, atol=1e-4)
+
+
+def test_resume_with_other_settings_is_refused(env, tmp_path):
+    run = tmp_path / "run"
+    run_cli("fit", "deeprec", "--dataset", "ml-100k", *SMALL[:-2], "--set", "epochs=1", "--out", run, "-q",
+            env=env)
+    p = run_cli("fit", "deeprec", "--dataset", "ml-100k", "--set", "layers=8", "--set", "epochs=1",
+                "--out", run, "--resume", env=env, check=False)
+    assert_one_line_error(p, "--resume")
+
+
+def test_checkpoint_from_another_item_count_is_one_line_error(env, tmp_path):
+    run = tmp_path / "run"
+    base = ["--set", "layers=8", "--set", "epochs=1", "--set", "mode=user"]
+    run_cli("fit", "deeprec", "--dataset", "ml-100k", *base, "--out", run, "-q", env=env)
+    # the same run directory resumed on another dataset (other item count)
+    cfg = json.loads((run / "config.json").read_text())
+    cfg["dataset"] = "synthetic"
+    (run / "config.json").write_text(json.dumps(cfg))
+    p = run_cli("fit", "deeprec", "--dataset", "synthetic", "--data-param", "n_users=500",
+                "--data-param", "n_items=300", "--data-param", "n_ratings=20000", *base,
+                "--out", run, "--resume", env=env, check=False)
+    assert_one_line_error(p)
+
+
+@pytest.mark.parametrize("setting,needle", [("activation=gelu", "activation"), ("layers=", "layers"),
+                                            ("dropout=1.0", "dropout"), ("dropout=-0.1", "dropout")])
+def test_bad_settings(env, setting, needle):
+    p = run_cli("fit", "deeprec", "--dataset", "ml-100k", "--set", setting, env=env, check=False)
+    assert_one_line_error(p, needle)
+
+
+def test_help_settings_lists_contract_names():
+    out = run_cli("fit", "deeprec", "--help-settings").stdout
+    for name in ("layers", "activation", "tied", "dropout", "noise", "last_linear", "mode", "refeed",
+                 "optimizer", "lr", "momentum", "weight_decay", "batch_size", "epochs", "eval_every",
+                 "patience", "precision"):
+        assert name in out, name
