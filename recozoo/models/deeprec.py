@@ -490,12 +490,12 @@ def _paper_preset(dataset: str) -> dict[str, Any]:
 
 
 def _small_preset(dataset: str) -> dict[str, Any]:
-    """Settings selected on ml-100k u1 VALID (see docs/readme/deeprec.md for the search)."""
+    """Settings selected on ml-100k u1 VALID (see the README's DeepRec section for the search)."""
     return dict(SMALL_DATA_SETTINGS)
 
 
 #: chosen on ml-100k u1 VALID among the candidates in benchmarks/deeprec_findings.py (--search and the
-#: findings grid; docs/readme/deeprec.md has the table): VALID 0.9023, TEST 0.9097. On 76K ratings the
+#: findings grid; the README's DeepRec section has the table): VALID 0.9023, TEST 0.9097. On 76K ratings the
 #: shallow, item-based, L2-regularised, full-batch Rprop model beat every deeper user-based variant tried
 #: (best of those: 128,128,128 dp 0.5, lr 0.005, refeed 1, momentum: VALID 0.9437).
 SMALL_DATA_SETTINGS: dict[str, Any] = {
