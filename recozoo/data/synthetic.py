@@ -189,7 +189,6 @@ def write_netflix_layout(table: RatingsTable, out_path, layout: str) -> None:
     timestamps (UTC days).
     """
     import io
-    import os
     import tarfile
     import tempfile
     from pathlib import Path
@@ -232,29 +231,20 @@ def write_netflix_layout(table: RatingsTable, out_path, layout: str) -> None:
                     ti.size, ti.mode = len(data), 0o644
                     tf.addfile(ti, io.BytesIO(data))
 
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", dir=out_path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            if layout == "tar":
-                write_tar(f)
-            else:
-                with tempfile.TemporaryFile(dir=out_path.parent) as inner:
-                    write_tar(inner)
-                    size = inner.tell()
-                    inner.seek(0)
-                    with tarfile.open(fileobj=f, mode="w:gz", compresslevel=1) as outer:
-                        readme = b"Synthetic data in the Netflix Prize layout (recozoo).\n"
-                        ti = tarfile.TarInfo("download/README")
-                        ti.size = len(readme)
-                        outer.addfile(ti, io.BytesIO(readme))
-                        ti = tarfile.TarInfo("download/training_set.tar")
-                        ti.size = size
-                        outer.addfile(ti, inner)
-        os.replace(tmp, out_path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    from recozoo.models.base import atomic_open
+    with atomic_open(out_path) as f:
+        if layout == "tar":
+            write_tar(f)
+        else:
+            with tempfile.TemporaryFile(dir=out_path.parent) as inner:
+                write_tar(inner)
+                size = inner.tell()
+                inner.seek(0)
+                with tarfile.open(fileobj=f, mode="w:gz", compresslevel=1) as outer:
+                    readme = b"Synthetic data in the Netflix Prize layout (recozoo).\n"
+                    ti = tarfile.TarInfo("download/README")
+                    ti.size = len(readme)
+                    outer.addfile(ti, io.BytesIO(readme))
+                    ti = tarfile.TarInfo("download/training_set.tar")
+                    ti.size = size
+                    outer.addfile(ti, inner)

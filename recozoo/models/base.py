@@ -25,6 +25,7 @@ Usage::
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -42,7 +43,7 @@ from recozoo.errors import CheckpointError, RecozooError, SettingsError
 from recozoo.progress import Reporter, NullReporter
 from recozoo.settings import BaseSettings, parse_settings, settings_to_dict
 
-__all__ = ["Model", "load_model", "atomic_write_bytes", "NotFittedError"]
+__all__ = ["Model", "load_model", "atomic_write_bytes", "atomic_open", "NotFittedError"]
 
 FORMAT_VERSION = 1
 
@@ -289,14 +290,20 @@ def _json_default(o):
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder and a rename."""
+@contextlib.contextmanager
+def atomic_open(path: str | Path):
+    """A binary file object whose contents appear at ``path`` only if the block succeeds.
+
+    Writes go to a temp file in the same folder (same file system), which is
+    fsynced and renamed over ``path``; on any error it is removed and ``path``
+    keeps whatever it held before.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -306,6 +313,12 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         except OSError:
             pass
         raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file in the same folder and a rename."""
+    with atomic_open(path) as f:
+        f.write(data)
 
 
 def load_model(path: str | Path, expect: type | None = None) -> Model:
