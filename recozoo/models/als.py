@@ -40,12 +40,11 @@ item's mean rating, as in the paper's step 1).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from recozoo.models.base import Model
+from recozoo.models._factors import BiasedFactorModel
 from recozoo.settings import BaseSettings, setting
 
 __all__ = ["ALS", "ALSSettings", "solve_ridge_rows"]
@@ -109,7 +108,7 @@ def solve_ridge_rows(indptr: np.ndarray, cols: np.ndarray, targets: np.ndarray,
     return out
 
 
-class ALS(Model):
+class ALS(BiasedFactorModel):
     """Weighted-λ-regularised ALS for explicit ratings (Zhou et al. 2008), with optional biases."""
 
     name = "als"
@@ -172,63 +171,12 @@ class ALS(Model):
         self.item_bias_ = bi.astype(np.float32)
         self.offset_ = float(mu)
 
-    # ------------------------------------------------------------- prediction
-    def _fallback(self, users, items):
-        """μ + known side's bias (biases) or the global mean (no biases)."""
-        if not self.settings.biases:
-            return np.full(users.shape[0], self.global_mean_, dtype=np.float32)
-        ku = (users >= 0) & (users < self.n_users_)
-        ki = (items >= 0) & (items < self.n_items_)
-        bu = np.where(ku, self.user_bias_[np.clip(users, 0, self.n_users_ - 1)], 0.0)
-        bi = np.where(ki, self.item_bias_[np.clip(items, 0, self.n_items_ - 1)], 0.0)
-        return (self.offset_ + bu + bi).astype(np.float32)
+    # ------------------------------------------------------ prediction, state
+    def _uses_bias(self) -> bool:
+        return bool(self.settings.biases)
 
-    def _predict(self, users, items):
-        out = (self.offset_ + self.user_bias_[users] + self.item_bias_[items]
-               + np.einsum("ij,ij->i", self.user_factors_[users], self.item_factors_[items]))
-        out = out.astype(np.float32)
-        cold = ~(self.user_known_[users] & self.item_known_[items])
-        if cold.any():
-            out[cold] = self._fallback(np.where(self.user_known_[users[cold]], users[cold], -1),
-                                       np.where(self.item_known_[items[cold]], items[cold], -1))
-        return out
-
-    def _predict_unknown(self, users, items):
-        return self._fallback(users, items)
-
-    def score_items(self, users):
-        users = np.asarray(users, dtype=np.int64)
-        out = (self.offset_ + self.user_bias_[users][:, None] + self.item_bias_[None, :]
-               + self.user_factors_[users] @ self.item_factors_.T).astype(np.float32)
-        cold_u = ~self.user_known_[users]
-        if cold_u.any():
-            it = np.arange(self.n_items_)
-            it = np.where(self.item_known_, it, -1)
-            out[cold_u] = self._fallback(np.full(it.size, -1), it)
-        cold_i = ~self.item_known_
-        if cold_i.any():
-            for_u = np.where(self.user_known_[users], users, -1)
-            out[:, cold_i] = self._fallback(for_u, np.full(users.size, -1))[:, None]
-        return out
-
-    # ------------------------------------------------------------ persistence
-    def _get_state(self) -> dict[str, Any]:
-        return {"user_factors": self.user_factors_, "item_factors": self.item_factors_,
-                "user_bias": self.user_bias_, "item_bias": self.item_bias_,
-                "user_known": self.user_known_, "item_known": self.item_known_,
-                "offset": self.offset_}
-
-    def _set_state(self, state):
-        self.user_factors_ = np.asarray(state["user_factors"], dtype=np.float32)
-        self.item_factors_ = np.asarray(state["item_factors"], dtype=np.float32)
-        self.user_bias_ = np.asarray(state["user_bias"], dtype=np.float32)
-        self.item_bias_ = np.asarray(state["item_bias"], dtype=np.float32)
-        self.user_known_ = np.asarray(state["user_known"], dtype=bool)
-        self.item_known_ = np.asarray(state["item_known"], dtype=bool)
-        self.offset_ = float(state["offset"])
-        if self.user_factors_.shape != (self.n_users_, self.settings.rank) or \
-                self.item_factors_.shape != (self.n_items_, self.settings.rank):
-            raise ValueError("factor matrices do not match the saved shape")
+    def _rank(self) -> int:
+        return int(self.settings.rank)
 
 
 MODELS = (ALS,)

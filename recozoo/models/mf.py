@@ -41,7 +41,7 @@ from typing import Any, Literal
 import numba
 import numpy as np
 
-from recozoo.models.base import Model
+from recozoo.models._factors import BiasedFactorModel
 from recozoo.settings import BaseSettings, setting
 
 __all__ = ["PMF", "BiasedMF", "PMFSettings", "BiasedMFSettings", "sgd_epoch"]
@@ -111,7 +111,7 @@ def sgd_epoch(users, items, ratings, perm, P, Q, bu, bi, mu, use_bias, logistic,
     return sse
 
 
-class _SGDFactorModel(Model):
+class _SGDFactorModel(BiasedFactorModel):
     """Shared mechanics of PMF and biased MF (one kernel, two parameterisations)."""
 
     _use_bias = False
@@ -162,71 +162,24 @@ class _SGDFactorModel(Model):
         self.user_bias_ = bu.astype(np.float32)
         self.item_bias_ = bi.astype(np.float32)
 
-    # ------------------------------------------------------------- prediction
+    # ------------------------------------------------------ prediction, state
+    def _uses_bias(self) -> bool:
+        # PMF: a user without data has the prior mean factor 0, which the link maps
+        # to the mean, not to a rating; so its fallback is the global mean
+        return self._use_bias
+
     def _link(self, x: np.ndarray) -> np.ndarray:
         if getattr(self.settings, "link", "linear") == "logistic":
             lo, span = self.scale_
             return (lo + span / (1.0 + np.exp(-x))).astype(np.float32)
         return x.astype(np.float32)
 
-    def _fallback(self, users, items):
-        """Known side's bias (biased MF) or the global mean (PMF: a user without data
-        has the prior mean factor 0, which the link maps to the mean, not to a rating)."""
-        if not self._use_bias:
-            return np.full(users.shape[0], self.global_mean_, dtype=np.float32)
-        ku = (users >= 0) & (users < self.n_users_)
-        ki = (items >= 0) & (items < self.n_items_)
-        bu = np.where(ku, self.user_bias_[np.clip(users, 0, self.n_users_ - 1)], 0.0)
-        bi = np.where(ki, self.item_bias_[np.clip(items, 0, self.n_items_ - 1)], 0.0)
-        return (self.offset_ + bu + bi).astype(np.float32)
-
-    def _predict(self, users, items):
-        x = (self.offset_ + self.user_bias_[users].astype(np.float64) + self.item_bias_[items]
-             + np.einsum("ij,ij->i", self.user_factors_[users], self.item_factors_[items]))
-        out = self._link(x)
-        cold = ~(self.user_known_[users] & self.item_known_[items])
-        if cold.any():
-            out[cold] = self._fallback(np.where(self.user_known_[users[cold]], users[cold], -1),
-                                       np.where(self.item_known_[items[cold]], items[cold], -1))
-        return out
-
-    def _predict_unknown(self, users, items):
-        return self._fallback(users, items)
-
-    def score_items(self, users):
-        users = np.asarray(users, dtype=np.int64)
-        x = (self.offset_ + self.user_bias_[users][:, None].astype(np.float64) + self.item_bias_[None, :]
-             + self.user_factors_[users] @ self.item_factors_.T)
-        out = self._link(x)
-        cold_u = ~self.user_known_[users]
-        if cold_u.any():
-            it = np.where(self.item_known_, np.arange(self.n_items_), -1)
-            out[cold_u] = self._fallback(np.full(it.size, -1), it)
-        cold_i = ~self.item_known_
-        if cold_i.any():
-            for_u = np.where(self.user_known_[users], users, -1)
-            out[:, cold_i] = self._fallback(for_u, np.full(users.size, -1))[:, None]
-        return out
-
-    # ------------------------------------------------------------ persistence
     def _get_state(self) -> dict[str, Any]:
-        return {"user_factors": self.user_factors_, "item_factors": self.item_factors_,
-                "user_bias": self.user_bias_, "item_bias": self.item_bias_,
-                "user_known": self.user_known_, "item_known": self.item_known_,
-                "offset": self.offset_, "scale": list(self.scale_)}
+        return {**super()._get_state(), "scale": list(self.scale_)}
 
     def _set_state(self, state):
-        self.user_factors_ = np.asarray(state["user_factors"], dtype=np.float32)
-        self.item_factors_ = np.asarray(state["item_factors"], dtype=np.float32)
-        self.user_bias_ = np.asarray(state["user_bias"], dtype=np.float32)
-        self.item_bias_ = np.asarray(state["item_bias"], dtype=np.float32)
-        self.user_known_ = np.asarray(state["user_known"], dtype=bool)
-        self.item_known_ = np.asarray(state["item_known"], dtype=bool)
-        self.offset_ = float(state["offset"])
+        super()._set_state(state)
         self.scale_ = tuple(float(v) for v in state["scale"])
-        if self.user_factors_.shape != (self.n_users_, self.settings.factors) or \
-                self.item_factors_.shape != (self.n_items_, self.settings.factors):
-            raise ValueError("factor matrices do not match the saved shape")
 
 
 @dataclass(frozen=True)
