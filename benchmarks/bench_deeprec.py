@@ -41,18 +41,29 @@ def run_fit(args, overrides: dict) -> dict:
     torch.set_num_threads(args.threads)
     from recozoo.models.deeprec import DeepRec
     split = data(args.users, args.items, args.ratings, args.seed)
-    st = SETTINGS | overrides
-    m = DeepRec(st, seed=0)
+    st = SETTINGS | {k: v for k, v in overrides.items() if k != "seed"}
+    m = DeepRec(st, seed=int(overrides.get("seed", 0)))
+    load0 = open("/proc/loadavg").read().split()[0]
+    c0 = time.process_time()
     m.fit(split.train, split.test)
+    cpu = time.process_time() - c0
     h = m.history_
-    return {"settings": overrides, "train_seconds": [r["train_seconds"] for r in h],
+    return {"settings": overrides, "load_before": float(load0), "fit_cpu_seconds": round(cpu, 2),
+            "train_seconds": [r["train_seconds"] for r in h],
             "eval_seconds": [round(r["seconds"] - r["train_seconds"], 3) for r in h],
             "ratings_per_s": [r["ratings_per_s"] for r in h], "valid_rmse": [r["valid_rmse"] for r in h],
             "train_ratings": split.train.nnz, "held_out": split.test.nnz, "peak_mib": peak_mib()}
 
 
 def run_flops(args) -> dict:
-    """Achieved GFLOP/s of the dense re-feeding step vs a measured matmul peak (fp32 and bf16)."""
+    """Achieved GFLOP/s of the dense re-feeding step vs a measured matmul peak (fp32 and bf16), with the
+    engine's heap setting (recozoo.engine.heap) as in a fit."""
+    from recozoo.engine.heap import heap_for_large_tensors
+    with heap_for_large_tensors():
+        return _run_flops(args)
+
+
+def _run_flops(args) -> dict:
     import torch
     torch.set_num_threads(args.threads)
     from recozoo.models.deeprec import AutoencoderNet
@@ -117,6 +128,8 @@ def main() -> None:
     ap.add_argument("--ratings", type=int, default=2_000_000, help="train + held out")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--bf16-epochs", type=int, default=1, help="epochs of the fp32-vs-bf16 comparison")
+    ap.add_argument("--bf16-seeds", type=int, default=1,
+                    help="seeds of the fp32-vs-bf16 RMSE comparison (the difference is reported per seed)")
     ap.add_argument("--child", dest="job", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.job:
@@ -132,6 +145,9 @@ def main() -> None:
     e = args.bf16_epochs
     f32 = r1 if e == 1 else spawn(args, {"overrides": {"epochs": e}})
     b16 = spawn(args, {"overrides": {"epochs": e, "precision": "bf16"}})
+    pairs = [(f32, b16)] + [(spawn(args, {"overrides": {"epochs": e, "seed": sd}}),
+                             spawn(args, {"overrides": {"epochs": e, "precision": "bf16", "seed": sd}}))
+                            for sd in range(1, args.bf16_seeds)]
     fl = spawn(args, {"kind": "flops"})
     ref = REFERENCE
     print(f"data: {r1['train_ratings']} train ratings, {r1['held_out']} held out")
@@ -153,8 +169,16 @@ def main() -> None:
     for name, s, rps, x, mib in rows:
         print(f"| {name} | {s:.2f} | {rps:,.0f} | {x:.1f}x | {mib:.0f} |")
     print()
-    print(f"valid RMSE after {e} epochs: fp32 {f32['valid_rmse'][-1]:.4f}, bf16 {b16['valid_rmse'][-1]:.4f} "
-          f"(difference {b16['valid_rmse'][-1] - f32['valid_rmse'][-1]:+.4f})")
+    diffs = []
+    for sd, (a, b) in enumerate(pairs):
+        diffs.append(b["valid_rmse"][-1] - a["valid_rmse"][-1])
+        print(f"seed {sd}: held-out RMSE after {e} epochs: fp32 {a['valid_rmse'][-1]:.4f}, "
+              f"bf16 {b['valid_rmse'][-1]:.4f} (difference {diffs[-1]:+.4f})")
+    if len(diffs) > 1:
+        print(f"bf16 - fp32 over {len(diffs)} seeds: mean {sum(diffs) / len(diffs):+.4f}, "
+              f"max |difference| {max(abs(d) for d in diffs):.4f}")
+    print("load average at the start of each fit: " +
+          ", ".join(f"{r['load_before']:.2f}" for r in (r1, r0, b16)))
     print()
     print("| dense re-feeding step (batch 128) | ms | achieved GFLOP/s | matmul peak GFLOP/s | share of peak |")
     print("|---|---|---|---|---|")

@@ -152,6 +152,25 @@ def test_export_torchscript_parity(tmp_path):
         m.export(tmp_path / "x", format="pickle")
 
 
+def test_export_onnx_parity_with_a_dynamic_batch(tmp_path, capfd):
+    """The ONNX file, run by onnxruntime on any batch size, reproduces predict (the test extra installs
+    onnx, onnxscript and onnxruntime, so this runs in CI)."""
+    import onnxruntime as ort
+    split = small_split()
+    m = DeepRec(FAST, seed=0).fit(split.train)
+    capfd.readouterr()
+    path = m.export(tmp_path / "deeprec.onnx", format="onnx")
+    assert capfd.readouterr().out == ""            # the exporter's chatter stays off stdout (--json)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [i.name for i in sess.get_inputs()] == ["ratings"]
+    items = np.flatnonzero(split.train.item_counts() > 0)[:40]
+    for users in (np.arange(1), np.arange(13)):
+        out = sess.run(None, {"ratings": m.dense_rows(users)})[0]
+        assert out.shape == (users.size, m.n_items_)
+        uu, ii = np.repeat(users, items.size), np.tile(items, users.size)
+        assert np.allclose(out[uu, ii], m.predict(uu, ii), atol=1e-5)
+
+
 @pytest.mark.parametrize("bad", [{"activation": "softsign"}, {"layers": ""}, {"dropout": 1.0},
                                  {"dropout": -0.1}, {"refeed": -1}, {"optimizer": "lbfgs"},
                                  {"layrs": "1,2"}])

@@ -50,6 +50,14 @@ def test_fit_beats_global_mean_then_resume_and_export(env, tmp_path):
     users = np.zeros(5, dtype=np.int64)
     # item mode: row = item, column = user
     np.testing.assert_allclose(m.predict(users, items), dense[np.arange(5), 0], rtol=1e-4, atol=1e-4)
+    # the same through ONNX (run by onnxruntime)
+    import onnxruntime as ort
+    onnx_path = tmp_path / "deeprec.onnx"
+    p = run_cli("export", run, "--out", onnx_path, "--format", "onnx", env=env)
+    assert "exported deeprec" in p.stderr and p.stdout == ""
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"ratings": x.numpy()})[0]
+    np.testing.assert_allclose(m.predict(users, items), got[np.arange(5), 0], rtol=1e-4, atol=1e-4)
 
 
 def test_resume_with_other_settings_is_refused(env, tmp_path):

@@ -94,17 +94,18 @@ class _Interrupt(Reporter):
             raise KeyboardInterrupt
 
 
-def test_deterministic_on_cpu_and_resume_reproduces_uninterrupted(tmp_path):
-    full = _fit(tmp_path / "a")
-    again = _fit()
+@pytest.mark.parametrize("refeed", [1, 0])       # 0: row-sparse gradients and lazy momentum rows
+def test_deterministic_on_cpu_and_resume_reproduces_uninterrupted(tmp_path, refeed):
+    full = _fit(tmp_path / "a", refeed=refeed)
+    again = _fit(refeed=refeed)
     wa, wb = _weights(full), _weights(again)
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     # interrupt inside epoch 3's bookkeeping (after epoch 2's checkpoint), then resume
     with pytest.raises(KeyboardInterrupt):
-        _fit(tmp_path / "b", reporter=_Interrupt(after=3))
+        _fit(tmp_path / "b", reporter=_Interrupt(after=3), refeed=refeed)
     ck = torch.load(tmp_path / "b" / LAST, weights_only=True)
     assert ck["epoch"] == 2
-    resumed = _fit(tmp_path / "b", resume=True)
+    resumed = _fit(tmp_path / "b", resume=True, refeed=refeed)
     wr = _weights(resumed)
     assert all(torch.equal(wa[k], wr[k]) for k in wa)
     assert resumed.best_epoch_ == full.best_epoch_

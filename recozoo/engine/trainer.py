@@ -19,6 +19,7 @@ before the task's generator resumes — that is how DeepRec's dense re-feeding
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -30,6 +31,8 @@ import numpy as np
 import torch
 
 from recozoo.engine.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
+from recozoo.engine.heap import heap_for_large_tensors
+from recozoo.engine.lazy_sgd import LazySGD
 from recozoo.engine.rows import RowBatch, RowMatrix
 from recozoo.engine.runtime import Runtime
 from recozoo.errors import CheckpointError, SettingsError
@@ -37,7 +40,7 @@ from recozoo.progress import NullReporter, Reporter
 
 __all__ = ["EngineConfig", "Loss", "Task", "Trainer", "FitResult", "OPTIMIZERS", "METRICS_FILE"]
 
-OPTIMIZERS = ("momentum", "sgd", "adam", "adagrad", "rmsprop", "rprop")
+OPTIMIZERS = ("momentum", "sgd", "adam", "adagrad", "rmsprop", "rprop", "lbfgs")
 METRICS_FILE = "metrics.jsonl"
 
 
@@ -103,9 +106,9 @@ class FitResult:
 
 def _make_optimizer(cfg: EngineConfig, params):
     o = cfg.optimizer
-    if o in ("momentum", "sgd"):
+    if o in ("momentum", "sgd"):      # torch.optim.SGD's update; row-sparse gradients applied lazily
         mom = cfg.momentum if o == "momentum" else 0.0
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=mom, weight_decay=cfg.weight_decay)
+        return LazySGD(params, lr=cfg.lr, momentum=mom, weight_decay=cfg.weight_decay)
     if o == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if o == "adagrad":
@@ -114,7 +117,35 @@ def _make_optimizer(cfg: EngineConfig, params):
         return torch.optim.RMSprop(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if o == "rprop":     # full-batch by nature; weight decay is added to the gradient in the loop
         return torch.optim.Rprop(params, lr=cfg.lr)
+    if o == "lbfgs":     # full batch; one L-BFGS iteration (strong-Wolfe line search) per step() call
+        if cfg.weight_decay or cfg.precision == "fp16":
+            raise SettingsError("optimizer lbfgs: put L2 terms in the task's penalty (weight_decay is not "
+                                "applied) and use fp32/bf16 (no fp16 loss scaling)")
+        # history 10 = scipy L-BFGS-B's default maxcor, which the AutoRec / GLocal-K references used;
+        # max_eval 26 = 1 + torch's default 25 line-search evaluations (its default, 5/4 x max_iter,
+        # would leave the line search no evaluation at all with max_iter=1)
+        return torch.optim.LBFGS(params, lr=cfg.lr, max_iter=1, max_eval=26, history_size=10,
+                                 line_search_fn="strong_wolfe")
     raise SettingsError(f"optimizer {o!r}: expected one of {', '.join(OPTIMIZERS)}")
+
+
+def _lbfgs_closure(task, net, batch, opt, first_obj, rt, gcnt):
+    """L-BFGS closure: its first call returns the objective already back-propagated at the
+    current weights; later calls (the line search) recompute the task's first loss on the same batch."""
+    pending = [first_obj.detach()]
+
+    def closure():
+        if pending:
+            return pending.pop()
+        opt.zero_grad(set_to_none=True)
+        with rt.autocast():
+            loss = next(iter(task.train_losses(net, batch)))
+        obj = loss.sse.float() * (rt.world / gcnt.float())
+        if loss.penalty is not None:
+            obj = obj + loss.penalty
+        obj.backward()
+        return obj.detach()
+    return closure
 
 
 def _make_scheduler(cfg: EngineConfig, opt):
@@ -144,6 +175,7 @@ class Trainer:
         self.resume = resume
         self.signature = dict(signature or {})
         self.rt = Runtime.create(config.device, config.precision)
+        self.row_sparse = False          # set by fit: whether row-sparse gradients + lazy updates ran
 
     # ------------------------------------------------------------------ helpers
     def _epoch_order(self, n: int, epoch: int) -> np.ndarray:
@@ -172,6 +204,22 @@ class Trainer:
         cnt = self.rt.all_reduce_sum(cnt)
         n = int(cnt.item())
         return (math.sqrt(sse.item() / n) if n else float("nan")), float(sse.item()), n
+
+    def _enable_row_sparse(self, module: torch.nn.Module, opt) -> None:
+        """Row-sparse gradients + lazy updates, where the module, the task and the optimiser allow it.
+
+        A module that can give its big (n x d) weights row-sparse gradients has
+        ``sparse_grad`` and ``sync_rows`` attributes (see :mod:`recozoo.engine.lazy_sgd`);
+        a task may decline with ``row_sparse_updates = False`` (DeepRec with
+        re-feeding: its dense step reads and updates every row anyway). Only
+        :class:`LazySGD` consumes such gradients; DDP and fp16 loss scaling get dense ones.
+        """
+        if not hasattr(module, "sparse_grad"):
+            return
+        on = (isinstance(opt, LazySGD) and getattr(self.task, "row_sparse_updates", True)
+              and not self.rt.distributed and self.cfg.precision != "fp16")
+        module.sparse_grad = self.row_sparse = bool(on)
+        module.sync_rows = opt.sync_rows if on else None
 
     def _signature_check(self, ck: dict[str, Any], path: Path) -> None:
         old = ck.get("signature", {})
@@ -203,13 +251,20 @@ class Trainer:
         otherwise accumulates in a varying order, and those 1e-6 differences grow
         over epochs into different models for the same seed.
         """
-        was = torch.are_deterministic_algorithms_enabled()
+        import torch.utils.deterministic as det
+        was, was_fill = torch.are_deterministic_algorithms_enabled(), det.fill_uninitialized_memory
         if self.rt.device.type == "cpu":
             torch.use_deterministic_algorithms(True, warn_only=True)
+            # deterministic mode also NaN-fills every torch.empty (a debugging aid for reads of
+            # uninitialised memory): ~140 fills per DeepRec batch, 10% of a sparse step, no effect on results
+            det.fill_uninitialized_memory = False
+        heap = heap_for_large_tensors() if self.rt.device.type == "cpu" else contextlib.nullcontext()
         try:
-            return self._fit(train, valid)
+            with heap:
+                return self._fit(train, valid)
         finally:
             torch.use_deterministic_algorithms(was)
+            det.fill_uninitialized_memory = was_fill
             self.rt.close()
 
     def _fit(self, train: RowMatrix, valid: tuple[RowMatrix, RowMatrix] | None) -> FitResult:
@@ -219,6 +274,7 @@ class Trainer:
         if rt.distributed:
             torch.manual_seed(cfg.seed + 7919 * rt.rank)   # different dropout masks per rank
         opt = _make_optimizer(cfg, module.parameters())
+        self._enable_row_sparse(module, opt)
         sched = _make_scheduler(cfg, opt)
         scaler = torch.amp.GradScaler(rt.device.type) if cfg.precision == "fp16" else None
 
@@ -294,7 +350,10 @@ class Trainer:
                             for p in module.parameters():
                                 if p.grad is not None:
                                     p.grad.add_(p.detach(), alpha=cfg.weight_decay)
-                        opt.step()
+                        if cfg.optimizer == "lbfgs":     # line search: re-evaluate the first loss
+                            opt.step(_lbfgs_closure(self.task, net, batch, opt, obj, rt, gcnt))
+                        else:
+                            opt.step()
                     if loss.report:
                         ep_sse += loss.sse.detach().double()
                         ep_cnt += float(cnt.item())
@@ -304,6 +363,8 @@ class Trainer:
                     self.reporter.advance(pending, rmse=math.sqrt(ep_sse.item() / max(ep_cnt, 1.0)))
                     pending, last_tick = 0, now
             self.reporter.finish()
+            if isinstance(opt, LazySGD):
+                opt.flush()           # lazily updated rows catch up before evaluation and checkpoints
             if sched is not None:
                 sched.step()          # after the epoch's optimiser steps (the reference steps it before)
             sums = torch.stack([ep_sse, torch.tensor(ep_cnt, dtype=torch.float64, device=rt.device)])
@@ -366,6 +427,8 @@ class Trainer:
                 break
         if tb is not None:
             tb.close()
+        if hasattr(module, "sparse_grad"):       # the fitted module no longer talks to the optimiser
+            module.sparse_grad, module.sync_rows = False, None
         if best_state is not None:
             module.load_state_dict(best_state)
         module.eval()

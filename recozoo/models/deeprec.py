@@ -61,6 +61,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recozoo.engine import EngineConfig, Loss, RowBatch, RowMatrix, Trainer
+from recozoo.engine.sparse_ops import CompactPattern, csr_matmul, sampled_dot, sampled_dot_at
 from recozoo.errors import SettingsError
 from recozoo.models.base import Model
 from recozoo.settings import BaseSettings, setting
@@ -116,6 +117,11 @@ class AutoencoderNet(nn.Module):
         self.b_out = nn.Parameter(torch.zeros(self.n))
         for p in [self.w_in, *self.enc_w, *self.dec_w] + ([] if self.tied else [self.w_out]):
             nn.init.xavier_uniform_(p)
+        #: set by the engine when its optimiser updates rows lazily (recozoo.engine.lazy_sgd): the
+        #: sparse step then hands the (n x d) weights row-sparse gradients, and ``sync_rows(param,
+        #: rows|None)`` must bring rows up to date before they are read
+        self.sparse_grad = False
+        self.sync_rows: Callable[[torch.Tensor, torch.Tensor | None], None] | None = None
 
     # weights of the decoder, tied or not
     def _dec_weights(self) -> list[torch.Tensor]:
@@ -142,29 +148,61 @@ class AutoencoderNet(nn.Module):
 
     def encode_sparse(self, offsets, cols, vals) -> torch.Tensor:
         """Last hidden decoder activations (B x layers[0]) of CSR input rows."""
+        self._sync_all()
         h = F.embedding_bag(cols, self.w_in, offsets, mode="sum", per_sample_weights=vals.to(self.w_in.dtype),
                             include_last_offset=True)
         return self._body(h + self.b_in)
 
     def decode_at(self, h: torch.Tensor, t_rows: torch.Tensor, t_cols: torch.Tensor) -> torch.Tensor:
-        """Output at (row, col) pairs only: a gather of decoder weight rows."""
+        """Output at (row, col) pairs only (``t_rows`` ascending, as every caller passes them).
+
+        Without autograd on CPU/CUDA one SDDMM (:func:`sampled_dot_at`), which never
+        materialises the pairs' gathered rows; otherwise a gather of decoder weight rows.
+        """
         w = self.out_weight()
-        z = (h[t_rows].float() * w[t_cols]).sum(-1) + self.b_out[t_cols]
+        if not torch.is_grad_enabled() and h.device.type in ("cpu", "cuda") and t_rows.numel():
+            z = sampled_dot_at(h, w, t_rows, t_cols) + self.b_out[t_cols]
+        else:
+            z = (h[t_rows].float() * w[t_cols]).sum(-1) + self.b_out[t_cols]
         return self._out(z)
 
+    def _sync_all(self) -> None:
+        if self.sync_rows is not None:
+            for w in ([self.w_in] if self.tied else [self.w_in, self.w_out]):
+                self.sync_rows(w, None)
+
     def decode_dense(self, h: torch.Tensor) -> torch.Tensor:
+        self._sync_all()
         return self._out(F.linear(h, self.out_weight(), self.b_out))
 
     def dense(self, x: torch.Tensor) -> torch.Tensor:
         """f(x) for a dense batch (B x n)."""
+        self._sync_all()
         return self.decode_dense(self._body(torch.matmul(x, self.w_in) + self.b_in))
+
+    def sparse_step(self, pattern: CompactPattern, vals: torch.Tensor):
+        """Outputs at the input rows' own stored entries (the sparse step, input pattern = target pattern).
+
+        The first layer runs on the observed ratings only (:func:`csr_matmul`), the
+        last layer only at the observed entries (:func:`sampled_dot`), both reading
+        the (n x d) weights in place; returns (predictions, last hidden activations).
+        """
+        if self.sync_rows is not None:       # rows updated lazily must be current before they are read
+            for w in ([self.w_in] if self.tied else [self.w_in, self.w_out]):
+                self.sync_rows(w, pattern.cols_global)
+        h = self._body(csr_matmul(pattern, vals, self.w_in, self.sparse_grad) + self.b_in)
+        z = sampled_dot(pattern, h, self.out_weight(), self.sparse_grad) + self.b_out[pattern.col]
+        return self._out(z), h
 
     def forward(self, kind: str, *args, want_dense: bool = False):
         if kind == "dense":
             return self.dense(args[0])
-        offsets, cols, vals, t_rows, t_cols = args
-        h = self.encode_sparse(offsets, cols, vals)
-        pred = self.decode_at(h, t_rows, t_cols)
+        if kind == "compact":                      # (pattern, input values): targets = the input entries
+            pred, h = self.sparse_step(*args)
+        else:
+            offsets, cols, vals, t_rows, t_cols = args
+            h = self.encode_sparse(offsets, cols, vals)
+            pred = self.decode_at(h, t_rows, t_cols)
         y = None
         if want_dense:
             with torch.no_grad():
@@ -190,6 +228,9 @@ class AutoencoderTask:
     def __init__(self, build: Callable[[], AutoencoderNet], refeed: int = 0, noise: float = 0.0,
                  penalty: Callable[[nn.Module], torch.Tensor] | None = None):
         self.build, self.refeed, self.noise, self.penalty = build, int(refeed), float(noise), penalty
+        #: lazy row-sparse updates pay off only without re-feeding: a dense step reads and moves every
+        #: row of the big matrices each batch anyway (see Trainer._enable_row_sparse)
+        self.row_sparse_updates = self.refeed == 0 and penalty is None
 
     def build_module(self) -> nn.Module:
         return self.build()
@@ -203,9 +244,13 @@ class AutoencoderTask:
         vals = batch.vals
         if self.noise > 0:
             vals = F.dropout(vals, self.noise, training=True)
-        rows = batch.row_index()
-        pred, y = net("sparse", batch.offsets, batch.cols, vals, rows, batch.cols,
-                      want_dense=self.refeed > 0)
+        if batch.cols.device.type in ("cpu", "cuda"):     # CSR kernels; the gather path elsewhere (mps)
+            pred, y = net("compact", CompactPattern.from_csr(batch.offsets, batch.cols, batch.n_cols), vals,
+                          want_dense=self.refeed > 0)
+        else:
+            rows = batch.row_index()
+            pred, y = net("sparse", batch.offsets, batch.cols, vals, rows, batch.cols,
+                          want_dense=self.refeed > 0)
         yield Loss(((pred.float() - batch.vals) ** 2).sum(), batch.nnz, self._penalty(net))
         for _ in range(self.refeed):
             out = net("dense", y).float()
@@ -415,7 +460,8 @@ class AutoencoderModel(Model):
     def export(self, path: str | Path, format: str = "torchscript") -> Path:
         """Write the network for serving: dense input rows (B x n) -> dense predictions (B x n).
 
-        ``torchscript`` always works; ``onnx`` needs the ``onnx`` package. The
+        ``torchscript`` always works; ``onnx`` needs ``pip install 'recozoo[onnx]'`` (onnx +
+        onnxscript, which torch's exporter uses; onnxruntime to run the file). The
         exported graph is the raw network (no fallback for untrained columns),
         fed with the rows' TRAIN vectors it reproduces :meth:`predict` there.
         """
@@ -436,10 +482,22 @@ class AutoencoderModel(Model):
         elif format == "onnx":
             try:
                 import onnx  # noqa: F401
+                import onnxscript  # noqa: F401   (torch.onnx's exporter)
             except ImportError:
-                raise SettingsError("export format onnx needs the onnx package (pip install onnx)") from None
-            torch.onnx.export(wrapper, (example,), buf, input_names=["ratings"], output_names=["predictions"],
-                              dynamic_axes={"ratings": {0: "batch"}, "predictions": {0: "batch"}})
+                raise SettingsError("export format onnx needs the onnx and onnxscript packages "
+                                    "(pip install 'recozoo[onnx]')") from None
+            import contextlib
+            import logging
+            import warnings
+            batch = torch.export.Dim("batch", min=1)
+            quiet = io.StringIO()
+            with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(quiet):
+                warnings.simplefilter("ignore")
+                logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+                prog = torch.onnx.export(wrapper, (example,), input_names=["ratings"],
+                                         output_names=["predictions"], dynamic_shapes=({0: batch},),
+                                         verbose=False)
+            buf.write(prog.model_proto.SerializeToString())
         else:
             raise SettingsError(f"export format {format!r}: expected torchscript or onnx")
         atomic_write_bytes(path, buf.getvalue())

@@ -1,0 +1,226 @@
+"""SGD with momentum that applies row-sparse gradients lazily — and exactly.
+
+``torch.optim.SGD`` (momentum μ, weight decay λ, no dampening, no Nesterov)
+updates every row of a parameter at every step:
+
+    v ← μ·v + g + λ·w        w ← w − lr·v
+
+A row whose gradient is zero still moves (its momentum keeps decaying into the
+weight). For DeepRec's (n x d) input/output matrices a batch touches a few
+thousand of n rows, so the dense update is most of a sparse step's cost. For a
+zero-gradient row the update is linear in (v, w):
+
+    [v', w'] = M [v, w],   M = [[μ, λ], [−lr·μ, 1 − lr·λ]]
+
+so ``k`` skipped steps are one multiplication by ``M^k``. :class:`LazySGD`
+keeps, per row, the step at which it was last brought up to date, and when a
+row-sparse gradient arrives (a sparse COO gradient whose indices are rows) it
+first applies ``M^k`` to those rows, then the ordinary update. Dense gradients
+get the ordinary dense update after every pending row is caught up, so mixing
+sparse and dense steps on one parameter (DeepRec's sparse step followed by a
+dense re-feeding step) is fine. The result equals ``torch.optim.SGD`` on the
+densified gradients up to float rounding (tested).
+
+Rows must be up to date whenever anything reads them: a model calls
+:meth:`sync_rows` for the rows its forward pass gathers (all rows before a
+dense pass); :meth:`flush` (the engine calls it before each evaluation and
+checkpoint, and :meth:`state_dict` calls it) catches every row up. A change of
+lr, momentum or weight decay (the step schedule) flushes with the old values
+first.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import torch
+
+__all__ = ["LazySGD"]
+
+
+@numba.njit(cache=True, nogil=True)
+def _rows_kernel(w, v, last, rows, coef, upto, g, lr, mu, wd):  # pragma: no cover - compiled
+    """CPU fast path, one pass per row: catch ``rows`` up to step ``upto`` with M^k (``coef``); then,
+    when ``g`` has rows, take the step ``upto + 1`` with gradient ``g[i]`` for ``rows[i]``."""
+    step = g.shape[0] > 0
+    d = w.shape[1]
+    for i in range(rows.shape[0]):      # serial: numba's threads would fight torch's OpenMP pool
+        r = rows[i]
+        k = upto - last[r]
+        if k > 0:
+            a00, a01, a10, a11 = coef[k, 0, 0], coef[k, 0, 1], coef[k, 1, 0], coef[k, 1, 1]
+            for j in range(d):
+                vv = v[r, j]
+                ww = w[r, j]
+                v[r, j] = a00 * vv + a01 * ww
+                w[r, j] = a10 * vv + a11 * ww
+        if step:
+            for j in range(d):
+                vn = mu * v[r, j] + (g[i, j] + wd * w[r, j])
+                v[r, j] = vn
+                w[r, j] = w[r, j] - lr * vn
+            last[r] = upto + 1
+        else:
+            last[r] = upto
+
+
+class LazySGD(torch.optim.Optimizer):
+    """``torch.optim.SGD(lr, momentum, weight_decay)`` with exact lazy updates of row-sparse gradients."""
+
+    def __init__(self, params, lr: float, momentum: float = 0.0, weight_decay: float = 0.0):
+        if lr < 0 or momentum < 0 or weight_decay < 0:
+            raise ValueError("LazySGD: lr, momentum and weight_decay must be >= 0")
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay))
+        self._powers: dict[tuple[float, float, float], torch.Tensor] = {}
+
+    # ---------------------------------------------------------------- M^k table
+    def _table(self, hp: tuple[float, float, float], kmax: int) -> np.ndarray:
+        """(K, 2, 2) float64 with K > kmax: M^k for k = 0..K-1 (M from ``hp``), cached per ``hp``."""
+        table = self._powers.get(hp)
+        if table is None or table.shape[0] <= kmax:
+            lr, mu, wd = hp
+            m = np.array([[mu, wd], [-lr * mu, 1.0 - lr * wd]])
+            size = max(kmax + 1, 2 * (0 if table is None else table.shape[0]), 64)
+            table = np.empty((size, 2, 2))
+            table[0] = np.eye(2)
+            for i in range(1, size):            # at most the number of steps between two flushes
+                table[i] = m @ table[i - 1]
+            self._powers = {hp: table}          # one schedule value at a time
+        return table
+
+    def _coefficients(self, hp: tuple[float, float, float], k: torch.Tensor) -> torch.Tensor:
+        """(len(k), 2, 2) float64: M^k for each entry of ``k`` (int64, >= 0)."""
+        kmax = int(k.max().item()) if k.numel() else 0
+        return torch.from_numpy(self._table(hp, kmax)[k.cpu().numpy()])
+
+    @staticmethod
+    def _kernel_ok(p: torch.Tensor) -> bool:
+        return p.device.type == "cpu" and p.dtype in (torch.float32, torch.float64) and p.is_contiguous()
+
+    def _kernel(self, p, st, hp, rows: torch.Tensor | None, upto: int, grad: torch.Tensor | None) -> None:
+        """The numba path of :meth:`_catch_up` (+ the update when ``grad`` is given): one pass per row."""
+        last = st["last"]
+        idx = np.arange(p.shape[0], dtype=np.int64) if rows is None else rows.numpy()
+        kmax = int(upto - int(last.min())) if rows is None else int(upto - int(last[rows].min()))
+        coef = self._table(hp, max(kmax, 0))
+        w2 = p.data.view(p.shape[0], -1).numpy()
+        v2 = st["momentum_buffer"].view(p.shape[0], -1).numpy()
+        g = (np.zeros((0, w2.shape[1]), dtype=w2.dtype) if grad is None
+             else grad.reshape(grad.shape[0], -1).to(p.dtype).contiguous().numpy())
+        lr, mu, wd = hp
+        _rows_kernel(w2, v2, last.numpy(), idx, coef, upto, g, lr, mu, wd)
+
+    def _catch_up(self, p: torch.Tensor, st: dict, hp, rows: torch.Tensor | None, upto: int) -> None:
+        """Apply the zero-gradient steps ``last+1..upto`` to ``rows`` (all rows if None)."""
+        if self._kernel_ok(p):
+            return self._kernel(p, st, hp, rows, upto, None)
+        last = st["last"]
+        lr_rows = last if rows is None else last[rows]
+        k = upto - lr_rows
+        if not bool((k > 0).any()):
+            return
+        c = self._coefficients(hp, k).to(device=p.device, dtype=p.dtype)
+        shape = (-1,) + (1,) * (p.dim() - 1)
+        v_rows = st["momentum_buffer"] if rows is None else st["momentum_buffer"][rows]
+        w_rows = p.data if rows is None else p.data[rows]
+        new_v = c[:, 0, 0].view(shape) * v_rows + c[:, 0, 1].view(shape) * w_rows
+        new_w = c[:, 1, 0].view(shape) * v_rows + c[:, 1, 1].view(shape) * w_rows
+        if rows is None:
+            st["momentum_buffer"].copy_(new_v)
+            p.data.copy_(new_w)
+            last.fill_(upto)
+        else:
+            st["momentum_buffer"][rows] = new_v
+            p.data[rows] = new_w
+            last[rows] = upto
+
+    @staticmethod
+    def _hp(group) -> tuple[float, float, float]:
+        return (float(group["lr"]), float(group["momentum"]), float(group["weight_decay"]))
+
+    # ---------------------------------------------------------------- public
+    @torch.no_grad()
+    def flush(self) -> None:
+        """Bring every lazily updated row up to date (before anything reads the weights)."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                st = self.state.get(p)
+                if st and "last" in st:
+                    self._catch_up(p, st, st["hp"], None, int(st["t"]))
+
+    @torch.no_grad()
+    def sync_rows(self, p: torch.Tensor, rows: torch.Tensor | None = None) -> None:
+        """Bring ``rows`` of ``p`` (all rows if None) up to date before a forward pass reads them.
+
+        A model that gathers rows of a lazily updated weight calls this first
+        (the engine hands it over as the module's ``sync_rows``); otherwise the
+        forward pass would read rows that still owe their momentum steps.
+        """
+        st = self.state.get(p)
+        if st and "last" in st:
+            self._catch_up(p, st, st["hp"], rows, int(st["t"]))
+
+    def state_dict(self):
+        self.flush()
+        return super().state_dict()
+
+    def load_state_dict(self, state_dict) -> None:
+        super().load_state_dict(state_dict)
+        for st in self.state.values():      # torch casts every tensor to the parameter's float dtype
+            if "last" in st:
+                st["last"] = st["last"].to(torch.int64)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            hp = self._hp(group)
+            lr, mu, wd = hp
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                st = self.state[p]
+                if not st:
+                    st["t"] = 0
+                    st["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                if "last" in st and st["hp"] != hp:       # schedule changed: settle with the old values
+                    self._catch_up(p, st, st["hp"], None, int(st["t"]))
+                t = int(st["t"]) + 1
+                v = st["momentum_buffer"]
+                g = p.grad
+                if g.is_sparse:
+                    if "last" not in st:
+                        st["last"] = torch.full((p.shape[0],), t - 1, dtype=torch.int64, device=p.device)
+                    st["hp"] = hp
+                    rows, gv = g._indices()[0], g._values()
+                    if not g.is_coalesced() and not bool((rows[1:] > rows[:-1]).all()):
+                        g = g.coalesce()                 # duplicate rows (e.g. tied weights): sum them
+                        rows, gv = g.indices()[0], g.values()
+                    if self._kernel_ok(p):
+                        self._kernel(p, st, hp, rows, t - 1, gv)
+                        st["t"] = t
+                        continue
+                    self._catch_up(p, st, hp, rows, t - 1)
+                    w_rows = p.data[rows]
+                    d = gv + wd * w_rows if wd else gv
+                    v_rows = v[rows].mul_(mu).add_(d) if mu else d
+                    v[rows] = v_rows
+                    p.data[rows] = w_rows - lr * v_rows
+                    st["last"][rows] = t
+                else:
+                    if "last" in st:
+                        self._catch_up(p, st, hp, None, t - 1)
+                        st["last"].fill_(t)
+                        st["hp"] = hp
+                    d = g.add(p.data, alpha=wd) if wd else g
+                    if mu:
+                        v.mul_(mu).add_(d)
+                        p.data.add_(v, alpha=-lr)
+                    else:
+                        v.copy_(d)
+                        p.data.add_(d, alpha=-lr)
+                st["t"] = t
+        return loss
