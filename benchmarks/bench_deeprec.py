@@ -185,6 +185,14 @@ def main() -> None:
     for prec, r in fl.items():
         print(f"| {prec} | {r['dense_step_ms']} | {r['dense_step_gflops']} | {r['matmul_peak_gflops']} | "
               f"{r['dense_step_gflops'] / r['matmul_peak_gflops']:.0%} |")
+    # the refeed-0 epoch's floor: its dense middle layers (512-512-1024-512-512, forward + backward) for
+    # every user at the measured fp32 matmul peak; the sparse first/last layers and the optimiser come on top
+    mid = [512, 512, 1024]
+    macs = 2 * sum(mid[i] * mid[i + 1] for i in range(len(mid) - 1))
+    floor = 3 * 2 * macs * args.users / (fl["fp32"]["matmul_peak_gflops"] * 1e9)
+    print(f"refeed-0 compute floor: middle layers {3 * 2 * macs * args.users / 1e9:.0f} GFLOP per epoch / "
+          f"{fl['fp32']['matmul_peak_gflops']} GFLOP/s = {floor:.2f} s (at most {ref['epoch_s'] / floor:.0f}x "
+          f"the reference from these layers alone; measured {r0['train_seconds'][0]:.2f} s)")
     print()
     print(f"load average after: {open('/proc/loadavg').read().split()[:3]}")
     print("reference figures (issue 3, not re-measured here): epoch 47 s (~38K ratings/s), "

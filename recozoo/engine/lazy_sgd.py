@@ -39,6 +39,15 @@ __all__ = ["LazySGD"]
 
 
 @numba.njit(cache=True, nogil=True)
+def _dense_kernel(w, v, g, lr, mu, wd):  # pragma: no cover - compiled
+    """CPU fast path of the dense update, one pass instead of torch's three (1-d views)."""
+    for j in range(w.shape[0]):
+        vn = mu * v[j] + (g[j] + wd * w[j])
+        v[j] = vn
+        w[j] = w[j] - lr * vn
+
+
+@numba.njit(cache=True, nogil=True)
 def _rows_kernel(w, v, last, rows, coef, upto, g, lr, mu, wd):  # pragma: no cover - compiled
     """CPU fast path, one pass per row: catch ``rows`` up to step ``upto`` with M^k (``coef``); then,
     when ``g`` has rows, take the step ``upto + 1`` with gradient ``g[i]`` for ``rows[i]``."""
@@ -215,6 +224,10 @@ class LazySGD(torch.optim.Optimizer):
                         self._catch_up(p, st, hp, None, t - 1)
                         st["last"].fill_(t)
                         st["hp"] = hp
+                    if self._kernel_ok(p) and g.dtype == p.dtype and g.is_contiguous() and v.is_contiguous():
+                        _dense_kernel(p.data.view(-1).numpy(), v.view(-1).numpy(), g.view(-1).numpy(), lr, mu, wd)
+                        st["t"] = t
+                        continue
                     d = g.add(p.data, alpha=wd) if wd else g
                     if mu:
                         v.mul_(mu).add_(d)

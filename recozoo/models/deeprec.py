@@ -228,9 +228,10 @@ class AutoencoderTask:
     def __init__(self, build: Callable[[], AutoencoderNet], refeed: int = 0, noise: float = 0.0,
                  penalty: Callable[[nn.Module], torch.Tensor] | None = None):
         self.build, self.refeed, self.noise, self.penalty = build, int(refeed), float(noise), penalty
-        #: lazy row-sparse updates pay off only without re-feeding: a dense step reads and moves every
-        #: row of the big matrices each batch anyway (see Trainer._enable_row_sparse)
-        self.row_sparse_updates = self.refeed == 0 and penalty is None
+        #: lazy row-sparse updates (see Trainer._enable_row_sparse); a weight penalty reads every row
+        #: at every step, so AutoRec's L2 term rules them out. With re-feeding they still pay: the sparse
+        #: step moves only the touched rows, and the dense step catches the others up in one pass
+        self.row_sparse_updates = penalty is None
 
     def build_module(self) -> nn.Module:
         return self.build()
