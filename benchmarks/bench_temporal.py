@@ -4,9 +4,12 @@ Accuracy table (VALID and TEST RMSE, unclipped; each temporal model predicts at
 the rating's own timestamp)::
 
     python benchmarks/bench_temporal.py compare [--datasets synthetic,synthetic-drift,ml-100k-time]
-        [--models biasedmf,pmf,timesvdpp,timesvdpp@small,rrn] [--seed 0] [--set MODEL.NAME=VALUE ...]
+        [--models biasedmf,pmf,timesvdpp,timesvdpp@small,rrn] [--seeds 0,1,2]
+        [--set MODEL.NAME=VALUE ...]
 
-``MODEL@PROFILE`` runs a model with one of the named setting profiles below.
+``MODEL@PRESET`` runs a model with one of its named presets (the settings
+``recozoo fit MODEL --preset PRESET`` uses), e.g. ``timesvdpp@small``. Seed
+``s`` is both the VALID/TEST split seed and the model seed.
 
 Training time per TimeSVD++ pass at netflix-3m size (generated: 13.7M ratings,
 311K users, 17.7K items over 2005-09-01..2005-11-30)::
@@ -27,14 +30,16 @@ import time
 import numpy as np
 
 
-#: named setting profiles, used as ``MODEL@PROFILE`` in ``--models``
-PROFILES: dict[str, dict[str, object]] = {
-    # BellKor's rates were tuned for 100M ratings; on 0.5M they under-train in 30 passes. This
-    # profile (chosen on VALID of synthetic-drift, then used unchanged everywhere) raises the
-    # bias rates, slows the decay and allows 60 passes; alpha_u keeps BellKor's 1e-5 / 50.
-    "timesvdpp@small": {"lr_bu": 5e-3, "lr_bi": 5e-3, "lr_bin": 1e-3, "lr_decay": 0.95,
-                        "lr_factors": 7e-3, "reg_factors": 0.015, "epochs": 60},
-}
+def _settings(label: str, dataset: str) -> dict[str, object]:
+    """``MODEL@PRESET``: the model's named preset (``recozoo fit MODEL --preset PRESET``)."""
+    from recozoo.registry import get_model
+    if "@" not in label:
+        return {}
+    name, preset = label.split("@", 1)
+    presets = getattr(get_model(name), "presets", {}) or {}
+    if preset not in presets:
+        raise SystemExit(f"{name} has no preset {preset!r} (known: {', '.join(sorted(presets))})")
+    return dict(presets[preset](dataset))
 
 
 def _split(name: str, seed: int):
@@ -58,28 +63,39 @@ def compare(args) -> list[dict]:
         m, name = k.split(".", 1)
         overrides.setdefault(m, {})[name] = v
     rows = []
-    for ds in args.datasets.split(","):
-        split = _split(ds, args.seed)
-        for label in args.models.split(","):
-            name = label.split("@")[0]
-            cls = get_model(name)
-            st = {**PROFILES.get(label, {}), **overrides.get(label, {})}
-            model = cls(settings=st, seed=args.seed)
-            t0 = time.perf_counter()
-            model.fit(split.train, split.valid)
-            fit_s = time.perf_counter() - t0
-            row = {"dataset": ds, "model": label, "fit_s": round(fit_s, 1),
-                   "valid_rmse": rmse(_predict(model, split.valid), split.valid.ratings),
-                   "test_rmse": rmse(_predict(model, split.test), split.test.ratings),
-                   "best_epoch": getattr(model, "best_epoch_", None),
-                   "settings": st}
-            rows.append(row)
-            print(json.dumps(row), file=sys.stderr, flush=True)
-    print("| dataset | model | VALID RMSE | TEST RMSE | best epoch | fit s |")
-    print("|---|---|---|---|---|---|")
+    seeds = [int(x) for x in str(args.seeds).split(",")]
+    for seed in seeds:
+        for ds in args.datasets.split(","):
+            split = _split(ds, seed)
+            for label in args.models.split(","):
+                cls = get_model(label.split("@")[0])
+                st = {**_settings(label, ds), **overrides.get(label, {})}
+                model = cls(settings=st, seed=seed)
+                t0 = time.perf_counter()
+                model.fit(split.train, split.valid)
+                fit_s = time.perf_counter() - t0
+                row = {"seed": seed, "dataset": ds, "model": label, "fit_s": round(fit_s, 1),
+                       "valid_rmse": rmse(_predict(model, split.valid), split.valid.ratings),
+                       "test_rmse": rmse(_predict(model, split.test), split.test.ratings),
+                       "best_epoch": getattr(model, "best_epoch_", None),
+                       "settings": st}
+                rows.append(row)
+                print(json.dumps(row), file=sys.stderr, flush=True)
+    print("| seed | dataset | model | VALID RMSE | TEST RMSE | best epoch | fit s |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['dataset']} | {r['model']} | {r['valid_rmse']:.4f} | {r['test_rmse']:.4f} | "
-              f"{r['best_epoch'] if r['best_epoch'] is not None else '-'} | {r['fit_s']} |")
+        print(f"| {r['seed']} | {r['dataset']} | {r['model']} | {r['valid_rmse']:.4f} | "
+              f"{r['test_rmse']:.4f} | {r['best_epoch'] if r['best_epoch'] is not None else '-'} | "
+              f"{r['fit_s']} |")
+    if len(seeds) > 1:
+        print("\n| dataset | model | mean VALID | mean TEST | mean fit s |")
+        print("|---|---|---|---|---|")
+        for ds in args.datasets.split(","):
+            for label in args.models.split(","):
+                sel = [r for r in rows if r["dataset"] == ds and r["model"] == label]
+                print(f"| {ds} | {label} | {np.mean([r['valid_rmse'] for r in sel]):.4f} | "
+                      f"{np.mean([r['test_rmse'] for r in sel]):.4f} | "
+                      f"{np.mean([r['fit_s'] for r in sel]):.1f} |")
     return rows
 
 
@@ -117,7 +133,9 @@ def main(argv=None) -> None:
     c = sub.add_parser("compare")
     c.add_argument("--datasets", default="synthetic,synthetic-drift,ml-100k-time")
     c.add_argument("--models", default="biasedmf,pmf,timesvdpp,timesvdpp@small,rrn")
-    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--seeds", "--seed", default="0",
+                   help="comma-separated seeds; seed s is both the VALID/TEST split seed and the "
+                        "model seed")
     c.add_argument("--set", action="append", help="MODEL[@PROFILE].NAME=VALUE")
     c.add_argument("--json")
     s = sub.add_parser("speed")

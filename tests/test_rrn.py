@@ -13,7 +13,12 @@ from recozoo.models.rrn import RRN
 from recozoo.splits import time_fraction_split
 
 DAY = 86400
-SMALL = {"epochs": 2, "hidden": 8, "embed": 8, "dynamic": 4, "stationary": 4, "batch_size": 64}
+SMALL = {"epochs": 2, "hidden": 8, "embed": 8, "dynamic": 4, "stationary": 4, "batch_size": 64,
+         "movie_batch_size": 16}
+#: the paper's formula and input only: our additions (biases, dynamic biases, step summary) off,
+#: the indicator channel on — the causality tests run on both configurations
+PAPER_ONLY = {**SMALL, "biases": False, "dynamic_bias": False, "step_summary": False,
+              "indicator": True}
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +33,14 @@ def fitted(split):
     return RRN(settings=SMALL, seed=0).fit(split.train, split.valid)
 
 
+@pytest.fixture(scope="module", params=["ours", "paper-only"])
+def any_fitted(request, split, fitted):
+    if request.param == "ours":
+        return fitted
+    torch.set_num_threads(1)
+    return RRN(settings=PAPER_ONLY, seed=0).fit(split.train, split.valid)
+
+
 def _pairs(split, n=400, seed=0):
     rng = np.random.default_rng(seed)
     return (rng.integers(0, split.train.n_users, n).astype(np.int64),
@@ -40,8 +53,9 @@ def test_fit_selects_best_epoch_on_valid(fitted):
     assert fitted.history_[fitted.best_epoch_ - 1]["valid_rmse"] == best
 
 
-def test_no_rating_at_or_after_the_predicted_time_is_read(split, fitted):
+def test_no_rating_at_or_after_the_predicted_time_is_read(split, any_fitted):
     """Perturb every history rating on/after day t: predictions at t (and before) must not move."""
+    m = any_fitted
     train = split.train
     days = train.timestamps // DAY
     t = int(np.quantile(days, 0.6))
@@ -57,29 +71,33 @@ def test_no_rating_at_or_after_the_predicted_time_is_read(split, fitted):
     at_t = np.full(u.size, t * DAY + 3600)                    # during day t
     earlier = np.full(u.size, (t - 9) * DAY)
     later = np.full(u.size, (t + 15) * DAY)
-    ref = [fitted.predict(u, i, ts) for ts in (at_t, earlier, later)]
-    fitted.set_history(perturbed)
+    ref = [m.predict(u, i, ts) for ts in (at_t, earlier, later)]
+    m.set_history(perturbed)
     try:
-        got = [fitted.predict(u, i, ts) for ts in (at_t, earlier, later)]
+        got = [m.predict(u, i, ts) for ts in (at_t, earlier, later)]
     finally:
-        fitted.set_history(train)
+        m.set_history(train)
     np.testing.assert_array_equal(got[0], ref[0])
     np.testing.assert_array_equal(got[1], ref[1])
     assert not np.allclose(got[2], ref[2])                    # the perturbation is visible later
 
 
-def test_training_states_equal_causal_prediction_states(split, fitted):
-    """The state training uses for a rating is the one prediction builds from earlier steps only."""
+def test_training_states_equal_causal_prediction_states(split, any_fitted):
+    """The state training uses for a rating is the one prediction builds from earlier steps only.
+
+    (Training states come from the fused ``nn.LSTM``, prediction states from the hand-stepped
+    recurrence, so this also checks that the two agree.)"""
+    m = any_fitted
     with torch.no_grad():
-        dyn_u = fitted._all_dynamic(fitted._us, fitted.user_net_)
-        dyn_m = fitted._all_dynamic(fitted._ms, fitted.movie_net_)
+        dyn_u = m._all_dynamic(m._us, m.user_net_)
+        dyn_m = m._all_dynamic(m._ms, m.movie_net_)
     train = split.train
     sel = np.arange(0, train.nnz, 7)
     d = train.timestamps[sel] // DAY
-    at_u = fitted._dynamic_at(fitted._us, fitted.user_net_, train.users[sel].astype(np.int64), d)
-    at_m = fitted._dynamic_at(fitted._ms, fitted.movie_net_, train.items[sel].astype(np.int64), d)
-    np.testing.assert_allclose(at_u.numpy(), dyn_u[fitted._us.rating_pair[sel]].numpy(), atol=2e-5)
-    np.testing.assert_allclose(at_m.numpy(), dyn_m[fitted._ms.rating_pair[sel]].numpy(), atol=2e-5)
+    at_u = m._dynamic_at(m._us, m.user_net_, train.users[sel].astype(np.int64), d)
+    at_m = m._dynamic_at(m._ms, m.movie_net_, train.items[sel].astype(np.int64), d)
+    np.testing.assert_allclose(at_u.numpy(), dyn_u[m._us.rating_pair[sel]].numpy(), atol=2e-5)
+    np.testing.assert_allclose(at_m.numpy(), dyn_m[m._ms.rating_pair[sel]].numpy(), atol=2e-5)
 
 
 def test_future_modes(split, fitted):
@@ -130,3 +148,33 @@ def test_resume_continues_to_the_uninterrupted_result(tmp_path, split):
     assert [h["epoch"] for h in resumed.history_] == [1, 2, 3]
     np.testing.assert_allclose(resumed.predict_table(split.valid), full.predict_table(split.valid),
                                atol=1e-5)
+
+
+def test_stationary_steps_do_not_scale_with_rating_count(split):
+    """A batch holds all ratings of its movies: the stationary gradients are per-movie means."""
+    m = RRN(settings={**SMALL, "epochs": 1, "lr_stationary": 0.5}, seed=0).fit(split.train)
+    for par in (m.U_, m.M_, m.BU_, m.BM_):
+        assert torch.isfinite(par.detach()).all() and float(par.detach().abs().max()) < 5.0
+    with torch.no_grad():
+        m.BM_.zero_()
+        m.BM_.grad = None
+    ii = torch.tensor([3, 3, 3, 3, 7])
+    m.BM_.grad = torch.zeros_like(m.BM_)
+    m.BM_.grad.index_add_(0, ii, torch.ones(5))              # summed: 4 for movie 3, 1 for movie 7
+    m._mean_grads(torch.zeros(5, dtype=torch.long), ii)
+    assert float(m.BM_.grad[3]) == 1.0 and float(m.BM_.grad[7]) == 1.0
+
+
+def test_packed_lstm_backward_matches_autograd():
+    """The hand-written backward of the training recurrence equals autograd's (float64)."""
+    from recozoo.models.rrn import _PackedLSTM
+    torch.manual_seed(0)
+    sizes, H = [5, 5, 4, 2, 2, 1], 3
+    offs = np.concatenate([[0], np.cumsum(sizes)])
+    prev = np.full(offs[-1], -1)
+    for j in range(1, len(sizes)):
+        prev[offs[j]:offs[j] + sizes[j]] = np.arange(offs[j - 1], offs[j - 1] + sizes[j])
+    xw = torch.randn(offs[-1], 4 * H, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(H, 4 * H, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: _PackedLSTM.apply(a, b, sizes, torch.from_numpy(prev)),
+                                    (xw, w))

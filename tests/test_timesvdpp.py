@@ -163,3 +163,15 @@ def test_resume_continues_to_the_uninterrupted_result(tmp_path):
     with pytest.raises(CheckpointError):
         TimeSVDpp(settings={**st, "epochs": 4, "factors": 5}, seed=1).fit(
             split.train, split.valid, run_dir=tmp_path / "b", resume=True)
+
+
+def test_small_preset_is_a_named_preset_and_defaults_stay_bellkor():
+    """`recozoo fit timesvdpp --preset small` resolves to the README's timesvdpp@small settings."""
+    from recozoo.runs import resolve_settings
+    from recozoo.models.timesvdpp import SMALL_DATA_SETTINGS
+    s = resolve_settings(TimeSVDpp, {"epochs": 5}, "small", "synthetic-drift")
+    assert s.lr_bin == 1e-3 and s.lr_factors == 7e-3 and s.reg_factors == 0.015
+    assert s.epochs == 5                                      # explicit settings win over the preset
+    assert resolve_settings(TimeSVDpp, {}, "small", "x").epochs == SMALL_DATA_SETTINGS["epochs"]
+    d = TimeSVDpp.Settings()
+    assert (d.lr_bin, d.lr_factors, d.reg_factors, d.lr_decay, d.epochs) == (5e-5, 0.008, 0.0015, 0.9, 30)

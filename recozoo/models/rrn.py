@@ -8,20 +8,30 @@ of a step is
 * the *previous* step's rating vector, projected to ``embed`` (40) dimensions
   by a sparse linear map (an ``EmbeddingBag`` whose per-sample weights are the
   ratings),
+* (ours, ``step_summary``) the previous step's mean residual of the stationary
+  part, ``r − μ − b_i − b_j − ⟨u_i, m_j⟩`` (stationary terms detached), and
+  ``log(1 + #ratings)`` — two numbers every user (movie) shares, so the LSTM
+  can track "this user rates above her usual level lately" without learning it
+  separately for every movie (user) embedding,
 * a new-user (new-movie) flag, set on the entity's first step,
 * the step's wall-clock time and the previous step's time, standardised with
   the training days' mean and standard deviation.
 
 An LSTM (one layer, ``hidden`` = 40 units) turns the inputs into states; an
-affine map gives the 20-d dynamic state. Prediction::
+affine map gives the 20-d dynamic state (plus, ours, one scalar dynamic bias).
+Prediction::
 
-    r̂_ij|t = μ + ⟨W_user·u_it + b_user, W_movie·m_jt + b_movie⟩ + ⟨u_i, m_j⟩
+    r̂_ij|t = μ + b_i + b_j + d_it + d_jt
+             + ⟨W_user·u_it + b_user, W_movie·m_jt + b_movie⟩ + ⟨u_i, m_j⟩
 
-with 20-d stationary factors ``u_i``, ``m_j``. Training alternates a user phase
+with 20-d stationary factors ``u_i``, ``m_j``. The paper's formula is the last
+line; μ, the stationary biases ``b_i``, ``b_j`` (``biases``) and the dynamic
+biases ``d`` (``dynamic_bias``) are ours. Training alternates a user phase
 (the movie states are computed once and held fixed, gradients flow through the
 user LSTM over whole sequences) and a movie phase (the mirror image). Adam
 trains the networks (AdamW if ``weight_decay`` > 0); plain SGD with L2 the
-stationary factors. Every epoch is scored on VALID; the best epoch is kept.
+stationary terms. Every epoch is scored on VALID; the best epoch is kept
+(``patience`` epochs without improvement stop training).
 
 No official code exists; these choices are **ours** (settings where open):
 
@@ -36,17 +46,25 @@ No official code exists; these choices are **ours** (settings where open):
   training. ``future="calendar"`` instead advances one empty step per calendar
   step up to the predicted one; the LSTM never sees empty steps in training,
   and on our drifting data this was much worse (VALID RMSE 0.866 vs 0.791
-  for one fitted model), so it is not the default;
+  for one fitted model of an earlier version), so it is not the default;
 * :meth:`RRN.observe` is the paper's "no retraining" experiment, a separately
   named mode: it adds later ratings (e.g. earlier test days) to the history the
   states are computed from, without touching any weight;
-* μ (the training mean) is added to the paper's formula; the rating vector's
-  weights are ``(r − μ)/sqrt(#ratings in the step)``; the stationary factors
-  get the SGD-MF per-rating L2 penalty (0.06: with 0.02 they overfit and RRN
-  lost to PMF on our drifting data), and the projected rating vector gets
-  dropout 0.3 while training; a batch holds sequences of similar
-  length in the packed, time-major layout of ``pack_padded_sequence`` and the
-  LSTM recurrence is stepped over it by hand (see ``_forward`` for why).
+* the rating vector's weights are ``(r − μ)/sqrt(#ratings in the step)``
+  (``indicator=true`` adds a second channel weighted ``1/sqrt(#ratings)``; it
+  did not help on synthetic-drift VALID, so it is off);
+* a batch holds *all* ratings of its users (movies), so the stationary terms'
+  gradients are averaged per user (movie) before the SGD step (see
+  ``_mean_grads``); summed, they scaled with the rating count and oscillated
+  for popular movies;
+* the projected rating vector gets dropout 0.3 while training; a batch holds
+  sequences of similar length in the packed, time-major layout of
+  ``pack_padded_sequence``; see ``_forward`` for when the fused ``nn.LSTM``
+  runs and when the recurrence is stepped by hand.
+
+Defaults that are not the paper's (``reg_stationary`` 0.12, ``lr_stationary``
+0.1, the ours-switches above) were chosen on synthetic-drift VALID only; the
+README's temporal-models section lists what was tried.
 
 Prediction at a time inside the history re-runs the LSTM over the stored
 history (training ratings by default), so the model keeps that history
@@ -89,15 +107,29 @@ class RRNSettings(BaseSettings):
     epochs: int = setting(30, "maximum number of epochs (one user phase + one movie phase)", min=1)
     patience: int = setting(4, "stop after this many epochs without a better VALID RMSE "
                                "(0 = never stop early)", min=0)
-    batch_size: int = setting(256, "sequences per optimisation step", min=1)
+    batch_size: int = setting(256, "user sequences per optimisation step (user phase)", min=1)
+    movie_batch_size: int = setting(256, "movie sequences per optimisation step (movie phase; ours: "
+                                        "movies are ~10x fewer than users, so a smaller batch gives "
+                                        "the movie network a comparable number of steps)", min=1)
     lr: float = setting(1e-3, "Adam learning rate of the networks", min=0.0, min_exclusive=True)
     weight_decay: float = setting(0.0, "decoupled (AdamW) weight decay of the networks", min=0.0)
     dropout: float = setting(0.3, "dropout on the projected rating vector while training (ours)",
                              min=0.0, max=1.0, max_exclusive=True)
-    lr_stationary: float = setting(5e-3, "SGD learning rate of the stationary factors", min=0.0)
-    reg_stationary: float = setting(0.06, "per-rating L2 penalty of the stationary factors (ours)",
+    lr_stationary: float = setting(0.1, "SGD learning rate of the stationary factors and biases, on "
+                                        "each entity's mean per-rating gradient in a batch (ours)",
+                                   min=0.0)
+    reg_stationary: float = setting(0.12, "per-rating L2 penalty of the stationary factors (ours)",
                                     min=0.0)
     init_std: float = setting(0.1, "std of the stationary factors' initialisation", min=0.0)
+    biases: bool = setting(True, "stationary user and movie biases b_i + b_j in the prediction (ours)")
+    reg_bias: float = setting(0.005, "per-rating L2 penalty of the stationary biases (ours)", min=0.0)
+    dynamic_bias: bool = setting(True, "each side's affine output also gives a scalar dynamic bias "
+                                       "added to the prediction (ours)")
+    step_summary: bool = setting(True, "add to the LSTM input the step's mean residual of the "
+                                       "stationary part (r - mu - b_user - b_movie - <u_i, m_j>) and "
+                                       "log(1 + #ratings), shared by all users/movies (ours)")
+    indicator: bool = setting(False, "a second rating-vector channel weighted 1/sqrt(#ratings) "
+                                    "(which movies/users were rated, not only how; ours)")
     cpu_threads: int = setting(1, "torch intra-op threads while RRN fits/predicts on CPU (0 = leave "
                                   "torch's setting); its many small per-step ops run faster on one",
                                min=0)
@@ -134,6 +166,8 @@ class _Side:
         o = np.argsort(inv, kind="stable")
         self.bag_idx = other[o].astype(np.int64)
         self.bag_w = ((r[o] - mu) / np.sqrt(cnt[inv[o]])).astype(np.float32)
+        self.bag_ind = (1.0 / np.sqrt(cnt[inv[o]])).astype(np.float32)
+        self.bag_r = (r[o] - mu).astype(np.float32)          # centred ratings, bag order
         self.rating_pair = inv                       # pair of each input rating
         self.pair_time = self.std_time(self.pair_step)
 
@@ -149,6 +183,11 @@ class _Side:
         return np.where(ok, pos, -1)
 
 
+def _step_dim(s: RRNSettings) -> int:
+    """Size of a step's rating input: the projected rating vector [+ the step summary]."""
+    return s.embed + (2 if s.step_summary else 0)
+
+
 class _Net(nn.Module):
     """One side's network: rating projection, LSTM, affine output."""
 
@@ -156,8 +195,18 @@ class _Net(nn.Module):
         super().__init__()
         self.bag = nn.EmbeddingBag(n_other, s.embed, mode="sum")
         nn.init.normal_(self.bag.weight, 0.0, 0.1)
-        self.lstm = nn.LSTM(s.embed + 3, s.hidden, num_layers=1, batch_first=True)
-        self.out = nn.Linear(s.hidden, s.dynamic)
+        if s.indicator:
+            self.ind = nn.EmbeddingBag(n_other, s.embed, mode="sum")
+            nn.init.normal_(self.ind.weight, 0.0, 0.1)
+        self.lstm = nn.LSTM(_step_dim(s) + 3, s.hidden, num_layers=1)
+        self.out = nn.Linear(s.hidden, s.dynamic + int(s.dynamic_bias))
+
+    def embed(self, idx, off, w_rating, w_ind):
+        """The projected rating vector of each bag (rating channel [+ indicator channel])."""
+        e = self.bag(idx, off, per_sample_weights=w_rating)
+        if hasattr(self, "ind"):
+            e = e + self.ind(idx, off, per_sample_weights=w_ind)
+        return e
 
     def cell(self, x, h, c):
         """One LSTM step with the LSTM's own weights (gate order i, f, g, o)."""
@@ -213,26 +262,46 @@ class _Layout:
         self.batch_sizes = np.bincount(self.pos, minlength=int(lens.max()) if lens.size else 0)
         self.offsets = np.concatenate([[0], np.cumsum(self.batch_sizes)])
         self.packed = self.offsets[self.pos] + row
+        # packed row of each packed row's previous step (same sequence), -1 on a first step
+        prev = np.full(self.packed.size, -1, dtype=np.int64)
+        later = self.pos > 0
+        prev[self.packed[later]] = self.offsets[self.pos[later] - 1] + row[later]
+        self.prev_rows = prev
 
 
 def _forward(side: _Side, net: _Net, lay: _Layout, dev, want_c: bool = False,
-             dropout: float = 0.0):
+             dropout: float = 0.0, biases=None):
     """LSTM outputs (and cell states) after every pair's step, plus each pair's rating embedding.
 
-    The recurrence is stepped by hand over the packed layout: the input
-    projection is one matrix product for all steps, each time step is one
-    small (active rows x hidden) product. (On CPU this trains several times
-    faster than ``nn.LSTM`` on a ``PackedSequence``, whose backward pass we
-    measured at ~8x its forward.)
+    The batch is already in the packed, time-major layout of a
+    ``PackedSequence``. Without gradients (VALID scoring, the other side's
+    states) the fused ``nn.LSTM`` runs the recurrence in one native call. With gradients,
+    :class:`_PackedLSTM` runs it with a hand-written backward pass (``nn.LSTM``
+    on a ``PackedSequence`` trained ~3x slower on this CPU: its backward
+    took ~4x an autograd-recorded hand-stepped loop, torch 2.13, 1 thread).
+    Where the cell state after *every* step is wanted (``want_c``: prediction
+    inside the history) the recurrence is stepped by hand without autograd.
     """
     pairs = lay.pairs
     bags = _ranges(side.pair_indptr, pairs)
     cnt = side.pair_indptr[pairs + 1] - side.pair_indptr[pairs]
     off = np.concatenate([[0], np.cumsum(cnt)[:-1]])
-    emb = net.bag(torch.from_numpy(side.bag_idx[bags]).to(dev), torch.from_numpy(off).to(dev),
-                  per_sample_weights=torch.from_numpy(side.bag_w[bags]).to(dev))
+    w_ind = torch.from_numpy(side.bag_ind[bags]).to(dev) if hasattr(net, "ind") else None
+    emb = net.embed(torch.from_numpy(side.bag_idx[bags]).to(dev), torch.from_numpy(off).to(dev),
+                    torch.from_numpy(side.bag_w[bags]).to(dev), w_ind)
     if dropout > 0:
         emb = torch.nn.functional.dropout(emb, p=dropout, training=True)
+    if net.lstm.input_size > emb.shape[1] + 3:                  # step_summary
+        res = torch.from_numpy(side.bag_r[bags]).to(dev)
+        if biases is not None:                          # minus the stationary prediction
+            own_b, other_b, own_f, other_f = biases
+            oth = torch.from_numpy(side.bag_idx[bags]).to(dev)
+            own = torch.from_numpy(np.repeat(side.pair_ent[pairs], cnt)).to(dev)
+            res = res - other_b[oth] - own_b[own] - (own_f[own] * other_f[oth]).sum(1)
+        seg = torch.from_numpy(np.repeat(np.arange(pairs.size), cnt)).to(dev)
+        cnt_t = torch.from_numpy(cnt.astype(np.float32)).to(dev)
+        mean = res.new_zeros(pairs.size).index_add_(0, seg, res) / cnt_t
+        emb = torch.cat([emb, torch.stack([mean, torch.log1p(cnt_t)], dim=1)], dim=1)
     first = lay.pos == 0
     first_t = torch.from_numpy(first).to(dev)
     prev = torch.cat([emb.new_zeros((1, emb.shape[1])), emb[:-1]])
@@ -243,9 +312,16 @@ def _forward(side: _Side, net: _Net, lay: _Layout, dev, want_c: bool = False,
     feats = torch.from_numpy(np.stack([first.astype(np.float32), t, tp], axis=1)).to(dev)
     X = torch.cat([prev, feats], dim=1)
     inv = torch.from_numpy(np.argsort(lay.packed)).to(dev)
+    packed = torch.from_numpy(lay.packed).to(dev)
     lstm = net.lstm
+    if not want_c and not torch.is_grad_enabled():
+        seq = nn.utils.rnn.PackedSequence(X[inv], torch.from_numpy(lay.batch_sizes.astype(np.int64)))
+        return lstm(seq)[0].data[packed], None, emb
     xw = X[inv] @ lstm.weight_ih_l0.T + (lstm.bias_ih_l0 + lstm.bias_hh_l0)
     w_hh = lstm.weight_hh_l0.T
+    if not want_c:
+        return _PackedLSTM.apply(xw, w_hh, lay.batch_sizes.tolist(),
+                                 torch.from_numpy(lay.prev_rows).to(dev))[packed], None, emb
     n0 = int(lay.batch_sizes[0])
     h = X.new_zeros((n0, lstm.hidden_size))
     c = X.new_zeros((n0, lstm.hidden_size))
@@ -260,10 +336,74 @@ def _forward(side: _Side, net: _Net, lay: _Layout, dev, want_c: bool = False,
         hs.append(h)
         if want_c:
             cs.append(c)
-    packed = torch.from_numpy(lay.packed).to(dev)
-    H = torch.cat(hs)[packed]
-    C = torch.cat(cs)[packed] if want_c else None
-    return H, C, emb
+    return torch.cat(hs)[packed], (torch.cat(cs)[packed] if want_c else None), emb
+
+
+class _PackedLSTM(torch.autograd.Function):
+    """The LSTM recurrence over a packed, time-major batch with a hand-written backward pass.
+
+    ``xw`` (rows x 4H) holds each row's input projection plus both biases, ``w_hh``
+    (H x 4H) the transposed recurrent weights, ``sizes`` the active rows per time
+    step (non-increasing). Returns every row's output h. Forward and backward each
+    loop over time steps with a few tensor ops per step and no autograd graph;
+    everything that does not need the recurrence (gate derivatives, the
+    recurrent weights' gradient) is one vectorised op over all rows.
+    """
+
+    @staticmethod
+    def forward(ctx, xw, w_hh, sizes, prev_rows):
+        H = w_hh.shape[0]
+        acts = torch.empty_like(xw)
+        C = xw.new_empty((xw.shape[0], H))
+        Hs = xw.new_empty((xw.shape[0], H))
+        h = xw.new_zeros((sizes[0], H))
+        c = xw.new_zeros((sizes[0], H))
+        a = 0
+        for n in sizes:
+            g = torch.addmm(xw[a:a + n], h[:n], w_hh)
+            act = acts[a:a + n]
+            torch.sigmoid(g, out=act)
+            torch.tanh(g[:, 2 * H:3 * H], out=act[:, 2 * H:3 * H])
+            c = torch.addcmul(act[:, H:2 * H] * c[:n], act[:, :H], act[:, 2 * H:3 * H])
+            h = act[:, 3 * H:] * torch.tanh(c)
+            C[a:a + n] = c
+            Hs[a:a + n] = h
+            a += n
+        ctx.save_for_backward(acts, C, Hs, w_hh, prev_rows)
+        ctx.sizes = sizes
+        return Hs
+
+    @staticmethod
+    def backward(ctx, dHs):
+        acts, C, Hs, w_hh, prev_rows = ctx.saved_tensors
+        H = w_hh.shape[0]
+        first = prev_rows < 0
+        idx = prev_rows.clamp_min(0)
+        Cp = torch.where(first[:, None], torch.zeros_like(C), C[idx])
+        Hp = torch.where(first[:, None], torch.zeros_like(Hs), Hs[idx])
+        i, f, g, o = acts[:, :H], acts[:, H:2 * H], acts[:, 2 * H:3 * H], acts[:, 3 * H:]
+        tc = torch.tanh(C)
+        k = o * (1 - tc * tc)                                    # dc/dh through h = o tanh(c)
+        A = torch.cat([g * i * (1 - i), Cp * f * (1 - f), i * (1 - g * g), tc * o * (1 - o)], dim=1)
+        dG = torch.empty_like(acts)
+        w_t = w_hh.T
+        dh_rec = dc_rec = None
+        ends = np.cumsum(ctx.sizes)
+        for j in range(len(ctx.sizes) - 1, -1, -1):
+            n = ctx.sizes[j]
+            a = int(ends[j]) - n
+            dh = dHs[a:a + n].clone()
+            if dh_rec is not None:
+                m = dh_rec.shape[0]
+                dh[:m] += dh_rec
+            dc = dh * k[a:a + n]
+            if dc_rec is not None:
+                dc[:m] += dc_rec
+            dg = dG[a:a + n]
+            torch.mul(torch.cat([dc, dc, dc, dh], dim=1), A[a:a + n], out=dg)
+            dh_rec = dg @ w_t
+            dc_rec = dc * f[a:a + n]
+        return dG, Hp.T @ dG, None, None
 
 
 def _batches(ents: np.ndarray, lengths: np.ndarray, size: int, rng=None) -> list[np.ndarray]:
@@ -296,6 +436,19 @@ class RRN(TimeAwarePredict, Model):
         g = torch.Generator().manual_seed(self.seed)
         self.U_ = nn.Parameter((torch.randn(n_users, s.stationary, generator=g) * s.init_std).to(self._dev))
         self.M_ = nn.Parameter((torch.randn(n_items, s.stationary, generator=g) * s.init_std).to(self._dev))
+        self.BU_ = nn.Parameter(torch.zeros(n_users, device=self._dev))
+        self.BM_ = nn.Parameter(torch.zeros(n_items, device=self._dev))
+
+    def _score(self, du, dm, uu, ii):
+        """Predictions from the two sides' dynamic outputs and the stationary terms of (uu, ii)."""
+        s = self.settings
+        D = s.dynamic
+        p = self.global_mean_ + (du[:, :D] * dm[:, :D]).sum(1) + (self.U_[uu] * self.M_[ii]).sum(1)
+        if s.dynamic_bias:
+            p = p + du[:, D] + dm[:, D]
+        if s.biases:
+            p = p + self.BU_[uu] + self.BM_[ii]
+        return p
 
     @property
     def _dev(self):
@@ -366,16 +519,15 @@ class RRN(TimeAwarePredict, Model):
         item_indptr = np.zeros(train.n_items + 1, dtype=np.int64)
         np.cumsum(np.bincount(items, minlength=train.n_items), out=item_indptr[1:])
         phases = [
-            ("user", self.user_net_, self.movie_net_, us, ms, np.asarray(train.indptr, np.int64),
-             None, us.rating_pair, mpair),
-            ("movie", self.movie_net_, self.user_net_, ms, us, item_indptr, item_perm,
+            (s.batch_size, self.user_net_, self.movie_net_, us, ms,
+             np.asarray(train.indptr, np.int64), None, us.rating_pair, mpair),
+            (s.movie_batch_size, self.movie_net_, self.user_net_, ms, us, item_indptr, item_perm,
              ms.rating_pair, upair),
         ]
         opts = {id(net): torch.optim.AdamW(net.parameters(), lr=s.lr, weight_decay=s.weight_decay)
                 for net in (self.user_net_, self.movie_net_)}
-        sgd = torch.optim.SGD([self.U_, self.M_], lr=s.lr_stationary)
+        sgd = torch.optim.SGD([self.U_, self.M_, self.BU_, self.BM_], lr=s.lr_stationary)
         rng = np.random.default_rng(self.seed)
-        mu = float(self.global_mean_)
         has_valid = valid is not None and valid.nnz > 0
         best, best_rmse, bad, start, stopped = None, np.inf, 0, 1, False
         self.history_: list[dict] = []
@@ -398,13 +550,13 @@ class RRN(TimeAwarePredict, Model):
                 break
             t0 = time.perf_counter()
             sse_sum, n_sum = 0.0, 0
-            for _, net, other_net, side, other_side, r_indptr, r_perm, own_pair_np, oth_pair in phases:
+            for bsize, net, other_net, side, other_side, r_indptr, r_perm, own_pair_np, oth_pair in phases:
                 with torch.no_grad():
                     other_dyn = self._all_dynamic(other_side, other_net)
                 opt = opts[id(net)]
                 local = np.empty(side.keys.size, dtype=np.int64)
                 ents = np.arange(side.n_ent, dtype=np.int64)
-                batches = _batches(ents, np.diff(side.seq_indptr), s.batch_size, rng)
+                batches = _batches(ents, np.diff(side.seq_indptr), bsize, rng)
                 for bi in rng.permutation(len(batches)):
                     lay = _Layout(side, batches[bi])
                     sel_np = _ranges(r_indptr, lay.ents)
@@ -414,19 +566,23 @@ class RRN(TimeAwarePredict, Model):
                         sel_np = r_perm[sel_np]
                     sel = torch.from_numpy(sel_np).to(dev)
                     local[lay.pairs] = np.arange(lay.pairs.size)
-                    Hs, _, _ = _forward(side, net, lay, dev, dropout=s.dropout)
+                    Hs, _, _ = _forward(side, net, lay, dev, dropout=s.dropout,
+                                        biases=self._biases_for(side))
                     dyn = net.out(Hs)
                     mine = torch.from_numpy(local[own_pair_np[sel_np]]).to(dev)
                     uu, ii = u_t[sel], i_t[sel]
-                    pred = mu + (dyn[mine] * other_dyn[oth_pair[sel]]).sum(1) \
-                        + (self.U_[uu] * self.M_[ii]).sum(1)
-                    err = r[sel] - pred
+                    d_own, d_oth = dyn[mine], other_dyn[oth_pair[sel]]
+                    du, dm = (d_own, d_oth) if net is self.user_net_ else (d_oth, d_own)
+                    err = r[sel] - self._score(du, dm, uu, ii)
                     sse = (err * err).sum()
                     loss = sse + s.reg_stationary * ((self.U_[uu] ** 2).sum() + (self.M_[ii] ** 2).sum())
+                    if s.biases:
+                        loss = loss + s.reg_bias * ((self.BU_[uu] ** 2).sum() + (self.BM_[ii] ** 2).sum())
                     opt.zero_grad(set_to_none=True)
                     sgd.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
+                    self._mean_grads(uu, ii)
                     sgd.step()
                     sse_sum += float(sse.detach())
                     n_sum += sel_np.size
@@ -459,29 +615,60 @@ class RRN(TimeAwarePredict, Model):
         else:
             self.best_epoch_ = len(self.history_)
 
+    def _biases_for(self, side: _Side):
+        """A side's (own, other) stationary biases and factors (detached), for the step summary."""
+        s = self.settings
+        bu, bm = self.BU_.detach(), self.BM_.detach()
+        if not s.biases:
+            bu, bm = torch.zeros_like(bu), torch.zeros_like(bm)
+        u, m = self.U_.detach(), self.M_.detach()
+        return (bu, bm, u, m) if side is self._us else (bm, bu, m, u)
+
+    def _mean_grads(self, uu: torch.Tensor, ii: torch.Tensor) -> None:
+        """Turn the stationary terms' summed gradients into per-entity means (ours).
+
+        A batch holds *all* ratings of its users (movies), so a summed gradient
+        would scale the step with the entity's rating count: plain SGD then
+        oscillates for users and movies with many ratings. Dividing by the
+        entity's number of ratings in the batch makes ``lr_stationary`` a step
+        on the mean per-rating gradient; the objective (squared error + per-rating
+        L2) is unchanged.
+        """
+        cu = torch.bincount(uu, minlength=self.n_users_).clamp_min(1).to(self.U_.dtype)
+        cm = torch.bincount(ii, minlength=self.n_items_).clamp_min(1).to(self.M_.dtype)
+        for par, cnt in ((self.U_, cu), (self.M_, cm), (self.BU_, cu), (self.BM_, cm)):
+            if par.grad is not None:
+                par.grad /= cnt.view(-1, *([1] * (par.grad.dim() - 1)))
+
     def _all_dynamic(self, side: _Side, net: _Net) -> torch.Tensor:
         """Dynamic states of every history pair of one side (as training sees them)."""
-        out = torch.zeros(side.keys.size, self.settings.dynamic, device=self._dev)
+        s = self.settings
+        out = torch.zeros(side.keys.size, s.dynamic + int(s.dynamic_bias), device=self._dev)
         ents = np.arange(side.n_ent, dtype=np.int64)
         for b in _batches(ents, np.diff(side.seq_indptr), 4096):
             lay = _Layout(side, b)
-            Hs, _, _ = _forward(side, net, lay, self._dev)
+            Hs, _, _ = _forward(side, net, lay, self._dev, biases=self._biases_for(side))
             out[torch.from_numpy(lay.pairs).to(self._dev)] = net.out(Hs)
         return out
 
     # --------------------------------------------------------------- predicting
     @torch.no_grad()
     def _dynamic_at(self, side: _Side, net: _Net, ent: np.ndarray, days: np.ndarray) -> torch.Tensor:
-        """Dynamic state of each (entity, day): reads only history steps before the day's step."""
+        """Dynamic state of each (entity, day): reads only history steps before the day's step.
+
+        Always the hand-stepped recurrence (never the fused ``nn.LSTM``'s final
+        states, though that would be faster after the history): its result for a
+        step is then bit-identical whatever the history holds after that step.
+        """
         dev = self._dev
         s = self.settings
         tau = np.floor_divide(days - side.d0, side.width)
         prev = side.prev_pair(ent, tau)
         n = ent.size
-        H, D = s.hidden, s.dynamic
+        H, D = s.hidden, s.dynamic + int(s.dynamic_bias)
         h0 = torch.zeros(n, H, device=dev)
         c0 = torch.zeros(n, H, device=dev)
-        e_prev = torch.zeros(n, s.embed, device=dev)
+        e_prev = torch.zeros(n, _step_dim(s), device=dev)
         has = prev >= 0
         if has.any():
             q = np.flatnonzero(has)
@@ -489,7 +676,7 @@ class RRN(TimeAwarePredict, Model):
             local = np.full(side.keys.size, -1, dtype=np.int64)
             for b in _batches(qe, np.diff(side.seq_indptr)[qe], 2048):
                 lay = _Layout(side, b)
-                Hs, Cs, emb = _forward(side, net, lay, dev, want_c=True)
+                Hs, Cs, emb = _forward(side, net, lay, dev, want_c=True, biases=self._biases_for(side))
                 local[lay.pairs] = np.arange(lay.pairs.size)
                 mq = q[local[prev[q]] >= 0]
                 lq = torch.from_numpy(local[prev[mq]]).to(dev)
@@ -533,7 +720,7 @@ class RRN(TimeAwarePredict, Model):
             dm = self._dynamic_at(self._ms, self.movie_net_, i, d)
             ut, it = torch.from_numpy(u).to(self._dev), torch.from_numpy(i).to(self._dev)
             with torch.no_grad():
-                p = self.global_mean_ + (du * dm).sum(1) + (self.U_[ut] * self.M_[it]).sum(1)
+                p = self._score(du, dm, ut, it)
             out[a:a + u.size] = p.cpu().numpy()
         return out
 
@@ -548,14 +735,21 @@ class RRN(TimeAwarePredict, Model):
             dm = self._dynamic_at(self._ms, self.movie_net_, items,
                                   np.full(items.size, self.default_day_, dtype=np.int64))
             ut = torch.from_numpy(users).to(self._dev)
-            out = self.global_mean_ + du @ dm.T + self.U_[ut] @ self.M_.T
+            s = self.settings
+            D = s.dynamic
+            out = self.global_mean_ + du[:, :D] @ dm[:, :D].T + self.U_[ut] @ self.M_.T
+            if s.dynamic_bias:
+                out = out + du[:, D:] + dm[:, D][None, :]
+            if s.biases:
+                out = out + self.BU_[ut][:, None] + self.BM_[None, :]
         return out.cpu().numpy().astype(np.float32)
 
     # -------------------------------------------------------------- persistence
     def _weights(self) -> dict:
         return {"user": copy.deepcopy(self.user_net_.state_dict()),
                 "movie": copy.deepcopy(self.movie_net_.state_dict()),
-                "U": self.U_.detach().clone(), "M": self.M_.detach().clone()}
+                "U": self.U_.detach().clone(), "M": self.M_.detach().clone(),
+                "BU": self.BU_.detach().clone(), "BM": self.BM_.detach().clone()}
 
     def _load_weights(self, w: dict) -> None:
         self.user_net_.load_state_dict(w["user"])
@@ -563,6 +757,8 @@ class RRN(TimeAwarePredict, Model):
         with torch.no_grad():
             self.U_.copy_(w["U"])
             self.M_.copy_(w["M"])
+            self.BU_.copy_(w["BU"])
+            self.BM_.copy_(w["BM"])
 
     def _get_state(self):
         st = {}
@@ -571,6 +767,8 @@ class RRN(TimeAwarePredict, Model):
                 st[f"{side}.{k}"] = v.detach().cpu().numpy()
         st["U"] = self.U_.detach().cpu().numpy()
         st["M"] = self.M_.detach().cpu().numpy()
+        st["BU"] = self.BU_.detach().cpu().numpy()
+        st["BM"] = self.BM_.detach().cpu().numpy()
         ip, it, r, d = self._train_history
         st.update({"train_indptr": ip, "train_items": it, "train_ratings": r, "train_days": d,
                    "d0": self.d0_, "d_max": self.d_max_, "t_mean": self.t_mean_,
@@ -588,7 +786,9 @@ class RRN(TimeAwarePredict, Model):
             net.load_state_dict(sd)
         self._load_weights({"user": self.user_net_.state_dict(), "movie": self.movie_net_.state_dict(),
                             "U": torch.from_numpy(np.asarray(state["U"])),
-                            "M": torch.from_numpy(np.asarray(state["M"]))})
+                            "M": torch.from_numpy(np.asarray(state["M"])),
+                            "BU": torch.from_numpy(np.asarray(state["BU"])),
+                            "BM": torch.from_numpy(np.asarray(state["BM"]))})
         self._train_history = (np.asarray(state["train_indptr"], np.int64),
                                np.asarray(state["train_items"], np.int64),
                                np.asarray(state["train_ratings"], np.float32),
