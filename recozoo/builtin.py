@@ -18,6 +18,8 @@ _BUILTIN_MODELS = {
     "deeprec": "recozoo.models.deeprec:DeepRec",
     "autorec-i": "recozoo.models.autorec:IAutoRec",
     "autorec-u": "recozoo.models.autorec:UAutoRec",
+    "glocal-k": "recozoo.models.glocalk:GLocalK",
+    "blend": "recozoo.models.blend:Blend",
     "als": "recozoo.models.als:ALS",
     "als-implicit": "recozoo.models.als_implicit:ImplicitALS",
     "pmf": "recozoo.models.mf:PMF",

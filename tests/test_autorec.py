@@ -70,3 +70,27 @@ def test_rprop_full_batch_and_empty_row_fallback():
     u = np.flatnonzero(t.user_counts() > 0)[:3]
     csr = t.to_csr()
     assert np.allclose(m.predict(u, np.full(3, 7)), [csr[i].data.mean() for i in u], atol=1e-5)
+
+
+def test_lbfgs_full_batch_descends_and_rejects_weight_decay():
+    """optimizer=lbfgs: one L-BFGS iteration (strong-Wolfe line search) per epoch, full batch."""
+    from recozoo.engine import EngineConfig, Trainer
+    from recozoo.errors import SettingsError
+    split = small_split()
+    m = IAutoRec(FAST | {"optimizer": "lbfgs", "lr": 1.0, "batch_size": 0, "epochs": 8, "lam": 0.0},
+                 seed=0).fit(split.train, split.valid)
+    train = [r["train_rmse"] for r in m.history_]
+    # without the L2 term the objective is the training MSE, which the line search never increases
+    assert all(b <= a + 1e-6 for a, b in zip(train, train[1:])) and train[-1] < train[0] - 0.1
+    mean = float(np.sqrt(np.mean((split.valid.ratings - m.global_mean_) ** 2)))
+    assert rmse_on(m, split.valid) < mean
+    rows = RowMatrix.from_table(split.train, "item")
+    with pytest.raises(SettingsError, match="lbfgs"):
+        Trainer(m._task(rows.n_cols, rows.nnz), EngineConfig(optimizer="lbfgs", weight_decay=0.1,
+                                                              batch_size=0, epochs=1)).fit(rows)
+
+
+def test_ml100k_preset_is_the_valid_choice():
+    s = IAutoRec(IAutoRec.presets["ml-100k"]("ml-100k")).settings
+    assert (s.optimizer, s.lam, s.lr, s.batch_size, s.hidden) == ("lbfgs", 200.0, 1.0, 0, 500)
+    assert not getattr(UAutoRec, "presets", {})
