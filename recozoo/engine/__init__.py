@@ -16,12 +16,14 @@ Public API
     ``dense()`` (B x n_cols on the batch's device).
 ``EngineConfig``
     epochs, batch_size (0 = all rows), optimizer (momentum|sgd|adam|adagrad|
-    rmsprop|rprop; ``momentum`` = SGD momentum 0.9 with the lr multiplied by
+    rmsprop|rprop|lbfgs; ``momentum`` = SGD momentum 0.9 with the lr multiplied by
     ``gamma`` after the epochs in ``milestones``, stepped *after* the epoch's
-    optimiser steps), lr, momentum, weight_decay, eval_every, patience (0 = no
+    optimiser steps; ``momentum``/``sgd`` run :class:`~recozoo.engine.lazy_sgd.LazySGD`;
+    ``lbfgs`` = one full-batch L-BFGS iteration with a strong-Wolfe line search per
+    step, L2 terms in the task's penalty), lr, momentum, weight_decay, eval_every, patience (0 = no
     early stopping), precision (fp32|bf16|fp16), device (auto|cpu|cuda|cuda:N|
     mps), seed, eval_batch_rows, tensorboard.
-``Task`` (protocol a model implements)
+``Task`` (protocol a model implements; optional ``row_sparse_updates = False`` to decline lazy rows)
     ``build_module() -> nn.Module``; ``train_losses(net, batch)`` — a generator
     yielding one ``Loss(sse, count, penalty=None, report=True)`` per optimiser
     step (the engine steps before the generator resumes, so multi-step schemes
@@ -40,6 +42,10 @@ Behaviour
 * Each epoch visits every non-empty training row once, in an order drawn from
   ``(seed, epoch)`` only (so resume and all DDP ranks agree); the last partial
   batch is kept.
+* Row-sparse gradients: a module with ``sparse_grad`` / ``sync_rows`` attributes
+  (DeepRec's :class:`~recozoo.models.deeprec.AutoencoderNet`) gets row-sparse
+  gradients for its big weight matrices and :class:`~recozoo.engine.lazy_sgd.LazySGD`
+  updates only the touched rows, exactly (see that module); single process only.
 * Objective per step: ``sse_global / count_global + penalty``. Under
   ``torchrun`` (``WORLD_SIZE`` > 1) each rank takes rows ``rank::world`` of every
   global batch, the counts are all-reduced and DDP averages gradients, which
