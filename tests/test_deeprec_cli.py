@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -43,7 +44,9 @@ def test_fit_beats_global_mean_then_resume_and_export(env, tmp_path):
     run_cli("export", run, "--out", out, env=env)
     from recozoo.models.base import load_model
     m = load_model(run / "model.rcz")
-    ts = torch.jit.load(str(out))
+    with warnings.catch_warnings():          # torch 2.x deprecates the loader it still ships
+        warnings.simplefilter("ignore", DeprecationWarning)
+        ts = torch.jit.load(str(out))
     x = m.rows_.take(np.arange(5)).dense()
     dense = ts(x).detach().numpy()
     items = np.arange(5)
