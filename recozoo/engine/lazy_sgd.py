@@ -16,7 +16,7 @@ so ``k`` skipped steps are one multiplication by ``M^k``. :class:`LazySGD`
 keeps, per row, the step at which it was last brought up to date, and when a
 row-sparse gradient arrives (a sparse COO gradient whose indices are rows) it
 first applies ``M^k`` to those rows, then the ordinary update (on CPU one
-compiled pass per row, parallel over rows with torch's thread count). Dense gradients
+compiled pass per row). Dense gradients
 get the ordinary dense update after every pending row is caught up, so mixing
 sparse and dense steps on one parameter (DeepRec's sparse step followed by a
 dense re-feeding step) is fine. The result equals ``torch.optim.SGD`` on the
@@ -39,22 +39,24 @@ import torch
 __all__ = ["LazySGD"]
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
+@numba.njit(cache=True, nogil=True)
 def _dense_kernel(w, v, g, lr, mu, wd):  # pragma: no cover - compiled
     """CPU fast path of the dense update, one pass instead of torch's three (1-d views)."""
-    for j in numba.prange(w.shape[0]):
+    for j in range(w.shape[0]):
         vn = mu * v[j] + (g[j] + wd * w[j])
         v[j] = vn
         w[j] = w[j] - lr * vn
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
+@numba.njit(cache=True, nogil=True)
 def _rows_kernel(w, v, last, rows, coef, upto, g, lr, mu, wd):  # pragma: no cover - compiled
     """CPU fast path, one pass per row: catch ``rows`` up to step ``upto`` with M^k (``coef``); then,
     when ``g`` has rows, take the step ``upto + 1`` with gradient ``g[i]`` for ``rows[i]``."""
     step = g.shape[0] > 0
     d = w.shape[1]
-    for i in numba.prange(rows.shape[0]):      # rows are distinct: each row is one thread's
+    # serial on purpose: a numba-parallel version (prange, ~5-10% faster per re-feeding batch) aborted a
+    # two-process DDP test at exit once in a fresh environment ("terminate called without an active exception")
+    for i in range(rows.shape[0]):
         r = rows[i]
         k = upto - last[r]
         if k > 0:
@@ -107,13 +109,6 @@ class LazySGD(torch.optim.Optimizer):
         return torch.from_numpy(self._table(hp, kmax)[k.cpu().numpy()])
 
     @staticmethod
-    def _threads() -> None:
-        """The compiled passes use as many threads as torch does (1 in the test suite), never more."""
-        n = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
-        if numba.get_num_threads() != n:
-            numba.set_num_threads(n)
-
-    @staticmethod
     def _kernel_ok(p: torch.Tensor) -> bool:
         return p.device.type == "cpu" and p.dtype in (torch.float32, torch.float64) and p.is_contiguous()
 
@@ -128,7 +123,6 @@ class LazySGD(torch.optim.Optimizer):
         g = (np.zeros((0, w2.shape[1]), dtype=w2.dtype) if grad is None
              else grad.reshape(grad.shape[0], -1).to(p.dtype).contiguous().numpy())
         lr, mu, wd = hp
-        self._threads()
         _rows_kernel(w2, v2, last.numpy(), idx, coef, upto, g, lr, mu, wd)
 
     def _catch_up(self, p: torch.Tensor, st: dict, hp, rows: torch.Tensor | None, upto: int) -> None:
@@ -238,7 +232,6 @@ class LazySGD(torch.optim.Optimizer):
                         st["hp"] = hp
                     if (self.fused_dense and self._kernel_ok(p) and g.dtype == p.dtype and g.is_contiguous()
                             and v.is_contiguous()):
-                        self._threads()
                         _dense_kernel(p.data.view(-1).numpy(), v.view(-1).numpy(), g.view(-1).numpy(), lr, mu, wd)
                         st["t"] = t
                         continue
