@@ -255,7 +255,8 @@ class AutoencoderTask:
         yield Loss(((pred.float() - batch.vals) ** 2).sum(), batch.nnz, self._penalty(net))
         for _ in range(self.refeed):
             out = net("dense", y).float()
-            yield Loss(((out - y) ** 2).sum(), y.numel(), self._penalty(net), report=False)
+            # fused: no (B x n) temporaries for the difference and its square (lower peak memory)
+            yield Loss(F.mse_loss(out, y, reduction="sum"), y.numel(), self._penalty(net), report=False)
             y = out.detach()
 
     def eval_sse(self, module, inputs: RowBatch, targets: RowBatch):
