@@ -79,9 +79,6 @@ def _rows_kernel(w, v, last, rows, coef, upto, g, lr, mu, wd):  # pragma: no cov
 class LazySGD(torch.optim.Optimizer):
     """``torch.optim.SGD(lr, momentum, weight_decay)`` with exact lazy updates of row-sparse gradients."""
 
-    #: dense gradients on CPU: one compiled serial pass (True) or torch's (multi-threaded) element-wise ops
-    fused_dense = True
-
     def __init__(self, params, lr: float, momentum: float = 0.0, weight_decay: float = 0.0):
         if lr < 0 or momentum < 0 or weight_decay < 0:
             raise ValueError("LazySGD: lr, momentum and weight_decay must be >= 0")
@@ -230,8 +227,7 @@ class LazySGD(torch.optim.Optimizer):
                         self._catch_up(p, st, hp, None, t - 1)
                         st["last"].fill_(t)
                         st["hp"] = hp
-                    if (self.fused_dense and self._kernel_ok(p) and g.dtype == p.dtype and g.is_contiguous()
-                            and v.is_contiguous()):
+                    if self._kernel_ok(p) and g.dtype == p.dtype and g.is_contiguous() and v.is_contiguous():
                         _dense_kernel(p.data.view(-1).numpy(), v.view(-1).numpy(), g.view(-1).numpy(), lr, mu, wd)
                         st["t"] = t
                         continue

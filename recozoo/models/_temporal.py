@@ -148,3 +148,27 @@ def load_epoch_checkpoint(run_dir, signature: list) -> dict | None:
     if "rng" in state:
         state["rng"] = json.loads(state["rng"])
     return state
+
+
+def new_selection() -> dict:
+    """Best-on-VALID bookkeeping of the temporal models' epoch loops (the keys their checkpoints store)."""
+    return {"best": None, "best_rmse": float("inf"), "bad": 0, "stopped": False}
+
+
+def finish_epoch(model, rec: dict, valid, reporter, selection: dict, patience: int, snapshot) -> None:
+    """The shared end of an epoch: VALID RMSE (when ``valid`` is given), history, log and progress, then the
+    best-on-VALID bookkeeping in ``selection`` (``snapshot()`` copies the current weights on improvement;
+    ``stopped`` after ``patience`` epochs without improvement, 0 = never)."""
+    from recozoo.metrics import rmse
+    if valid is not None:
+        rec["valid_rmse"] = rmse(model.predict_table(valid), valid.ratings)
+    model.history_.append(rec)
+    reporter.log(rec)
+    reporter.advance(1, **{k: v for k, v in rec.items() if k.endswith("rmse")})
+    if valid is None:
+        return
+    if rec["valid_rmse"] < selection["best_rmse"]:
+        selection.update(best_rmse=float(rec["valid_rmse"]), bad=0, best=snapshot())
+    else:
+        selection["bad"] += 1
+        selection["stopped"] = bool(patience and selection["bad"] >= patience)

@@ -178,7 +178,8 @@ class AutoencoderNet(nn.Module):
     def dense(self, x: torch.Tensor) -> torch.Tensor:
         """f(x) for a dense batch (B x n)."""
         self._sync_all()
-        return self.decode_dense(self._body(torch.matmul(x, self.w_in) + self.b_in))
+        h = self._body(torch.matmul(x, self.w_in) + self.b_in)
+        return self._out(F.linear(h, self.out_weight(), self.b_out))      # rows already synced
 
     def sparse_step(self, pattern: CompactPattern, vals: torch.Tensor):
         """Outputs at the input rows' own stored entries (the sparse step, input pattern = target pattern).

@@ -86,9 +86,8 @@ from torch import nn
 
 from recozoo.data.table import RatingsTable
 from recozoo.errors import RecozooError
-from recozoo.metrics import rmse
-from recozoo.models._temporal import (TimeAwarePredict, days_of, load_epoch_checkpoint,
-                                      save_epoch_checkpoint, signature)
+from recozoo.models._temporal import (TimeAwarePredict, days_of, finish_epoch, load_epoch_checkpoint,
+                                      new_selection, save_epoch_checkpoint, signature)
 from recozoo.models.base import Model
 from recozoo.progress import Reporter
 from recozoo.settings import BaseSettings, setting
@@ -528,8 +527,8 @@ class RRN(TimeAwarePredict, Model):
                 for net in (self.user_net_, self.movie_net_)}
         sgd = torch.optim.SGD([self.U_, self.M_, self.BU_, self.BM_], lr=s.lr_stationary)
         rng = np.random.default_rng(self.seed)
-        has_valid = valid is not None and valid.nnz > 0
-        best, best_rmse, bad, start, stopped = None, np.inf, 0, 1, False
+        valid = valid if valid is not None and valid.nnz > 0 else None
+        chosen, start = new_selection(), 1
         self.history_: list[dict] = []
         sig = signature(self.name, train, s)
         ck = load_epoch_checkpoint(run_dir, sig) if resume else None
@@ -538,15 +537,14 @@ class RRN(TimeAwarePredict, Model):
             for key, opt in (("adam_user", opts[id(self.user_net_)]),
                              ("adam_movie", opts[id(self.movie_net_)]), ("sgd", sgd)):
                 opt.load_state_dict(ck[key])
-            best = ck["best"]
+            chosen.update({k: ck[k] for k in chosen})
             rng.bit_generator.state = ck["rng"]
             torch.set_rng_state(ck["torch_rng"])
-            best_rmse, bad, stopped = ck["best_rmse"], ck["bad"], ck["stopped"]
             self.history_ = list(ck["history"])
             start = ck["epoch"] + 1
         reporter.start(self.name, total=s.epochs)
         for epoch in range(start, s.epochs + 1):
-            if stopped:
+            if chosen["stopped"]:
                 break
             t0 = time.perf_counter()
             sse_sum, n_sum = 0.0, 0
@@ -588,29 +586,17 @@ class RRN(TimeAwarePredict, Model):
                     n_sum += sel_np.size
             rec = {"epoch": epoch, "train_rmse": float(np.sqrt(sse_sum / max(n_sum, 1))),
                    "seconds": time.perf_counter() - t0}
-            if has_valid:
-                rec["valid_rmse"] = rmse(self.predict_table(valid), valid.ratings)
-            self.history_.append(rec)
-            reporter.log(rec)
-            reporter.advance(1, **{k: v for k, v in rec.items() if k.endswith("rmse")})
-            if has_valid:
-                if rec["valid_rmse"] < best_rmse:
-                    best_rmse, bad = rec["valid_rmse"], 0
-                    best = self._weights()
-                else:
-                    bad += 1
-                    stopped = bool(s.patience and bad >= s.patience)
+            finish_epoch(self, rec, valid, reporter, chosen, s.patience, self._weights)
             if run_dir is not None:
                 save_epoch_checkpoint(run_dir, {
-                    "signature": sig, "epoch": epoch, "weights": self._weights(), "best": best,
+                    "signature": sig, "epoch": epoch, "weights": self._weights(), **chosen,
                     "adam_user": opts[id(self.user_net_)].state_dict(),
                     "adam_movie": opts[id(self.movie_net_)].state_dict(), "sgd": sgd.state_dict(),
                     "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                    "best_rmse": float(best_rmse), "bad": bad, "stopped": stopped,
                     "history": self.history_})
         reporter.finish()
-        if best is not None:
-            self._load_weights(best)
+        if chosen["best"] is not None:
+            self._load_weights(chosen["best"])
             self.best_epoch_ = int(np.argmin([h["valid_rmse"] for h in self.history_]) + 1)
         else:
             self.best_epoch_ = len(self.history_)

@@ -50,9 +50,8 @@ import numba
 import numpy as np
 
 from recozoo.data.table import RatingsTable
-from recozoo.metrics import rmse
-from recozoo.models._temporal import (TimeAwarePredict, days_of, load_epoch_checkpoint,
-                                      save_epoch_checkpoint, signature)
+from recozoo.models._temporal import (TimeAwarePredict, days_of, finish_epoch, load_epoch_checkpoint,
+                                      new_selection, save_epoch_checkpoint, signature)
 from recozoo.models.base import Model
 from recozoo.progress import Reporter
 from recozoo.settings import BaseSettings, setting
@@ -298,22 +297,23 @@ class TimeSVDpp(TimeAwarePredict, Model):
         items = train.items.astype(np.int32)
         ratings = train.ratings.astype(np.float32)
         rng = np.random.default_rng(self.seed + 1)
-        has_valid = valid is not None and valid.nnz > 0
-        best, best_rmse, bad, start, stopped = None, np.inf, 0, 1, False
+        valid = valid if valid is not None and valid.nnz > 0 else None
+        chosen, start = new_selection(), 1
         self.history_: list[dict] = []
         sig = signature(self.name, train, s)
         ck = load_epoch_checkpoint(run_dir, sig) if resume else None
         if ck is not None:                      # continue exactly where the last pass ended
             params = {n: ck["params"][n].numpy() for n in _PARAMS}
-            best = {n: ck["best"][n].numpy() for n in _PARAMS} if ck["best"] is not None else None
+            chosen.update({k: ck[k] for k in chosen})
+            if chosen["best"] is not None:
+                chosen["best"] = {n: chosen["best"][n].numpy() for n in _PARAMS}
             lr = ck["lr"].numpy()
             rng.bit_generator.state = ck["rng"]
-            best_rmse, bad, stopped = ck["best_rmse"], ck["bad"], ck["stopped"]
             self.history_ = list(ck["history"])
             start = ck["epoch"] + 1
         reporter.start(f"{self.name}", total=s.epochs)
         for epoch in range(start, s.epochs + 1):
-            if stopped:
+            if chosen["stopped"]:
                 break
             t0 = time.perf_counter()
             order = rng.permutation(train.n_users).astype(np.int64)
@@ -325,25 +325,14 @@ class TimeSVDpp(TimeAwarePredict, Model):
             rec = {"epoch": epoch, "train_rmse": float(np.sqrt(sse / max(train.nnz, 1))),
                    "seconds": seconds}
             self._set_params(params, indptr, items)
-            if has_valid:
-                rec["valid_rmse"] = rmse(self.predict_table(valid), valid.ratings)
-            self.history_.append(rec)
-            reporter.log(rec)
-            reporter.advance(1, **{k: v for k, v in rec.items() if k.endswith("rmse")})
-            if has_valid:
-                if rec["valid_rmse"] < best_rmse:
-                    best_rmse, bad = rec["valid_rmse"], 0
-                    best = {n: a.copy() for n, a in params.items()}
-                else:
-                    bad += 1
-                    stopped = bool(s.patience and bad >= s.patience)
+            finish_epoch(self, rec, valid, reporter, chosen, s.patience,
+                         lambda: {n: a.copy() for n, a in params.items()})
             save_epoch_checkpoint(run_dir, {
-                "signature": sig, "epoch": epoch, "params": params, "best": best, "lr": lr,
-                "rng": rng.bit_generator.state, "best_rmse": float(best_rmse), "bad": bad,
-                "stopped": stopped, "history": self.history_})
+                "signature": sig, "epoch": epoch, "params": params, "lr": lr, **chosen,
+                "rng": rng.bit_generator.state, "history": self.history_})
         reporter.finish()
-        if best is not None:
-            self._set_params(best, indptr, items)
+        if chosen["best"] is not None:
+            self._set_params(chosen["best"], indptr, items)
             self.best_epoch_ = int(np.argmin([h["valid_rmse"] for h in self.history_]) + 1)
         else:
             self._set_params(params, indptr, items)
