@@ -55,6 +55,8 @@ class RunConfig:
     source: str | None = None
     clip: tuple[float, float] | None = None
     preset: str | None = None
+    #: refit on TRAIN ∪ VALID with the VALID-chosen recipe before scoring TEST (recozoo.search.refit)
+    refit: bool = False
 
     def to_json(self) -> dict[str, Any]:
         d = dict(self.__dict__)
@@ -130,26 +132,45 @@ def fit_run(cfg: RunConfig, run_dir: str | Path | None = None, *, resume: bool =
     if split is None:
         split = load_split(cfg.dataset, cfg.source, cfg.split_seed, cfg.data_params)
     t_data = time.perf_counter() - t0
+    if cfg.refit and (split.valid is None or split.valid.nnz == 0):
+        raise RecozooError(f"--refit: {cfg.dataset} has no VALID part to choose the recipe on")
     model = cls(settings=settings, seed=cfg.seed, device=cfg.device, clip=None)
     t1 = time.perf_counter()
     model.fit(split.train, split.valid, reporter=reporter, run_dir=run_dir, resume=resume)
     t_fit = time.perf_counter() - t1
+
+    def score(m, part: str) -> dict[str, Any]:
+        if m.predicts_ratings:
+            return evaluate(m, split, part, clip=cfg.clip)
+        return evaluate_ranking(m, split, part)
+
+    metrics: dict[str, Any] = {}
+    refit_info = None
+    t_eval = 0.0
+    if cfg.refit:
+        from recozoo.search import refit
+        if lead:   # VALID is scored by the model that VALID chose (the refitted one has trained on it)
+            t2 = time.perf_counter()
+            metrics["valid"] = score(model, "valid")
+            t_eval += time.perf_counter() - t2
+        overrides = model.refit_settings()
+        reporter.message(f"refitting on train+valid with {overrides or 'the same settings'}")
+        t3 = time.perf_counter()
+        model = refit(model, split, reporter=reporter, run_dir=run_dir / "refit")
+        refit_info = {"overrides": overrides, "settings": settings_to_dict(model.settings),
+                      "train_ratings": int(split.train.nnz + (0 if model.needs_valid else split.valid.nnz)),
+                      "fit_seconds": time.perf_counter() - t3}
     if not lead:
         return {"model": cfg.model, "dataset": cfg.dataset, "run_dir": str(run_dir), "rank": _rank()}
     model.save(run_dir / MODEL_FILE)
     save_ids(run_dir, split)
 
     t2 = time.perf_counter()
-    metrics: dict[str, Any] = {}
     for part in ("valid", "test"):
-        if getattr(split, part) is None:
+        if getattr(split, part) is None or part in metrics:
             continue
-        if model.predicts_ratings:
-            m = evaluate(model, split, part, clip=cfg.clip)
-        else:
-            m = evaluate_ranking(model, split, part)
-        metrics[part] = m
-    t_eval = time.perf_counter() - t2
+        metrics[part] = score(model, part)
+    t_eval += time.perf_counter() - t2
     summary = {"model": cfg.model, "dataset": cfg.dataset, "run_dir": str(run_dir),
                "settings": settings_to_dict(settings), "seed": cfg.seed, "split_seed": cfg.split_seed,
                "device": cfg.device, "metrics": metrics,
@@ -157,6 +178,8 @@ def fit_run(cfg: RunConfig, run_dir: str | Path | None = None, *, resume: bool =
                "n_parameters": model.n_parameters(), "split": split.describe(),
                "split_info": split.info, "fallback": model.fallback,
                "predicts_ratings": model.predicts_ratings}
+    if refit_info is not None:
+        summary["refit"] = refit_info
     _write_json(run_dir / "summary.json", summary)
     return summary
 

@@ -12,6 +12,8 @@ Usage::
     from recozoo.search import search
     res = search("biasedmf", split, {"factors": [50, 100], "reg": [0.02, 0.05, 0.1]})
     res.best["settings"], res.best["rmse"]
+    chosen = get_model("biasedmf")(settings=res.best["settings"]).fit(split.train, split.valid)
+    final = refit(chosen, split)          # same recipe on TRAIN ∪ VALID, then score TEST once
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from recozoo.errors import RecozooError, SettingsError
 from recozoo.settings import parse_settings, settings_to_dict
 from recozoo.splits import Split
 
-__all__ = ["search", "SearchResult", "LOWER_IS_BETTER"]
+__all__ = ["search", "refit", "SearchResult", "LOWER_IS_BETTER"]
 
 #: metrics where smaller is better; every other metric (ranking metrics) is maximised
 LOWER_IS_BETTER = ("rmse", "mae")
@@ -130,3 +132,25 @@ def search(model_name: str, split: Split, grid: dict[str, list], n_iter: int | N
                            f"(first: {res.results[0]['error']})")
     res.best = ok[0]
     return res
+
+
+def refit(model, split: Split, *, reporter=None, run_dir=None):
+    """A new model of ``model``'s kind, fitted on TRAIN ∪ VALID with the recipe VALID chose.
+
+    ``model`` must have been fitted on ``split.train`` with ``split.valid``
+    for selection; its settings plus :meth:`~recozoo.models.base.Model.refit_settings`
+    (the training length it stopped at) are fitted again on all of TRAIN and
+    VALID, with the same seed and device, and without VALID — except for
+    models that need VALID for more than the length (``needs_valid``, the
+    blend), which get both parts and refit their components themselves.
+    TEST is not read; score it with the returned model, once.
+    """
+    from recozoo.registry import get_model
+
+    if split.valid is None or split.valid.nnz == 0:
+        raise RecozooError(f"refit needs a VALID part, and {split.name} has none")
+    values = {**settings_to_dict(model.settings), **model.refit_settings()}
+    new = get_model(model.name)(settings=values, seed=model.seed, device=model.device, clip=model.clip)
+    if model.needs_valid:
+        return new.fit(split.train, split.valid, reporter=reporter, run_dir=run_dir)
+    return new.fit(split.train_and_valid(), None, reporter=reporter, run_dir=run_dir)

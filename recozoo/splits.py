@@ -87,6 +87,12 @@ class Split:
             raise RecozooError(f"{self.name} has no {which} part")
         return t
 
+    def train_and_valid(self) -> RatingsTable:
+        """TRAIN ∪ VALID: what a model is refitted on once VALID has chosen its settings."""
+        if self.valid is None or self.valid.nnz == 0:
+            return self.train
+        return self.train.union(self.valid, source=f"{self.name} train+valid")
+
     def describe(self) -> dict[str, dict[str, int]]:
         """``{"train": {"ratings", "users", "items"}, "valid": ..., "test": ...}``."""
         out = {"train": self.train.describe()}

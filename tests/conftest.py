@@ -64,3 +64,13 @@ def synthetic_split():
     """A small generated split with timestamps (Netflix-full rules on generated data)."""
     from recozoo.datasets import build_split
     return build_split("synthetic", seed=0)
+
+
+@pytest.fixture(scope="session")
+def ml100k_env(tmp_path_factory, ml100k_dir) -> dict:
+    """Environment for CLI subprocesses: a data home with ml-100k prepared (by the real CLI, once)."""
+    from cli_helpers import run_cli
+    home = tmp_path_factory.mktemp("ml100k-home")
+    e = {"RECOZOO_DATA": str(home)}
+    run_cli("data", "prepare", "ml-100k", "--source", ml100k_dir, env=e)
+    return e

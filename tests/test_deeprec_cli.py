@@ -16,11 +16,8 @@ SMALL = ["--set", "layers=64,64", "--set", "epochs=4", "--set", "optimizer=adam"
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory, ml100k_dir):
-    home = tmp_path_factory.mktemp("dr-home")
-    e = {"RECOZOO_DATA": str(home)}
-    run_cli("data", "prepare", "ml-100k", "--source", ml100k_dir, env=e)
-    return e
+def env(ml100k_env):
+    return ml100k_env
 
 
 def test_fit_beats_global_mean_then_resume_and_export(env, tmp_path):

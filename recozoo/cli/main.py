@@ -103,6 +103,8 @@ def fit_cmd(
     data_param: Optional[List[str]] = typer.Option(None, "--data-param", help="dataset parameter NAME=VALUE"),
     out: Optional[Path] = typer.Option(None, "--out", help="run directory (default runs/MODEL-DATASET-TIME)"),
     resume: bool = typer.Option(False, "--resume", help="continue the interrupted run in --out"),
+    refit: bool = typer.Option(False, "--refit", help="after selecting on VALID, refit on TRAIN+VALID with "
+                               "the chosen settings and epoch count; TEST is scored by the refitted model"),
     clip: Optional[str] = typer.Option(None, "--clip", help="also report metrics clipped to LO,HI (e.g. 1,5)"),
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON on stdout"),
     help_settings: bool = typer.Option(False, "--help-settings", help="list the model's settings and exit"),
@@ -126,7 +128,8 @@ def fit_cmd(
     from recozoo.settings import settings_to_dict
     cfg = RunConfig(model=model, dataset=dataset, settings=settings_to_dict(settings), seed=seed,
                     split_seed=split_seed, device=_device(device), data_params=_params(data_param),
-                    source=str(source) if source else None, clip=_clip(clip), preset=preset)
+                    source=str(source) if source else None, clip=_clip(clip), preset=preset,
+                    refit=refit)
     reporter = RichReporter(enabled=not quiet)
     try:
         summary = fit_run(cfg, out, resume=resume, reporter=reporter)
@@ -177,6 +180,10 @@ def _print_summary(s: dict) -> None:
                   str(m.get("n_scored", m.get("n_users", ""))), str(m.get("policy", "")))
     con.print(t)
     sec = s["seconds"]
+    if "refit" in s:
+        r = s["refit"]
+        con.print(f"valid: scored by the model VALID chose; test: by its refit on {r['train_ratings']} "
+                  f"train+valid ratings ({r['overrides'] or 'same settings'}, {r['fit_seconds']:.2f} s)")
     con.print(f"fit {sec['fit']:.2f} s, evaluate {sec['evaluate']:.2f} s; run directory: {s['run_dir']}")
 
 

@@ -367,6 +367,24 @@ class RatingsTable:
                             None if self.timestamps is None else self.timestamps[mask],
                             self.user_ids, self.item_ids)
 
+    def union(self, other: "RatingsTable", *, source: str | None = None) -> "RatingsTable":
+        """Every rating of both tables (same id maps), e.g. TRAIN ∪ VALID for a refit.
+
+        The parts of a split are disjoint; a (user, item) pair in both is a
+        :class:`DataError` naming it (never silently kept once). Timestamps are
+        kept only when both tables have them.
+        """
+        same = lambda a, b: a is b or a == b   # noqa: E731 - parts of one split share the map objects
+        if not (same(self.user_ids, other.user_ids) and same(self.item_ids, other.item_ids)):
+            raise DataError("union: the tables have different id maps", path=source)
+        ts = None
+        if self.timestamps is not None and other.timestamps is not None:
+            ts = np.concatenate([self.timestamps, other.timestamps])
+        return RatingsTable.from_coo(np.concatenate([self.users, other.users]),
+                                     np.concatenate([self.items, other.items]),
+                                     np.concatenate([self.ratings, other.ratings]), ts,
+                                     user_ids=self.user_ids, item_ids=self.item_ids, source=source)
+
     def remap(self, user_ids: IdMap, item_ids: IdMap, *, drop_unknown: bool = True) -> "RatingsTable":
         """Re-index onto other id maps (ratings whose ids are absent are dropped)."""
         fast = self._remap_monotone(user_ids, item_ids, drop_unknown)

@@ -67,6 +67,9 @@ class Model(ABC):
     fallback: ClassVar[str] = "global mean of the training ratings"
     #: one line for ``recozoo models``
     summary: ClassVar[str] = ""
+    #: True when ``fit`` needs VALID for more than choosing a training length (the blend fits its
+    #: weights on it): a refit then still passes VALID, and ``refit_settings`` says what changes
+    needs_valid: ClassVar[bool] = False
 
     def __init__(self, settings: BaseSettings | dict[str, Any] | None = None, *, seed: int = 0,
                  device: str = "cpu", clip: tuple[float, float] | None = None):
@@ -118,13 +121,40 @@ class Model(ABC):
             raise RecozooError(f"{self.name}: the training table has no ratings")
         if self.uses_timestamps and not train.has_timestamps:
             raise RecozooError(f"{self.name} needs timestamps, and this dataset has none")
+        self._remember_training(train)
+        self._fit(train, valid, reporter or NullReporter(), Path(run_dir) if run_dir else None, resume)
+        return self
+
+    def _remember_training(self, train: RatingsTable) -> None:
+        """Shape, global mean (the last fallback) and seen pairs (excluded by ``recommend``)."""
         self.n_users_, self.n_items_ = train.n_users, train.n_items
         self.global_mean_ = float(np.mean(train.ratings, dtype=np.float64))
         csr = train.to_csr()
         self._seen = sp.csr_matrix((np.ones(csr.nnz, dtype=np.bool_), csr.indices.copy(),
                                     csr.indptr.copy()), shape=csr.shape)
-        self._fit(train, valid, reporter or NullReporter(), Path(run_dir) if run_dir else None, resume)
-        return self
+
+    def refit_settings(self) -> dict[str, Any]:
+        """Setting overrides that repeat this fit's VALID-chosen training length without VALID.
+
+        Why: once VALID has chosen the settings (and, through early stopping,
+        the number of epochs), the usual last step is to refit on TRAIN ∪ VALID
+        — more data, same recipe (scikit-learn's ``refit=True``; the Netflix
+        Prize teams retrained on probe). A model that stopped early on VALID
+        records ``best_epoch_``; the default turns it into ``epochs=best_epoch_``
+        with early stopping off. Models whose length is fixed (ALS iterations,
+        a set number of SGD epochs) repeat their settings as they are. Models
+        with several stages override this (GLocal-K); see
+        :func:`recozoo.search.refit`.
+        """
+        self._check_fitted()
+        best = int(getattr(self, "best_epoch_", 0) or 0)
+        fields = set(self.settings.__dataclass_fields__)
+        if best > 0 and "epochs" in fields:
+            out: dict[str, Any] = {"epochs": best}
+            if "patience" in fields:
+                out["patience"] = 0
+            return out
+        return {}
 
     def _check_fitted(self) -> None:
         if self.n_users_ is None:

@@ -289,6 +289,7 @@ class GLocalK(AutoencoderModel):
         sig = {"model": self.name, "mode": "item", "n_rows": rows.n_rows, "n_cols": rows.n_cols}
         history: list[dict[str, Any]] = []
         module = None
+        self.stage_best_epochs_: dict[str, int] = {}
         for stage, epochs in (("pretrain", s.pre_epochs), ("finetune", s.fine_epochs)):
             if epochs == 0:
                 continue
@@ -305,12 +306,32 @@ class GLocalK(AutoencoderModel):
             module = res.module
             history += [{**r, "stage": stage} for r in res.history]
             self.best_epoch_ = res.best_epoch
+            self.stage_best_epochs_[stage] = int(res.best_epoch)
         self.net_ = module.eval()
         self.history_ = history
         self._full = None
         self._row_means = self._col_means = None
 
+    def refit_settings(self) -> dict[str, Any]:
+        """Each stage's VALID-chosen length: ``pre_epochs``/``fine_epochs`` = its best epoch."""
+        self._check_fitted()
+        best = getattr(self, "stage_best_epochs_", {}) or {}
+        out: dict[str, Any] = {"patience": 0}
+        if "pretrain" in best:
+            out["pre_epochs"] = best["pretrain"]
+        if "finetune" in best:
+            out["fine_epochs"] = best["finetune"]
+        return out
+
+    def _get_state(self) -> dict[str, Any]:
+        st = super()._get_state()
+        for stage, ep in (getattr(self, "stage_best_epochs_", {}) or {}).items():
+            st[f"best_epoch_{stage}"] = int(ep)
+        return st
+
     def _set_state(self, state: dict[str, Any]) -> None:
+        self.stage_best_epochs_ = {stage: int(state[f"best_epoch_{stage}"]) for stage in ("pretrain", "finetune")
+                                   if f"best_epoch_{stage}" in state}
         self.rows_ = RowMatrix(state["rows_indptr"], state["rows_cols"], state["rows_vals"],
                                int(state["rows_n_cols"]))
         super()._set_state(state)
