@@ -223,11 +223,16 @@ class LazySGD(torch.optim.Optimizer):
                     p.data[rows] = w_rows - lr * v_rows
                     st["last"][rows] = t
                 else:
+                    fused = self._kernel_ok(p) and g.dtype == p.dtype and g.is_contiguous() and v.is_contiguous()
                     if "last" in st:
+                        st["hp"] = hp
+                        if fused:      # catch-up and update in one pass per row (w, v read and written once)
+                            self._kernel(p, st, hp, None, t - 1, g)
+                            st["t"] = t
+                            continue
                         self._catch_up(p, st, hp, None, t - 1)
                         st["last"].fill_(t)
-                        st["hp"] = hp
-                    if self._kernel_ok(p) and g.dtype == p.dtype and g.is_contiguous() and v.is_contiguous():
+                    if fused:
                         _dense_kernel(p.data.view(-1).numpy(), v.view(-1).numpy(), g.view(-1).numpy(), lr, mu, wd)
                         st["t"] = t
                         continue
