@@ -27,6 +27,7 @@ Usage::
     python benchmarks/bench_zoo.py                      # every registered rating model
     python benchmarks/bench_zoo.py --models als,biasedmf --seeds 3 --json out.json
     python benchmarks/bench_zoo.py --vs-surprise /path/to/python-with-surprise
+    python benchmarks/bench_zoo.py --from-json a.json,b.json   # one table from several runs
 """
 
 from __future__ import annotations
@@ -212,10 +213,10 @@ def vs_surprise(python: str, source: str, seeds: int, rounds: int = 2) -> str:
 
 
 def _table(rows: list[dict]) -> str:
-    lines = ["| model | test RMSE (mean ± std, 3 seeds) | test MAE | refit on u1.base: test RMSE | refit MAE "
+    lines = ["| model | seeds | test RMSE (mean ± std) | test MAE | refit on u1.base: test RMSE | refit MAE "
              "| fit s | refit s | predict s | peak RSS MB | valid RMSE | settings chosen on VALID |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    blank = " |" * 10
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    blank = " |" * 11
     for r in sorted(rows, key=lambda r: r.get("rmse_mean", 9)):
         if "error" in r:
             lines.append(f"| {r['model']} | failed: {r['error']} |" + blank[2:])
@@ -228,13 +229,13 @@ def _table(rows: list[dict]) -> str:
                    f"{r['refit_s']:.2f}")
         else:
             ref = ("— | —", "—")
-        lines.append(f"| {r['model']} | {r['rmse_mean']:.4f} ± {r['rmse_std']:.4f} | "
+        lines.append(f"| {r['model']} | {len(r['runs'])} | {r['rmse_mean']:.4f} ± {r['rmse_std']:.4f} | "
                      f"{r['mae_mean']:.4f} ± {r['mae_std']:.4f} | {ref[0]} | {r['fit_s']:.2f} | {ref[1]} | "
                      f"{r['predict_s']:.3f} | {r['peak_rss_mb']:.0f} | {r['valid_rmse']:.4f} | {s} |")
     for name, rm, fit in SURPRISE:   # Surprise and the published figures train on all of u1.base
-        lines.append(f"| {name} | | | {rm} | | {fit} | | | | | reference (issue 4) |")
+        lines.append(f"| {name} | 3 | | | {rm} | | {fit} | | | | | reference (issue 4) |")
     for name, rm in PUBLISHED:
-        lines.append(f"| {name} | | | {rm} | | | | | | | reference |")
+        lines.append(f"| {name} | | | | {rm} | | | | | | | reference |")
     return "\n".join(lines)
 
 
@@ -250,10 +251,16 @@ def main(argv=None) -> int:
                     help="only run biasedmf vs Surprise SVD head to head, using this interpreter "
                          "(one with scikit-surprise installed) for Surprise")
     ap.add_argument("--no-refit", action="store_true", help="skip the refit on TRAIN ∪ VALID (u1.base)")
+    ap.add_argument("--from-json", metavar="FILES",
+                    help="print one table from earlier runs' --json files (comma list), running nothing")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.vs_surprise:
         print(vs_surprise(args.vs_surprise, args.source, args.seeds))
+        return 0
+    if args.from_json:
+        rows = [r for f in args.from_json.split(",") if f.strip() for r in json.loads(Path(f).read_text())]
+        print(_table(rows))
         return 0
     if args.one:
         print(json.dumps(run_one(args.one, args.seeds, args.source, do_refit=not args.no_refit)))

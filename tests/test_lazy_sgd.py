@@ -129,6 +129,18 @@ class _GatherPathTask(AutoencoderTask):
 def test_deeprec_momentum_fit_matches_dense_sgd(tied, refeed, monkeypatch):
     """The engine's path (sparse kernels, row-sparse grads, lazy LazySGD updates, dense re-feeding steps
     in between, an lr milestone inside the run) follows torch.optim.SGD on dense gradients."""
+    _lazy_fit_matches_dense_sgd(tied, refeed, monkeypatch)
+
+
+@pytest.mark.parametrize("tied,refeed", [(True, 0), (False, 1)])
+def test_lazy_torch_ops_path_matches_dense_sgd(tied, refeed, monkeypatch):
+    """LazySGD's torch-ops path (what runs off the CPU, e.g. on CUDA, where the numba kernels cannot),
+    forced on the CPU: the same trajectory as torch.optim.SGD."""
+    monkeypatch.setattr(LazySGD, "_kernel_ok", staticmethod(lambda p: False))
+    _lazy_fit_matches_dense_sgd(tied, refeed, monkeypatch)
+
+
+def _lazy_fit_matches_dense_sgd(tied, refeed, monkeypatch):
     rows = RowMatrix.from_table(small_split().train, "user")
     cfg = EngineConfig(epochs=3, batch_size=32, optimizer="momentum", lr=0.01, milestones=(1,), seed=3,
                        weight_decay=0.001, tensorboard=False)
