@@ -62,6 +62,60 @@ def test_lazy_equals_dense_sgd(seed, momentum, wd, steps, lr_change, flush_at):
                               rtol=1e-9, atol=1e-10)
 
 
+def test_planned_rows_fold_the_next_sparse_step_into_the_dense_one():
+    """next_rows: a dense step also takes the next step's zero-gradient update of the other rows; the
+    trajectory stays torch.optim.SGD's, and any use the plan did not foresee is an error."""
+    n, d = 30, 4
+    gen = torch.Generator().manual_seed(1)
+    w0 = torch.randn(n, d, generator=gen, dtype=torch.float64)
+    lazy_p, ref_p = torch.nn.Parameter(w0.clone()), torch.nn.Parameter(w0.clone())
+    lazy = LazySGD([lazy_p], lr=0.1, momentum=0.9, weight_decay=0.01)
+    ref = torch.optim.SGD([ref_p], lr=0.1, momentum=0.9, weight_decay=0.01)
+    rng = np.random.default_rng(0)
+    sparse = [np.unique(rng.integers(0, n, 8)) for _ in range(6)]
+    for t, rows in enumerate(sparse):
+        vals = torch.randn(rows.size, d, generator=gen, dtype=torch.float64)
+        lazy_p.grad = _sparse_rows(rows, vals, n)
+        ref_p.grad = lazy_p.grad.to_dense()
+        lazy.step(), ref.step()
+        lazy.sync_rows(lazy_p, None)                   # the dense forward reads every row
+        g = torch.randn(n, d, generator=gen, dtype=torch.float64)
+        lazy_p.grad, ref_p.grad = g.clone(), g.clone()
+        nxt = sparse[t + 1] if t + 1 < len(sparse) else None
+        lazy.next_rows = {lazy_p: torch.as_tensor(nxt)} if nxt is not None else None
+        lazy.step(), ref.step()
+        lazy.next_rows = None
+        if nxt is not None:                             # every other row already took the next step
+            others = np.setdiff1d(np.arange(n), nxt)
+            assert bool((lazy.state[lazy_p]["last"][others] == lazy.state[lazy_p]["t"] + 1).all())
+            lazy.sync_rows(lazy_p, torch.as_tensor(nxt))
+    lazy.flush()
+    assert torch.allclose(lazy_p.data, ref_p.data, rtol=1e-12, atol=1e-12)
+
+    def planned_opt():
+        p = torch.nn.Parameter(w0.clone())
+        o = LazySGD([p], lr=0.1, momentum=0.9)
+        p.grad = _sparse_rows(np.array([1, 2]), torch.ones(2, d, dtype=torch.float64), n)
+        o.step()
+        p.grad = torch.ones(n, d, dtype=torch.float64)
+        o.next_rows = {p: torch.tensor([3, 4])}
+        o.step()
+        o.next_rows = None
+        return p, o
+    p, o = planned_opt()
+    p.grad = _sparse_rows(np.array([3, 5]), torch.ones(2, d, dtype=torch.float64), n)
+    with pytest.raises(RuntimeError, match="outside the planned"):
+        o.step()
+    for misuse in (lambda p, o: o.flush(), lambda p, o: o.sync_rows(p, None)):
+        p, o = planned_opt()
+        with pytest.raises(RuntimeError, match="planned"):
+            misuse(p, o)
+    p, o = planned_opt()
+    p.grad = torch.ones(n, d, dtype=torch.float64)
+    with pytest.raises(RuntimeError, match="planned row-sparse step was due"):
+        o.step()
+
+
 def test_state_dict_flushes_and_round_trips():
     p = torch.nn.Parameter(torch.ones(6, 2))
     opt = LazySGD([p], lr=0.1, momentum=0.9)
@@ -149,9 +203,16 @@ def _lazy_fit_matches_dense_sgd(tied, refeed, monkeypatch):
         torch.manual_seed(3)
         return AutoencoderNet(rows.n_cols, (16, 8), "selu", tied=tied, dropout=0.0)
 
+    planned = []
+    kernel = LazySGD._kernel
+    monkeypatch.setattr(LazySGD, "_kernel", lambda self, *a: (planned.append(len(a) == 7 and a[-1] is not None),
+                                                              kernel(self, *a))[1])
     lazy_trainer = Trainer(AutoencoderTask(build, refeed=refeed), cfg)
     lazy = lazy_trainer.fit(rows).module
     assert lazy_trainer.row_sparse
+    # with re-feeding and an untied decoder the next batch's rows are planned (on the numba path)
+    assert any(planned) == (refeed > 0 and not tied and LazySGD._kernel_ok(lazy.w_in))
+    monkeypatch.setattr(LazySGD, "_kernel", kernel)
 
     monkeypatch.setattr(trainer_module, "_make_optimizer",
                         lambda c, params: torch.optim.SGD(params, lr=c.lr, momentum=c.momentum,

@@ -25,12 +25,16 @@ Public API
     mps), seed, eval_batch_rows, tensorboard.
 ``Task`` (protocol a model implements; optional ``row_sparse_updates = False`` to decline lazy rows)
     ``build_module() -> nn.Module``; ``train_losses(net, batch)`` — a generator
-    yielding one ``Loss(sse, count, penalty=None, report=True)`` per optimiser
+    yielding one ``Loss(sse, count, penalty=None, report=True, ends_batch=False)`` per optimiser
     step (the engine steps before the generator resumes, so multi-step schemes
     like DeepRec's dense re-feeding need no loop of their own; ``net`` may be
     DDP-wrapped, so call it, not its submodules, for anything needing
     gradients); ``eval_sse(module, inputs, targets) -> (sse, count)`` under
-    no_grad, scoring only the target entries.
+    no_grad, scoring only the target entries. Optional ``next_step_rows(module,
+    batch) -> {param: rows}``: the rows the batch's first (row-sparse) step will
+    touch; with lazy rows the engine prefetches the next batch and passes them to
+    the optimiser for the current batch's ``ends_batch`` step (LazySGD's
+    ``next_rows``: DeepRec with re-feeding folds a catch-up pass into its dense update).
 ``Trainer(task, config, reporter=, run_dir=, resume=, signature=)``
     ``fit(train_rows, (valid_inputs, valid_targets) | None) -> FitResult``
     (module with the best-on-VALID weights, best_epoch, best_valid_rmse,

@@ -28,6 +28,18 @@ dense pass); :meth:`flush` (the engine calls it before each evaluation and
 checkpoint, and :meth:`state_dict` calls it) catches every row up. A change of
 lr, momentum or weight decay (the step schedule) flushes with the old values
 first.
+
+Planned rows (DeepRec with re-feeding): every batch is a row-sparse step
+followed by dense steps, and the dense step's forward pass must first catch up
+every row the sparse step skipped — a pass over most of ``w`` and ``v`` just
+before the dense update's own pass. When the engine knows the rows of the
+*next* batch's sparse step, it sets :attr:`LazySGD.next_rows` before the
+batch's last dense step; that step then also applies the next step's
+zero-gradient update to every row outside them (in the same pass, row by row),
+so the next catch-up finds nothing to do. Only those rows are read or written
+by the next step, which is checked: a gradient on another row, a dense
+gradient, a flush or a schedule change in between is an error, not a silent
+double step.
 """
 
 from __future__ import annotations
@@ -49,10 +61,13 @@ def _dense_kernel(w, v, g, lr, mu, wd):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True, nogil=True)
-def _rows_kernel(w, v, last, rows, coef, upto, g, lr, mu, wd):  # pragma: no cover - compiled
+def _rows_kernel(w, v, last, rows, coef, upto, g, lr, mu, wd, ahead):  # pragma: no cover - compiled
     """CPU fast path, one pass per row: catch ``rows`` up to step ``upto`` with M^k (``coef``); then,
-    when ``g`` has rows, take the step ``upto + 1`` with gradient ``g[i]`` for ``rows[i]``."""
+    when ``g`` has rows, take the step ``upto + 1`` with gradient ``g[i]`` for ``rows[i]``; then, where
+    ``ahead[rows[i]]`` (an empty ``ahead`` = nowhere), also the zero-gradient step ``upto + 2``."""
     step = g.shape[0] > 0
+    plan = ahead.shape[0] > 0
+    b00, b01, b10, b11 = coef[1, 0, 0], coef[1, 0, 1], coef[1, 1, 0], coef[1, 1, 1]
     d = w.shape[1]
     # serial on purpose: a numba-parallel version (prange, ~5-10% faster per re-feeding batch) aborted a
     # two-process DDP test at exit once in a fresh environment ("terminate called without an active exception")
@@ -67,13 +82,27 @@ def _rows_kernel(w, v, last, rows, coef, upto, g, lr, mu, wd):  # pragma: no cov
                 v[r, j] = a00 * vv + a01 * ww
                 w[r, j] = a10 * vv + a11 * ww
         if step:
-            for j in range(d):
-                vn = mu * v[r, j] + (g[i, j] + wd * w[r, j])
-                v[r, j] = vn
-                w[r, j] = w[r, j] - lr * vn
-            last[r] = upto + 1
+            if plan and ahead[r]:
+                for j in range(d):
+                    vn = mu * v[r, j] + (g[i, j] + wd * w[r, j])
+                    v[r, j] = vn
+                    w[r, j] = w[r, j] - lr * vn
+                    vv = v[r, j]           # read back: rounded to the array's dtype, as a later catch-up
+                    ww = w[r, j]           # would see them (bit-identical to not planning)
+                    v[r, j] = b00 * vv + b01 * ww
+                    w[r, j] = b10 * vv + b11 * ww
+                last[r] = upto + 2
+            else:
+                for j in range(d):
+                    vn = mu * v[r, j] + (g[i, j] + wd * w[r, j])
+                    v[r, j] = vn
+                    w[r, j] = w[r, j] - lr * vn
+                last[r] = upto + 1
         else:
             last[r] = upto
+
+
+_NOWHERE = np.zeros(0, dtype=np.uint8)
 
 
 class LazySGD(torch.optim.Optimizer):
@@ -84,6 +113,10 @@ class LazySGD(torch.optim.Optimizer):
             raise ValueError("LazySGD: lr, momentum and weight_decay must be >= 0")
         super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay))
         self._powers: dict[tuple[float, float, float], torch.Tensor] = {}
+        #: set by the engine before a step: {parameter: the rows the *next* step's row-sparse gradient
+        #: will have}. A dense step of such a parameter then also applies the next step's zero-gradient
+        #: update to every other row in the same pass (see :meth:`step`); None = no plan
+        self.next_rows: dict[torch.Tensor, torch.Tensor] | None = None
 
     # ---------------------------------------------------------------- M^k table
     def _table(self, hp: tuple[float, float, float], kmax: int) -> np.ndarray:
@@ -109,8 +142,10 @@ class LazySGD(torch.optim.Optimizer):
     def _kernel_ok(p: torch.Tensor) -> bool:
         return p.device.type == "cpu" and p.dtype in (torch.float32, torch.float64) and p.is_contiguous()
 
-    def _kernel(self, p, st, hp, rows: torch.Tensor | None, upto: int, grad: torch.Tensor | None) -> None:
-        """The numba path of :meth:`_catch_up` (+ the update when ``grad`` is given): one pass per row."""
+    def _kernel(self, p, st, hp, rows: torch.Tensor | None, upto: int, grad: torch.Tensor | None,
+                ahead: np.ndarray | None = None) -> None:
+        """The numba path of :meth:`_catch_up` (+ the update when ``grad`` is given, + the next step's
+        zero-gradient update where ``ahead``): one pass per row."""
         last = st["last"]
         idx = np.arange(p.shape[0], dtype=np.int64) if rows is None else rows.numpy()
         kmax = int(upto - int(last.min())) if rows is None else int(upto - int(last[rows].min()))
@@ -120,7 +155,8 @@ class LazySGD(torch.optim.Optimizer):
         g = (np.zeros((0, w2.shape[1]), dtype=w2.dtype) if grad is None
              else grad.reshape(grad.shape[0], -1).to(p.dtype).contiguous().numpy())
         lr, mu, wd = hp
-        _rows_kernel(w2, v2, last.numpy(), idx, coef, upto, g, lr, mu, wd)
+        _rows_kernel(w2, v2, last.numpy(), idx, coef, upto, g, lr, mu, wd,
+                     _NOWHERE if ahead is None else ahead)
 
     def _catch_up(self, p: torch.Tensor, st: dict, hp, rows: torch.Tensor | None, upto: int) -> None:
         """Apply the zero-gradient steps ``last+1..upto`` to ``rows`` (all rows if None)."""
@@ -157,6 +193,9 @@ class LazySGD(torch.optim.Optimizer):
         for group in self.param_groups:
             for p in group["params"]:
                 st = self.state.get(p)
+                if st and "planned" in st:
+                    raise RuntimeError("LazySGD.flush: rows were advanced for a planned sparse step that "
+                                       "has not been taken yet")
                 if st and "last" in st:
                     self._catch_up(p, st, st["hp"], None, int(st["t"]))
 
@@ -169,6 +208,9 @@ class LazySGD(torch.optim.Optimizer):
         forward pass would read rows that still owe their momentum steps.
         """
         st = self.state.get(p)
+        if st and rows is None and "planned" in st:
+            raise RuntimeError("LazySGD.sync_rows: every row was asked for while rows are advanced for a "
+                               "planned sparse step")
         if st and "last" in st:
             self._catch_up(p, st, st["hp"], rows, int(st["t"]))
 
@@ -198,6 +240,9 @@ class LazySGD(torch.optim.Optimizer):
                 if not st:
                     st["t"] = 0
                     st["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                if "planned" in st and st["hp"] != hp:
+                    raise RuntimeError("LazySGD: lr/momentum/weight decay changed between a planned step "
+                                       "and the step it was planned for")
                 if "last" in st and st["hp"] != hp:       # schedule changed: settle with the old values
                     self._catch_up(p, st, st["hp"], None, int(st["t"]))
                 t = int(st["t"]) + 1
@@ -211,6 +256,10 @@ class LazySGD(torch.optim.Optimizer):
                     if not g.is_coalesced() and not bool((rows[1:] > rows[:-1]).all()):
                         g = g.coalesce()                 # duplicate rows (e.g. tied weights): sum them
                         rows, gv = g.indices()[0], g.values()
+                    planned = st.pop("planned", None)
+                    if planned is not None and not bool(torch.isin(rows, planned).all()):
+                        raise RuntimeError("LazySGD: a row-sparse gradient has rows outside the planned "
+                                           "ones, which were already moved one step ahead")
                     if self._kernel_ok(p):
                         self._kernel(p, st, hp, rows, t - 1, gv)
                         st["t"] = t
@@ -224,10 +273,19 @@ class LazySGD(torch.optim.Optimizer):
                     st["last"][rows] = t
                 else:
                     fused = self._kernel_ok(p) and g.dtype == p.dtype and g.is_contiguous() and v.is_contiguous()
+                    if "planned" in st:
+                        raise RuntimeError("LazySGD: a dense gradient came where a planned row-sparse "
+                                           "step was due")
                     if "last" in st:
                         st["hp"] = hp
                         if fused:      # catch-up and update in one pass per row (w, v read and written once)
-                            self._kernel(p, st, hp, None, t - 1, g)
+                            plan = self.next_rows.get(p) if self.next_rows else None
+                            ahead = None
+                            if plan is not None:   # rows the next (sparse) step leaves alone: take it now
+                                ahead = np.ones(p.shape[0], dtype=np.uint8)
+                                ahead[plan.cpu().numpy()] = 0
+                                st["planned"] = plan
+                            self._kernel(p, st, hp, None, t - 1, g, ahead)
                             st["t"] = t
                             continue
                         self._catch_up(p, st, hp, None, t - 1)

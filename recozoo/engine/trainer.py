@@ -70,13 +70,16 @@ class Loss:
     """One optimiser step's objective: ``sse / count`` (+ ``penalty``), over this rank's shard.
 
     ``report``: include this loss in the epoch's training RMSE (DeepRec reports
-    only its sparse step, not the re-feeding steps).
+    only its sparse step, not the re-feeding steps). ``ends_batch``: this is the
+    batch's last step (lets the optimiser fold the next batch's first step into
+    it, see :attr:`LazySGD.next_rows <recozoo.engine.lazy_sgd.LazySGD.next_rows>`).
     """
 
     sse: torch.Tensor
     count: float | int | torch.Tensor
     penalty: torch.Tensor | None = None
     report: bool = True
+    ends_batch: bool = False
 
 
 class Task(Protocol):
@@ -312,6 +315,9 @@ class Trainer:
 
         rows_all = np.flatnonzero(train.lengths() > 0)
         gb = cfg.batch_size or max(rows_all.size, 1)
+        # with lazy rows, a task may name the rows the next batch's first (sparse) step will touch, so
+        # the optimiser can fold that step's zero-gradient part into this batch's last dense step
+        plan_next = self.row_sparse and hasattr(self.task, "next_step_rows")
         stopped = False
         epoch = start_epoch
         for epoch in range(start_epoch, cfg.epochs):
@@ -322,10 +328,15 @@ class Trainer:
             ep_sse = torch.zeros((), dtype=torch.float64, device=rt.device)
             ep_cnt = 0.0
             pending, last_tick = 0, t0
+            upcoming = None
             for s in range(0, order.size, gb):
                 glob = order[s:s + gb]
                 mine = glob[rt.rank::rt.world] if rt.distributed else glob
-                batch = train.take(mine).to(rt.device)
+                batch = upcoming if upcoming is not None else train.take(mine).to(rt.device)
+                upcoming, plan = None, None
+                if plan_next and s + gb < order.size:    # (single process: no lazy rows under DDP)
+                    upcoming = train.take(order[s + gb:s + 2 * gb]).to(rt.device)
+                    plan = self.task.next_step_rows(module, upcoming) or None
                 gen = self.task.train_losses(net, batch)
                 while True:
                     with rt.autocast():
@@ -352,6 +363,10 @@ class Trainer:
                                     p.grad.add_(p.detach(), alpha=cfg.weight_decay)
                         if cfg.optimizer == "lbfgs":     # line search: re-evaluate the first loss
                             opt.step(_lbfgs_closure(self.task, net, batch, opt, obj, rt, gcnt))
+                        elif plan_next:
+                            opt.next_rows = plan if loss.ends_batch else None
+                            opt.step()
+                            opt.next_rows = None
                         else:
                             opt.step()
                     if loss.report:

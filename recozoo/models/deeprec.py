@@ -172,7 +172,8 @@ class AutoencoderNet(nn.Module):
                 self.sync_rows(w, None)
 
     def decode_dense(self, h: torch.Tensor) -> torch.Tensor:
-        self._sync_all()
+        if self.sync_rows is not None:       # reads every row of the output weight (only)
+            self.sync_rows(self.out_weight(), None)
         return self._out(F.linear(h, self.out_weight(), self.b_out))
 
     def dense(self, x: torch.Tensor) -> torch.Tensor:
@@ -253,12 +254,27 @@ class AutoencoderTask:
             rows = batch.row_index()
             pred, y = net("sparse", batch.offsets, batch.cols, vals, rows, batch.cols,
                           want_dense=self.refeed > 0)
-        yield Loss(((pred.float() - batch.vals) ** 2).sum(), batch.nnz, self._penalty(net))
-        for _ in range(self.refeed):
+        yield Loss(((pred.float() - batch.vals) ** 2).sum(), batch.nnz, self._penalty(net),
+                   ends_batch=self.refeed == 0)
+        for k in range(self.refeed):
             out = net("dense", y).float()
             # fused: no (B x n) temporaries for the difference and its square (lower peak memory)
-            yield Loss(F.mse_loss(out, y, reduction="sum"), y.numel(), self._penalty(net), report=False)
+            yield Loss(F.mse_loss(out, y, reduction="sum"), y.numel(), self._penalty(net), report=False,
+                       ends_batch=k == self.refeed - 1)
             y = out.detach()
+
+    def next_step_rows(self, module, batch: RowBatch) -> dict[torch.Tensor, torch.Tensor]:
+        """Rows of the input weight ``w_in`` that ``batch``'s sparse step will read and touch.
+
+        Only with re-feeding and an untied decoder: the engine then lets the optimiser fold the
+        untouched rows' zero-gradient update of that step into the preceding dense step's pass
+        (:attr:`recozoo.engine.lazy_sgd.LazySGD.next_rows`). Not ``w_out``: the sparse step reads all
+        of it to produce the dense ``y = f(x)`` that re-feeding needs (so a tied ``w_in`` neither);
+        without re-feeding there is no dense pass to fold into.
+        """
+        if self.refeed == 0 or module.tied or batch.cols.device.type not in ("cpu", "cuda"):
+            return {}
+        return {module.w_in: torch.unique(batch.cols)}
 
     def eval_sse(self, module, inputs: RowBatch, targets: RowBatch):
         pred = module.decode_at(module.encode_sparse(inputs.offsets, inputs.cols, inputs.vals),
