@@ -124,9 +124,50 @@ def _run_flops(args) -> dict:
     return out
 
 
+def run_plan(args, batches: int = 40, touched: int = 4800) -> dict:
+    """LazySGD alone, one re-feeding batch's optimiser work on ``w_in`` (items x 512): sync + sparse
+    step on ``touched`` random rows, sync-all (the dense forward), dense step — with and without the
+    engine's ``next_rows`` plan. Median ms per batch and a checksum (must agree: bit-identical)."""
+    import numpy as np
+    import torch
+    from recozoo.engine.lazy_sgd import LazySGD
+    torch.set_num_threads(args.threads)
+    out = {}
+    for planned in (False, True, False, True):
+        torch.manual_seed(args.seed)
+        n, d = args.items, 512
+        p = torch.nn.Parameter(torch.randn(n, d))
+        opt = LazySGD([p], lr=0.005, momentum=0.9)
+        rng = np.random.default_rng(args.seed)
+        g = torch.randn(n, d)
+        rows = [torch.from_numpy(np.unique(rng.integers(0, n, touched))) for _ in range(batches + 1)]
+
+        def sparse_step(r):
+            opt.sync_rows(p, r)
+            p.grad = torch.sparse_coo_tensor(r[None], torch.ones(r.numel(), d), (n, d), is_coalesced=True)
+            opt.step()
+        times = []
+        for b in range(batches):
+            t = time.perf_counter()
+            sparse_step(rows[b])
+            opt.sync_rows(p, None)
+            p.grad = g
+            opt.next_rows = {p: rows[b + 1]} if planned else None
+            opt.step()
+            opt.next_rows = None
+            times.append(time.perf_counter() - t)
+        sparse_step(rows[batches])
+        opt.flush()
+        key = "planned" if planned else "unplanned"
+        out.setdefault(key, []).append(round(float(np.median(times)) * 1e3, 2))
+        out[key + "_checksum"] = float(p.data.double().sum())
+    return out
+
+
 def child(args) -> None:
     job = json.loads(args.job)
-    res = run_flops(args) if job.get("kind") == "flops" else run_fit(args, job["overrides"])
+    kind = job.get("kind")
+    res = run_flops(args) if kind == "flops" else run_plan(args) if kind == "plan" else run_fit(args, job["overrides"])
     print("RESULT " + json.dumps(res))
 
 
@@ -152,9 +193,17 @@ def main() -> None:
     ap.add_argument("--bf16-seeds", type=int, default=1,
                     help="seeds of the fp32-vs-bf16 RMSE comparison (the difference is reported per seed)")
     ap.add_argument("--child", dest="job", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--plan-only", action="store_true",
+                    help="only time LazySGD's per-batch work on w_in with and without the next-rows plan")
     args = ap.parse_args()
     if args.job:
         return child(args)
+    if args.plan_only:
+        r = spawn(args, {"kind": "plan"})
+        print(f"LazySGD per re-feeding batch, w_in {args.items} x 512, 4,800 touched rows, {args.threads} "
+              f"thread(s): unplanned {r['unplanned']} ms, planned {r['planned']} ms (two runs each); "
+              f"checksums {r['unplanned_checksum']:.6f} / {r['planned_checksum']:.6f}")
+        return
     print(f"generator: recozoo.data.synthetic.generate(n_users={args.users}, n_items={args.items}, "
           f"n_ratings={args.ratings}, seed={args.seed}) + random_split(test_fraction=0.1, seed={args.seed}); "
           f"torch threads={args.threads}")
