@@ -30,6 +30,8 @@ A failed check raises :class:`AssertionError` whose message starts with
                    one-user form; ``exclude_seen=False`` may return seen items
 ``save_load``      ``save`` + ``load_model`` give identical predictions and recommendations
 ``determinism``    two fits with one seed give the same predictions
+``refit``          ``refit_settings()`` is a dict the model's settings accept, it survives
+                   save/load, and :func:`recozoo.search.refit` fits on TRAIN ∪ VALID and predicts
 
 Models that declare ``predicts_ratings = False`` (ranking-only models) skip the
 ``ratings`` check. A model may declare a class attribute
@@ -55,7 +57,7 @@ from recozoo.models.base import Model, NotFittedError, load_model
 __all__ = ["check_model", "tiny_split", "CHECKS"]
 
 CHECKS = ("settings", "bad_settings", "not_fitted", "fit", "predict", "unseen", "ratings",
-          "score_items", "recommend", "save_load", "determinism")
+          "score_items", "recommend", "save_load", "determinism", "refit")
 
 _TINY: dict[int, Any] = {}
 
@@ -317,4 +319,33 @@ def check_model(model_cls_or_factory, *, settings: dict[str, Any] | None = None,
         again = make(settings=dict(settings), seed=0).fit(train, split.valid).predict(pu, pi)
         fail("determinism", np.allclose(before, again, rtol=1e-5, atol=1e-6),
              f"two fits with seed 0 differ (max difference {np.abs(before - again).max():.3g})")
+    if run("refit"):
+        _check_refit(model, split, fail, pu, pi)
     return report
+
+
+def _check_refit(model, split, fail, pu, pi) -> None:
+    from recozoo.search import refit
+    from recozoo.settings import settings_to_dict
+    over = model.refit_settings()
+    fail("refit", isinstance(over, dict), f"refit_settings() returned {type(over).__name__}, not a dict")
+    try:
+        type(model)(settings={**settings_to_dict(model.settings), **over})
+    except SettingsError as e:
+        fail("refit", False, f"refit_settings() {over} are not valid settings: {e}")
+    with tempfile.TemporaryDirectory() as tmp, _registered(type(model)):
+        model.save(Path(tmp) / "model.rz")
+        again = load_model(Path(tmp) / "model.rz").refit_settings()
+    fail("refit", again == over, f"refit_settings() changed after save/load: {over} -> {again}")
+    if split.valid is None or split.valid.nnz == 0:
+        return
+    new = refit(model, split)
+    fail("refit", type(new) is type(model) and new.n_users_ == model.n_users_,
+         "refit must return a fitted model of the same class over the same id maps")
+    full = split.train_and_valid()
+    fail("refit", bool(np.isclose(new.global_mean_, float(np.mean(full.ratings, dtype=np.float64)))),
+         f"the refitted model did not learn from TRAIN ∪ VALID ({full.nnz} ratings): its global mean "
+         f"is {new.global_mean_}")
+    out = new.predict(pu, pi)
+    fail("refit", out.dtype == np.float32 and bool(np.all(np.isfinite(out))),
+         "the refitted model's predictions must be finite float32")

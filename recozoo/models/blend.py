@@ -152,10 +152,9 @@ class Blend(Model):
         The recorded ``valid_cv_rmse_`` stays the pre-refit figure: VALID is in
         the refitted components' training data.
         """
-        from recozoo.registry import get_model
         refitted = []
         for i, comp in enumerate(self.components_):
-            cls = get_model(comp.name)
+            cls = type(comp)
             values = {**settings_to_dict(comp.settings), **comp.refit_settings()}
             reporter.message(f"blend: refitting {comp.name} ({i + 1}) on train+valid")
             sub = run_dir / f"{i}-{comp.name}-refit" if run_dir else None
