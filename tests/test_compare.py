@@ -157,6 +157,28 @@ def test_compare_matches_fit_on_ml100k(ml100k_dir, tmp_path):
     assert fit["metrics"]["test"]["n_scored"] == 20000
 
 
+def test_compare_refit_scores_the_refitted_models(tmp_path):
+    """--refit: TEST columns equal `recozoo fit --refit`'s, VALID the selected model's; stores don't mix."""
+    env = {"RECOZOO_DATA": str(tmp_path / "home")}
+    out = tmp_path / "cmp"
+    doc = json.loads(run_cli("compare", *SMALL, "--models", "bias", "--seeds", "1", "--refit", "--out", out,
+                             "--format", "json", "-q", env=env).stdout)
+    assert doc["refit"] is True
+    rec = ResultsStore(out).records()[0]
+    fit = json.loads(run_cli("fit", "bias", *SMALL, "--refit", "--out", tmp_path / "fit", "--json", "-q",
+                             env=env).stdout)
+    plain = json.loads(run_cli("fit", "bias", *SMALL, "--out", tmp_path / "plain", "--json", "-q",
+                               env=env).stdout)
+    assert rec["metrics"]["test"]["rmse"] == fit["metrics"]["test"]["rmse"] != plain["metrics"]["test"]["rmse"]
+    assert fit["metrics"]["valid"]["rmse"] == plain["metrics"]["valid"]["rmse"]
+    assert fit["refit"]["train_ratings"] == sum(fit["split"][p]["ratings"] for p in ("train", "valid"))
+    md = run_cli("leaderboard", out, "--format", "markdown", env=env).stdout
+    assert "refitted on TRAIN + VALID" in md
+    again = run_cli("compare", *SMALL, "--models", "bias", "--seeds", "1", "--out", out, "--format", "json",
+                    "-q", env=env)
+    assert "reused" not in again.stderr and json.loads(again.stdout)["refit"] is False
+
+
 def test_config_file_and_shipped_configs(tmp_path):
     cfg = tmp_path / "exp.toml"
     cfg.write_text('dataset = "synthetic"\nmodels = ["bias", "mean"]\nseeds = [3]\n'

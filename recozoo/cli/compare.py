@@ -71,6 +71,9 @@ def register(app: typer.Typer) -> None:
         device: Optional[str] = typer.Option(None, "--device", help="auto|cpu|cuda|cuda:N|mps"),
         source: Optional[Path] = typer.Option(None, "--source", help="raw data path (first use of a source)"),
         data_param: Optional[List[str]] = typer.Option(None, "--data-param", help="dataset parameter NAME=VALUE"),
+        refit: Optional[bool] = typer.Option(None, "--refit/--no-refit",
+                                             help="refit each fit on TRAIN+VALID with the settings and epoch "
+                                                  "count VALID chose; TEST scores the refitted models"),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
     ):
         """Fit several models x seeds on one split and print a leaderboard (resumable)."""
@@ -85,7 +88,8 @@ def register(app: typer.Typer) -> None:
                            sets=set_, presets=preset, split_seed=split_seed,
                            device=check_device_name(device) if device else None,
                            source=str(source) if source else None,
-                           data_params=parse_assignments(data_param) if data_param else None)
+                           data_params=parse_assignments(data_param) if data_param else None,
+                           refit=refit)
         out_dir = out or Path("runs") / f"compare-{cfg.dataset}"
         res = run_compare(cfg, out_dir, progress=not quiet)
         if res["skipped"]:

@@ -45,7 +45,7 @@ RANKING_METRICS = ("ndcg", "recall", "map", "hitrate")
 DEFAULT_RANKING = ("ndcg@10", "recall@10")
 _RANK_RE = re.compile(r"^(ndcg|recall|map|hitrate)@([1-9][0-9]*)$")
 _TOP_KEYS = {"dataset", "models", "seeds", "metrics", "split_seed", "device", "source", "data_params",
-             "model"}
+             "model", "refit"}
 
 
 @dataclass
@@ -67,6 +67,8 @@ class CompareConfig:
     device: str = "auto"
     source: str | None = None
     data_params: dict[str, Any] = field(default_factory=dict)
+    #: refit every fit on TRAIN ∪ VALID with the recipe VALID chose before scoring TEST (`recozoo fit --refit`)
+    refit: bool = False
 
     def model(self, name: str) -> ModelSpec:
         return next(m for m in self.models if m.name == name)
@@ -211,7 +213,7 @@ def build_config(*, file: dict[str, Any] | None = None, dataset: str | None = No
                  models: str | None = None, seeds: str | None = None, metrics: str | None = None,
                  sets: list[str] | None = None, presets: list[str] | None = None,
                  split_seed: int | None = None, device: str | None = None, source: str | None = None,
-                 data_params: dict[str, Any] | None = None) -> CompareConfig:
+                 data_params: dict[str, Any] | None = None, refit: bool | None = None) -> CompareConfig:
     """Merge a loaded file (if any) with CLI options; CLI options win."""
     file = file or {}
     ds = dataset or file.get("dataset")
@@ -244,7 +246,14 @@ def build_config(*, file: dict[str, Any] | None = None, dataset: str | None = No
         split_seed=split_seed if split_seed is not None else file.get("split_seed", 0),
         device=device or file.get("device", "auto"),
         source=source or file.get("source"),
-        data_params={**file.get("data_params", {}), **(data_params or {})})
+        data_params={**file.get("data_params", {}), **(data_params or {})},
+        refit=_refit_flag(refit if refit is not None else file.get("refit", False)))
+
+
+def _refit_flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise SettingsError(f"refit must be true or false, got {value!r}")
+    return value
 
 
 def config_hash(obj: Any) -> str:

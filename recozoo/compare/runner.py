@@ -165,7 +165,7 @@ def _fit_one(cfg: CompareConfig, spec, cls, settings: dict[str, Any], seed: int,
     run_cfg = RunConfig(model=spec.name, dataset=cfg.dataset, settings=dict(settings),
                         seed=seed, split_seed=cfg.split_seed, device=device,
                         data_params=cfg.data_params or None, source=cfg.source,
-                        preset=spec.preset)
+                        preset=spec.preset, refit=cfg.refit)
     # records the model sends to reporter.log (per-epoch figures of models that do
     # not run on the engine, which writes metrics.jsonl itself) -> learning curves
     reporter.jsonl = JsonlLog(rdir / LOG_FILE)
@@ -231,7 +231,8 @@ def run_compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, c
     split = load_split(cfg.dataset, cfg.source, cfg.split_seed, cfg.data_params or None)
 
     base = {"dataset": cfg.dataset, "split_seed": cfg.split_seed, "data_params": cfg.data_params,
-            "device": device, "split_name": split.name, "split_counts": split.describe()}
+            "device": device, "split_name": split.name, "split_counts": split.describe(),
+            **({"refit": True} if cfg.refit else {})}   # (absent when off: earlier stores stay valid)
     hashes = {spec.name: config_hash({**base, "model": spec.name, "settings": s, "preset": spec.preset})
               for spec, _, s in resolved}
     store = ResultsStore(out)
@@ -239,7 +240,8 @@ def run_compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, c
                 "split_seed": cfg.split_seed, "data_params": cfg.data_params, "device": device,
                 "models": [spec.name for spec, _, _ in resolved], "seeds": cfg.seeds, "metrics": metrics,
                 "config_hashes": hashes, "policy": split.default_policy,
-                "presets": {spec.name: spec.preset for spec, _, _ in resolved if spec.preset}}
+                "presets": {spec.name: spec.preset for spec, _, _ in resolved if spec.preset},
+                "refit": cfg.refit}
     store.write_manifest(manifest)
     latest = store.latest()
 

@@ -48,6 +48,8 @@ class Leaderboard:
     files: dict[str, str] = field(default_factory=dict)
     #: model -> its run directories (for the learning curves)
     run_dirs: dict[str, list[str]] = field(default_factory=dict)
+    #: TEST scored by models refitted on TRAIN ∪ VALID (`recozoo compare --refit`)
+    refit: bool = False
 
     @property
     def has_published(self) -> bool:
@@ -192,7 +194,8 @@ def build_leaderboard(folder: str | Path, metrics: str | list[str] | None = None
     n_test = _bootstrap(folder, rows, recs)
     return Leaderboard(folder, man["dataset"], man.get("split", man["dataset"]), man.get("policy"),
                        mets, rows, {m: v for m, v in published.items() if m in recs}, missing, n_test,
-                       run_dirs={m: [str(folder / x["run_dir"]) for x in r] for m, r in recs.items()})
+                       run_dirs={m: [str(folder / x["run_dir"]) for x in r] for m, r in recs.items()},
+                       refit=bool(man.get("refit", False)))
 
 
 # ------------------------------------------------------------------- columns
@@ -281,6 +284,9 @@ def _notes(lb: Leaderboard) -> list[str]:
                      "squared errors averaged over seeds); an interval that excludes 0 is a real gap.")
     if any(not r["predicts_ratings"] for r in lb.rows):
         notes.append("— in rating columns: the model ranks items and predicts no ratings.")
+    if lb.refit:
+        notes.append("refit: each fit was refitted on TRAIN + VALID with the settings and epoch count VALID "
+                     "chose; TEST columns score the refitted models, VALID columns the selected ones.")
     method = lb.rows[0]["memory_method"] if lb.rows else "VmHWM"
     notes.append("peak +MB: rise of the process's resident memory during a fit over its size before it "
                  f"({method}), median over seeds.")
@@ -375,7 +381,8 @@ def to_json(lb: Leaderboard) -> dict[str, Any]:
     rows = []
     for r in lb.rows:
         rows.append({k: v for k, v in r.items()})
-    return {"dataset": lb.dataset, "split": lb.split, "policy": lb.policy, "metrics": lb.metrics,
+    return {"dataset": lb.dataset, "split": lb.split, "policy": lb.policy, "refit": lb.refit,
+            "metrics": lb.metrics,
             "rows": rows, "missing": [{"model": m, "seed": s} for m, s in lb.missing],
             "bootstrap": {"n_ratings": lb.n_test, "n_boot": N_BOOT, "level": 0.95,
                           "pairs": "test ratings; squared errors averaged over seeds"},
