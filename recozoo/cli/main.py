@@ -358,12 +358,7 @@ def data_prepare(
             raise RecozooError("give either --source or --train/--test, not both")
         cols = _params(columns.split(",")) if columns else None
         register_user_dataset(name, train, test, valid, fmt=fmt, columns=cols)
-    split = load_split(name, source, seed, _params(data_param))
-    desc = split.describe()
-    if as_json:
-        _out(desc)
-    else:
-        _print_describe(name, desc)
+    _show_split(name, load_split(name, source, seed, _params(data_param)), as_json)
 
 
 @data_app.command("info")
@@ -375,13 +370,19 @@ def data_info(name: str = typer.Argument(...),
     """Counts of ratings, users and items per split (prepares the dataset if needed)."""
     from recozoo.datasets import load_split
     split = load_split(name, source, seed, _params(data_param))
+    if not _show_split(name, split, as_json):
+        info = {k: v for k, v in split.info.items() if k not in ("files",)}
+        _console().print(f"protocol: {json.dumps(info, default=str)}")
+
+
+def _show_split(name: str, split, as_json: bool) -> bool:
+    """The split's counts as JSON on stdout or as a table; True when it was JSON."""
     desc = split.describe()
     if as_json:
         _out(desc)
     else:
         _print_describe(name, desc)
-        info = {k: v for k, v in split.info.items() if k not in ("files",)}
-        _console().print(f"protocol: {json.dumps(info, default=str)}")
+    return as_json
 
 
 def _print_describe(name: str, desc: dict) -> None:
