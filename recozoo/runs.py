@@ -158,7 +158,8 @@ def fit_run(cfg: RunConfig, run_dir: str | Path | None = None, *, resume: bool =
         t3 = time.perf_counter()
         model = refit(model, split, reporter=reporter, run_dir=run_dir / "refit")
         refit_info = {"overrides": overrides, "settings": settings_to_dict(model.settings),
-                      "train_ratings": int(split.train.nnz + (0 if model.needs_valid else split.valid.nnz)),
+                      # (a blend's weights stay VALID's, but its refitted components learn from both)
+                      "train_ratings": int(split.train.nnz + split.valid.nnz),
                       "fit_seconds": time.perf_counter() - t3}
     if not lead:
         return {"model": cfg.model, "dataset": cfg.dataset, "run_dir": str(run_dir), "rank": _rank()}
