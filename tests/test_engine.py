@@ -152,3 +152,71 @@ def test_eval_every_and_penalty_hook():
     assert len(calls) == 3                                   # batch_size 0: one full batch per epoch
     assert [r["valid_rmse"] is not None for r in res.history] == [False, True, True]
     assert abs(float(res.module.bias.detach())) < 0.5                 # the huge penalty holds the bias near 0
+
+
+class _TwoParts(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+        self.b = torch.nn.Parameter(torch.tensor([0.5]))
+
+
+class _OwnBatchesTask:
+    """A task with its own batches and two optimisers: even batches move ``a``, odd ones ``b``."""
+
+    targets = [torch.tensor([3.0, 1.0]), torch.tensor([2.0]), torch.tensor([0.0, 0.0]), torch.tensor([-1.0])]
+
+    def __init__(self):
+        self.hooked = []
+
+    def build_module(self):
+        return _TwoParts()
+
+    def make_optimizers(self, module):
+        return {"A": torch.optim.SGD([module.a], lr=0.1), "B": torch.optim.SGD([module.b], lr=0.1)}
+
+    def epoch_batches(self, epoch):
+        return [(k, 1) for k in range(4)]          # sized: 4 progress units, yields (batch, units)
+
+    def train_losses(self, net, k):
+        p = net.a if k % 2 == 0 else net.b
+        # odd batches also give ``a`` a gradient, which must not move it: only optimiser B steps there
+        leak = 0.01 * net.a.sum() if k % 2 else 0.0
+        yield Loss(((p - self.targets[k]) ** 2).sum() + leak, p.numel(), penalty=(p ** 2).sum() * 0.5,
+                   summed=True, steps=("A",) if k % 2 == 0 else ("B",),
+                   before_step=lambda k=k: self.hooked.append(k))
+
+    def valid_rmse(self, module, valid):
+        return float((module.a.sum() + module.b.sum()).abs())
+
+
+def test_task_with_own_batches_and_optimisers(tmp_path):
+    """The engine's other batch source: summed objective, only the named optimiser steps, the hook
+    runs between backward and step, VALID via the task with selection; resume = uninterrupted."""
+    task = _OwnBatchesTask()
+    cfg = EngineConfig(epochs=2, optimizer="adam", eval_every=1, tensorboard=False)
+    res = Trainer(task, cfg, run_dir=tmp_path / "run").fit(None, None)
+    a, b = torch.tensor([1.0, -2.0]), torch.tensor([0.5])
+    states = []
+    for _ in range(2):                              # the same steps by hand: grad of (p-t)^2 + 0.5 p^2
+        for k, t in enumerate(task.targets):
+            if k % 2 == 0:
+                a = a - 0.1 * (2 * (a - t) + a)
+            else:
+                b = b - 0.1 * (2 * (b - t) + b)
+        states.append((a.clone(), b.clone()))
+    assert torch.allclose(res.module.a, a) and torch.allclose(res.module.b, b)
+    assert task.hooked == [0, 1, 2, 3] * 2
+    assert [h["epoch"] for h in res.history] == [1, 2]
+    # with VALID: scored by the task each epoch, the best epoch's weights kept
+    sel = Trainer(_OwnBatchesTask(), cfg).fit(None, valid="anything")
+    scores = [float((sa.sum() + sb.sum()).abs()) for sa, sb in states]
+    assert [h["valid_rmse"] for h in sel.history] == pytest.approx(scores, rel=1e-6)
+    best = int(np.argmin(scores))
+    assert sel.best_epoch == best + 1 and torch.allclose(sel.module.a, states[best][0])
+    # resume: one epoch, then continue to two -> the same module
+    Trainer(_OwnBatchesTask(), EngineConfig(epochs=1, optimizer="adam", tensorboard=False),
+            run_dir=tmp_path / "r").fit(None, None)
+    again = Trainer(_OwnBatchesTask(), cfg, run_dir=tmp_path / "r", resume=True).fit(None, None)
+    assert torch.equal(again.module.a, res.module.a) and torch.equal(again.module.b, res.module.b)
+    assert [h["epoch"] for h in again.history] == [1, 2]

@@ -1,8 +1,12 @@
 """recozoo's one training engine for torch models.
 
-Every torch model of the zoo (DeepRec, I-/U-AutoRec, and later ones) trains
+Every torch model of the zoo (DeepRec, I-/U-AutoRec, GLocal-K, RRN) trains
 through this package, so batching, precision, devices, DDP, model selection,
-checkpoints and logs behave the same for all of them.
+checkpoints and logs behave the same for all of them. Row models hand the
+engine a :class:`RowMatrix`; a model whose batches are not rows (RRN's
+alternating user and movie phases, with an optimiser per network) brings its
+own batches and optimisers through optional :class:`Task` hooks and gets the
+same loop, selection, checkpoints and logs (see ``Task``).
 
 Public API
 ----------
@@ -35,6 +39,12 @@ Public API
     touch; with lazy rows the engine prefetches the next batch and passes them to
     the optimiser for the current batch's ``ends_batch`` step (LazySGD's
     ``next_rows``: DeepRec with re-feeding folds a catch-up pass into its dense update).
+    Tasks with their own batches (RRN) add ``epoch_batches(epoch)`` (sized; yields
+    ``(batch, progress units)`` lazily), ``make_optimizers(module) -> {name: opt}``,
+    ``valid_rmse(module, valid)`` and ``state_dict``/``load_state_dict`` for their
+    random state; their losses may be ``summed`` (objective ``sse + penalty``),
+    name the optimisers a step moves (``steps``) and a ``before_step`` hook. Call
+    ``Trainer.fit(None, valid)`` for them (one process; no torchrun).
 ``Trainer(task, config, reporter=, run_dir=, resume=, signature=)``
     ``fit(train_rows, (valid_inputs, valid_targets) | None) -> FitResult``
     (module with the best-on-VALID weights, best_epoch, best_valid_rmse,

@@ -80,10 +80,29 @@ class Loss:
     penalty: torch.Tensor | None = None
     report: bool = True
     ends_batch: bool = False
+    #: tasks with their own batches (see :class:`Task`): minimise ``sse + penalty`` (the paper's summed
+    #: objective) instead of ``sse / count + penalty``; ``count`` then only feeds the training RMSE
+    summed: bool = False
+    #: tasks with several optimisers: the ones this step moves (None = all)
+    steps: tuple[str, ...] | None = None
+    #: called after backward, before the optimisers step (e.g. rescaling some gradients)
+    before_step: Any = None
 
 
 class Task(Protocol):
-    """What a model plugs into the engine."""
+    """What a model plugs into the engine.
+
+    Row tasks (DeepRec, AutoRec, GLocal-K) train on the rows of a
+    :class:`RowMatrix` that the engine batches. A task can instead bring its
+    own batches and optimisers (RRN: alternating user and movie phases, Adam for
+    the LSTMs and SGD for the stationary factors) with four optional hooks:
+    ``epoch_batches(epoch) -> EpochBatches`` (sized: progress units; iterating
+    yields ``(batch, units)`` lazily, so a phase can read the weights the
+    previous phase left), ``make_optimizers(module) -> {name: Optimizer}``,
+    ``valid_rmse(module, valid) -> float`` and ``state_dict()`` /
+    ``load_state_dict(d)`` for its own random state. The engine then runs the
+    same epoch loop, selection, early stopping, checkpoints, resume and logs.
+    """
 
     def build_module(self) -> torch.nn.Module:
         """A fresh module (the engine seeds torch before calling it)."""
@@ -224,6 +243,32 @@ class Trainer:
         module.sparse_grad = self.row_sparse = bool(on)
         module.sync_rows = opt.sync_rows if on else None
 
+    def _row_batches(self, train: RowMatrix, order: np.ndarray, gb: int, plan_next: bool, module):
+        """``(batch, rows, next-rows plan)`` for the engine's own batching of ``train``'s rows."""
+        rt = self.rt
+        upcoming = None
+        for s in range(0, order.size, gb):
+            glob = order[s:s + gb]
+            mine = glob[rt.rank::rt.world] if rt.distributed else glob
+            batch = upcoming if upcoming is not None else train.take(mine).to(rt.device)
+            upcoming, plan = None, None
+            if plan_next and s + gb < order.size:    # (single process: no lazy rows under DDP)
+                upcoming = train.take(order[s + gb:s + 2 * gb]).to(rt.device)
+                plan = self.task.next_step_rows(module, upcoming) or None
+            yield batch, glob.size, plan
+
+    @staticmethod
+    def _step_named(opts: dict[str, torch.optim.Optimizer], loss: Loss, obj: torch.Tensor) -> None:
+        """One step of a task with its own optimisers: backward, the task's hook, the named ones step."""
+        names = loss.steps if loss.steps is not None else tuple(opts)
+        for n in names:
+            opts[n].zero_grad(set_to_none=True)
+        obj.backward()
+        if loss.before_step is not None:
+            loss.before_step()
+        for n in names:
+            opts[n].step()
+
     def _signature_check(self, ck: dict[str, Any], path: Path) -> None:
         old = ck.get("signature", {})
         for k, v in self.signature.items():
@@ -272,11 +317,18 @@ class Trainer:
 
     def _fit(self, train: RowMatrix, valid: tuple[RowMatrix, RowMatrix] | None) -> FitResult:
         cfg, rt = self.cfg, self.rt
+        own_batches = hasattr(self.task, "epoch_batches")
+        if own_batches and rt.distributed:
+            raise SettingsError("a task with its own batches trains in one process (no torchrun)")
         torch.manual_seed(cfg.seed)
         module = self.task.build_module().to(rt.device)
         if rt.distributed:
             torch.manual_seed(cfg.seed + 7919 * rt.rank)   # different dropout masks per rank
-        opt = _make_optimizer(cfg, module.parameters())
+        if hasattr(self.task, "make_optimizers"):
+            opts = dict(self.task.make_optimizers(module))
+        else:
+            opts = {"main": _make_optimizer(cfg, module.parameters())}
+        opt = next(iter(opts.values()))       # the one whose lr is logged (and the only one of row tasks)
         self._enable_row_sparse(module, opt)
         sched = _make_scheduler(cfg, opt)
         scaler = torch.amp.GradScaler(rt.device.type) if cfg.precision == "fp16" else None
@@ -292,7 +344,10 @@ class Trainer:
             self._signature_check(ck, last_path)
             try:
                 module.load_state_dict(ck["module"])
-                opt.load_state_dict(ck["optimizer"])
+                for name, o in opts.items():
+                    o.load_state_dict(ck["optimizers"][name] if "optimizers" in ck else ck["optimizer"])
+                if hasattr(self.task, "load_state_dict"):
+                    self.task.load_state_dict(ck["task"])
             except (RuntimeError, ValueError, KeyError) as e:
                 raise CheckpointError(f"{last_path}: does not fit this model ({str(e).splitlines()[0]})") from None
             if sched is not None and ck.get("scheduler"):
@@ -313,7 +368,7 @@ class Trainer:
             net = DDP(module, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
         tb = self._open_tensorboard()
 
-        rows_all = np.flatnonzero(train.lengths() > 0)
+        rows_all = np.zeros(0, dtype=np.int64) if own_batches else np.flatnonzero(train.lengths() > 0)
         gb = cfg.batch_size or max(rows_all.size, 1)
         # with lazy rows, a task may name the rows the next batch's first (sparse) step will touch, so
         # the optimiser can fold that step's zero-gradient part into this batch's last dense step
@@ -323,20 +378,18 @@ class Trainer:
         for epoch in range(start_epoch, cfg.epochs):
             t0 = time.perf_counter()
             module.train()
-            order = rows_all[self._epoch_order(rows_all.size, epoch)]
-            self.reporter.start(f"epoch {epoch + 1}/{cfg.epochs}", total=int(order.size))
+            if own_batches:
+                batches = self.task.epoch_batches(epoch)
+                total = len(batches)
+            else:
+                order = rows_all[self._epoch_order(rows_all.size, epoch)]
+                batches = self._row_batches(train, order, gb, plan_next, module)
+                total = int(order.size)
+            self.reporter.start(f"epoch {epoch + 1}/{cfg.epochs}", total=total)
             ep_sse = torch.zeros((), dtype=torch.float64, device=rt.device)
             ep_cnt = 0.0
-            pending, last_tick = 0, t0
-            upcoming = None
-            for s in range(0, order.size, gb):
-                glob = order[s:s + gb]
-                mine = glob[rt.rank::rt.world] if rt.distributed else glob
-                batch = upcoming if upcoming is not None else train.take(mine).to(rt.device)
-                upcoming, plan = None, None
-                if plan_next and s + gb < order.size:    # (single process: no lazy rows under DDP)
-                    upcoming = train.take(order[s + gb:s + 2 * gb]).to(rt.device)
-                    plan = self.task.next_step_rows(module, upcoming) or None
+            pending, last_tick, done = 0, t0, 0
+            for batch, units, plan in ((*b, None) if own_batches else b for b in batches):
                 gen = self.task.train_losses(net, batch)
                 while True:
                     with rt.autocast():
@@ -347,15 +400,18 @@ class Trainer:
                     gcnt = rt.all_reduce_sum(cnt.clone()) if rt.distributed else cnt
                     if gcnt.item() == 0:
                         continue
-                    obj = loss.sse.float() * (rt.world / gcnt.float())
+                    obj = loss.sse.float() if loss.summed else loss.sse.float() * (rt.world / gcnt.float())
                     if loss.penalty is not None:
                         obj = obj + loss.penalty
-                    opt.zero_grad(set_to_none=True)
-                    if scaler is not None:
+                    if own_batches:
+                        self._step_named(opts, loss, obj)
+                    elif scaler is not None:
+                        opt.zero_grad(set_to_none=True)
                         scaler.scale(obj).backward()
                         scaler.step(opt)
                         scaler.update()
                     else:
+                        opt.zero_grad(set_to_none=True)
                         obj.backward()
                         if cfg.optimizer == "rprop" and cfg.weight_decay:
                             for p in module.parameters():
@@ -372,9 +428,10 @@ class Trainer:
                     if loss.report:
                         ep_sse += loss.sse.detach().double()
                         ep_cnt += float(cnt.item())
-                pending += glob.size
+                pending += units
+                done += units
                 now = time.perf_counter()
-                if now - last_tick > 0.25 or s + gb >= order.size:
+                if now - last_tick > 0.25 or done >= total:
                     self.reporter.advance(pending, rmse=math.sqrt(ep_sse.item() / max(ep_cnt, 1.0)))
                     pending, last_tick = 0, now
             self.reporter.finish()
@@ -389,7 +446,12 @@ class Trainer:
 
             valid_rmse = None
             is_eval = valid is not None and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs)
-            if is_eval:
+            if is_eval and hasattr(self.task, "valid_rmse"):
+                module.eval()
+                with torch.no_grad():
+                    valid_rmse = float(self.task.valid_rmse(module, valid))
+                module.train()
+            elif is_eval:
                 valid_rmse, _, _ = self.evaluate(module, *valid)
             improved = False
             if valid is None:
@@ -427,6 +489,8 @@ class Trainer:
                     rngs = gathered
                 save_checkpoint(self.run_dir / LAST, {
                     "module": module.state_dict(), "optimizer": opt.state_dict(),
+                    **({"optimizers": {k: o.state_dict() for k, o in opts.items()}} if len(opts) > 1 else {}),
+                    **({"task": self.task.state_dict()} if hasattr(self.task, "state_dict") else {}),
                     "scheduler": sched.state_dict() if sched is not None else None,
                     "scaler": scaler.state_dict() if scaler is not None else None,
                     "rng": rngs, "epoch": epoch + 1, "best_epoch": best_epoch, "best_rmse": best_rmse,

@@ -74,11 +74,9 @@ history (training ratings by default), so the model keeps that history
 from __future__ import annotations
 
 import contextlib
-import copy
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Iterator, Literal
 
 import numpy as np
 import torch
@@ -86,8 +84,9 @@ from torch import nn
 
 from recozoo.data.table import RatingsTable
 from recozoo.errors import RecozooError
-from recozoo.models._temporal import (TimeAwarePredict, days_of, finish_epoch, load_epoch_checkpoint,
-                                      new_selection, save_epoch_checkpoint, signature)
+from recozoo.engine import EngineConfig, Loss, Trainer
+from recozoo.metrics import rmse
+from recozoo.models._temporal import TimeAwarePredict, days_of
 from recozoo.models.base import Model
 from recozoo.progress import Reporter
 from recozoo.settings import BaseSettings, setting
@@ -414,6 +413,128 @@ def _batches(ents: np.ndarray, lengths: np.ndarray, size: int, rng=None) -> list
     return [ents[order[s:s + size]] for s in range(0, ents.size, size)]
 
 
+class _RRNModule(nn.Module):
+    """Everything RRN trains, as one module for the engine: both networks and the stationary terms."""
+
+    def __init__(self, model: "RRN"):
+        super().__init__()
+        self.user, self.movie = model.user_net_, model.movie_net_
+        self.U, self.M, self.BU, self.BM = model.U_, model.M_, model.BU_, model.BM_
+
+
+class _Phase:
+    """One side's half of an epoch: its network learns while the other side's states stay fixed."""
+
+    def __init__(self, model: "RRN", user_side: bool, r_indptr: np.ndarray, r_perm: np.ndarray | None):
+        s = model.settings
+        self.user_side = user_side
+        self.size = s.batch_size if user_side else s.movie_batch_size
+        self.net = model.user_net_ if user_side else model.movie_net_
+        self.other_net = model.movie_net_ if user_side else model.user_net_
+        self.side = model._us if user_side else model._ms
+        self.other_side = model._ms if user_side else model._us
+        self.r_indptr, self.r_perm = r_indptr, r_perm
+        self.optimizer = "adam_user" if user_side else "adam_movie"
+
+
+class _EpochBatches:
+    """An epoch's batches for the engine: the user phase, then the movie phase, built lazily — the
+    movie phase reads the user states the user phase has just trained (progress unit: one rating)."""
+
+    def __init__(self, task: "_RRNTask"):
+        self.task = task
+
+    def __len__(self) -> int:
+        return 2 * self.task.n_ratings
+
+    def __iter__(self):
+        t = self.task
+        for phase in t.phases:
+            with torch.no_grad():
+                t.other_dyn = t.model._all_dynamic(phase.other_side, phase.other_net)
+            t.local = np.empty(phase.side.keys.size, dtype=np.int64)
+            ents = np.arange(phase.side.n_ent, dtype=np.int64)
+            batches = _batches(ents, np.diff(phase.side.seq_indptr), phase.size, t.rng)
+            for bi in t.rng.permutation(len(batches)):
+                lay = _Layout(phase.side, batches[bi])
+                sel = _ranges(phase.r_indptr, lay.ents)
+                if sel.size == 0:
+                    continue
+                if phase.r_perm is not None:
+                    sel = phase.r_perm[sel]
+                yield (phase, lay, sel), int(sel.size)
+
+
+class _RRNTask:
+    """RRN's training as an engine task with its own batches and optimisers (AdamW per network, SGD on
+    each entity's mean gradient for the stationary terms) and a time-aware VALID score."""
+
+    def __init__(self, model: "RRN", train: RatingsTable):
+        self.model = model
+        dev = model._dev
+        self.n_ratings = train.nnz
+        self.r = torch.from_numpy(train.ratings.astype(np.float32)).to(dev)
+        self.users = torch.from_numpy(train.users.astype(np.int64)).to(dev)
+        self.items = torch.from_numpy(train.items.astype(np.int64)).to(dev)
+        items = train.items.astype(np.int64)
+        self.item_perm = np.argsort(items, kind="stable")
+        self.item_indptr = np.zeros(train.n_items + 1, dtype=np.int64)
+        np.cumsum(np.bincount(items, minlength=train.n_items), out=self.item_indptr[1:])
+        self.user_indptr = np.asarray(train.indptr, np.int64)
+        self.rng = np.random.default_rng(model.seed)
+        self.phases: list[_Phase] = []
+        self.other_dyn = self.local = None
+
+    def build_module(self) -> nn.Module:
+        m = self.model
+        m._build_nets(m.n_users_, m.n_items_)
+        self.phases = [_Phase(m, True, self.user_indptr, None),
+                       _Phase(m, False, self.item_indptr, self.item_perm)]
+        return _RRNModule(m)
+
+    def make_optimizers(self, module: nn.Module) -> dict[str, torch.optim.Optimizer]:
+        s = self.model.settings
+        return {"adam_user": torch.optim.AdamW(module.user.parameters(), lr=s.lr, weight_decay=s.weight_decay),
+                "adam_movie": torch.optim.AdamW(module.movie.parameters(), lr=s.lr, weight_decay=s.weight_decay),
+                "sgd": torch.optim.SGD([module.U, module.M, module.BU, module.BM], lr=s.lr_stationary)}
+
+    def epoch_batches(self, epoch: int) -> _EpochBatches:
+        return _EpochBatches(self)
+
+    def train_losses(self, net, batch) -> Iterator[Loss]:
+        phase, lay, sel_np = batch
+        m, s, dev = self.model, self.model.settings, self.model._dev
+        side = phase.side
+        sel = torch.from_numpy(sel_np).to(dev)
+        self.local[lay.pairs] = np.arange(lay.pairs.size)
+        Hs, _, _ = _forward(side, phase.net, lay, dev, dropout=s.dropout, biases=m._biases_for(side))
+        dyn = phase.net.out(Hs)
+        own_pair = side.rating_pair
+        oth_pair = phase.other_side.rating_pair
+        mine = torch.from_numpy(self.local[own_pair[sel_np]]).to(dev)
+        uu, ii = self.users[sel], self.items[sel]
+        d_own, d_oth = dyn[mine], self.other_dyn[torch.from_numpy(oth_pair[sel_np]).to(dev)]
+        du, dm = (d_own, d_oth) if phase.user_side else (d_oth, d_own)
+        err = self.r[sel] - m._score(du, dm, uu, ii)
+        penalty = s.reg_stationary * ((m.U_[uu] ** 2).sum() + (m.M_[ii] ** 2).sum())
+        if s.biases:
+            penalty = penalty + s.reg_bias * ((m.BU_[uu] ** 2).sum() + (m.BM_[ii] ** 2).sum())
+        yield Loss((err * err).sum(), int(sel_np.size), penalty, summed=True, steps=(phase.optimizer, "sgd"),
+                   before_step=lambda: m._mean_grads(uu, ii))
+
+    def valid_rmse(self, module: nn.Module, valid: RatingsTable) -> float:
+        return rmse(self.model.predict_table(valid), valid.ratings)
+
+    def eval_sse(self, module, inputs, targets):       # (row tasks' hook; RRN scores VALID by time)
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        return {"rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["rng"]
+
+
 class RRN(TimeAwarePredict, Model):
     """Recurrent Recommender Networks; see the module docstring (and which choices are ours)."""
 
@@ -504,102 +625,15 @@ class RRN(TimeAwarePredict, Model):
                                train.ratings.astype(np.float32), days)
         self._history = self._train_history
         self._make_sides()
-        self._build_nets(train.n_users, train.n_items)
-        dev = self._dev
-        us, ms = self._us, self._ms
-        # training ratings of each side's entities, contiguous per entity
-        users = train.users.astype(np.int64)
-        items = train.items.astype(np.int64)
-        r = torch.from_numpy(train.ratings.astype(np.float32)).to(dev)
-        u_t, i_t = torch.from_numpy(users).to(dev), torch.from_numpy(items).to(dev)
-        upair = torch.from_numpy(us.rating_pair).to(dev)
-        mpair = torch.from_numpy(ms.rating_pair).to(dev)
-        item_perm = np.argsort(items, kind="stable")
-        item_indptr = np.zeros(train.n_items + 1, dtype=np.int64)
-        np.cumsum(np.bincount(items, minlength=train.n_items), out=item_indptr[1:])
-        phases = [
-            (s.batch_size, self.user_net_, self.movie_net_, us, ms,
-             np.asarray(train.indptr, np.int64), None, us.rating_pair, mpair),
-            (s.movie_batch_size, self.movie_net_, self.user_net_, ms, us, item_indptr, item_perm,
-             ms.rating_pair, upair),
-        ]
-        opts = {id(net): torch.optim.AdamW(net.parameters(), lr=s.lr, weight_decay=s.weight_decay)
-                for net in (self.user_net_, self.movie_net_)}
-        sgd = torch.optim.SGD([self.U_, self.M_, self.BU_, self.BM_], lr=s.lr_stationary)
-        rng = np.random.default_rng(self.seed)
+        task = _RRNTask(self, train)
+        cfg = EngineConfig(epochs=s.epochs, optimizer="adam", lr=s.lr, eval_every=1, patience=s.patience,
+                           device=str(self._dev), seed=self.seed)
         valid = valid if valid is not None and valid.nnz > 0 else None
-        chosen, start = new_selection(), 1
-        self.history_: list[dict] = []
-        sig = signature(self.name, train, s)
-        ck = load_epoch_checkpoint(run_dir, sig) if resume else None
-        if ck is not None:                      # continue exactly where the last epoch ended
-            self._load_weights(ck["weights"])
-            for key, opt in (("adam_user", opts[id(self.user_net_)]),
-                             ("adam_movie", opts[id(self.movie_net_)]), ("sgd", sgd)):
-                opt.load_state_dict(ck[key])
-            chosen.update({k: ck[k] for k in chosen})
-            rng.bit_generator.state = ck["rng"]
-            torch.set_rng_state(ck["torch_rng"])
-            self.history_ = list(ck["history"])
-            start = ck["epoch"] + 1
-        reporter.start(self.name, total=s.epochs)
-        for epoch in range(start, s.epochs + 1):
-            if chosen["stopped"]:
-                break
-            t0 = time.perf_counter()
-            sse_sum, n_sum = 0.0, 0
-            for bsize, net, other_net, side, other_side, r_indptr, r_perm, own_pair_np, oth_pair in phases:
-                with torch.no_grad():
-                    other_dyn = self._all_dynamic(other_side, other_net)
-                opt = opts[id(net)]
-                local = np.empty(side.keys.size, dtype=np.int64)
-                ents = np.arange(side.n_ent, dtype=np.int64)
-                batches = _batches(ents, np.diff(side.seq_indptr), bsize, rng)
-                for bi in rng.permutation(len(batches)):
-                    lay = _Layout(side, batches[bi])
-                    sel_np = _ranges(r_indptr, lay.ents)
-                    if sel_np.size == 0:
-                        continue
-                    if r_perm is not None:
-                        sel_np = r_perm[sel_np]
-                    sel = torch.from_numpy(sel_np).to(dev)
-                    local[lay.pairs] = np.arange(lay.pairs.size)
-                    Hs, _, _ = _forward(side, net, lay, dev, dropout=s.dropout,
-                                        biases=self._biases_for(side))
-                    dyn = net.out(Hs)
-                    mine = torch.from_numpy(local[own_pair_np[sel_np]]).to(dev)
-                    uu, ii = u_t[sel], i_t[sel]
-                    d_own, d_oth = dyn[mine], other_dyn[oth_pair[sel]]
-                    du, dm = (d_own, d_oth) if net is self.user_net_ else (d_oth, d_own)
-                    err = r[sel] - self._score(du, dm, uu, ii)
-                    sse = (err * err).sum()
-                    loss = sse + s.reg_stationary * ((self.U_[uu] ** 2).sum() + (self.M_[ii] ** 2).sum())
-                    if s.biases:
-                        loss = loss + s.reg_bias * ((self.BU_[uu] ** 2).sum() + (self.BM_[ii] ** 2).sum())
-                    opt.zero_grad(set_to_none=True)
-                    sgd.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    self._mean_grads(uu, ii)
-                    sgd.step()
-                    sse_sum += float(sse.detach())
-                    n_sum += sel_np.size
-            rec = {"epoch": epoch, "train_rmse": float(np.sqrt(sse_sum / max(n_sum, 1))),
-                   "seconds": time.perf_counter() - t0}
-            finish_epoch(self, rec, valid, reporter, chosen, s.patience, self._weights)
-            if run_dir is not None:
-                save_epoch_checkpoint(run_dir, {
-                    "signature": sig, "epoch": epoch, "weights": self._weights(), **chosen,
-                    "adam_user": opts[id(self.user_net_)].state_dict(),
-                    "adam_movie": opts[id(self.movie_net_)].state_dict(), "sgd": sgd.state_dict(),
-                    "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                    "history": self.history_})
-        reporter.finish()
-        if chosen["best"] is not None:
-            self._load_weights(chosen["best"])
-            self.best_epoch_ = int(np.argmin([h["valid_rmse"] for h in self.history_]) + 1)
-        else:
-            self.best_epoch_ = len(self.history_)
+        res = Trainer(task, cfg, reporter=reporter, run_dir=run_dir, resume=resume,
+                      signature={"model": self.name, "n_users": train.n_users, "n_items": train.n_items,
+                                 "n_ratings": train.nnz}).fit(None, valid)
+        self.history_ = res.history
+        self.best_epoch_ = res.best_epoch
 
     def _biases_for(self, side: _Side):
         """A side's (own, other) stationary biases and factors (detached), for the step summary."""
@@ -731,12 +765,6 @@ class RRN(TimeAwarePredict, Model):
         return out.cpu().numpy().astype(np.float32)
 
     # -------------------------------------------------------------- persistence
-    def _weights(self) -> dict:
-        return {"user": copy.deepcopy(self.user_net_.state_dict()),
-                "movie": copy.deepcopy(self.movie_net_.state_dict()),
-                "U": self.U_.detach().clone(), "M": self.M_.detach().clone(),
-                "BU": self.BU_.detach().clone(), "BM": self.BM_.detach().clone()}
-
     def _load_weights(self, w: dict) -> None:
         self.user_net_.load_state_dict(w["user"])
         self.movie_net_.load_state_dict(w["movie"])
