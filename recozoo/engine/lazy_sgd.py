@@ -69,8 +69,9 @@ def _rows_kernel(w, v, last, rows, coef, upto, g, lr, mu, wd, ahead):  # pragma:
     plan = ahead.shape[0] > 0
     b00, b01, b10, b11 = coef[1, 0, 0], coef[1, 0, 1], coef[1, 1, 0], coef[1, 1, 1]
     d = w.shape[1]
-    # serial on purpose: a numba-parallel version (prange, ~5-10% faster per re-feeding batch) aborted a
-    # two-process DDP test at exit once in a fresh environment ("terminate called without an active exception")
+    # serial: the passes are memory-bound; rows split over a second thread were not faster on the 2-core
+    # benchmark machine (README, "Speed (CPU)"), and numba's own threading layer beside torch's OpenMP is
+    # one more thing to go wrong
     for i in range(rows.shape[0]):
         r = rows[i]
         k = upto - last[r]
