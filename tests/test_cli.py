@@ -91,6 +91,11 @@ def test_presplit_reference_tsv_layout(netflix_sample_dir, home, tmp_path):
     assert t["n_scored"] + t["n_dropped"] == t["n_total"]
     assert t["n_dropped"] == t["n_unknown_user"] + t["n_unknown_item"]
     assert np.isfinite(t["rmse"])
+    # no VALID part: --refit has nothing to choose the recipe on -> one line, before any fitting
+    p = run_cli("fit", "bias", "--dataset", "nf-sample", "--refit", "--out", tmp_path / "refit", "-q",
+                env=home, check=False)
+    assert_one_line_error(p, "--refit", "no VALID")
+    assert not (tmp_path / "refit" / "model.rcz").exists()
 
 
 def test_synthetic_offline_quickstart(home, tmp_path):

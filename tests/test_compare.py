@@ -177,6 +177,11 @@ def test_compare_refit_scores_the_refitted_models(tmp_path):
     again = run_cli("compare", *SMALL, "--models", "bias", "--seeds", "1", "--out", out, "--format", "json",
                     "-q", env=env)
     assert "reused" not in again.stderr and json.loads(again.stdout)["refit"] is False
+    # the same through an experiment file: refit = true, nothing refitted again (same config hash)
+    cfg = tmp_path / "refit.toml"
+    cfg.write_text('models = ["bias"]\nseeds = [0]\nrefit = true\n')
+    by_file = run_cli("compare", *SMALL, "--config", cfg, "--out", out, "--format", "json", "-q", env=env)
+    assert json.loads(by_file.stdout)["refit"] is True and "reused 1" in by_file.stderr
 
 
 def test_config_file_and_shipped_configs(tmp_path):
@@ -313,11 +318,14 @@ def test_ranking_only_model_never_gets_an_rmse(tmp_path):
     (["--models", "bias", "--metrics", "rmse,ndcg"], "unknown metric"),
     (["--models", "bias", "--format", "xml"], "--format"),
     (["--models", "bias", "--config", "BAD_TOML"], "not valid TOML"),
+    (["--models", "bias", "--config", "REFIT_TOML"], "refit must be true or false"),
 ])
 def test_bad_input_is_one_line_error(args, needle, tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('dataset = "synthetic"\nmodels = [bias\n')
-    args = [str(bad) if a == "BAD_TOML" else a for a in args]
+    refit = tmp_path / "refit.toml"
+    refit.write_text('dataset = "synthetic"\nmodels = ["bias"]\nrefit = "yes"\n')
+    args = [{"BAD_TOML": str(bad), "REFIT_TOML": str(refit)}.get(a, a) for a in args]
     p = run_cli("compare", *SMALL, "--out", tmp_path / "o", *args, check=False,
                 env={"RECOZOO_DATA": str(tmp_path / "home")})
     assert_one_line_error(p, needle)

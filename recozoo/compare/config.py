@@ -182,6 +182,10 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         if not isinstance(raw["split_seed"], int) or isinstance(raw["split_seed"], bool):
             raise RecozooError(f"{path}: split_seed must be an integer")
         out["split_seed"] = raw["split_seed"]
+    if "refit" in raw:
+        if not isinstance(raw["refit"], bool):
+            raise RecozooError(f"{path}: refit must be true or false, got {raw['refit']!r}")
+        out["refit"] = raw["refit"]
     for key in ("device", "source"):
         if key in raw:
             if not isinstance(raw[key], str):
@@ -247,13 +251,7 @@ def build_config(*, file: dict[str, Any] | None = None, dataset: str | None = No
         device=device or file.get("device", "auto"),
         source=source or file.get("source"),
         data_params={**file.get("data_params", {}), **(data_params or {})},
-        refit=_refit_flag(refit if refit is not None else file.get("refit", False)))
-
-
-def _refit_flag(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise SettingsError(f"refit must be true or false, got {value!r}")
-    return value
+        refit=refit if refit is not None else file.get("refit", False))
 
 
 def config_hash(obj: Any) -> str:
