@@ -301,9 +301,8 @@ def main(argv=None) -> int:
 
 
 def _write_json(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(rows, indent=1))
-    os.replace(tmp, path)
+    from recozoo.models.base import atomic_write_bytes
+    atomic_write_bytes(path, json.dumps(rows, indent=1).encode())
 
 
 if __name__ == "__main__":

@@ -147,8 +147,7 @@ def refit(model, split: Split, *, reporter=None, run_dir=None):
     """
     if split.valid is None or split.valid.nnz == 0:
         raise RecozooError(f"refit needs a VALID part, and {split.name} has none")
-    values = {**settings_to_dict(model.settings), **model.refit_settings()}
-    new = type(model)(settings=values, seed=model.seed, device=model.device, clip=model.clip)
+    new = model.refit_copy()
     if model.needs_valid:
         return new.fit(split.train, split.valid, reporter=reporter, run_dir=run_dir)
     return new.fit(split.train_and_valid(), None, reporter=reporter, run_dir=run_dir)

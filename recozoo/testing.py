@@ -326,11 +326,10 @@ def check_model(model_cls_or_factory, *, settings: dict[str, Any] | None = None,
 
 def _check_refit(model, split, fail, pu, pi) -> None:
     from recozoo.search import refit
-    from recozoo.settings import settings_to_dict
     over = model.refit_settings()
     fail("refit", isinstance(over, dict), f"refit_settings() returned {type(over).__name__}, not a dict")
     try:
-        type(model)(settings={**settings_to_dict(model.settings), **over})
+        model.refit_copy()
     except SettingsError as e:
         fail("refit", False, f"refit_settings() {over} are not valid settings: {e}")
     with tempfile.TemporaryDirectory() as tmp, _registered(type(model)):

@@ -10,7 +10,7 @@ import torch
 
 from recozoo.engine import EngineConfig, Loss, RowMatrix, Trainer
 from recozoo.engine.checkpoint import BEST, LAST
-from recozoo.models.deeprec import AutoencoderNet, AutoencoderTask, DeepRec
+from recozoo.models.deeprec import AutoencoderTask, DeepRec
 from recozoo.progress import Reporter
 
 from _torch_small import one_thread, small_split

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 
-import numpy as np
 import pytest
 
 from cli_helpers import RECOZOO, assert_one_line_error, run_cli, run_json

@@ -233,7 +233,6 @@ class LazySGD(torch.optim.Optimizer):
                 loss = closure()
         for group in self.param_groups:
             hp = self._hp(group)
-            lr, mu, wd = hp
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -247,60 +246,66 @@ class LazySGD(torch.optim.Optimizer):
                 if "last" in st and st["hp"] != hp:       # schedule changed: settle with the old values
                     self._catch_up(p, st, st["hp"], None, int(st["t"]))
                 t = int(st["t"]) + 1
-                v = st["momentum_buffer"]
-                g = p.grad
-                if g.is_sparse:
-                    if "last" not in st:
-                        st["last"] = torch.full((p.shape[0],), t - 1, dtype=torch.int64, device=p.device)
-                    st["hp"] = hp
-                    rows, gv = g._indices()[0], g._values()
-                    if not g.is_coalesced() and not bool((rows[1:] > rows[:-1]).all()):
-                        g = g.coalesce()                 # duplicate rows (e.g. tied weights): sum them
-                        rows, gv = g.indices()[0], g.values()
-                    planned = st.pop("planned", None)
-                    if planned is not None and not bool(torch.isin(rows, planned).all()):
-                        raise RuntimeError("LazySGD: a row-sparse gradient has rows outside the planned "
-                                           "ones, which were already moved one step ahead")
-                    if self._kernel_ok(p):
-                        self._kernel(p, st, hp, rows, t - 1, gv)
-                        st["t"] = t
-                        continue
-                    self._catch_up(p, st, hp, rows, t - 1)
-                    w_rows = p.data[rows]
-                    d = gv + wd * w_rows if wd else gv
-                    v_rows = v[rows].mul_(mu).add_(d) if mu else d
-                    v[rows] = v_rows
-                    p.data[rows] = w_rows - lr * v_rows
-                    st["last"][rows] = t
+                if p.grad.is_sparse:
+                    self._sparse_step(p, st, hp, t, p.grad)
                 else:
-                    fused = self._kernel_ok(p) and g.dtype == p.dtype and g.is_contiguous() and v.is_contiguous()
-                    if "planned" in st:
-                        raise RuntimeError("LazySGD: a dense gradient came where a planned row-sparse "
-                                           "step was due")
-                    if "last" in st:
-                        st["hp"] = hp
-                        if fused:      # catch-up and update in one pass per row (w, v read and written once)
-                            plan = self.next_rows.get(p) if self.next_rows else None
-                            ahead = None
-                            if plan is not None:   # rows the next (sparse) step leaves alone: take it now
-                                ahead = np.ones(p.shape[0], dtype=np.uint8)
-                                ahead[plan.cpu().numpy()] = 0
-                                st["planned"] = plan
-                            self._kernel(p, st, hp, None, t - 1, g, ahead)
-                            st["t"] = t
-                            continue
-                        self._catch_up(p, st, hp, None, t - 1)
-                        st["last"].fill_(t)
-                    if fused:
-                        _dense_kernel(p.data.view(-1).numpy(), v.view(-1).numpy(), g.view(-1).numpy(), lr, mu, wd)
-                        st["t"] = t
-                        continue
-                    d = g.add(p.data, alpha=wd) if wd else g
-                    if mu:
-                        v.mul_(mu).add_(d)
-                        p.data.add_(v, alpha=-lr)
-                    else:
-                        v.copy_(d)
-                        p.data.add_(d, alpha=-lr)
+                    self._dense_step(p, st, hp, t, p.grad)
                 st["t"] = t
         return loss
+
+    def _sparse_step(self, p: torch.Tensor, st: dict, hp, t: int, g: torch.Tensor) -> None:
+        """Step ``t`` for a row-sparse gradient: only its rows move (after catching them up)."""
+        lr, mu, wd = hp
+        if "last" not in st:
+            st["last"] = torch.full((p.shape[0],), t - 1, dtype=torch.int64, device=p.device)
+        st["hp"] = hp
+        rows, gv = g._indices()[0], g._values()
+        if not g.is_coalesced() and not bool((rows[1:] > rows[:-1]).all()):
+            g = g.coalesce()                 # duplicate rows (e.g. tied weights): sum them
+            rows, gv = g.indices()[0], g.values()
+        planned = st.pop("planned", None)
+        if planned is not None and not bool(torch.isin(rows, planned).all()):
+            raise RuntimeError("LazySGD: a row-sparse gradient has rows outside the planned "
+                               "ones, which were already moved one step ahead")
+        if self._kernel_ok(p):
+            self._kernel(p, st, hp, rows, t - 1, gv)
+            return
+        self._catch_up(p, st, hp, rows, t - 1)
+        v = st["momentum_buffer"]
+        w_rows = p.data[rows]
+        d = gv + wd * w_rows if wd else gv
+        v_rows = v[rows].mul_(mu).add_(d) if mu else d
+        v[rows] = v_rows
+        p.data[rows] = w_rows - lr * v_rows
+        st["last"][rows] = t
+
+    def _dense_step(self, p: torch.Tensor, st: dict, hp, t: int, g: torch.Tensor) -> None:
+        """Step ``t`` for a dense gradient: every row moves (lazy rows caught up in the same pass)."""
+        lr, mu, wd = hp
+        v = st["momentum_buffer"]
+        fused = self._kernel_ok(p) and g.dtype == p.dtype and g.is_contiguous() and v.is_contiguous()
+        if "planned" in st:
+            raise RuntimeError("LazySGD: a dense gradient came where a planned row-sparse step was due")
+        if "last" in st:
+            st["hp"] = hp
+            if fused:      # catch-up and update in one pass per row (w, v read and written once)
+                plan = self.next_rows.get(p) if self.next_rows else None
+                ahead = None
+                if plan is not None:   # rows the next (sparse) step leaves alone: take it now
+                    ahead = np.ones(p.shape[0], dtype=np.uint8)
+                    ahead[plan.cpu().numpy()] = 0
+                    st["planned"] = plan
+                self._kernel(p, st, hp, None, t - 1, g, ahead)
+                return
+            self._catch_up(p, st, hp, None, t - 1)
+            st["last"].fill_(t)
+        if fused:
+            _dense_kernel(p.data.view(-1).numpy(), v.view(-1).numpy(), g.view(-1).numpy(), lr, mu, wd)
+            return
+        d = g.add(p.data, alpha=wd) if wd else g
+        if mu:
+            v.mul_(mu).add_(d)
+            p.data.add_(v, alpha=-lr)
+        else:
+            v.copy_(d)
+            p.data.add_(d, alpha=-lr)

@@ -345,6 +345,7 @@ class Trainer:
             try:
                 module.load_state_dict(ck["module"])
                 for name, o in opts.items():
+                    # ("optimizer": checkpoints written before the engine knew several optimisers)
                     o.load_state_dict(ck["optimizers"][name] if "optimizers" in ck else ck["optimizer"])
                 if hasattr(self.task, "load_state_dict"):
                     self.task.load_state_dict(ck["task"])
@@ -368,8 +369,9 @@ class Trainer:
             net = DDP(module, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
         tb = self._open_tensorboard()
 
-        rows_all = np.zeros(0, dtype=np.int64) if own_batches else np.flatnonzero(train.lengths() > 0)
-        gb = cfg.batch_size or max(rows_all.size, 1)
+        if not own_batches:
+            rows_all = np.flatnonzero(train.lengths() > 0)
+            gb = cfg.batch_size or max(rows_all.size, 1)
         # with lazy rows, a task may name the rows the next batch's first (sparse) step will touch, so
         # the optimiser can fold that step's zero-gradient part into this batch's last dense step
         plan_next = self.row_sparse and hasattr(self.task, "next_step_rows")
@@ -488,8 +490,7 @@ class Trainer:
                     dist.all_gather_object(gathered, torch.get_rng_state())
                     rngs = gathered
                 save_checkpoint(self.run_dir / LAST, {
-                    "module": module.state_dict(), "optimizer": opt.state_dict(),
-                    **({"optimizers": {k: o.state_dict() for k, o in opts.items()}} if len(opts) > 1 else {}),
+                    "module": module.state_dict(), "optimizers": {k: o.state_dict() for k, o in opts.items()},
                     **({"task": self.task.state_dict()} if hasattr(self.task, "state_dict") else {}),
                     "scheduler": sched.state_dict() if sched is not None else None,
                     "scaler": scaler.state_dict() if scaler is not None else None,

@@ -151,7 +151,8 @@ def load_epoch_checkpoint(run_dir, signature: list) -> dict | None:
 
 
 def new_selection() -> dict:
-    """Best-on-VALID bookkeeping of the temporal models' epoch loops (the keys their checkpoints store)."""
+    """Best-on-VALID bookkeeping of TimeSVD++'s epoch loop (the keys its checkpoints store; RRN, a torch
+    model, trains through recozoo.engine instead)."""
     return {"best": None, "best_rmse": float("inf"), "bad": 0, "stopped": False}
 
 

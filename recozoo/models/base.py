@@ -156,6 +156,12 @@ class Model(ABC):
             return out
         return {}
 
+    def refit_copy(self) -> "Model":
+        """An unfitted model of this class with this fit's settings plus :meth:`refit_settings`,
+        the same seed, device and clipping — what a refit on TRAIN ∪ VALID fits."""
+        values = {**settings_to_dict(self.settings), **self.refit_settings()}
+        return type(self)(settings=values, seed=self.seed, device=self.device, clip=self.clip)
+
     def _check_fitted(self) -> None:
         if self.n_users_ is None:
             raise NotFittedError(f"{self.name}: fit or load the model first")

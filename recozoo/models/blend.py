@@ -37,7 +37,7 @@ import numpy as np
 
 from recozoo.errors import RecozooError, SettingsError
 from recozoo.models.base import Model
-from recozoo.settings import BaseSettings, parse_assignments, setting, settings_to_dict
+from recozoo.settings import BaseSettings, parse_assignments, setting
 
 __all__ = ["Blend", "BlendSettings", "parse_components", "ML100K_COMPONENTS", "MODELS"]
 
@@ -154,12 +154,9 @@ class Blend(Model):
         """
         refitted = []
         for i, comp in enumerate(self.components_):
-            cls = type(comp)
-            values = {**settings_to_dict(comp.settings), **comp.refit_settings()}
             reporter.message(f"blend: refitting {comp.name} ({i + 1}) on train+valid")
             sub = run_dir / f"{i}-{comp.name}-refit" if run_dir else None
-            refitted.append(cls(settings=values, seed=self.seed, device=self.device).fit(
-                full, None, reporter=reporter, run_dir=sub))
+            refitted.append(comp.refit_copy().fit(full, None, reporter=reporter, run_dir=sub))
         self.components_ = refitted
         self._remember_training(full)   # a loaded blend hands these to its components
 

@@ -451,8 +451,8 @@ class _EpochBatches:
         t = self.task
         for phase in t.phases:
             with torch.no_grad():
-                t.other_dyn = t.model._all_dynamic(phase.other_side, phase.other_net)
-            t.local = np.empty(phase.side.keys.size, dtype=np.int64)
+                other_dyn = t.model._all_dynamic(phase.other_side, phase.other_net)
+            local = np.empty(phase.side.keys.size, dtype=np.int64)    # scratch: pair -> row of the batch
             ents = np.arange(phase.side.n_ent, dtype=np.int64)
             batches = _batches(ents, np.diff(phase.side.seq_indptr), phase.size, t.rng)
             for bi in t.rng.permutation(len(batches)):
@@ -462,7 +462,7 @@ class _EpochBatches:
                     continue
                 if phase.r_perm is not None:
                     sel = phase.r_perm[sel]
-                yield (phase, lay, sel), int(sel.size)
+                yield (phase, other_dyn, local, lay, sel), int(sel.size)
 
 
 class _RRNTask:
@@ -483,7 +483,6 @@ class _RRNTask:
         self.user_indptr = np.asarray(train.indptr, np.int64)
         self.rng = np.random.default_rng(model.seed)
         self.phases: list[_Phase] = []
-        self.other_dyn = self.local = None
 
     def build_module(self) -> nn.Module:
         m = self.model
@@ -502,18 +501,18 @@ class _RRNTask:
         return _EpochBatches(self)
 
     def train_losses(self, net, batch) -> Iterator[Loss]:
-        phase, lay, sel_np = batch
+        phase, other_dyn, local, lay, sel_np = batch
         m, s, dev = self.model, self.model.settings, self.model._dev
         side = phase.side
         sel = torch.from_numpy(sel_np).to(dev)
-        self.local[lay.pairs] = np.arange(lay.pairs.size)
+        local[lay.pairs] = np.arange(lay.pairs.size)
         Hs, _, _ = _forward(side, phase.net, lay, dev, dropout=s.dropout, biases=m._biases_for(side))
         dyn = phase.net.out(Hs)
         own_pair = side.rating_pair
         oth_pair = phase.other_side.rating_pair
-        mine = torch.from_numpy(self.local[own_pair[sel_np]]).to(dev)
+        mine = torch.from_numpy(local[own_pair[sel_np]]).to(dev)
         uu, ii = self.users[sel], self.items[sel]
-        d_own, d_oth = dyn[mine], self.other_dyn[torch.from_numpy(oth_pair[sel_np]).to(dev)]
+        d_own, d_oth = dyn[mine], other_dyn[torch.from_numpy(oth_pair[sel_np]).to(dev)]
         du, dm = (d_own, d_oth) if phase.user_side else (d_oth, d_own)
         err = self.r[sel] - m._score(du, dm, uu, ii)
         penalty = s.reg_stationary * ((m.U_[uu] ** 2).sum() + (m.M_[ii] ** 2).sum())
@@ -524,9 +523,6 @@ class _RRNTask:
 
     def valid_rmse(self, module: nn.Module, valid: RatingsTable) -> float:
         return rmse(self.model.predict_table(valid), valid.ratings)
-
-    def eval_sse(self, module, inputs, targets):       # (row tasks' hook; RRN scores VALID by time)
-        raise NotImplementedError
 
     def state_dict(self) -> dict:
         return {"rng": self.rng.bit_generator.state}
