@@ -188,13 +188,15 @@ def run_floor(args, reps: int = 2) -> dict:
     split = data(args.users, args.items, args.ratings, args.seed)
     rm = RowMatrix.from_table(split.train)
     order = np.random.default_rng(args.seed).permutation(rm.n_rows)
+    bs = SETTINGS["batch_size"]
+    layers = tuple(int(x) for x in SETTINGS["layers"].split(","))
     batches = []
-    for s in range(0, rm.n_rows, 128):
-        b = rm.take(order[s:s + 128])
+    for s in range(0, rm.n_rows, bs):
+        b = rm.take(order[s:s + bs])
         batches.append((CompactPattern.from_csr(b.offsets, b.cols, rm.n_cols), b.vals))
     torch.manual_seed(args.seed)
-    d = 512
-    net = AutoencoderNet(rm.n_cols, (d, 512, 1024), "selu", dropout=0.8)
+    d = layers[0]
+    net = AutoencoderNet(rm.n_cols, layers, SETTINGS["activation"], dropout=SETTINGS["dropout"])
     w_in, w_out = net.w_in.detach().clone(), net.w_out.detach().clone()
     v_in, v_out = torch.zeros_like(w_in), torch.zeros_like(w_out)
     coef = np.eye(2)[None].repeat(2, 0)
@@ -225,14 +227,15 @@ def run_floor(args, reps: int = 2) -> dict:
         best = {k: min(best[k], t[k]) for k in best}
     touched = float(np.mean([p.n_local for p, _ in batches]))
     return {k: round(v, 3) for k, v in best.items()} | {
-        "epoch_s": round(sum(best.values()), 3), "batches": len(batches), "touched_rows_per_batch": round(touched)}
+        "epoch_s": round(sum(best.values()), 3), "batches": len(batches), "sweeps": reps,
+        "touched_rows_per_batch": round(touched)}
 
 
 def print_floor(fl: dict, peak_gflops: float | None, users: int, measured: float | None) -> None:
-    mid = [512, 512, 1024]
+    mid = [int(x) for x in SETTINGS["layers"].split(",")]       # encoder and mirrored decoder, fwd + bwd
     flop = 3 * 2 * 2 * sum(mid[i] * mid[i + 1] for i in range(len(mid) - 1)) * users
     ref = REFERENCE["epoch_s"]
-    print(f"refeed-0 epoch, its parts alone (best of 2 sweeps over {fl['batches']} batches, "
+    print(f"refeed-0 epoch, its parts alone (best of {fl['sweeps']} sweeps over {fl['batches']} batches, "
           f"{fl['touched_rows_per_batch']:,} touched rows of each matrix per batch):")
     print(f"  middle layers forward + backward {fl['middle']:.2f} s ({flop / 1e9:.0f} GFLOP"
           + (f"; {flop / peak_gflops / 1e9:.2f} s at the measured {peak_gflops} GFLOP/s peak" if peak_gflops else "")
