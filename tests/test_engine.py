@@ -7,6 +7,8 @@ import json
 import numpy as np
 import pytest
 import torch
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from recozoo.engine import EngineConfig, Loss, RowMatrix, Trainer
 from recozoo.engine.checkpoint import BEST, LAST
@@ -220,3 +222,16 @@ def test_task_with_own_batches_and_optimisers(tmp_path):
     again = Trainer(_OwnBatchesTask(), cfg, run_dir=tmp_path / "r", resume=True).fit(None, None)
     assert torch.equal(again.module.a, res.module.a) and torch.equal(again.module.b, res.module.b)
     assert [h["epoch"] for h in again.history] == [1, 2]
+
+
+@settings(max_examples=300, deadline=None)
+@given(world=st.integers(1, 64), count=st.integers(1, 2**40), sse=st.floats(0, 1e9, width=32, allow_subnormal=False))
+@example(world=3, count=7, sse=1.0)          # world / count rounds differently from reciprocal * world
+def test_host_count_scale_is_bit_identical_to_the_device_tensor_division(world, count, sse):
+    """The engine keeps a single process's step count on the host (no ``.item()`` sync per step on a
+    GPU); its DDP-mean factor must give the very objective the former float32 tensor division gave,
+    or every seeded result would drift."""
+    from recozoo.engine.trainer import _mean_scale
+    loss = torch.tensor(sse, dtype=torch.float32)
+    device_side = loss * (world / torch.tensor(float(count), dtype=torch.float64).float())
+    assert torch.equal(loss * _mean_scale(world, count), device_side)

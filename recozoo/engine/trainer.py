@@ -151,6 +151,12 @@ def _make_optimizer(cfg: EngineConfig, params):
     raise SettingsError(f"optimizer {o!r}: expected one of {', '.join(OPTIMIZERS)}")
 
 
+def _mean_scale(world: int, count: float) -> float:
+    """``world / count`` (the DDP-mean factor of a summed loss) rounded exactly as float32 tensors compute
+    it — ``reciprocal(count) * world`` — so the host-side count gives bit-identical objectives."""
+    return float(np.float32(1.0) / np.float32(count) * np.float32(world))
+
+
 def _lbfgs_closure(task, net, batch, opt, first_obj, rt, gcnt):
     """L-BFGS closure: its first call returns the objective already back-propagated at the
     current weights; later calls (the line search) recompute the task's first loss on the same batch."""
@@ -162,7 +168,7 @@ def _lbfgs_closure(task, net, batch, opt, first_obj, rt, gcnt):
         opt.zero_grad(set_to_none=True)
         with rt.autocast():
             loss = next(iter(task.train_losses(net, batch)))
-        obj = loss.sse.float() * (rt.world / gcnt.float())
+        obj = loss.sse.float() * _mean_scale(rt.world, gcnt)
         if loss.penalty is not None:
             obj = obj + loss.penalty
         obj.backward()
@@ -174,6 +180,7 @@ def _make_scheduler(cfg: EngineConfig, opt):
     if cfg.optimizer == "momentum" and cfg.milestones:
         return torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(cfg.milestones), gamma=cfg.gamma)
     return None
+
 
 
 class Trainer:
@@ -256,6 +263,14 @@ class Trainer:
                 upcoming = train.take(order[s + gb:s + 2 * gb]).to(rt.device)
                 plan = self.task.next_step_rows(module, upcoming) or None
             yield batch, glob.size, plan
+
+    @staticmethod
+    def _global_count(count: int | float, rt: Runtime) -> float:
+        """The step's count over every process. A single process keeps it on the host: a device
+        tensor read back with ``.item()`` would wait for the GPU at every step."""
+        if not rt.distributed:
+            return float(count)
+        return float(rt.all_reduce_sum(torch.tensor(float(count), dtype=torch.float64, device=rt.device)).item())
 
     @staticmethod
     def _step_named(opts: dict[str, torch.optim.Optimizer], loss: Loss, obj: torch.Tensor) -> None:
@@ -398,11 +413,10 @@ class Trainer:
                         loss = next(gen, None)
                     if loss is None:
                         break
-                    cnt = torch.as_tensor(loss.count, dtype=torch.float64, device=rt.device)
-                    gcnt = rt.all_reduce_sum(cnt.clone()) if rt.distributed else cnt
-                    if gcnt.item() == 0:
+                    gcnt = self._global_count(loss.count, rt)
+                    if gcnt == 0:
                         continue
-                    obj = loss.sse.float() if loss.summed else loss.sse.float() * (rt.world / gcnt.float())
+                    obj = loss.sse.float() if loss.summed else loss.sse.float() * _mean_scale(rt.world, gcnt)
                     if loss.penalty is not None:
                         obj = obj + loss.penalty
                     if own_batches:
@@ -429,7 +443,7 @@ class Trainer:
                             opt.step()
                     if loss.report:
                         ep_sse += loss.sse.detach().double()
-                        ep_cnt += float(cnt.item())
+                        ep_cnt += float(loss.count)
                 pending += units
                 done += units
                 now = time.perf_counter()
