@@ -11,11 +11,13 @@ any set of rows with one vectorised index computation and returns a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import torch
 
 from recozoo.data.table import RatingsTable
+from recozoo.engine.sparse_ops import CompactPattern
 
 __all__ = ["RowMatrix", "RowBatch"]
 
@@ -45,6 +47,12 @@ class RowBatch:
         return RowBatch(self.rows, self.offsets.to(device, non_blocking=nb),
                         self.cols.to(device, non_blocking=nb), self.vals.to(device, non_blocking=nb),
                         self.n_cols)
+
+    @cached_property
+    def pattern(self) -> CompactPattern:
+        """The stored entries with their columns renumbered (:class:`CompactPattern`), built once per
+        batch: the engine's next-rows plan and the sparse step both need its distinct columns."""
+        return CompactPattern.from_csr(self.offsets, self.cols, self.n_cols)
 
     def row_index(self) -> torch.Tensor:
         """Batch-local row of every stored entry (nnz,), int64."""

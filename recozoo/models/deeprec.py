@@ -248,8 +248,7 @@ class AutoencoderTask:
         if self.noise > 0:
             vals = F.dropout(vals, self.noise, training=True)
         if batch.cols.device.type in ("cpu", "cuda"):     # CSR kernels; the gather path elsewhere (mps)
-            pred, y = net("compact", CompactPattern.from_csr(batch.offsets, batch.cols, batch.n_cols), vals,
-                          want_dense=self.refeed > 0)
+            pred, y = net("compact", batch.pattern, vals, want_dense=self.refeed > 0)
         else:
             rows = batch.row_index()
             pred, y = net("sparse", batch.offsets, batch.cols, vals, rows, batch.cols,
@@ -274,7 +273,7 @@ class AutoencoderTask:
         """
         if self.refeed == 0 or module.tied or batch.cols.device.type not in ("cpu", "cuda"):
             return {}
-        return {module.w_in: torch.unique(batch.cols)}
+        return {module.w_in: batch.pattern.cols_global}
 
     def eval_sse(self, module, inputs: RowBatch, targets: RowBatch):
         pred = module.decode_at(module.encode_sparse(inputs.offsets, inputs.cols, inputs.vals),
