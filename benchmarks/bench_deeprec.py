@@ -28,8 +28,8 @@ import resource
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 import time
+from pathlib import Path
 
 REFERENCE = {"epoch_s": 47.0, "ratings_per_s": 38_000.0, "eval_s": 134.0, "peak_mib": 932.0}
 SETTINGS = {"layers": "512,512,1024", "activation": "selu", "dropout": 0.8, "refeed": 1, "batch_size": 128,

@@ -182,7 +182,6 @@ def _make_scheduler(cfg: EngineConfig, opt):
     return None
 
 
-
 class Trainer:
     """Train ``task`` on CSR rows; see the module docstring for the loss contract.
 
