@@ -62,6 +62,40 @@ def test_lazy_equals_dense_sgd(seed, momentum, wd, steps, lr_change, flush_at):
                               rtol=1e-9, atol=1e-10)
 
 
+@pytest.mark.parametrize("path", ["kernel", "torch-ops"])
+def test_rows_idle_for_many_steps_catch_up_exactly(path, monkeypatch):
+    """Rows untouched for hundreds of steps (past the 64-entry start of the M^k table), a schedule
+    change and a state round trip into a new optimiser in between: still torch.optim.SGD's trajectory.
+    The torch-ops path (CUDA's) looks M^k up with a bound kept on the host; a bound that is too small
+    or stale after loading a state would index past the table or pick wrong powers."""
+    if path == "torch-ops":
+        monkeypatch.setattr(LazySGD, "_kernel_ok", staticmethod(lambda p: False))
+    n, d = 40, 3
+    gen = torch.Generator().manual_seed(3)
+    w0 = torch.randn(n, d, generator=gen, dtype=torch.float64)
+    lazy_p, ref_p = torch.nn.Parameter(w0.clone()), torch.nn.Parameter(w0.clone())
+    lazy = LazySGD([lazy_p], lr=0.05, momentum=0.9, weight_decay=0.01)
+    ref = torch.optim.SGD([ref_p], lr=0.05, momentum=0.9, weight_decay=0.01)
+    rng = np.random.default_rng(3)
+    for t in range(400):
+        if t == 150:                              # a checkpoint: state into a new optimiser
+            state = copy.deepcopy(lazy.state_dict())
+            lazy = LazySGD([lazy_p], lr=0.05, momentum=0.9, weight_decay=0.01)
+            lazy.load_state_dict(state)
+        if t == 250:
+            for o in (lazy, ref):
+                o.param_groups[0]["lr"] = 0.02
+        # rows 0-4 every step; row 5 + k*7 only every 90th step: idle gaps of 89 steps and more
+        rows = np.arange(5) if t % 90 else np.concatenate([np.arange(5), np.arange(5, n, 7)])
+        lazy_p.grad = _sparse_rows(rows, torch.randn(rows.size, d, generator=gen, dtype=torch.float64), n)
+        ref_p.grad = lazy_p.grad.to_dense()
+        lazy.step(), ref.step()
+        if rng.random() < 0.05:
+            lazy.sync_rows(lazy_p, torch.as_tensor(np.unique(rng.integers(0, n, 6))))
+    lazy.flush()
+    assert torch.allclose(lazy_p.data, ref_p.data, rtol=1e-9, atol=1e-10)
+
+
 def test_planned_rows_fold_the_next_sparse_step_into_the_dense_one():
     """next_rows: a dense step also takes the next step's zero-gradient update of the other rows; the
     trajectory stays torch.optim.SGD's, and any use the plan did not foresee is an error."""

@@ -113,7 +113,9 @@ class LazySGD(torch.optim.Optimizer):
         if lr < 0 or momentum < 0 or weight_decay < 0:
             raise ValueError("LazySGD: lr, momentum and weight_decay must be >= 0")
         super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay))
-        self._powers: dict[tuple[float, float, float], torch.Tensor] = {}
+        self._powers: dict[tuple[float, float, float], np.ndarray] = {}
+        #: the M^k table copied to a device and dtype: {(device, dtype): (numpy table it copies, tensor)}
+        self._device_tables: dict[tuple[torch.device, torch.dtype], tuple[np.ndarray, torch.Tensor]] = {}
         #: set by the engine before a step: {parameter: the rows the *next* step's row-sparse gradient
         #: will have}. A dense step of such a parameter then also applies the next step's zero-gradient
         #: update to every other row in the same pass (see :meth:`step`); None = no plan
@@ -134,10 +136,26 @@ class LazySGD(torch.optim.Optimizer):
             self._powers = {hp: table}          # one schedule value at a time
         return table
 
-    def _coefficients(self, hp: tuple[float, float, float], k: torch.Tensor) -> torch.Tensor:
-        """(len(k), 2, 2) float64: M^k for each entry of ``k`` (int64, >= 0)."""
-        kmax = int(k.max().item()) if k.numel() else 0
-        return torch.from_numpy(self._table(hp, kmax)[k.cpu().numpy()])
+    def _coefficients(self, hp: tuple[float, float, float], k: torch.Tensor, kmax: int,
+                      dtype: torch.dtype) -> torch.Tensor:
+        """(len(k), 2, 2) in ``dtype``: M^k for each entry of ``k`` (int64, 0 <= k <= ``kmax``), looked
+        up where ``k`` lives. ``kmax`` is a bound known on the host, so neither ``k`` nor its maximum
+        is copied back: on a GPU the step does not wait for the device."""
+        table = self._table(hp, kmax)
+        key = (k.device, dtype)
+        cached = self._device_tables.get(key)
+        if cached is None or cached[0] is not table:
+            cached = (table, torch.from_numpy(table).to(device=k.device, dtype=dtype))
+            self._device_tables[key] = cached
+        return cached[1][k]
+
+    @staticmethod
+    def _oldest(st: dict) -> int:
+        """A step no row's ``last`` is below, kept on the host: set whenever every row is brought to one
+        step (first sparse step, full catch-up, dense step); after loading a state, read once."""
+        if "oldest" not in st:
+            st["oldest"] = int(st["last"].min())
+        return st["oldest"]
 
     @staticmethod
     def _kernel_ok(p: torch.Tensor) -> bool:
@@ -162,13 +180,16 @@ class LazySGD(torch.optim.Optimizer):
     def _catch_up(self, p: torch.Tensor, st: dict, hp, rows: torch.Tensor | None, upto: int) -> None:
         """Apply the zero-gradient steps ``last+1..upto`` to ``rows`` (all rows if None)."""
         if self._kernel_ok(p):
-            return self._kernel(p, st, hp, rows, upto, None)
+            self._kernel(p, st, hp, rows, upto, None)
+            if rows is None:
+                st["oldest"] = upto
+            return
         last = st["last"]
         lr_rows = last if rows is None else last[rows]
         k = upto - lr_rows
-        if not bool((k > 0).any()):
+        if p.device.type == "cpu" and not bool((k > 0).any()):    # (on a GPU this test would be a sync)
             return
-        c = self._coefficients(hp, k).to(device=p.device, dtype=p.dtype)
+        c = self._coefficients(hp, k, upto - self._oldest(st), p.dtype)
         shape = (-1,) + (1,) * (p.dim() - 1)
         v_rows = st["momentum_buffer"] if rows is None else st["momentum_buffer"][rows]
         w_rows = p.data if rows is None else p.data[rows]
@@ -178,6 +199,7 @@ class LazySGD(torch.optim.Optimizer):
             st["momentum_buffer"].copy_(new_v)
             p.data.copy_(new_w)
             last.fill_(upto)
+            st["oldest"] = upto
         else:
             st["momentum_buffer"][rows] = new_v
             p.data[rows] = new_w
@@ -224,6 +246,7 @@ class LazySGD(torch.optim.Optimizer):
         for st in self.state.values():      # torch casts every tensor to the parameter's float dtype
             if "last" in st:
                 st["last"] = st["last"].to(torch.int64)
+                st.pop("oldest", None)      # derived from ``last`` again when first needed
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -258,6 +281,7 @@ class LazySGD(torch.optim.Optimizer):
         lr, mu, wd = hp
         if "last" not in st:
             st["last"] = torch.full((p.shape[0],), t - 1, dtype=torch.int64, device=p.device)
+            st["oldest"] = t - 1
         st["hp"] = hp
         rows, gv = g._indices()[0], g._values()
         if not g.is_coalesced() and not bool((rows[1:] > rows[:-1]).all()):
@@ -296,9 +320,11 @@ class LazySGD(torch.optim.Optimizer):
                     ahead[plan.cpu().numpy()] = 0
                     st["planned"] = plan
                 self._kernel(p, st, hp, None, t - 1, g, ahead)
+                st["oldest"] = t
                 return
             self._catch_up(p, st, hp, None, t - 1)
             st["last"].fill_(t)
+            st["oldest"] = t
         if fused:
             _dense_kernel(p.data.view(-1).numpy(), v.view(-1).numpy(), g.view(-1).numpy(), lr, mu, wd)
             return
