@@ -26,6 +26,12 @@ def _sparse_rows(rows: np.ndarray, values: torch.Tensor, n: int) -> torch.Tensor
     return torch.sparse_coo_tensor(idx, values, (n, values.shape[1]), check_invariants=True)
 
 
+def _lazy_and_reference(w0: torch.Tensor, **hp):
+    """Two copies of ``w0`` as parameters, one under LazySGD, one under torch.optim.SGD (same ``hp``)."""
+    lazy_p, ref_p = torch.nn.Parameter(w0.clone()), torch.nn.Parameter(w0.clone())
+    return lazy_p, ref_p, LazySGD([lazy_p], **hp), torch.optim.SGD([ref_p], **hp)
+
+
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 10_000), momentum=st.sampled_from([0.0, 0.5, 0.9]),
        wd=st.sampled_from([0.0, 0.01]), steps=st.integers(1, 25),
@@ -34,10 +40,7 @@ def test_lazy_equals_dense_sgd(seed, momentum, wd, steps, lr_change, flush_at):
     rng = np.random.default_rng(seed)
     n, d = 12, 3
     w0 = torch.randn(n, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-    lazy_p = torch.nn.Parameter(w0.clone())
-    ref_p = torch.nn.Parameter(w0.clone())
-    lazy = LazySGD([lazy_p], lr=0.1, momentum=momentum, weight_decay=wd)
-    ref = torch.optim.SGD([ref_p], lr=0.1, momentum=momentum, weight_decay=wd)
+    lazy_p, ref_p, lazy, ref = _lazy_and_reference(w0, lr=0.1, momentum=momentum, weight_decay=wd)
     for t in range(steps):
         if t == lr_change:                       # a schedule step between two optimiser steps
             for o in (lazy, ref):
@@ -73,9 +76,7 @@ def test_rows_idle_for_many_steps_catch_up_exactly(path, monkeypatch):
     n, d = 40, 3
     gen = torch.Generator().manual_seed(3)
     w0 = torch.randn(n, d, generator=gen, dtype=torch.float64)
-    lazy_p, ref_p = torch.nn.Parameter(w0.clone()), torch.nn.Parameter(w0.clone())
-    lazy = LazySGD([lazy_p], lr=0.05, momentum=0.9, weight_decay=0.01)
-    ref = torch.optim.SGD([ref_p], lr=0.05, momentum=0.9, weight_decay=0.01)
+    lazy_p, ref_p, lazy, ref = _lazy_and_reference(w0, lr=0.05, momentum=0.9, weight_decay=0.01)
     rng = np.random.default_rng(3)
     for t in range(400):
         if t == 150:                              # a checkpoint: state into a new optimiser
@@ -102,9 +103,7 @@ def test_planned_rows_fold_the_next_sparse_step_into_the_dense_one():
     n, d = 30, 4
     gen = torch.Generator().manual_seed(1)
     w0 = torch.randn(n, d, generator=gen, dtype=torch.float64)
-    lazy_p, ref_p = torch.nn.Parameter(w0.clone()), torch.nn.Parameter(w0.clone())
-    lazy = LazySGD([lazy_p], lr=0.1, momentum=0.9, weight_decay=0.01)
-    ref = torch.optim.SGD([ref_p], lr=0.1, momentum=0.9, weight_decay=0.01)
+    lazy_p, ref_p, lazy, ref = _lazy_and_reference(w0, lr=0.1, momentum=0.9, weight_decay=0.01)
     rng = np.random.default_rng(0)
     sparse = [np.unique(rng.integers(0, n, 8)) for _ in range(6)]
     for t, rows in enumerate(sparse):
