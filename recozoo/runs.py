@@ -132,7 +132,7 @@ def fit_run(cfg: RunConfig, run_dir: str | Path | None = None, *, resume: bool =
     if split is None:
         split = load_split(cfg.dataset, cfg.source, cfg.split_seed, cfg.data_params)
     t_data = time.perf_counter() - t0
-    if cfg.refit and (split.valid is None or split.valid.nnz == 0):
+    if cfg.refit and not split.has_valid:
         raise RecozooError(f"--refit: {cfg.dataset} has no VALID part to choose the recipe on")
     model = cls(settings=settings, seed=cfg.seed, device=cfg.device, clip=None)
     t1 = time.perf_counter()

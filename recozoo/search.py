@@ -88,7 +88,7 @@ def search(model_name: str, split: Split, grid: dict[str, list], n_iter: int | N
     from recozoo.evaluate import evaluate, evaluate_ranking
     from recozoo.registry import get_model
 
-    if split.valid is None or split.valid.nnz == 0:
+    if not split.has_valid:
         raise RecozooError(f"search needs a VALID part, and {split.name} has none")
     cls = get_model(model_name)
     if metric in LOWER_IS_BETTER and not cls.predicts_ratings:
@@ -145,7 +145,7 @@ def refit(model, split: Split, *, reporter=None, run_dir=None):
     blend), which get both parts and refit their components themselves.
     TEST is not read; score it with the returned model, once.
     """
-    if split.valid is None or split.valid.nnz == 0:
+    if not split.has_valid:
         raise RecozooError(f"refit needs a VALID part, and {split.name} has none")
     new = model.refit_copy()
     if model.needs_valid:

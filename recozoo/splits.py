@@ -87,9 +87,14 @@ class Split:
             raise RecozooError(f"{self.name} has no {which} part")
         return t
 
+    @property
+    def has_valid(self) -> bool:
+        """Whether there is a non-empty VALID part (to select on, or to refit with)."""
+        return self.valid is not None and self.valid.nnz > 0
+
     def train_and_valid(self) -> RatingsTable:
         """TRAIN ∪ VALID: what a model is refitted on once VALID has chosen its settings."""
-        if self.valid is None or self.valid.nnz == 0:
+        if not self.has_valid:
             return self.train
         return self.train.union(self.valid, source=f"{self.name} train+valid")
 

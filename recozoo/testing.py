@@ -336,7 +336,7 @@ def _check_refit(model, split, fail, pu, pi) -> None:
         model.save(Path(tmp) / "model.rz")
         again = load_model(Path(tmp) / "model.rz").refit_settings()
     fail("refit", again == over, f"refit_settings() changed after save/load: {over} -> {again}")
-    if split.valid is None or split.valid.nnz == 0:
+    if not split.has_valid:
         return
     new = refit(model, split)
     fail("refit", type(new) is type(model) and new.n_users_ == model.n_users_,

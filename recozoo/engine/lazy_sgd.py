@@ -181,9 +181,13 @@ class LazySGD(torch.optim.Optimizer):
         """Apply the zero-gradient steps ``last+1..upto`` to ``rows`` (all rows if None)."""
         if self._kernel_ok(p):
             self._kernel(p, st, hp, rows, upto, None)
-            if rows is None:
-                st["oldest"] = upto
-            return
+        else:
+            self._catch_up_ops(p, st, hp, rows, upto)
+        if rows is None:
+            st["oldest"] = upto
+
+    def _catch_up_ops(self, p: torch.Tensor, st: dict, hp, rows: torch.Tensor | None, upto: int) -> None:
+        """:meth:`_catch_up` in torch ops (any device and dtype; what CUDA runs)."""
         last = st["last"]
         lr_rows = last if rows is None else last[rows]
         k = upto - lr_rows
@@ -199,7 +203,6 @@ class LazySGD(torch.optim.Optimizer):
             st["momentum_buffer"].copy_(new_v)
             p.data.copy_(new_w)
             last.fill_(upto)
-            st["oldest"] = upto
         else:
             st["momentum_buffer"][rows] = new_v
             p.data[rows] = new_w

@@ -73,6 +73,8 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "selu": F.selu, "elu": F.elu, "lrelu": F.leaky_relu, "relu": F.relu, "relu6": F.relu6,
     "sigmoid": torch.sigmoid, "tanh": torch.tanh, "swish": F.silu, "none": lambda x: x,
 }
+#: devices with torch's sparse CSR kernels (csr_matmul / sampled_dot); elsewhere (mps) a gather path
+CSR_DEVICES = ("cpu", "cuda")
 ActivationName = Literal["selu", "elu", "lrelu", "relu", "relu6", "sigmoid", "tanh", "swish", "none"]
 OptimizerName = Literal["momentum", "sgd", "adam", "adagrad", "rmsprop", "rprop"]
 
@@ -160,7 +162,7 @@ class AutoencoderNet(nn.Module):
         materialises the pairs' gathered rows; otherwise a gather of decoder weight rows.
         """
         w = self.out_weight()
-        if not torch.is_grad_enabled() and h.device.type in ("cpu", "cuda") and t_rows.numel():
+        if not torch.is_grad_enabled() and h.device.type in CSR_DEVICES and t_rows.numel():
             z = sampled_dot_at(h, w, t_rows, t_cols) + self.b_out[t_cols]
         else:
             z = (h[t_rows].float() * w[t_cols]).sum(-1) + self.b_out[t_cols]
@@ -247,7 +249,7 @@ class AutoencoderTask:
         vals = batch.vals
         if self.noise > 0:
             vals = F.dropout(vals, self.noise, training=True)
-        if batch.cols.device.type in ("cpu", "cuda"):     # CSR kernels; the gather path elsewhere (mps)
+        if batch.cols.device.type in CSR_DEVICES:         # CSR kernels; the gather path elsewhere (mps)
             pred, y = net("compact", batch.pattern, vals, want_dense=self.refeed > 0)
         else:
             rows = batch.row_index()
@@ -271,7 +273,7 @@ class AutoencoderTask:
         of it to produce the dense ``y = f(x)`` that re-feeding needs (so a tied ``w_in`` neither);
         without re-feeding there is no dense pass to fold into.
         """
-        if self.refeed == 0 or module.tied or batch.cols.device.type not in ("cpu", "cuda"):
+        if self.refeed == 0 or module.tied or batch.cols.device.type not in CSR_DEVICES:
             return {}
         return {module.w_in: batch.pattern.cols_global}
 

@@ -315,7 +315,7 @@ class GLocalK(AutoencoderModel):
     def refit_settings(self) -> dict[str, Any]:
         """Each stage's VALID-chosen length: ``pre_epochs``/``fine_epochs`` = its best epoch."""
         self._check_fitted()
-        best = getattr(self, "stage_best_epochs_", {}) or {}
+        best = self.stage_best_epochs_        # set by every fit and every load
         out: dict[str, Any] = {"patience": 0}
         if "pretrain" in best:
             out["pre_epochs"] = best["pretrain"]
@@ -325,7 +325,7 @@ class GLocalK(AutoencoderModel):
 
     def _get_state(self) -> dict[str, Any]:
         st = super()._get_state()
-        for stage, ep in (getattr(self, "stage_best_epochs_", {}) or {}).items():
+        for stage, ep in self.stage_best_epochs_.items():
             st[f"best_epoch_{stage}"] = int(ep)
         return st
 
