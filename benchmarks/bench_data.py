@@ -24,7 +24,8 @@ belongs to that phase alone):
 Peak RSS: the child resets its high-water mark (``/proc/self/clear_refs``)
 after imports and a warm-up, then reads ``VmHWM``; ``ru_maxrss`` is the
 fallback where that is unavailable. The machine is shared: CPU time is
-reported beside wall time.
+reported beside wall time. The run's record goes to ``benchmarks/records/data-netflix.json``
+(``--record``), rewritten after every size, for ``benchmarks/render_docs.py``.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _record import Run, add_record_option, record_path  # noqa: E402
 
 N_USERS, N_ITEMS = 480_189, 17_770
 
@@ -208,6 +212,32 @@ def _mib(b: float) -> str:
     return f"{b / 2**20:,.0f} MiB"
 
 
+def tables(figures: dict) -> dict:
+    """The record's tables: every size (parse, load + 4 presets), and recozoo against the reference."""
+    sizes, ref = [], []
+    for label, r in figures["sizes"].items():
+        p, q = r["parse"], r["presets"]
+        sizes.append([f"{p['ratings']:,}", f"{p['wall_s']:.2f} s ({p['cpu_s']:.2f} s)",
+                      f"{p['ratings_per_s_wall'] / 1e6:.2f}M ({p['ratings_per_s_cpu'] / 1e6:.2f}M)",
+                      f"+{p['peak_above_baseline'] / 2**20:.0f} MiB",
+                      f"{p['bytes_per_rating']:.1f} ({p['table_bytes_per_rating']:.1f})",
+                      f"{q['total_s']:.2f} s ({q['total_cpu_s']:.2f} s)", f"+{q['peak_above_baseline'] / 2**20:.0f} MiB"])
+        if "reference" in r:
+            f = r["reference"]
+            ref.append([f"{label} ratings", f"{f['total_s']:.1f} s / {f['total_cpu_s']:.1f} s / "
+                        f"+{f['peak_above_baseline'] / 2**20:.0f} MiB",
+                        f"{q['total_s']:.2f} s / {q['total_cpu_s']:.2f} s / +{q['peak_above_baseline'] / 2**20:.0f} MiB",
+                        f"{r['speedup_total']:.1f}x", f"{r['speedup_total_cpu']:.1f}x", f"{r['memory_ratio']:.1f}x"])
+    out = {"sizes": {"columns": ["ratings", "parse: wall (CPU)", "ratings/s wall (CPU)", "parse peak RSS",
+                                 "bytes/rating (table alone)", "load + 4 presets: wall (CPU)", "presets peak RSS"],
+                     "rows": sizes}}
+    if ref:
+        out["reference"] = {"columns": ["run", "reference: wall / CPU / peak",
+                                        "recozoo load + 4 presets: wall / CPU / peak", "faster (wall)",
+                                        "faster (CPU)", "less memory"], "rows": ref}
+    return out
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="4.4M,5M,20M", help="comma-separated rating counts (K/M suffixes)")
@@ -215,6 +245,7 @@ def main(argv=None) -> None:
                                                              "('' to skip)")
     ap.add_argument("--workdir", default=None, help="where to write the generated text (default: a temp dir)")
     ap.add_argument("--json", default=None, help="write all results to this JSON file")
+    add_record_option(ap)
     ap.add_argument("--phase", default=None, help=argparse.SUPPRESS)
     ap.add_argument("args", nargs="*", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -228,6 +259,7 @@ def main(argv=None) -> None:
     ref = a.reference_size.strip()
     if ref and ref not in sizes:
         sizes.insert(0, ref)
+    run = Run(__file__, argv)
     results = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]}, "sizes": {}}
     with tempfile.TemporaryDirectory(dir=a.workdir) as tmp:
         for s in sizes:
@@ -262,6 +294,7 @@ def main(argv=None) -> None:
                     print(f"    {name}: train {ours['train']:,} vs {theirs['train']:,}; valid+test "
                           f"{ours['valid'] + ours['test']:,} vs {theirs['valid'] + theirs['test']:,}")
             results["sizes"][s] = r
+            run.write(results, record_path(a.record, "data-netflix"))
             if a.json:  # after every size (removing 17,770 files per size takes a while)
                 Path(a.json).write_text(json.dumps(results, indent=1))
 

@@ -18,6 +18,10 @@ matmul peak, and the epoch's FLOP count, e.g.
 
 ``--cache`` keeps the generated split on disk, so it is generated once (minutes at
 100M ratings) and every measurement's subprocess loads it (seconds).
+
+Each run writes its record for ``benchmarks/render_docs.py`` (``--record``): the CPU table
+``benchmarks/records/deeprec-cpu.json``, ``--floor-only`` ``deeprec-floor.json``, ``--plan-only``
+``deeprec-plan.json``, a GPU run ``deeprec-gpu.json``.
 """
 
 from __future__ import annotations
@@ -31,7 +35,12 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _record import Run, add_record_option, record_path  # noqa: E402
+
 REFERENCE = {"epoch_s": 47.0, "ratings_per_s": 38_000.0, "eval_s": 134.0, "peak_mib": 932.0}
+#: the issue's speed-up targets against REFERENCE
+TARGETS = {"refeed1": 1.6, "refeed0": 20.0, "eval": 50.0, "bf16": 2.5}
 SETTINGS = {"layers": "512,512,1024", "activation": "selu", "dropout": 0.8, "refeed": 1, "batch_size": 128,
             "optimizer": "momentum", "lr": 0.005, "epochs": 1}
 
@@ -324,7 +333,7 @@ def epoch_flop(users: int, items: int, train_ratings: int) -> tuple[float, float
     return float(2 * dense_step * users), float(sparse_step + dense_output + dense_step * users)
 
 
-def gpu_main(args) -> None:
+def gpu_main(args) -> dict:
     """The issue's GPU measurement: seconds per epoch at (by default the given) scale with AMP."""
     print(f"generator: recozoo.data.synthetic.generate(n_users={args.users}, n_items={args.items}, "
           f"n_ratings={args.ratings}, seed={args.seed}) + random_split(test_fraction=0.1, seed={args.seed}); "
@@ -354,6 +363,89 @@ def gpu_main(args) -> None:
     print()
     print_flops(fl)
     print(f"total wall time {time.perf_counter() - t0:.0f} s")
+    return {"mode": "gpu", "device": args.device, "amp": args.amp, "users": args.users, "items": args.items,
+            "ratings": args.ratings, "settings": SETTINGS, "jobs": res, "flops": fl,
+            "epoch_flop": {"reference": ref_flop, "recozoo": our_flop}, "total_s": time.perf_counter() - t0}
+
+
+def _met(x: float, target: float) -> str:
+    return f">= {target:g}x: {'met' if x >= target else 'missed'}"
+
+
+def floor_table(fl: dict, peak_gflops: float | None, users: int) -> dict:
+    mid = [int(x) for x in SETTINGS["layers"].split(",")]
+    flop = 3 * 2 * 2 * sum(mid[i] * mid[i + 1] for i in range(len(mid) - 1)) * users
+    at_peak = f"; {flop / peak_gflops / 1e9:.2f} s at the measured matmul peak" if peak_gflops else ""
+    dims = "-".join(map(str, mid + mid[-2::-1]))
+    ref = REFERENCE["epoch_s"]
+    return {"columns": ["part, alone", "seconds per epoch"], "rows": [
+        [f"dense middle layers {dims}, SELU, code dropout, forward + backward ({flop / 1e9:.0f} GFLOP{at_peak})",
+         f"{fl['middle']:.2f}"],
+        ["the five sparse products of a sparse step (first layer `X @ W_in` and `X^T @ G`; last layer at the "
+         "observed entries and its two gradients; torch's CSR kernels, no autograd)", f"{fl['sparse']:.2f}"],
+        ["the momentum update `v = μv + g; w -= lr·v` of the touched rows of both matrices, one compiled pass per "
+         "row, nothing to catch up — the least memory traffic an exact momentum step has", f"{fl['update']:.2f}"],
+        ["**sum**", f"**{fl['epoch_s']:.2f} = at most {ref / fl['epoch_s']:.1f}x the reference's {ref:.0f} s**"]]}
+
+
+def dense_step_table(fl: dict) -> dict:
+    return {"columns": ["dense re-feeding step (batch 128)", "ms", "achieved GFLOP/s", "matmul peak GFLOP/s",
+                        "share of peak"],
+            "rows": [[prec, f"{r['dense_step_ms']}", f"{r['dense_step_gflops']}", f"{r['matmul_peak_gflops']}",
+                      f"{r['dense_step_gflops'] / r['matmul_peak_gflops']:.0%}"] for prec, r in fl.items()]}
+
+
+def tables(figures: dict) -> dict:
+    """The record's tables (``render_docs.py``), by mode: the CPU table (``speed``, ``floor``,
+    ``dense-step``, ``bf16``), the floor alone, the optimiser plan, or the GPU table."""
+    mode, ref = figures["mode"], REFERENCE
+    if mode == "floor":
+        return {"floor": floor_table(figures["floor"], None, figures["users"])}
+    if mode == "plan":
+        r = figures["plan"]
+        return {"plan": {"columns": ["LazySGD per re-feeding batch", "ms (two runs)", "checksum"], "rows": [
+            ["without the next-rows plan", " / ".join(map(str, r["unplanned"])), f"{r['unplanned_checksum']:.6f}"],
+            ["with the plan", " / ".join(map(str, r["planned"])), f"{r['planned_checksum']:.6f}"]]}}
+    if mode == "gpu":
+        rows = []
+        for name, r in figures["jobs"]:
+            sec = r["train_seconds"][0]
+            tf = f"{figures['epoch_flop']['recozoo'] / sec / 1e12:.1f}" if name.startswith("refeed 1") else "—"
+            mib = "—" if r["gpu_peak_mib"] is None else f"{r['gpu_peak_mib']:.0f}"
+            rows.append([f"train epoch, {name}", f"{sec:.2f}", f"{r['ratings_per_s'][0]:,.0f}", tf,
+                         f"{r['eval_seconds'][0]:.2f}", mib, f"{r['valid_rmse'][0]:.4f}"])
+        return {"gpu": {"columns": ["measurement", "s/epoch", "ratings/s", "TFLOP/s (recozoo's FLOP)", "eval s",
+                                    "GPU peak MiB", "held-out RMSE"], "rows": rows},
+                "dense-step": dense_step_table(figures["flops"])}
+    r1, r0, f32, b16 = figures["refeed1"], figures["refeed0"], figures["fp32"], figures["bf16"]
+    e = figures["bf16_epochs"]
+    t16, t32 = sum(b16["train_seconds"]) / e, sum(f32["train_seconds"]) / e
+    diffs = figures["bf16_minus_fp32"]
+    ev = r1["eval_seconds"][0]
+    speed = [
+        ["train epoch, refeed 1, fp32", f"{r1['train_seconds'][0]:.2f}", f"{ref['epoch_s'] / r1['train_seconds'][0]:.1f}x",
+         _met(ref["epoch_s"] / r1["train_seconds"][0], TARGETS["refeed1"]), f"{r1['optimizer_seconds']:.2f} s",
+         f"{r1['peak_mib']:.0f}"],
+        ["train epoch, refeed 0, fp32", f"{r0['train_seconds'][0]:.2f}", f"{ref['epoch_s'] / r0['train_seconds'][0]:.1f}x",
+         _met(ref["epoch_s"] / r0["train_seconds"][0], TARGETS["refeed0"]), f"{r0['optimizer_seconds']:.2f} s",
+         f"{r0['peak_mib']:.0f}"],
+        [f"evaluation pass ({r1['held_out'] / 1000:.0f}K held out), fp32", f"{ev:.2f}", f"{ref['eval_s'] / ev:.0f}x",
+         _met(ref["eval_s"] / ev, TARGETS["eval"]), "—", f"{r1['peak_mib']:.0f}"],
+        [f"train epoch, refeed 1, bf16 autocast" + (f" (mean of {e})" if e > 1 else ""), f"{t16:.2f}",
+         f"{ref['epoch_s'] / t16:.1f}x",
+         _met(ref["epoch_s"] / t16, TARGETS["bf16"]) + f" (held-out RMSE {diffs[0]:+.4f} vs fp32, seed 0)",
+         f"{b16['optimizer_seconds']:.2f} s", f"{b16['peak_mib']:.0f}"]]
+    if e > 1:
+        speed.insert(3, [f"train epoch, refeed 1, fp32 (mean of {e})", f"{t32:.2f}", f"{ref['epoch_s'] / t32:.1f}x",
+                         _met(ref["epoch_s"] / t32, TARGETS["refeed1"]), f"{f32['optimizer_seconds']:.2f} s",
+                         f"{f32['peak_mib']:.0f}"])
+    return {"speed": {"columns": ["measurement", "seconds", "vs issue's reference", "issue's target",
+                                  "of which optimiser (LazySGD)", "peak RSS MiB"], "rows": speed},
+            "floor": floor_table(figures["floor"], figures["flops"]["fp32"]["matmul_peak_gflops"], figures["users"]),
+            "dense-step": dense_step_table(figures["flops"]),
+            "bf16": {"columns": ["seed", "held-out RMSE fp32", "held-out RMSE bf16", "bf16 − fp32"],
+                     "rows": [[str(sd), f"{a:.4f}", f"{b:.4f}", f"{b - a:+.4f}"]
+                              for sd, (a, b) in enumerate(figures["bf16_pairs"])]}}
 
 
 def main() -> None:
@@ -372,6 +464,7 @@ def main() -> None:
     ap.add_argument("--cache", default=None,
                     help="folder that keeps the generated split between the measurements' subprocesses")
     ap.add_argument("--child", dest="job", default=None, help=argparse.SUPPRESS)
+    add_record_option(ap)
     ap.add_argument("--plan-only", action="store_true",
                     help="only time LazySGD's per-batch work on w_in with and without the next-rows plan")
     ap.add_argument("--floor-only", action="store_true",
@@ -380,15 +473,23 @@ def main() -> None:
     args = ap.parse_args()
     if args.job:
         return child(args)
+    run = Run(__file__)
+    scale = {"users": args.users, "items": args.items, "ratings": args.ratings, "seed": args.seed,
+             "threads": args.threads}
     if args.device != "cpu":
-        return gpu_main(args)
+        run.write(gpu_main(args), record_path(args.record, "deeprec-gpu"))
+        return
     if args.floor_only:
-        return print_floor(spawn(args, {"kind": "floor"}), None, args.users, None)
+        fl = spawn(args, {"kind": "floor"})
+        print_floor(fl, None, args.users, None)
+        run.write({"mode": "floor", **scale, "floor": fl}, record_path(args.record, "deeprec-floor"))
+        return
     if args.plan_only:
         r = spawn(args, {"kind": "plan"})
         print(f"LazySGD per re-feeding batch, w_in {args.items} x 512, 4,800 touched rows, {args.threads} "
               f"thread(s): unplanned {r['unplanned']} ms, planned {r['planned']} ms (two runs each); "
               f"checksums {r['unplanned_checksum']:.6f} / {r['planned_checksum']:.6f}")
+        run.write({"mode": "plan", **scale, "plan": r}, record_path(args.record, "deeprec-plan"))
         return
     print(f"generator: recozoo.data.synthetic.generate(n_users={args.users}, n_items={args.items}, "
           f"n_ratings={args.ratings}, seed={args.seed}) + random_split(test_fraction=0.1, seed={args.seed}); "
@@ -437,12 +538,15 @@ def main() -> None:
           ", ".join(f"{r['load_before']:.2f}" for r in (r1, r0, b16)))
     print()
     print_flops(fl)
-    print_floor(spawn(args, {"kind": "floor"}), fl["fp32"]["matmul_peak_gflops"], args.users,
-                r0["train_seconds"][0])
+    floor = spawn(args, {"kind": "floor"})
+    print_floor(floor, fl["fp32"]["matmul_peak_gflops"], args.users, r0["train_seconds"][0])
     print()
     print(f"load average after: {open('/proc/loadavg').read().split()[:3]}")
     print("reference figures (issue 3, not re-measured here): epoch 47 s (~38K ratings/s), "
           "evaluation 134 s, peak 932 MiB")
+    run.write({"mode": "cpu", **scale, "settings": SETTINGS, "refeed1": r1, "refeed0": r0, "fp32": f32, "bf16": b16,
+               "bf16_epochs": e, "bf16_pairs": [[a["valid_rmse"][-1], b["valid_rmse"][-1]] for a, b in pairs],
+               "bf16_minus_fp32": diffs, "flops": fl, "floor": floor}, record_path(args.record, "deeprec-cpu"))
 
 
 if __name__ == "__main__":

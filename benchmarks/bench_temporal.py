@@ -16,7 +16,9 @@ Training time per TimeSVD++ pass at netflix-3m size (generated: 13.7M ratings,
 
     python benchmarks/bench_temporal.py speed [--passes 3] [--factors 20]
 
-Prints a Markdown table (and ``--json FILE`` writes the raw figures). Run by
+Prints a Markdown table (and ``--json FILE`` writes the raw figures) and writes the run's
+record for ``benchmarks/render_docs.py``: ``benchmarks/records/temporal-compare-DATASETS.json``
+(the data sets joined by ``-``) or ``temporal-speed.json`` (``--record`` elsewhere). Run by
 hand; nothing here is a test.
 """
 
@@ -27,7 +29,13 @@ import json
 import sys
 import time
 
+from pathlib import Path
+
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _record import Run, add_record_option, record_path  # noqa: E402
+from render_docs import markdown_table  # noqa: E402
 
 
 def _settings(label: str, dataset: str) -> dict[str, object]:
@@ -81,21 +89,7 @@ def compare(args) -> list[dict]:
                        "settings": st}
                 rows.append(row)
                 print(json.dumps(row), file=sys.stderr, flush=True)
-    print("| seed | dataset | model | VALID RMSE | TEST RMSE | best epoch | fit s |")
-    print("|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['seed']} | {r['dataset']} | {r['model']} | {r['valid_rmse']:.4f} | "
-              f"{r['test_rmse']:.4f} | {r['best_epoch'] if r['best_epoch'] is not None else '-'} | "
-              f"{r['fit_s']} |")
-    if len(seeds) > 1:
-        print("\n| dataset | model | mean VALID | mean TEST | mean fit s |")
-        print("|---|---|---|---|---|")
-        for ds in args.datasets.split(","):
-            for label in args.models.split(","):
-                sel = [r for r in rows if r["dataset"] == ds and r["model"] == label]
-                print(f"| {ds} | {label} | {np.mean([r['valid_rmse'] for r in sel]):.4f} | "
-                      f"{np.mean([r['test_rmse'] for r in sel]):.4f} | "
-                      f"{np.mean([r['fit_s'] for r in sel]):.1f} |")
+    print(markdown_table(compare_table(rows)))
     return rows
 
 
@@ -119,12 +113,49 @@ def speed(args) -> list[dict]:
                "fit_total_s": total}
         rows.append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)
-    print("| settings | ratings | seconds per pass (median of passes 2..) | fit total s |")
-    print("|---|---|---|---|")
-    for r in rows:
-        extra = {k: v for k, v in r["settings"].items() if k not in ("epochs", "patience")}
-        print(f"| {extra} | {r['ratings']:,} | {r['median_pass_s']:.1f} | {r['fit_total_s']:.0f} |")
+    print(markdown_table(speed_table(rows)))
     return rows
+
+
+def compare_table(rows: list[dict]) -> dict:
+    """One row per fit (with a data-set column when there are several), then each model's mean over seeds."""
+    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+    seeds = list(dict.fromkeys(r["seed"] for r in rows))
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    multi = len(datasets) > 1
+    cols = ["seed"] * (len(seeds) > 1 or not multi) + ["dataset"] * multi + \
+        ["model", "VALID RMSE", "TEST RMSE", "best epoch (on VALID)", "fit s"]
+    out = []
+    for r in rows:
+        head = [str(r["seed"])] * (len(seeds) > 1 or not multi) + [r["dataset"]] * multi
+        out.append(head + [r["model"], f"{r['valid_rmse']:.4f}", f"{r['test_rmse']:.4f}",
+                           "-" if r["best_epoch"] is None else str(r["best_epoch"]), f"{r['fit_s']}"])
+    if len(seeds) > 1:
+        for ds in datasets:
+            for m in models:
+                sel = [r for r in rows if r["dataset"] == ds and r["model"] == m]
+                out.append(["mean"] + [ds] * multi + [m, f"{np.mean([r['valid_rmse'] for r in sel]):.4f}",
+                                                      f"{np.mean([r['test_rmse'] for r in sel]):.4f}", "",
+                                                      f"{np.mean([r['fit_s'] for r in sel]):.1f}"])
+    return {"columns": cols, "rows": out}
+
+
+def speed_table(rows: list[dict]) -> dict:
+    out = []
+    for r in rows:
+        extra = {k: v for k, v in r["settings"].items() if k not in ("epochs", "patience", "factors")}
+        label = " ".join(f"{k}={str(v).lower()}" for k, v in extra.items())
+        label = f"`{label}`" if label else f"defaults (`factors={r['settings']['factors']}`)"
+        n = len(r["pass_seconds"])
+        out.append([label, f"{r['median_pass_s']:.1f}", f"{r['fit_total_s']:.0f}"])
+    return {"columns": ["settings", f"seconds per pass (median of passes 2–{n})", f"whole fit, {n} passes (s)"],
+            "rows": out}
+
+
+def tables(figures: dict) -> dict:
+    """The record's table (``render_docs.py``)."""
+    rows = figures["rows"]
+    return {"main": compare_table(rows) if figures["mode"] == "compare" else speed_table(rows)}
 
 
 def main(argv=None) -> None:
@@ -138,12 +169,18 @@ def main(argv=None) -> None:
                         "model seed")
     c.add_argument("--set", action="append", help="MODEL[@PROFILE].NAME=VALUE")
     c.add_argument("--json")
+    add_record_option(c)
     s = sub.add_parser("speed")
     s.add_argument("--passes", type=int, default=3)
     s.add_argument("--factors", type=int, default=20)
     s.add_argument("--json")
+    add_record_option(s)
     args = ap.parse_args(argv)
+    run = Run(__file__, argv)
     rows = compare(args) if args.cmd == "compare" else speed(args)
+    name = "temporal-speed" if args.cmd == "speed" else \
+        "temporal-compare-" + "-".join(d.strip() for d in args.datasets.split(","))
+    run.write({"mode": args.cmd, "rows": rows}, record_path(args.record, name))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)

@@ -30,6 +30,9 @@ Usage::
     python benchmarks/bench_zoo.py --models als,biasedmf --seeds 3 --json out.json
     python benchmarks/bench_zoo.py --vs-surprise /path/to/python-with-surprise
     python benchmarks/bench_zoo.py --from-json a.json,b.json   # one table from several runs
+
+A run writes its record (``benchmarks/records/zoo-ml100k.json``; ``--vs-surprise``:
+``zoo-vs-surprise.json``) for ``benchmarks/render_docs.py``.
 """
 
 from __future__ import annotations
@@ -42,6 +45,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _record import Run, add_record_option, record_path  # noqa: E402
+from render_docs import markdown_table  # noqa: E402
 
 #: the blend's components: the VALID-chosen settings of the rows below (= recozoo.models.blend.ML100K_COMPONENTS)
 ML100K_BLEND = ("glocal-k; autorec-i optimizer=lbfgs lr=1 lam=200 eval_every=1 patience=50; "
@@ -171,7 +178,7 @@ for seed in range(seeds):
 """
 
 
-def vs_surprise(python: str, source: str, seeds: int, rounds: int = 2) -> str:
+def vs_surprise(python: str, source: str, seeds: int, rounds: int = 2) -> dict:
     """biasedmf at its defaults (= Surprise SVD's) against Surprise's SVD, head to head.
 
     Both fit all of u1.base and score u1.test, alternating rounds so that both
@@ -204,41 +211,76 @@ def vs_surprise(python: str, source: str, seeds: int, rounds: int = 2) -> str:
             ft = time.perf_counter() - t
             ours.append({"seed": seed, "fit_s": ft,
                          "rmse": evaluate(m, whole, "test", policy="fallback")["rmse"]})
-    out = ["| u1.base -> u1.test, defaults | test RMSE (mean ± std) | fit s (median, min–max) |",
-           "|---|---|---|"]
-    for name, runs in (("recozoo biasedmf", ours), ("Surprise SVD", theirs)):
+    return {"ours": ours, "theirs": theirs, "seeds": seeds, "rounds": rounds}
+
+
+def surprise_table(fig: dict) -> dict:
+    """recozoo's biasedmf and Surprise's SVD at the same settings: test RMSE and fit seconds."""
+    import numpy as np
+    rows = []
+    for name, runs in (("recozoo biasedmf", fig["ours"]), ("Surprise SVD", fig["theirs"])):
         r = np.array([x["rmse"] for x in runs])
         f = np.array([x["fit_s"] for x in runs])
-        out.append(f"| {name} | {r.mean():.4f} ± {r.std():.4f} | {np.median(f):.3f} "
-                   f"({f.min():.3f}–{f.max():.3f}) |")
-    return "\n".join(out)
+        rows.append([name, f"{r.mean():.4f} ± {r.std():.4f}",
+                     f"{np.median(f):.3f} ({f.min():.3f}–{f.max():.3f})"])
+    return {"columns": ["u1.base -> u1.test, defaults", "test RMSE (mean ± std)", "fit s (median, min–max)"],
+            "rows": rows}
 
 
-def _table(rows: list[dict]) -> str:
-    lines = ["| model | seeds | test RMSE (mean ± std) | test MAE | refit on u1.base: test RMSE | refit MAE "
-             "| fit s | refit s | predict s | peak RSS MB | valid RMSE | settings chosen on VALID |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    blank = " |" * 11
+def zoo_table(rows: list[dict]) -> dict:
+    """One row per model, best test RMSE first, then Surprise's and the published figures."""
+    cols = ["model", "seeds", "test RMSE (mean ± std)", "test MAE", "refit on u1.base: test RMSE", "refit MAE",
+            "fit s", "refit s", "predict s", "peak RSS MB", "valid RMSE", "settings chosen on VALID"]
+    out = []
     for r in sorted(rows, key=lambda r: r.get("rmse_mean", 9)):
         if "error" in r:
-            lines.append(f"| {r['model']} | failed: {r['error']} |" + blank[2:])
+            out.append([r["model"], f"failed: {r['error']}"] + [""] * 10)
             continue
         s = ", ".join(f"{k}={v}" for k, v in r["settings"].items() if k in r["grid"]) or "defaults"
         if "rmse_clipped_mean" in r:   # explicit clipping, reported beside (never instead of) the raw figure
             s += f"; test RMSE clipped to [1, 5]: {r['rmse_clipped_mean']:.4f}"
         if "refit_rmse_mean" in r:
-            ref = (f"{r['refit_rmse_mean']:.4f} ± {r['refit_rmse_std']:.4f} | {r['refit_mae_mean']:.4f}",
-                   f"{r['refit_s']:.2f}")
+            ref = [f"{r['refit_rmse_mean']:.4f} ± {r['refit_rmse_std']:.4f}", f"{r['refit_mae_mean']:.4f}",
+                   f"{r['refit_s']:.2f}"]
         else:
-            ref = ("— | —", "—")
-        lines.append(f"| {r['model']} | {len(r['runs'])} | {r['rmse_mean']:.4f} ± {r['rmse_std']:.4f} | "
-                     f"{r['mae_mean']:.4f} ± {r['mae_std']:.4f} | {ref[0]} | {r['fit_s']:.2f} | {ref[1]} | "
-                     f"{r['predict_s']:.3f} | {r['peak_rss_mb']:.0f} | {r['valid_rmse']:.4f} | {s} |")
+            ref = ["—", "—", "—"]
+        out.append([r["model"], str(len(r["runs"])), f"{r['rmse_mean']:.4f} ± {r['rmse_std']:.4f}",
+                    f"{r['mae_mean']:.4f} ± {r['mae_std']:.4f}", ref[0], ref[1], f"{r['fit_s']:.2f}", ref[2],
+                    f"{r['predict_s']:.3f}", f"{r['peak_rss_mb']:.0f}", f"{r['valid_rmse']:.4f}", s])
     for name, rm, fit in SURPRISE:   # Surprise and the published figures train on all of u1.base
-        lines.append(f"| {name} | 3 | | | {rm} | | {fit} | | | | | reference (issue 4) |")
+        out.append([name, "3", "", "", rm, "", fit, "", "", "", "", "reference (issue 4)"])
     for name, rm in PUBLISHED:
-        lines.append(f"| {name} | | | | {rm} | | | | | | | reference |")
-    return "\n".join(lines)
+        out.append([name, "", "", "", rm, "", "", "", "", "", "", "reference"])
+    return {"columns": cols, "rows": out}
+
+
+#: the issue's targets on ML-100K u1: (what, model or None for the best of the zoo, RMSE bound)
+TARGETS = [("`biasedmf` ≤ 0.925, fitting faster than Surprise SVD", "biasedmf", 0.925),
+           ("`als` ≤ 0.935", "als", 0.935), ("`autorec-i` ≤ 0.905", "autorec-i", 0.905),
+           ("best of the zoo ≤ 0.889", None, 0.889)]
+
+
+def targets_table(rows: list[dict]) -> dict:
+    """Each target, trained on TRAIN and refitted on all of u1.base: the figure and ✓ or ✗ (by how much)."""
+    ok = [r for r in rows if "error" not in r]
+
+    def cell(key: str, model: str | None, bound: float) -> str:
+        have = [r for r in ok if key in r and (model is None or r["model"] == model)]
+        if not have:
+            return "not run"
+        r = min(have, key=lambda r: r[key])
+        v = r[key]
+        name = f"{r['model']} " if model is None else ""
+        return f"{name}{v:.4f} ✓" if v <= bound else f"{name}{v:.4f} ✗ (by {v - bound:.4f})"
+    return {"columns": ["target", "trained on TRAIN (95% of u1.base)", "refitted on all of u1.base (the peers' protocol)"],
+            "rows": [[what, cell("rmse_mean", m, b), cell("refit_rmse_mean", m, b)] for what, m, b in TARGETS]}
+
+
+def tables(figures: dict) -> dict:
+    """The record's tables (``render_docs.py``): the zoo and its targets, or the head-to-head with Surprise."""
+    if figures.get("mode") == "vs-surprise":
+        return {"main": surprise_table(figures)}
+    return {"main": zoo_table(figures["rows"]), "targets": targets_table(figures["rows"])}
 
 
 def main(argv=None) -> int:
@@ -255,14 +297,18 @@ def main(argv=None) -> int:
     ap.add_argument("--no-refit", action="store_true", help="skip the refit on TRAIN ∪ VALID (u1.base)")
     ap.add_argument("--from-json", metavar="FILES",
                     help="print one table from earlier runs' --json files (comma list), running nothing")
+    add_record_option(ap)
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.vs_surprise:
-        print(vs_surprise(args.vs_surprise, args.source, args.seeds))
+        run = Run(__file__, argv)
+        fig = {"mode": "vs-surprise", **vs_surprise(args.vs_surprise, args.source, args.seeds)}
+        print(markdown_table(surprise_table(fig)))
+        run.write(fig, record_path(args.record, "zoo-vs-surprise"))
         return 0
     if args.from_json:
         rows = [r for f in args.from_json.split(",") if f.strip() for r in json.loads(Path(f).read_text())]
-        print(_table(rows))
+        print(markdown_table(zoo_table(rows)))
         return 0
     if args.one:
         print(json.dumps(run_one(args.one, args.seeds, args.source, do_refit=not args.no_refit)))
@@ -273,7 +319,7 @@ def main(argv=None) -> int:
         from recozoo.registry import list_models
         specs = [e.name for e in list_models() if e.cls.predicts_ratings]
         specs.insert(specs.index("biasedmf") + 1, "biasedmf@defaults") if "biasedmf" in specs else None
-    rows = []
+    run, rows = Run(__file__, argv), []
     for spec in specs:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--one", spec, "--seeds", str(args.seeds)]
         if args.no_refit:
@@ -294,9 +340,10 @@ def main(argv=None) -> int:
         refit_txt = f", refit {row['refit_rmse_mean']:.4f}" if "refit_rmse_mean" in row else ""
         print(f"{spec}: test RMSE {row['rmse_mean']:.4f} ± {row['rmse_std']:.4f}{refit_txt} "
               f"({time.perf_counter() - t:.0f} s incl. search)", file=sys.stderr)
-    print(_table(rows))
+    print(markdown_table(zoo_table(rows)))
     if args.json:
         _write_json(Path(args.json), rows)
+    run.write({"mode": "zoo", "seeds": args.seeds, "rows": rows}, record_path(args.record, "zoo-ml100k"))
     return 0
 
 

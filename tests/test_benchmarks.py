@@ -8,28 +8,45 @@ needs the figures. Speed itself is never asserted here (brief: speed targets liv
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_deeprec.py"
 TINY = ["--users", "300", "--items", "200", "--ratings", "6000", "--threads", "1"]
 
 
-def _run(*extra: str) -> str:
-    p = subprocess.run([sys.executable, str(BENCH), *TINY, *extra], capture_output=True, text=True, timeout=300)
+def _run(*extra: str, record: Path | None = None) -> str:
+    """Run the script at tiny size; its record goes to ``record`` (never into benchmarks/records/)."""
+    cmd = [sys.executable, str(BENCH), *TINY, *extra, "--record", str(record) if record else ""]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-2000:]
     return p.stdout
 
 
-def test_deeprec_floor_parts_add_up():
-    out = _run("--floor-only")
+def _rendered(record: Path, table: str) -> str:
+    """A table of the run's record as the docs would show it (``benchmarks/render_docs.py``)."""
+    sys.path.insert(0, str(BENCH.parent))
+    try:
+        import render_docs
+    finally:
+        sys.path.remove(str(BENCH.parent))
+    return render_docs.render_region(record.name, table, records=record.parent)
+
+
+def test_deeprec_floor_parts_add_up(tmp_path):
+    out = _run("--floor-only", record=tmp_path / "floor.json")
     parts = [float(x) for x in re.findall(r"(?:backward|gradients\)|catch up) ([0-9.]+) s", out)]
     assert len(parts) == 3, out
     total = float(re.search(r"sum ([0-9.]+) s", out).group(1))
     assert abs(sum(parts) - total) <= 0.015, out
     assert "3 batches" in out, out          # 300 users / batch 128: the last partial batch counts
+    table = _rendered(tmp_path / "floor.json", "floor")
+    assert f"**{total:.2f} = at most" in table and "--floor-only" in table, table
 
 
 def test_deeprec_plan_only_is_bit_identical():
@@ -69,16 +86,47 @@ def test_deeprec_gpu_table_runs_on_the_cpu(tmp_path):
                               amp="bf16", cache=str(tmp_path))
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        b.gpu_main(args)
+        figures = b.gpu_main(args)
     text = out.getvalue()
     assert text.count("| train epoch, refeed") == 3, text
     train = int(re.search(r"data: (\d+) train ratings", text).group(1))
     ref, ours = b.epoch_flop(300, 200, train)
     assert f"{ref:.3g} with both steps dense" in text and f"{ours:.3g} as recozoo" in text, text
+    tables = b.tables(json.loads(json.dumps(figures)))        # what the record holds renders
+    assert len(tables["gpu"]["rows"]) == 3 and len(tables["dense-step"]["rows"]) == 2
 
 
-def test_deeprec_cpu_table_runs():
-    """The full CPU table (the README's figures come from it) at tiny size: every row printed."""
-    out = _run()
+def test_deeprec_cpu_table_runs(tmp_path):
+    """The full CPU table (the docs' figures come from it) at tiny size: every row printed, and the
+    record it writes renders the docs' tables with the run's command under them."""
+    out = _run(record=tmp_path / "cpu.json")
     assert out.count("| train epoch, refeed") == 4, out
     assert "| evaluation pass (held out), fp32 |" in out and "refeed-0 epoch, its parts alone" in out, out
+    speed = _rendered(tmp_path / "cpu.json", "speed")
+    assert speed.count("| train epoch, refeed") == 3 and "| evaluation pass (1K held out), fp32 |" in speed, speed
+    assert "Measured " in speed and "benchmarks/bench_deeprec.py --users 300" in speed, speed
+    assert "**sum**" in _rendered(tmp_path / "cpu.json", "floor")
+
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.mark.parametrize("script, args, table, expect", [
+    ("bench_temporal.py", ["compare", "--seeds", "0", "--datasets", "ml-100k-time", "--models", "bias"],
+     "main", "| 0 | bias |"),
+    ("bench_zoo.py", ["--models", "mean", "--seeds", "1", "--no-refit", "--source", "{ml100k}"], "main", "| mean | 1 |"),
+    ("bench_compare.py", ["--dataset", "ml-100k", "--source", "{ml100k}", "--models", "bias", "--seeds", "1", "-q"],
+     "main", "| bias |"),
+])
+def test_benchmark_writes_a_record_the_docs_render(tmp_path, ml100k_dir, ml100k_env, script, args, table, expect):
+    """One command per benchmark: the script's run writes its record, and the record renders the
+    docs table with the run's command, commit and load under it (tiny runs; figures not asserted)."""
+    args = [a.replace("{ml100k}", str(ml100k_dir)) for a in args]
+    env = {**__import__("os").environ, **ml100k_env}
+    p = subprocess.run([sys.executable, str(SCRIPTS / script), *args, "--record", str(tmp_path / "r.json")],
+                       capture_output=True, text=True, timeout=300, env=env)
+    assert p.returncode == 0, p.stderr[-2000:]
+    record = json.loads((tmp_path / "r.json").read_text())
+    assert record["provenance"] == "measured" and record["benchmark"] == script[:-3]
+    out = _rendered(tmp_path / "r.json", table)
+    assert expect in out and f"python benchmarks/{script} " in out and "load average" in out, out
