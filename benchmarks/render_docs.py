@@ -251,7 +251,9 @@ def problems(root: Path = ROOT, records: Path = RECORDS) -> list[str]:
                 out.append(f"{rel}: the records index differs from benchmarks/records/ "
                            "(run: python benchmarks/render_docs.py)")
         for line, head in unmarked_figure_tables(text):
-            out.append(f"{rel}, line {line}: a table of figures outside a generated region: {head[:60]}")
+            out.append(f"{rel}, line {line}: a table of figures outside a generated region: {head[:60]} "
+                       "(have the benchmark write a record through benchmarks/_record.py and render the table "
+                       "from it: docs/benchmarks.md)")
     return out
 
 
@@ -264,7 +266,11 @@ def main(argv: list[str] | None = None) -> int:
         for doc in documents():
             if doc.is_file():
                 text = doc.read_text()
-                new = render_text(text)
+                try:
+                    new = render_text(text)
+                except (LookupError, KeyError, ValueError) as e:   # a bad marker or record: say which
+                    print(f"render_docs: {doc.relative_to(ROOT)}: {e}", file=sys.stderr)
+                    return 1
                 if new != text:
                     doc.write_text(new)
                     print(f"rendered {doc.relative_to(ROOT)}", file=sys.stderr)

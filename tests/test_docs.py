@@ -60,12 +60,13 @@ def test_a_broken_link_fails_the_strict_build(tmp_path):
 def test_every_page_is_in_the_nav():
     nav = _nav_pages(yaml.safe_load((ROOT / "mkdocs.yml").read_text())["nav"])
     pages = sorted(str(p.relative_to(ROOT / "docs")) for p in (ROOT / "docs").rglob("*.md"))
-    assert sorted(set(pages) - set(nav)) == [], "pages missing from mkdocs.yml's nav"
+    assert sorted(set(pages) - set(nav)) == [], "pages missing from mkdocs.yml's nav: add each under the section it fits"
     assert sorted(set(nav) - set(pages)) == [], "nav entries without a page"
 
 
 def test_every_figure_table_is_rendered_from_its_record():
-    assert render_docs.problems() == []
+    problems = render_docs.problems()
+    assert problems == [], "\n".join(problems)
 
 
 def test_readme_front_page_is_short_and_links_every_page():
