@@ -11,7 +11,10 @@ Data home: ``$RECOZOO_DATA`` (default ``~/.cache/recozoo``)::
     sources/<source>.json    where the user's copy lives (``--source PATH``)
     tables/<source>/<key>/   the parsed raw table (shared by every preset of a source)
     prepared/<name>/<key>/   the split, one ``.npy`` per column (memory-mapped on load)
-    user/<name>.json         pre-split datasets registered by ``data prepare NAME --train ...``
+    user/<name>.json         datasets registered by ``data prepare NAME --train ...`` (pre-split
+                             files) or ``data prepare NAME --source FILE --protocol P`` (one
+                             source split by a protocol: its path, format, column mapping,
+                             protocol and canonical parameters — all a rebuild needs)
 
 Cache keys hash the source's fingerprint (every file's relative path, size and
 mtime), the protocol version, the seed and the parameters, so a changed source
@@ -34,8 +37,8 @@ from recozoo.splits import (NETFLIX_PRESETS, Split, holdout_split, random_split,
                             time_split)
 
 __all__ = ["DatasetSpec", "data_home", "load_split", "build_split", "builtin_datasets",
-           "register_user_dataset", "user_dataset", "resolve_source", "source_table",
-           "SOURCES_INFO"]
+           "register_user_dataset", "register_protocol_dataset", "user_dataset", "resolve_source",
+           "source_table", "SOURCES_INFO", "IMPLICIT_PUBLISHED_HELDOUT"]
 
 #: bump when a protocol implementation changes, to invalidate caches
 PROTOCOL_VERSION = 1
@@ -202,6 +205,55 @@ def _netflix(name: str):
     return build
 
 
+#: N held-out users (each of VALID and TEST) the strong-generalisation papers used
+IMPLICIT_PUBLISHED_HELDOUT = {"ml-20m": 10_000, "netflix": 40_000}
+#: the implicit variants of every rated source: name suffix -> (protocol, parameters, what)
+_IMPLICIT_VARIANTS = {
+    "implicit": ("strong", {"threshold": 3.5}, "strong generalisation (Liang et al. 2018; rules 1-5 of "
+                 "PROTOCOLS.md): rating > 3.5 is an interaction, held-out users with an 80/20 fold-in"),
+    "implicit-weak": ("user-random", {"threshold": 3.5, "test_fraction": 0.2, "valid_fraction": 0.1},
+                      "weak generalisation: rating > 3.5 is an interaction, a seeded random 20% "
+                      "of each user's interactions is TEST, 10% of the rest VALID"),
+    "implicit-last": ("leave-last-k", {"threshold": 3.5, "k": 1, "valid_k": 1},
+                      "temporal leave-last-k-out: rating > 3.5 is an interaction, each user's last "
+                      "k (1) interactions are TEST, the valid_k (1) before them VALID"),
+}
+
+
+def _implicit_params(source: str, protocol: str, fixed: dict) -> dict:
+    from recozoo.protocols import protocol_params
+    params = dict(fixed)
+    if protocol == "strong":
+        params["heldout_users"] = IMPLICIT_PUBLISHED_HELDOUT.get(source, "auto")
+    return protocol_params(protocol, params)
+
+
+def _implicit(source: str, name: str, protocol: str, loader: Callable[[Path], Any]):
+    def build(path: Path, seed: int, params: dict) -> Split:
+        from recozoo.protocols import apply_protocol
+        table = source_table(source, path, loader)
+        return apply_protocol(table, name, protocol, seed, params)
+    return build
+
+
+def _implicit_specs(source: str, loader: Callable[[Path], Any], what: str) -> list[DatasetSpec]:
+    out = []
+    for suffix, (protocol, fixed, how) in _IMPLICIT_VARIANTS.items():
+        if protocol == "strong":
+            n = IMPLICIT_PUBLISHED_HELDOUT.get(source)
+            how += (f"; N = {n:,} held-out users as published" if n else
+                    "; N scaled to the data (docs/datasets.md)")
+        out.append(DatasetSpec(f"{source}-{suffix}", f"{what}, implicit: {how}",
+                               _implicit(source, f"{source}-{suffix}", protocol, loader), source,
+                               _implicit_params(source, protocol, fixed)))
+    return out
+
+
+def _netflix_loader(path: Path):
+    from recozoo.data.netflix import load_netflix
+    return load_netflix(path)
+
+
 SYNTHETIC_DEFAULTS = {"n_users": 20_000, "n_items": 2_000, "n_ratings": 500_000, "data_seed": 0}
 
 
@@ -266,9 +318,11 @@ def builtin_datasets() -> list[DatasetSpec]:
         specs.append(DatasetSpec(f"{src}-time", f"MovieLens {src[3:]}: time split (earliest 80% "
                                  "train, then the Netflix rules 2-5)", _ml_time(src, f"{src}-time"), src,
                                  {"train_fraction": 0.8}))
+        specs += _implicit_specs(src, _ml_loader, f"MovieLens {src[3:]}")
     for name, (a, b, c, d) in NETFLIX_PRESETS.items():
         specs.append(DatasetSpec(name, f"Netflix Prize: train {a}..{b}, valid/test {c}..{d}",
                                  _netflix(name), "netflix", {}, _published(name)))
+    specs += _implicit_specs("netflix", _netflix_loader, "Netflix Prize")
     return specs
 
 
@@ -296,6 +350,55 @@ def register_user_dataset(name: str, train: str | Path, test: str | Path, valid:
     return user_dataset(name)
 
 
+def register_protocol_dataset(name: str, source: str | Path, protocol: str, fmt: str = "auto",
+                              columns: dict[str, str] | None = None, params: dict | None = None,
+                              seed: int = 0) -> Split:
+    """Register one ratings source split by ``protocol`` as NAME; return its (cached) split.
+
+    The record holds the source's absolute path, the format, the column
+    mapping, the protocol and its canonical parameters (defaults filled in),
+    so ``fit --dataset NAME`` rebuilds the identical split; the split cache
+    keys on the record and the source's fingerprint. The split is built
+    before this returns: a source that cannot be read or split leaves the
+    previous record of NAME (if any) as it was.
+    """
+    from recozoo.data.generic import check_column_options
+    from recozoo.data.ratings_source import FORMATS
+    from recozoo.protocols import protocol_params
+    from recozoo.registry import _datasets_map
+    if name in _datasets_map():
+        raise RecozooError(f"{name!r} is a built-in dataset name; pick another name for your data")
+    if fmt not in FORMATS:
+        raise RecozooError(f"unknown --format {fmt!r} ({'|'.join(FORMATS)})")
+    src = Path(source).expanduser().resolve()
+    if not src.exists():
+        raise DatasetNotFound(f"--source {source}: no such file or folder")
+    rec = {"name": name, "source": str(src), "format": fmt,
+           "columns": check_column_options(columns), "protocol": protocol,
+           "params": protocol_params(protocol, params)}
+    path = _user_record(name)
+    before = path.read_bytes() if path.exists() else None
+    _atomic_text(path, json.dumps(rec, indent=1))
+    try:
+        return load_split(name, None, seed)
+    except BaseException:
+        if before is None:
+            path.unlink(missing_ok=True)
+        else:
+            from recozoo.models.base import atomic_write_bytes
+            atomic_write_bytes(path, before)
+        raise
+
+
+def _build_protocol(rec: dict):
+    def build(path, seed: int, params: dict) -> Split:
+        from recozoo.data.ratings_source import load_ratings_source
+        from recozoo.protocols import apply_protocol
+        table = load_ratings_source(rec["source"], rec.get("format", "auto"), rec.get("columns"))
+        return apply_protocol(table, rec["name"], rec["protocol"], seed, params, source=rec["source"])
+    return build
+
+
 def _build_user(rec: dict):
     def build(path, seed: int, params: dict) -> Split:
         parts = {k: Path(rec[k]) for k in ("train", "valid", "test") if rec.get(k)}
@@ -320,6 +423,10 @@ def user_dataset(name: str) -> DatasetSpec | None:
         rec = json.loads(rec_path.read_text())
     except ValueError:
         raise DatasetNotFound(f"{rec_path}: corrupt dataset record; run `recozoo data prepare` again") from None
+    if rec.get("protocol"):
+        return DatasetSpec(name, f"{rec['source']} split by protocol {rec['protocol']}",
+                           _build_protocol(rec), source=f"user:{name}", params=dict(rec["params"]),
+                           user_defined=True)
     return DatasetSpec(name, f"pre-split files: train {rec['train']}", _build_user(rec),
                        source=f"user:{name}", user_defined=True)
 
@@ -362,7 +469,7 @@ def split_cache_dir(name: str, source: str | Path | None = None, seed: int = 0,
     src = _source_for(spec, source)
     if spec.user_defined:
         rec = json.loads(_user_record(name).read_text())
-        fp = [fingerprint(Path(rec[k])) for k in ("train", "valid", "test") if rec.get(k)] + [rec]
+        fp = [fingerprint(Path(rec[k])) for k in ("source", "train", "valid", "test") if rec.get(k)] + [rec]
     else:
         fp = fingerprint(src) if src is not None else None
     return data_home() / "prepared" / name / _key(name, fp, seed, _merge_params(spec, params),

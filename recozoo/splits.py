@@ -17,6 +17,12 @@ Protocols (exact rules in ``../shared/PROTOCOLS.md``):
   ``u1.test``): VALID is a seeded slice of train; TEST is kept whole, unseen
   ids included, so the evaluator's ``fallback`` policy can score every pair.
 * :func:`random_split` — seeded per-rating random TRAIN/VALID/TEST fractions.
+
+Per-user holdouts (``user-random``, ``user-time``, ``leave-last-k``) live in
+:mod:`recozoo.user_splits`, strong generalisation (held-out users with a
+fold-in part) in :mod:`recozoo.strong_generalization`, and the named
+protocols of ``recozoo data prepare NAME --source FILE --protocol P`` in
+:mod:`recozoo.protocols`.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ import numpy as np
 from recozoo.data.table import IdMap, RatingsTable
 from recozoo.errors import DataError, RecozooError
 
-__all__ = ["Split", "time_split", "time_fraction_split", "holdout_split", "random_split",
+__all__ = ["Split", "PARTS", "time_split", "time_fraction_split", "holdout_split", "random_split",
            "day_number", "NETFLIX_PRESETS"]
 
 SECONDS_PER_DAY = 86400
@@ -56,15 +62,51 @@ def day_number(date: str | _dt.date) -> int:
     return (date - _dt.date(1970, 1, 1)).days
 
 
+#: every table a split can hold, in the order they are saved and described
+PARTS = ("train", "valid", "test", "valid_fold_in", "test_fold_in")
+
+
 @dataclass
 class Split:
-    """TRAIN / VALID / TEST tables over shared id maps, plus how they were made."""
+    """TRAIN / VALID / TEST tables over shared id maps, plus how they were made.
+
+    Every table of a split shares ONE user :class:`IdMap` and ONE item
+    :class:`IdMap`, so index ``u`` is the same user in all of them.
+
+    **Held-out users (strong generalisation).** Protocols that hold out whole
+    users (:func:`recozoo.strong_generalization.strong_generalization_split`)
+    also fill ``valid_fold_in`` and ``test_fold_in``:
+
+    * ``train`` — every interaction of the training users, and nothing of a
+      held-out user (a held-out user's row in TRAIN is empty);
+    * ``valid_fold_in`` / ``test_fold_in`` — the fold-in part (80%) of each
+      VALID / TEST user: what a model is given at prediction time (its
+      fold-in, the path that serves a brand-new user) and what is excluded
+      from that user's ranking;
+    * ``valid`` / ``test`` — the scored part (20%) of the same users. A
+      held-out user whose history was too short to split (fewer than
+      ``min_interactions`` after the item filter) has all of it in the fold-in
+      table and nothing here, so it is never scored;
+    * user indices come in blocks: training users ``0..a-1``, VALID users
+      ``a..b-1``, TEST users ``b..c-1`` (each block sorted by raw id), given as
+      ``info["user_blocks"] = {"train": [0, a], "valid": [a, b], "test": [b, c]}``
+      (see :meth:`user_block`). Models sized by ``train.n_users`` therefore
+      have a (never trained) row for each held-out user, and
+      ``train.to_csr()[:a]`` is the training matrix without empty rows;
+    * the item map is exactly the training users' items (no item of a
+      held-out user outside it survives), so every item index is in TRAIN.
+
+    For every other protocol both fold-in tables are ``None`` and VALID/TEST
+    users are TRAIN users (:attr:`has_fold_in` tells them apart).
+    """
 
     name: str
     train: RatingsTable
     valid: RatingsTable | None
     test: RatingsTable
     info: dict[str, Any] = field(default_factory=dict)
+    valid_fold_in: RatingsTable | None = None
+    test_fold_in: RatingsTable | None = None
 
     @property
     def user_ids(self) -> IdMap:
@@ -80,8 +122,8 @@ class Split:
         return self.info.get("policy", "drop")
 
     def table(self, which: str) -> RatingsTable:
-        if which not in ("train", "valid", "test"):
-            raise RecozooError(f"unknown split part {which!r} (train|valid|test)")
+        if which not in PARTS:
+            raise RecozooError(f"unknown split part {which!r} ({'|'.join(PARTS)})")
         t = getattr(self, which)
         if t is None:
             raise RecozooError(f"{self.name} has no {which} part")
@@ -92,26 +134,61 @@ class Split:
         """Whether there is a non-empty VALID part (to select on, or to refit with)."""
         return self.valid is not None and self.valid.nnz > 0
 
+    @property
+    def has_fold_in(self) -> bool:
+        """Whether VALID/TEST are held-out users scored through a fold-in part."""
+        return self.test_fold_in is not None
+
+    def fold_in(self, part: str) -> RatingsTable | None:
+        """The fold-in table of ``part``'s held-out users ("valid"|"test"), or None."""
+        if part not in ("valid", "test"):
+            raise RecozooError(f"only valid and test have a fold-in part, not {part!r}")
+        return getattr(self, f"{part}_fold_in")
+
+    def user_block(self, part: str) -> tuple[int, int]:
+        """``(first, end)`` user indices of ``part``'s users ("train"|"valid"|"test").
+
+        Only for splits with held-out users (:attr:`has_fold_in`); elsewhere
+        VALID/TEST users are TRAIN users and there are no blocks.
+        """
+        blocks = self.info.get("user_blocks")
+        if not blocks or part not in blocks:
+            raise RecozooError(f"{self.name} holds out no users (no user blocks)")
+        a, b = blocks[part]
+        return int(a), int(b)
+
+    def held_out_users(self, part: str) -> np.ndarray:
+        """User indices of ``part``'s held-out users that have a scored interaction."""
+        a, b = self.user_block(part)
+        return a + np.flatnonzero(self.table(part).user_counts()[a:b] > 0)
+
     def train_and_valid(self) -> RatingsTable:
-        """TRAIN ∪ VALID: what a model is refitted on once VALID has chosen its settings."""
+        """TRAIN ∪ VALID: what a model is refitted on once VALID has chosen its settings.
+
+        With held-out users, the VALID users' fold-in part joins too: all of
+        their history is known before TEST.
+        """
         if not self.has_valid:
             return self.train
-        return self.train.union(self.valid, source=f"{self.name} train+valid")
+        out = self.train.union(self.valid, source=f"{self.name} train+valid")
+        if self.valid_fold_in is not None and self.valid_fold_in.nnz:
+            out = out.union(self.valid_fold_in, source=f"{self.name} train+valid+valid_fold_in")
+        return out
 
     def describe(self) -> dict[str, dict[str, int]]:
-        """``{"train": {"ratings", "users", "items"}, "valid": ..., "test": ...}``."""
-        out = {"train": self.train.describe()}
-        if self.valid is not None:
-            out["valid"] = self.valid.describe()
-        out["test"] = self.test.describe()
-        return out
+        """``{"train": {"ratings", "users", "items"}, "valid": ..., "test": ...}``.
+
+        Splits with held-out users add ``valid_fold_in`` and ``test_fold_in``.
+        """
+        return {part: getattr(self, part).describe() for part in PARTS
+                if getattr(self, part) is not None}
 
     def save(self, folder: str | Path) -> None:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         np.save(folder / "user_ids.npy", self.user_ids.raw, allow_pickle=False)
         np.save(folder / "item_ids.npy", self.item_ids.raw, allow_pickle=False)
-        for part in ("train", "valid", "test"):
+        for part in PARTS:
             t = getattr(self, part)
             if t is not None:
                 t.save(folder / part)
@@ -128,8 +205,9 @@ class Split:
         except (OSError, ValueError) as e:
             raise DataError(f"cannot read prepared split: {e}", path=folder) from None
         parts = {p: (RatingsTable.load(folder / p, users, items, mmap=mmap)
-                     if (folder / p).exists() else None) for p in ("train", "valid", "test")}
-        return cls(meta["name"], parts["train"], parts["valid"], parts["test"], meta.get("info", {}))
+                     if (folder / p).exists() else None) for p in PARTS}
+        return cls(meta["name"], parts["train"], parts["valid"], parts["test"], meta.get("info", {}),
+                   parts["valid_fold_in"], parts["test_fold_in"])
 
 
 def _coin(seed: int, n: int) -> np.ndarray:

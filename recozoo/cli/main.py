@@ -337,28 +337,62 @@ def data_fetch(name: str = typer.Argument(..., help="ml-100k, ml-1m, ml-10m, ml-
 
 @data_app.command("prepare")
 def data_prepare(
-    name: str = typer.Argument(..., help="dataset name, or a new name for pre-split files"),
+    name: str = typer.Argument(..., help="dataset name, or a new name for your own data"),
     source: Optional[Path] = typer.Option(None, "--source", help="raw files (folder, archive or file)"),
+    protocol: Optional[str] = typer.Option(None, "--protocol",
+                                           help="split one --source as NAME: random|user-random|time|"
+                                                "user-time|leave-last-k|strong (docs/datasets.md)"),
     train: Optional[Path] = typer.Option(None, "--train", help="pre-split TRAIN file/folder"),
     valid: Optional[Path] = typer.Option(None, "--valid", help="pre-split VALID file/folder"),
     test: Optional[Path] = typer.Option(None, "--test", help="pre-split TEST file/folder"),
-    fmt: str = typer.Option("auto", "--format", help="auto|tsv|csv|parquet (pre-split files)"),
+    fmt: str = typer.Option("auto", "--format", help="auto|tsv|csv|parquet (own data: --protocol or "
+                                                     "pre-split files)"),
     columns: Optional[str] = typer.Option(None, "--columns",
-                                          help="column mapping, e.g. user=userId,item=movieId,rating=rating,timestamp=ts"),
+                                          help="column mapping, e.g. user=userId,item=movieId,rating=rating,"
+                                               "timestamp=ts (rating=none: interaction-only)"),
     seed: int = typer.Option(0, "--split-seed", help="seed of the valid/test split"),
-    data_param: Optional[List[str]] = typer.Option(None, "--data-param", help="dataset parameter NAME=VALUE"),
+    data_param: Optional[List[str]] = typer.Option(None, "--data-param",
+                                                   help="dataset (or protocol) parameter NAME=VALUE"),
     as_json: bool = typer.Option(False, "--json"),
 ):
-    """Parse a dataset's raw files and cache its split (or register pre-split files as NAME)."""
-    from recozoo.datasets import load_split, register_user_dataset
+    """Parse a dataset's raw files and cache its split; or register your own data as NAME:
+    one source split by --protocol, or pre-split --train/--valid/--test files."""
+    from recozoo.datasets import load_split, register_protocol_dataset, register_user_dataset
+    cols = _params(columns.split(",")) if columns else None
+    if protocol is not None:
+        if train or test or valid:
+            raise RecozooError("--protocol splits one --source; pre-split --train/--test take no protocol")
+        if source is None:
+            raise RecozooError("--protocol needs --source FILE (the ratings file or folder to split)")
+        split = register_protocol_dataset(name, source, protocol, fmt=fmt, columns=cols,
+                                          params=_params(data_param), seed=seed)
+        _show_split(name, split, as_json)
+        return
     if train or test or valid:
         if not (train and test):
             raise RecozooError("pre-split data needs both --train and --test (--valid optional)")
         if source:
             raise RecozooError("give either --source or --train/--test, not both")
-        cols = _params(columns.split(",")) if columns else None
+        if cols:
+            from recozoo.data.generic import check_column_options
+            check_column_options(cols)
         register_user_dataset(name, train, test, valid, fmt=fmt, columns=cols)
+    elif source is not None:
+        _known_dataset_or_hint(name)
     _show_split(name, load_split(name, source, seed, _params(data_param)), as_json)
+
+
+def _known_dataset_or_hint(name: str) -> None:
+    """An unknown NAME with --source: say how to split one's own file (the likely intent)."""
+    from recozoo.errors import DatasetNotFound
+    from recozoo.registry import get_dataset
+    try:
+        get_dataset(name)
+    except DatasetNotFound:
+        from recozoo.protocols import PROTOCOLS
+        raise DatasetNotFound(f"unknown dataset {name!r}: to make a dataset of your own ratings file, "
+                              f"add --protocol {'|'.join(PROTOCOLS)} (see `recozoo data list` for the "
+                              "built-in names)") from None
 
 
 @data_app.command("info")

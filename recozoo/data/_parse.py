@@ -350,9 +350,10 @@ def _int64(buf, a, b):
 
 @njit(cache=True, nogil=True)
 def delimited_pass(buf, sep, ncols, users, items, ratings, ts):
-    """Parse ``user<sep>item<sep>rating[<sep>timestamp]`` lines (``sep`` 1+ bytes).
+    """Parse ``user<sep>item[<sep>rating[<sep>timestamp]]`` lines (``sep`` 1+ bytes).
 
-    ``ncols`` is 3 or 4, or 0 to take it from the first data line. Fills the
+    ``ncols`` is 2, 3 or 4, or 0 to take it from the first data line (2 fields:
+    an interaction-only line, its rating is 1). Fills the
     output arrays (sized for every line of ``buf``) and returns
     ``(status, pos, field, n_rows, ncols, n_lines)``; ``field`` is the 0-based
     column of the error (for ``E_FIELDS``: the number of fields seen).
@@ -406,7 +407,7 @@ def delimited_pass(buf, sep, ncols, users, items, ratings, ts):
             ends[nf] = le
         nf += 1
         if ncols == 0:
-            if nf != 3 and nf != 4:
+            if nf < 2 or nf > 4:
                 return E_FIELDS, i, nf, rows, ncols, lines
             ncols = nf
         if nf != ncols:
@@ -417,11 +418,13 @@ def delimited_pass(buf, sep, ncols, users, items, ratings, ts):
         ok, it = _int64(buf, starts[1], ends[1])
         if not ok:
             return E_ITEM, i, 1, rows, ncols, lines
-        ok, r = _float(buf, starts[2], ends[2])
-        if not ok:
-            return E_RATING, i, 2, rows, ncols, lines
-        if not np.isfinite(r):
-            return E_NAN, i, 2, rows, ncols, lines
+        r = 1.0
+        if ncols >= 3:
+            ok, r = _float(buf, starts[2], ends[2])
+            if not ok:
+                return E_RATING, i, 2, rows, ncols, lines
+            if not np.isfinite(r):
+                return E_NAN, i, 2, rows, ncols, lines
         if ncols == 4:
             ok, t = _int64(buf, starts[3], ends[3])
             if not ok:

@@ -4,6 +4,10 @@ For data that is neither Netflix, MovieLens nor the DeepRec TSV layout:
 ``load_table("r.csv", user="uid", item="sku", rating="stars", timestamp="when")``.
 Columns are named (``header=True``) or 0-based positions (``header=False``).
 A timestamp column may hold Unix seconds or dates pandas can parse.
+``rating=None`` (``rating=none`` in a ``--columns`` mapping) reads an
+interaction-only file: every row is one interaction with rating 1. A source
+may be a folder: its regular non-hidden files, by name, read with the same
+mapping (like the TSV layout's part files).
 
 Why pandas here (and numba for the fixed layouts): arbitrary files need
 quoting, headers, column selection and date parsing, which pandas' C reader
@@ -23,7 +27,27 @@ from recozoo.data.table import RatingsTable
 from recozoo.data.tsv import Columns, tables_on_shared_ids
 from recozoo.errors import DataError
 
-__all__ = ["load_table", "load_tables_many"]
+__all__ = ["load_table", "load_tables_many", "COLUMN_OPTIONS", "check_column_options"]
+
+#: what a column mapping (``--columns``) may set
+COLUMN_OPTIONS = ("user", "item", "rating", "timestamp", "sep", "header", "string_ids")
+#: a mapping value that means "this file has no such column" (rating, timestamp)
+_ABSENT = ("", "none", "-")
+
+
+def check_column_options(columns: Mapping[str, object] | None) -> dict:
+    """The mapping with absent columns as ``None``; unknown keys are a one-line error."""
+    out = dict(columns or {})
+    unknown = sorted(set(out) - set(COLUMN_OPTIONS))
+    if unknown:
+        raise DataError(f"unknown column option {unknown[0]!r} (known: {', '.join(COLUMN_OPTIONS)})")
+    for k in ("rating", "timestamp"):
+        if isinstance(out.get(k), str) and out[k].strip().lower() in _ABSENT:
+            out[k] = None
+    for k in ("user", "item"):
+        if k in out and (out[k] is None or str(out[k]).strip().lower() in _ABSENT):
+            raise DataError(f"the column mapping needs a {k} column, got {k}={out[k]!r}")
+    return out
 
 _PANDAS_LINE = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
 
@@ -178,9 +202,15 @@ def _times(s, path, lines) -> np.ndarray:
 def _read_columns(path, *, user, item, rating, timestamp=None, sep=None, format=None,
                   header=True, string_ids=False) -> Columns:
     path = Path(path).expanduser()
+    if path.is_dir():
+        return _read_folder(path, user=user, item=item, rating=rating, timestamp=timestamp, sep=sep,
+                            format=format, header=header, string_ids=string_ids)
     if not path.is_file():
         raise DataError("no such file", path=path)
     header = _to_bool(header)
+    absent = lambda c: isinstance(c, str) and c.strip().lower() in _ABSENT   # noqa: E731
+    rating = None if absent(rating) else rating
+    timestamp = None if absent(timestamp) else timestamp
     cols = {"user": _col(user, header), "item": _col(item, header), "rating": _col(rating, header),
             "timestamp": _col(timestamp, header)}
     df, lines = _read_frame(path, cols, sep, format, header)
@@ -189,14 +219,32 @@ def _read_columns(path, *, user, item, rating, timestamp=None, sep=None, format=
     ids = _strings if _to_bool(string_ids) else _ints
     u = ids(df[cols["user"]], path, lines, "user")
     i = ids(df[cols["item"]], path, lines, "item")
-    r = _ratings(df[cols["rating"]], path, lines)
+    r = (np.ones(df.shape[0], dtype=np.float32) if cols["rating"] is None
+         else _ratings(df[cols["rating"]], path, lines))
     t = None if cols["timestamp"] is None else _times(df[cols["timestamp"]], path, lines)
     return Columns(str(path), u, i, r, t)
 
 
+def _read_folder(path: Path, **kw) -> Columns:
+    """Every data file of a folder with one mapping, as one source."""
+    from recozoo.data.tsv import source_files
+    parts = [_read_columns(f, **kw) for f in source_files(path)]
+    if len({p.timestamps is None for p in parts}) > 1:
+        odd = next(p.name for p in parts if p.timestamps is None)
+        raise DataError("some files have a timestamp column and others do not", path=odd)
+
+    def cat(arrs):
+        return arrs[0] if len(arrs) == 1 else np.concatenate(arrs)
+
+    ts = None if parts[0].timestamps is None else cat([p.timestamps for p in parts])
+    return Columns(str(path), cat([p.users for p in parts]), cat([p.items for p in parts]),
+                   cat([p.ratings for p in parts]), ts)
+
+
 def load_table(path, *, user, item, rating, timestamp=None, sep=None, format=None, header=True,
                string_ids: bool = False) -> RatingsTable:
-    """Load one CSV/TSV/Parquet file. ``format``: csv|tsv|parquet (default: by extension).
+    """Load one CSV/TSV/Parquet file (or a folder of them). ``format``: csv|tsv|parquet
+    (default: by extension). ``rating=None``: interaction-only, every row rates 1.
 
     ``sep`` defaults to tab for .tsv and is sniffed from the first line
     otherwise. Ids must be integers unless ``string_ids`` (then kept as text).

@@ -3,7 +3,10 @@
 A *source* is one file or a folder of files (every regular file in it, sorted
 by name, hidden files skipped) — the layout NVIDIA's DeepRecommender writes for
 its Netflix and MovieLens splits. The 4th column (Unix seconds) is optional,
-but all lines of a source must agree on 3 or 4 columns.
+but all lines of a source must agree on 3 or 4 columns. Interaction-only
+files (``user<TAB>item`` lines, 2 columns) load too: every line is one
+interaction with rating 1 (a file of ``user item time`` lines needs the
+column mapping of :mod:`recozoo.data.generic`: 3 columns mean a rating).
 
 :func:`read_columns` is the shared engine (MovieLens' ``u.data``,
 ``ratings.dat`` and ``ratings.csv`` use it with other separators): a numba
@@ -82,7 +85,7 @@ def read_columns(files: Iterable[tuple[str, Callable]], sep: bytes = b"\t", ncol
                  header: Callable[[str, str], None] | None = None, label: str | None = None) -> Columns:
     """Parse ``user<sep>item<sep>rating[<sep>timestamp]`` lines of several files.
 
-    ``files``: ``(name, open_binary)`` pairs. ``ncols`` 3 or 4, or 0 to take it
+    ``files``: ``(name, open_binary)`` pairs. ``ncols`` 2, 3 or 4, or 0 to take it
     from the first data line (then every line of every file must agree).
     ``header(name, first_line)``, when given, checks and skips each file's
     first line (it raises a :class:`DataError` itself if the line is wrong).
@@ -112,12 +115,12 @@ def read_columns(files: Iterable[tuple[str, Callable]], sep: bytes = b"\t", ncol
                 u = np.empty(m, np.int64)
                 i = np.empty(m, np.int64)
                 r = np.empty(m, np.float32)
-                t = np.empty(m if ncols != 3 else 0, np.int64)
+                t = np.empty(m if ncols not in (2, 3) else 0, np.int64)
                 st, pos, field, rows, ncols_seen, _ = P.delimited_pass(body, sep_a, ncols, u, i, r, t)
                 if st != P.OK:
                     line = line_base + int(np.count_nonzero(body[:pos] == 10)) + 1
                     if st == P.E_FIELDS:
-                        want = f"{ncols_seen}" if ncols_seen else "3 or 4"
+                        want = f"{ncols_seen}" if ncols_seen else "2, 3 or 4"
                         raise DataError(f"expected {want} fields separated by {sep.decode()!r}, found "
                                         f"{field}: {_line_text(body, pos)}", path=name, line=line)
                     raise DataError(f"{_ERRORS[st]}: {_line_text(body, pos)}", path=name, line=line,
