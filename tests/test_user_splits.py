@@ -27,10 +27,12 @@ def user_ratings(draw):
     counts = draw(st.lists(st.integers(1, 25), min_size=1, max_size=30))
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     n_times = draw(st.sampled_from([3, 1000]))           # 3 distinct times: ties everywhere
+    # seconds, or a span past 2^32 (milliseconds over decades): the other sorting path
+    step = draw(st.sampled_from([60, 10**8]))
     rows = []
     for u, k in enumerate(counts):
         items = rng.choice(60, size=k, replace=False)
-        rows += [(10 + 3 * u, 100 + int(i), float(rng.integers(1, 6)), int(rng.integers(0, n_times)) * 60)
+        rows += [(10 + 3 * u, 100 + int(i), float(rng.integers(1, 6)), int(rng.integers(0, n_times)) * step)
                  for i in items]
     return pd.DataFrame(rows, columns=["user", "item", "rating", "timestamp"])
 
@@ -83,8 +85,9 @@ def floor_of(fraction):
 def test_user_random_matches_oracle(df, seed, fractions):
     tf, vf = fractions
     s = user_random_split(_table(df), "ur", tf, vf, seed=seed)
-    # the documented draw: one uniform per rating in (user, item) order; smallest first
-    d = df.sort_values(["user", "item"]).assign(u=np.random.default_rng(seed).random(len(df)))
+    # the documented draw: one uint32 per rating in (user, item) order; smallest first
+    draws = np.random.default_rng(seed).integers(0, 2**32, len(df), dtype=np.uint32)
+    d = df.sort_values(["user", "item"]).assign(u=draws)
     _check(s, df, oracle_per_user(d, "u", True, floor_of(tf), floor_of(vf)))
     again = user_random_split(_table(df), "ur", tf, vf, seed=seed)
     assert again.test.equals(s.test) and again.valid.equals(s.valid)
