@@ -37,7 +37,8 @@ from recozoo.splits import (NETFLIX_PRESETS, Split, holdout_split, random_split,
                             time_split)
 
 __all__ = ["DatasetSpec", "data_home", "load_split", "build_split", "builtin_datasets",
-           "register_user_dataset", "register_protocol_dataset", "user_dataset", "resolve_source",
+           "register_user_dataset", "register_protocol_dataset", "user_dataset", "user_datasets",
+           "resolve_source",
            "source_table", "SOURCES_INFO", "IMPLICIT_PUBLISHED_HELDOUT"]
 
 #: bump when a protocol implementation changes, to invalidate caches
@@ -249,6 +250,25 @@ def _implicit_specs(source: str, loader: Callable[[Path], Any], what: str) -> li
     return out
 
 
+#: generated ratings for the implicit protocols: 50% of them are above 3.5, so n_ratings=20M at
+#: 136,677 x 20,720 gives ML-20M's size after binarising (docs/datasets.md)
+SYNTHETIC_IMPLICIT_DEFAULTS = {"n_users": 20_000, "n_items": 2_000, "n_ratings": 500_000, "data_seed": 0}
+
+
+def _synthetic_implicit(name: str):
+    def build(path: Path | None, seed: int, params: dict) -> Split:
+        from recozoo.data.synthetic import generate
+        from recozoo.protocols import apply_protocol, parse_count
+        gen = {k: parse_count(k, params[k], 0 if k == "data_seed" else 1)
+               for k in SYNTHETIC_IMPLICIT_DEFAULTS}
+        table = generate(gen["n_users"], gen["n_items"], gen["n_ratings"], seed=gen["data_seed"])
+        s = apply_protocol(table, name, "strong", seed,
+                           {k: v for k, v in params.items() if k not in gen})
+        s.info["generator"] = gen
+        return s
+    return build
+
+
 def _netflix_loader(path: Path):
     from recozoo.data.netflix import load_netflix
     return load_netflix(path)
@@ -299,6 +319,11 @@ def builtin_datasets() -> list[DatasetSpec]:
         DatasetSpec("synthetic-drift", "generated ratings with temporal drift (user/item bias drift, "
                     "item releases); Netflix-full time rules", _synthetic(True, "synthetic-drift"), None,
                     dict(SYNTHETIC_DEFAULTS)),
+        DatasetSpec("synthetic-implicit", "generated ratings binarised at > 3.5, strong generalisation "
+                    "(held-out users with an 80/20 fold-in; N scaled to the data)",
+                    _synthetic_implicit("synthetic-implicit"), None,
+                    {**SYNTHETIC_IMPLICIT_DEFAULTS, **_implicit_params("synthetic", "strong",
+                                                                       {"threshold": 3.5})}),
         DatasetSpec("ml-100k", "MovieLens 100K, canonical fold u1 (u1.base/u1.test) + seeded 5% valid "
                     "slice of u1.base", _ml100k_fold("u1"), "ml-100k",
                     {"valid_fraction": ML100K_VALID_FRACTION}),
@@ -429,6 +454,23 @@ def user_dataset(name: str) -> DatasetSpec | None:
                            user_defined=True)
     return DatasetSpec(name, f"pre-split files: train {rec['train']}", _build_user(rec),
                        source=f"user:{name}", user_defined=True)
+
+
+def user_datasets() -> list[DatasetSpec]:
+    """The datasets registered by ``data prepare NAME --source/--train ...`` (by name).
+
+    A corrupt record is skipped here (using its name says what is wrong).
+    """
+    folder = data_home() / "user"
+    out = []
+    for f in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            spec = user_dataset(f.stem)
+        except (DatasetNotFound, KeyError):
+            continue
+        if spec is not None:
+            out.append(spec)
+    return out
 
 
 # ---------------------------------------------------------------- loading

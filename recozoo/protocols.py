@@ -39,12 +39,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+import numpy as np
+
 from recozoo.data.table import RatingsTable
 from recozoo.errors import DataError, SettingsError
 from recozoo.splits import Split, random_split, time_fraction_split
 
 __all__ = ["Protocol", "ProtocolParam", "PROTOCOLS", "get_protocol", "protocol_params",
-           "apply_protocol"]
+           "apply_protocol", "parse_count"]
 
 
 @dataclass(frozen=True)
@@ -95,13 +97,16 @@ def _open_fraction(name: str, v: Any) -> float:
     return x
 
 
+def parse_count(name: str, v: Any, minimum: int = 0) -> int:
+    """An integer ``--data-param`` of at least ``minimum``; a one-line error otherwise."""
+    x = _number(name, v, int)
+    if x < minimum:
+        raise SettingsError(f"--data-param {name}: want an integer >= {minimum}, got {v!r}")
+    return x
+
+
 def _count(minimum: int):
-    def parse(name: str, v: Any) -> int:
-        x = _number(name, v, int)
-        if x < minimum:
-            raise SettingsError(f"--data-param {name}: want an integer >= {minimum}, got {v!r}")
-        return x
-    return parse
+    return lambda name, v: parse_count(name, v, minimum)
 
 
 def _threshold(name: str, v: Any) -> float | None:
@@ -224,7 +229,9 @@ def apply_protocol(table: RatingsTable, name: str, protocol: str, seed: int = 0,
     """Split ``table`` by ``protocol`` (binarised first when ``threshold`` is set).
 
     A protocol that orders by time refuses data without timestamps, naming
-    ``source``.
+    ``source``. ``info["implicit"]`` says whether the split is implicit
+    feedback (binarised, ``strong``, or every value 1 as in interaction-only
+    files): ranking metrics are its measure, not RMSE.
     """
     proto = get_protocol(protocol)
     p = protocol_params(protocol, params)
@@ -235,8 +242,11 @@ def apply_protocol(table: RatingsTable, name: str, protocol: str, seed: int = 0,
     if p["threshold"] is not None and protocol != "strong":
         from recozoo.strong_generalization import binarize
         table = binarize(table, p["threshold"], name=name)
+    # implicit: binarised, held-out users' interactions, or interaction-only data (every value 1)
+    implicit = p["threshold"] is not None or protocol == "strong" or bool(
+        table.nnz and np.all(np.asarray(table.ratings) == 1))
     split = proto.split(table, name, seed, p)
-    split.info.update({"protocol": protocol, "params": p})
+    split.info.update({"protocol": protocol, "params": p, "implicit": implicit})
     if source is not None:
         split.info["source"] = str(source)
     return split

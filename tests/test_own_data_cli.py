@@ -33,6 +33,8 @@ def test_user_time_on_u_data_then_fit(ml100k_dir, home, tmp_path):
     assert s["split_info"]["protocol"] == "user-time"
     # one prepared split, keyed on the record: fit read the cache prepare wrote
     assert len(list((Path(home["RECOZOO_DATA"]) / "prepared" / "mydata").iterdir())) == 1
+    rows = {r["name"]: r for r in run_json("data", "list", env=home)}
+    assert rows["mydata"]["source"] == "user" and "user-time" in rows["mydata"]["description"]
 
 
 def test_netflix_sample_folder(netflix_sample_dir, home):

@@ -214,3 +214,16 @@ def test_save_load_keeps_the_fold_in_parts(tmp_path):
     assert back.describe() == s.describe() and set(back.describe()) == {
         "train", "valid", "test", "valid_fold_in", "test_fold_in"}
     _check_layout(back)
+
+
+def test_synthetic_implicit_dataset():
+    from recozoo.datasets import build_split
+    from recozoo.errors import SettingsError
+    s = build_split("synthetic-implicit", params={"n_users": "2000", "n_items": "300",
+                                                  "n_ratings": "40000"})
+    assert s.has_fold_in and s.info["generator"]["n_users"] == 2000
+    _check_layout(s)
+    a, b = s.user_block("test")
+    assert b - a == s.info["heldout_users"] == scaled_heldout_users(s.info["users_kept"])
+    with pytest.raises(SettingsError, match="n_users: want an integer"):
+        build_split("synthetic-implicit", params={"n_users": "many"})

@@ -155,7 +155,9 @@ def test_threshold_binarises_before_any_protocol(df, seed, protocol):
         t = getattr(s, part)
         assert np.all(t.ratings == 1.0)
         assert {r[:2] for r in _rows(t)} == {r[:2] for r in _rows(getattr(plain, part))}
-    assert s.info["params"]["threshold"] == 3.5
+    assert s.info["params"]["threshold"] == 3.5 and s.info["implicit"]
+    rated = apply_protocol(_table(df), "b", protocol, seed, {})
+    assert rated.info["implicit"] == bool((df.rating == 1).all())
 
 
 @FAST

@@ -297,8 +297,8 @@ def export_cmd(
 # ------------------------------------------------------------------ data
 @data_app.command("list")
 def data_list(as_json: bool = typer.Option(False, "--json")):
-    """Datasets recozoo knows, their raw source and whether that source is available."""
-    from recozoo.datasets import resolve_source
+    """Datasets recozoo knows (built-in, then your own), their raw source and whether it is available."""
+    from recozoo.datasets import resolve_source, user_datasets
     from recozoo.errors import DatasetNotFound
     from recozoo.registry import list_datasets
     rows = []
@@ -310,6 +310,9 @@ def data_list(as_json: bool = typer.Option(False, "--json")):
             except DatasetNotFound:
                 avail = "not available"
         rows.append({"name": s.name, "source": s.source, "available": avail, "description": s.description})
+    for s in user_datasets():
+        rows.append({"name": s.name, "source": "user", "available": "registered",
+                     "description": s.description})
     if as_json:
         _out(rows)
         return
