@@ -419,7 +419,11 @@ def _build_protocol(rec: dict):
     def build(path, seed: int, params: dict) -> Split:
         from recozoo.data.ratings_source import load_ratings_source
         from recozoo.protocols import apply_protocol
-        table = load_ratings_source(rec["source"], rec.get("format", "auto"), rec.get("columns"))
+        fmt, columns = rec.get("format", "auto"), rec.get("columns")
+        # the parsed source is cached like a built-in source's (keyed also on how it is read),
+        # so another seed or parameter re-splits without re-parsing
+        table = source_table(f"user-{rec['name']}-{_key(fmt, columns)}", Path(rec["source"]),
+                             lambda p: load_ratings_source(p, fmt, columns))
         return apply_protocol(table, rec["name"], rec["protocol"], seed, params, source=rec["source"])
     return build
 
