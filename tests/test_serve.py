@@ -1,96 +1,389 @@
-"""Online use: real HTTP on loopback against a real fitted run."""
+"""Online use: a real server (uvicorn on loopback) against real fitted runs on ML-100K.
+
+In-process servers (a thread) for the endpoints, hostile input, concurrency and
+hot swap; ``recozoo serve`` subprocesses for SIGTERM and ``kill -9``.
+"""
 
 from __future__ import annotations
 
+import http.client
 import json
+import os
+import shutil
+import signal
+import socket
 import subprocess
+import threading
+import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlparse
 
+import numpy as np
 import pytest
 
 from cli_helpers import RECOZOO, assert_one_line_error, run_cli, run_json
 
 
 @pytest.fixture(scope="module")
-def bias_run(ml100k_dir, tmp_path_factory):
+def runs(ml100k_env, tmp_path_factory):
     d = tmp_path_factory.mktemp("serve")
-    env = {"RECOZOO_DATA": str(d / "home")}
-    run_cli("fit", "bias", "--dataset", "ml-100k", "--source", ml100k_dir, "--out", d / "run", "-q", env=env)
-    return d / "run"
+    run_cli("fit", "bias", "--dataset", "ml-100k", "--out", d / "bias", "-q", env=ml100k_env)
+    run_cli("fit", "als", "--dataset", "ml-100k", "--out", d / "als", "-q", "--set", "iterations=5",
+            env=ml100k_env)
+    return d
 
 
-def _get(url):
+@pytest.fixture()
+def als_copy(runs, tmp_path):
+    """A private copy of the ALS run (tests that store events must not share a database)."""
+    dst = tmp_path / "als"
+    shutil.copytree(runs / "als", dst)
+    return dst
+
+
+def _req(url, method="GET", body=None, headers=None, timeout=30):
+    data = body if body is None or isinstance(body, bytes) else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
     try:
-        with urllib.request.urlopen(url, timeout=10) as r:
-            return r.status, json.loads(r.read())
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            raw = r.read()
+            return r.status, (json.loads(raw) if raw and r.headers.get_content_type() == "application/json"
+                              else raw)
     except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
+        raw = e.read()
+        return e.code, (json.loads(raw) if raw else None)
 
 
-def _post(url, obj):
-    req = urllib.request.Request(url, data=json.dumps(obj).encode(), method="POST",
-                                 headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
+def _raw(url, payload: bytes, timeout=10) -> bytes:
+    """Send raw bytes on a fresh connection, return everything the server answers."""
+    u = urlparse(url)
+    with socket.create_connection((u.hostname, u.port), timeout=timeout) as s:
+        s.sendall(payload)
+        out = b""
+        while True:
+            try:
+                chunk = s.recv(65536)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            out += chunk
+    return out
 
 
-def test_http_endpoints(bias_run):
-    from recozoo.models.base import load_model
+def _assert_json_error(status, body, code):
+    assert status == code, (status, body)
+    assert isinstance(body, dict) and set(body) == {"error"} and "\n" not in body["error"], body
+
+
+@pytest.fixture()
+def server(runs):
     from recozoo.serve import serve_in_thread
-    server, base = serve_in_thread(bias_run)
+    s = serve_in_thread(runs / "bias", events=str(runs / "bias-events.sqlite3"))
+    yield s
+    s.stop()
+
+
+def test_endpoints(server, runs):
+    base = server.url
+    st, h = _req(f"{base}/health")
+    assert st == 200 and h == {"status": "ok", "model": "bias", "dataset": "ml-100k", "users": 943,
+                               "items": 1682}
+    st, r = _req(f"{base}/recommend?user=1&k=5")
+    assert st == 200 and r["user"] == "1" and len(r["items"]) == 5
+    scores = [x["score"] for x in r["items"]]
+    assert scores == sorted(scores, reverse=True)
+    rec = server.state.rec
+    u = rec.user_index(1)
+    seen = set(rec.item_ids.raw[rec.model.seen_items([u]).indices].tolist())
+    assert not seen & {x["item"] for x in r["items"]}
+    items, sc = rec.model.recommend(u, k=5)          # the library's own answer
+    assert [x["item"] for x in r["items"]] == rec.item_ids.raw[items].tolist()
+    assert np.allclose(scores, sc)
+    st, p = _req(f"{base}/predict?user=1&item=50")
+    assert st == 200 and p["user"] == "1" and 1.0 < p["rating"] < 5.5
+    st, n = _req(f"{base}/recommend", "POST", {"ratings": {"50": 5, "1": 1}, "k": 3})
+    assert st == 200 and len(n["items"]) == 3 and not {50, 1} & {x["item"] for x in n["items"]}
+    st, b = _req(f"{base}/recommend/batch", "POST",
+                 {"requests": [{"user": 1}, {"user": 123456}, {"ratings": {"50": 5}}, {"user": "1", "k": 2}],
+                  "k": 5})
+    assert st == 200 and len(b["results"]) == 4
+    assert b["results"][0]["items"] == r["items"] and b["results"][3]["items"] == r["items"][:2]
+    assert b["results"][1]["status"] == 404 and "unknown user" in b["results"][1]["error"]
+    assert len(b["results"][2]["items"]) == 5
+    st, m = _req(f"{base}/model")
+    assert st == 200 and m["model"] == "bias" and m["users"] == 943 and m["folds_in"] is True
+    assert m["settings"]["reg_user"] == 10.0 and m["training_ratings"] > 70_000
+    st, o = _req(f"{base}/openapi.json")
+    assert st == 200 and o["openapi"].startswith("3.") and "/recommend/batch" in o["paths"]
+    st, d = _req(f"{base}/docs")
+    assert st == 200 and b"/interactions" in d
+    st, met = _req(f"{base}/metrics")
+    text = met.decode()
+    assert st == 200 and 'recozoo_requests_total{endpoint="/recommend",method="GET",status="200"' in text
+    assert "recozoo_request_seconds_bucket" in text and "recozoo_batch_size_count" in text
+
+
+@pytest.mark.parametrize("url_tail,code,needle", [
+    ("/recommend?user=99999999999999999999999", 404, "unknown user"),
+    ("/recommend?user=abc", 404, "unknown user"),
+    ("/recommend?user=" + "9" * 5000, 404, "unknown user"),
+    ("/recommend?user=424242", 404, "unknown user"),
+    ("/recommend", 400, "missing"),
+    ("/recommend?user=1&k=0", 400, "k must"),
+    ("/recommend?user=1&k=1e3", 400, "k must"),
+    ("/recommend?user=1&k=99999999999999999999", 400, "k must"),
+    ("/predict?user=1", 400, "required"),
+    ("/predict?user=1&item=999999", 404, "unknown item"),
+    ("/nope", 404, "no such endpoint"),
+    ("/recommend?user=%FF%FE", 404, "unknown user"),
+])
+def test_bad_queries_get_one_line_json_4xx(server, url_tail, code, needle):
+    st, body = _req(server.url + url_tail)
+    _assert_json_error(st, body, code)
+    assert needle in body["error"].lower()
+
+
+@pytest.mark.parametrize("body,code,needle", [
+    (b"[" * 100_000, 400, "nested"),
+    (b'{"ratings": {"50": ' + b"9" * 400 + b"}}", 400, "digits"),
+    (b'{"ratings": {"50": 1e400}}', 400, "finite"),
+    (b'{"ratings": {"50": NaN}}', 400, "not a number"),
+    (b'{"ratings": {"50": "x"}}', 400, "number"),
+    (b'{"ratings": {"50": true}}', 400, "number"),
+    (b'{"ratings": {}}', 400, "non-empty"),
+    (b'{"ratings": {"999999": 4}}', 404, "unknown item"),
+    (b'{"ratings": {"50": 4}, "k": "ten"}', 400, "k must"),
+    (b"\xff\xfe\x00{", 400, "utf-8"),
+    (b"{not json", 400, "not valid json"),
+    (b"", 400, "empty"),
+    (b"[1, 2]", 400, "json object"),
+    (json.dumps({"ratings": {"50": 4}, "pad": "x" * (5 << 20)}).encode(), 413, "larger"),
+])
+def test_bad_bodies_get_one_line_json_4xx(server, body, code, needle):
+    st, got = _req(f"{server.url}/recommend", "POST", body, {"Content-Type": "application/json"})
+    _assert_json_error(st, got, code)
+    assert needle in got["error"].lower()
+
+
+def test_wrong_methods_are_405_with_json(server):
+    for method, path in (("PUT", "/recommend"), ("DELETE", "/recommend"), ("PATCH", "/health"),
+                         ("GET", "/interactions"), ("POST", "/health"), ("DELETE", "/model")):
+        st, body = _req(server.url + path, method)
+        _assert_json_error(st, body, 405)
+    st, body = _req(server.url + "/interactions", "HEAD")
+    assert st == 405
+    st, _ = _req(server.url + "/health", "HEAD")
+    assert st == 200                                   # HEAD of a GET resource is allowed
+
+
+def test_malformed_http_slowloris_and_huge_headers(runs):
+    from recozoo.serve import serve_in_thread
+    s = serve_in_thread(runs / "bias", events=str(runs / "bias-events.sqlite3"), read_timeout=0.5)
     try:
-        st, h = _get(f"{base}/health")
-        assert st == 200 and h["model"] == "bias" and h["users"] == 943
-        st, r = _get(f"{base}/recommend?user=1&k=5")
-        assert st == 200 and len(r["items"]) == 5
-        scores = [x["score"] for x in r["items"]]
-        assert scores == sorted(scores, reverse=True)
-        # user 1's training items are never recommended back
-        model = load_model(bias_run / "model.rcz")
-        u = server.recommender.user_ids.index(1)
-        seen = set(server.recommender.item_ids.raw[model._seen[u].indices].tolist())
-        assert not seen & {x["item"] for x in r["items"]}
-        st, p = _get(f"{base}/predict?user=1&item=50")
-        assert st == 200 and 1.0 < p["rating"] < 5.5
-        # a new user who loves item 50 and hates item 1
-        st, n = _post(f"{base}/recommend", {"ratings": {"50": 5, "1": 1}, "k": 3})
-        assert st == 200 and len(n["items"]) == 3 and not {50, 1} & {x["item"] for x in n["items"]}
-        assert _get(f"{base}/recommend?user=999999")[0] == 404
-        assert _post(f"{base}/recommend", {"ratings": {"999999": 4}})[0] == 404
-        assert _post(f"{base}/recommend", {"ratings": {"50": "x"}})[0] == 400
-        assert _post(f"{base}/recommend", {"ratings": {}})[0] == 400
-        assert _get(f"{base}/recommend?user=1&k=0")[0] == 400
-        assert _get(f"{base}/nope")[0] == 404
+        out = _raw(s.url, b"GARBAGE\r\n\r\n")
+        assert out.startswith(b"HTTP/1.1 400") and out.endswith(b'{"error": "malformed HTTP request"}')
+        t0 = time.monotonic()
+        out = _raw(s.url, b"GET /health HTTP/1.1\r\nHost: x\r\n")          # never finishes its headers
+        assert out.startswith(b"HTTP/1.1 408") and b'"error"' in out and time.monotonic() - t0 < 5
+        out = _raw(s.url, b"GET /health HTTP/1.1\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n")
+        assert out.startswith(b"HTTP/1.1 431") and b'"error"' in out
+        # a body announced but not sent in time
+        out = _raw(s.url, b"POST /recommend HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\n\r\n{")
+        assert out.startswith(b"HTTP/1.1 408") and b"within" in out
+        # keep-alive: several requests on one connection (HTTP/1.1)
+        u = urlparse(s.url)
+        c = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
+        for _ in range(3):
+            c.request("GET", "/recommend?user=2&k=2")
+            r = c.getresponse()
+            assert r.status == 200 and len(json.loads(r.read())["items"]) == 2
+        c.close()
     finally:
-        server.shutdown()
-        server.server_close()
+        s.stop()
 
 
-def test_recommend_cli_known_and_new_user(bias_run, tmp_path):
-    r = run_json("recommend", bias_run, "--user", "1", "--k", "4")
+def _fetch_all(base, paths, connections):
+    """GET/POST every (method, path, body) on ``connections`` keep-alive clients in parallel."""
+    u = urlparse(base)
+    chunks = [paths[i::connections] for i in range(connections)]
+
+    def worker(chunk):
+        c = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+        out = {}
+        for method, path, body in chunk:
+            c.request(method, path, body=body, headers={"Content-Type": "application/json"})
+            r = c.getresponse()
+            out[(method, path, body)] = (r.status, r.read())
+        c.close()
+        return out
+    res = {}
+    with ThreadPoolExecutor(connections) as ex:
+        for part in ex.map(worker, chunks):
+            res.update(part)
+    return res
+
+
+def test_32_concurrent_clients_get_what_a_sequential_client_gets(runs):
+    from recozoo.serve import serve_in_thread
+    s = serve_in_thread(runs / "als", events=str(runs / "als-events-conc.sqlite3"), batch_wait_ms=5)
+    try:
+        rng = np.random.default_rng(0)
+        users = rng.choice(np.arange(1, 944), 150, replace=False)
+        paths = [("GET", f"/recommend?user={u}&k={1 + u % 20}", None) for u in users]
+        for j in range(40):
+            items = rng.choice(np.arange(1, 1683), 1 + j % 15, replace=False)
+            body = json.dumps({"ratings": {str(i): float(rng.integers(1, 6)) for i in items},
+                               "k": 1 + j % 12}).encode()
+            paths.append(("POST", "/recommend", body))
+        sequential = _fetch_all(s.url, paths, 1)
+        batches_before = s.state.metrics.batches.n
+        concurrent = _fetch_all(s.url, paths, 32)
+        assert all(v[0] == 200 for v in sequential.values())
+        assert concurrent == sequential                    # byte for byte
+        # and they really were batched: fewer batches than requests
+        assert s.state.metrics.batches.n - batches_before < len(paths)
+    finally:
+        s.stop()
+
+
+def test_interactions_are_reflected_and_new_users_become_recommendable(als_copy):
+    from recozoo.serve import serve_in_thread
+    s = serve_in_thread(als_copy)
+    try:
+        base = s.url
+        _, before = _req(f"{base}/recommend?user=7&k=10")
+        top = before["items"][0]["item"]
+        st, r = _req(f"{base}/interactions", "POST", {"user": 7, "item": top, "rating": 1})
+        assert st == 200 and r["stored"] == 1 and r["reflected"] is True
+        _, after = _req(f"{base}/recommend?user=7&k=10")
+        assert top not in {x["item"] for x in after["items"]}      # rated: excluded from now on
+        assert after["items"] != before["items"][1:]                # and the user's scores moved
+        # a brand-new user id becomes recommendable through its events
+        assert _req(f"{base}/recommend?user=5000&k=3")[0] == 404
+        st, r = _req(f"{base}/interactions", "POST", {"events": [
+            {"user": 5000, "item": 50, "rating": 5}, {"user": 5000, "item": 181, "rating": 4.5},
+            {"user": 5000, "item": 1}]})
+        assert st == 200 and r["stored"] == 3
+        st, r = _req(f"{base}/recommend?user=5000&k=3")
+        assert st == 200 and len(r["items"]) == 3 and not {50, 181, 1} & {x["item"] for x in r["items"]}
+        # the same answer as a new user with those ratings (the implicit event only excludes)
+        st, n = _req(f"{base}/recommend", "POST", {"ratings": {"50": 5, "181": 4.5}, "k": 4})
+        assert [x for x in n["items"] if x["item"] != 1][:3] == r["items"]
+        st, p = _req(f"{base}/predict?user=5000&item=172")
+        assert st == 200 and 1 < p["rating"] < 6
+        for bad, code in (({"user": 1, "item": 999999}, 404), ({"user": 1}, 400),
+                          ({"user": 1, "item": 50, "rating": "x"}, 400), ({"user": 1, "item": 50, "rating": 1e999}, 400),
+                          ({"user": "x" * 300, "item": 50}, 404), ({"events": []}, 400)):
+            st, body = _req(f"{base}/interactions", "POST", bad)
+            _assert_json_error(st, body, code)
+    finally:
+        s.stop()
+
+
+def _start(args, env=None):
+    p = subprocess.Popen([RECOZOO, "serve", *map(str, args), "--port", "0"], stderr=subprocess.PIPE,
+                         stdout=subprocess.DEVNULL, text=True, env={**os.environ, **(env or {})})
+    line = p.stderr.readline()
+    assert "serving" in line, line + p.stderr.read()
+    url = line.strip().rsplit(" ", 1)[-1]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if _req(f"{url}/health", timeout=2)[0] == 200:
+                return p, url
+        except (urllib.error.URLError, ConnectionError, OSError):
+            time.sleep(0.1)
+    p.kill()
+    raise AssertionError("server did not come up")
+
+
+def test_kill_9_right_after_a_200_loses_no_event(als_copy):
+    p, url = _start([als_copy])
+    try:
+        st, r = _req(f"{url}/interactions", "POST", {"user": 4242, "item": 50, "rating": 5})
+        assert st == 200
+        os.kill(p.pid, signal.SIGKILL)               # no shutdown code runs
+        p.wait(10)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    from recozoo.serve.store import read_events
+    assert read_events(als_copy / "interactions.sqlite3") == [(r["ids"][0], 4242, 50, 5.0)]
+    p, url = _start([als_copy])                      # and a new server sees it
+    try:
+        st, rec = _req(f"{url}/recommend?user=4242&k=2")
+        assert st == 200 and len(rec["items"]) == 2
+    finally:
+        p.terminate()
+        p.wait(20)
+
+
+def test_sigterm_lets_in_flight_requests_finish(runs, tmp_path):
+    p, url = _start([runs / "bias", "--events", tmp_path / "ev.sqlite3", "--batch-wait-ms", "900"])
+    out = {}
+    t = threading.Thread(target=lambda: out.setdefault("r", _req(f"{url}/recommend?user=3&k=2")))
+    t.start()
+    time.sleep(0.3)                                  # the request waits in the batcher (900 ms)
+    p.send_signal(signal.SIGTERM)
+    t.join(20)
+    assert out["r"][0] == 200 and len(out["r"][1]["items"]) == 2
+    # uvicorn ends the process by re-raising the signal after the graceful shutdown (exit -15)
+    assert p.wait(20) in (0, -signal.SIGTERM)
+    assert "Traceback" not in p.stderr.read()
+
+
+def test_hot_swap_keeps_in_flight_requests(runs, tmp_path):
+    from recozoo.serve import serve_in_thread
+    s = serve_in_thread(runs / "bias", events=str(tmp_path / "ev.sqlite3"), admin_token="t0ken")
+    try:
+        base = s.url
+        assert _req(f"{base}/admin/swap", "POST", {"run_dir": str(runs / "als")})[0] == 401
+        stop = threading.Event()
+        statuses = []
+
+        def hammer():
+            u = urlparse(base)
+            c = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+            while not stop.is_set():
+                c.request("GET", "/recommend?user=9&k=3")
+                r = c.getresponse()
+                statuses.append((r.status, json.loads(r.read())))
+            c.close()
+        threads = [threading.Thread(target=hammer) for _ in range(8)]
+        for t in threads:
+            t.start()
+        time.sleep(0.3)
+        st, r = _req(f"{base}/admin/swap", "POST", {"run_dir": str(runs / "als")},
+                     {"Authorization": "Bearer t0ken"})
+        assert st == 200 and r["model"] == "als"
+        time.sleep(0.3)
+        stop.set()
+        for t in threads:
+            t.join(30)
+        assert statuses and all(code == 200 for code, _ in statuses)
+        assert _req(f"{base}/health")[1]["model"] == "als"
+        _, now = _req(f"{base}/recommend?user=9&k=3")
+        assert now == statuses[-1][1]                 # answers come from the new run
+        st, body = _req(f"{base}/admin/swap", "POST", {"run_dir": str(tmp_path / "nothing")},
+                        {"Authorization": "Bearer t0ken"})
+        _assert_json_error(st, body, 400)
+        assert _req(f"{base}/health")[1]["model"] == "als"          # a failed swap changes nothing
+    finally:
+        s.stop()
+
+
+def test_recommend_cli_known_and_new_user(runs, tmp_path):
+    r = run_json("recommend", runs / "bias", "--user", "1", "--k", "4")
     assert len(r["items"]) == 4
     f = tmp_path / "new.json"
     f.write_text(json.dumps({"50": 5, "181": 4}))
-    n = run_json("recommend", bias_run, "--ratings", f, "--k", "4")
+    n = run_json("recommend", runs / "als", "--ratings", f, "--k", "4")
     assert len(n["items"]) == 4
-    assert_one_line_error(run_cli("recommend", bias_run, "--user", "424242", check=False), "unknown user")
+    assert_one_line_error(run_cli("recommend", runs / "bias", "--user", "424242", check=False), "unknown user")
     f.write_text("{not json")
-    assert_one_line_error(run_cli("recommend", bias_run, "--ratings", f, check=False), "not valid json")
-
-
-def test_serve_command_over_loopback(bias_run):
-    p = subprocess.Popen([RECOZOO, "serve", str(bias_run), "--port", "0"], stderr=subprocess.PIPE,
-                         stdout=subprocess.DEVNULL, text=True)
-    try:
-        line = p.stderr.readline()
-        assert "serving" in line, line
-        url = line.strip().rsplit(" ", 1)[-1]
-        st, r = _get(f"{url}/recommend?user=5&k=2")
-        assert st == 200 and len(r["items"]) == 2
-    finally:
-        p.terminate()
-        p.wait(timeout=10)
+    assert_one_line_error(run_cli("recommend", runs / "bias", "--ratings", f, check=False), "not valid json")
+    assert_one_line_error(run_cli("serve", runs / "bias", "--workers", "0", check=False), "--workers")
+    assert_one_line_error(run_cli("serve", tmp_path, check=False), "not a run directory")

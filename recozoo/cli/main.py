@@ -56,21 +56,24 @@ def models_cmd(name: Optional[str] = typer.Argument(None, help="show one model's
         rows = settings_table(cls.Settings)
         if as_json:
             _out({"model": name, "settings": rows, "fallback": cls.fallback,
-                  "presets": sorted(getattr(cls, "presets", {}) or {})})
+                  "presets": sorted(getattr(cls, "presets", {}) or {}), "folds_in": cls.folds_in.value,
+                  "fold_in_method": cls.fold_in_method})
             return
         _print_settings(cls, rows)
         return
     entries = list_models()
     if as_json:
         _out([{"name": e.name, "provider": e.provider, "summary": e.summary,
-               "predicts_ratings": e.cls.predicts_ratings} for e in entries])
+               "predicts_ratings": e.cls.predicts_ratings, "folds_in": e.cls.folds_in.value,
+               "fold_in_method": e.cls.fold_in_method} for e in entries])
         return
     from rich.table import Table
     t = Table(title="recozoo models")
-    for c in ("model", "provider", "ratings", "summary"):
+    for c in ("model", "provider", "ratings", "fold-in", "summary"):
         t.add_column(c)
     for e in entries:
-        t.add_row(e.name, e.provider, "yes" if e.cls.predicts_ratings else "ranking only", e.summary)
+        t.add_row(e.name, e.provider, "yes" if e.cls.predicts_ratings else "ranking only",
+                  e.cls.folds_in.value, e.summary)
     _console().print(t)
 
 
@@ -87,6 +90,7 @@ def _print_settings(cls, rows) -> None:
     if presets:
         con.print(f"presets (--preset NAME): {', '.join(presets)}")
     con.print(f"fallback for unseen users/items: {cls.fallback}")
+    con.print(f"fold-in of a new user ({cls.folds_in.value}): {cls.fold_in_method}")
 
 
 # ------------------------------------------------------------------- fit
@@ -230,14 +234,14 @@ def recommend_cmd(
     as_json: bool = typer.Option(False, "--json"),
 ):
     """Top-k items for a known user (--user) or for a new user's ratings (--ratings)."""
-    from recozoo.serve import Recommender, _parse_id
+    from recozoo.serve import Recommender
     if (user is None) == (ratings is None):
         raise RecozooError("give exactly one of --user ID or --ratings FILE")
     if k < 1:
         raise RecozooError(f"--k must be >= 1, got {k}")
     rec = Recommender(run_dir)
     if user is not None:
-        rows = rec.recommend_user(_parse_id(user, rec.user_ids), k)
+        rows = rec.recommend_user(rec.parse_user(user), k)
     else:
         text = sys.stdin.read() if str(ratings) == "-" else _read_text(ratings)
         try:
@@ -261,22 +265,46 @@ def _read_text(path: Path) -> str:
 
 @app.command("serve")
 def serve_cmd(
-    run_dir: Path = typer.Argument(..., help="a run directory written by `recozoo fit`"),
+    run_dir: Path = typer.Argument(..., help="a run directory written by `recozoo fit` (a symlink to one "
+                                   "is re-resolved on SIGHUP)"),
     host: str = typer.Option("127.0.0.1", "--host"),
     port: int = typer.Option(8000, "--port", help="0 picks a free port"),
+    workers: int = typer.Option(1, "--workers", help="server processes sharing the socket"),
+    batch_wait_ms: float = typer.Option(2.0, "--batch-wait-ms",
+                                        help="how long an idle batcher waits for companions (ms, 0 = none)"),
+    max_batch: int = typer.Option(64, "--max-batch", help="most queries scored in one pass"),
+    events: Optional[Path] = typer.Option(None, "--events",
+                                          help="SQLite file of live interactions (default RUN_DIR/"
+                                               "interactions.sqlite3)"),
+    max_body_bytes: int = typer.Option(4 << 20, "--max-body-bytes", help="largest request body"),
+    read_timeout: float = typer.Option(10.0, "--read-timeout",
+                                       help="seconds to receive a request's headers, and its body"),
+    admin_token: Optional[str] = typer.Option(None, "--admin-token", envvar="RECOZOO_ADMIN_TOKEN",
+                                              help="enables POST /admin/swap (Authorization: Bearer TOKEN)"),
+    backlog: int = typer.Option(2048, "--backlog", help="listen backlog (pending connections)"),
 ):
-    """Serve a trained run over HTTP: /recommend (GET known user, POST new user), /predict, /health."""
-    from recozoo.serve import make_server
-    server = make_server(run_dir, host, port)
-    h, p = server.server_address[:2]
-    sys.stderr.write(f"recozoo: serving {run_dir} ({server.recommender.model.name}) on http://{h}:{p}\n")
-    sys.stderr.flush()
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    """Serve a trained run over HTTP (ASGI on uvicorn): /recommend, /recommend/batch, /predict,
+    /interactions, /model, /health, /metrics, /docs. SIGTERM drains in-flight requests; SIGHUP reloads."""
+    for name, value, lo in (("--workers", workers, 1), ("--max-batch", max_batch, 1),
+                            ("--max-body-bytes", max_body_bytes, 1024), ("--backlog", backlog, 1)):
+        if value < lo:
+            raise RecozooError(f"{name} must be >= {lo}, got {value}")
+    if not 0 <= batch_wait_ms <= 1000:
+        raise RecozooError(f"--batch-wait-ms must be between 0 and 1000, got {batch_wait_ms}")
+    if not 0 < read_timeout <= 3600:
+        raise RecozooError(f"--read-timeout must be between 0 and 3600 s, got {read_timeout}")
+    if not 0 <= port <= 65535:
+        raise RecozooError(f"--port must be between 0 and 65535, got {port}")
+    from recozoo.serve.app import ServeOptions
+    from recozoo.serve.server import serve
+    options = ServeOptions(str(run_dir), events=str(events) if events else None, batch_wait_ms=batch_wait_ms,
+                           max_batch=max_batch, max_body_bytes=max_body_bytes, read_timeout=read_timeout,
+                           admin_token=admin_token, workers=workers)
+
+    def announce(url: str) -> None:
+        sys.stderr.write(f"recozoo: serving {run_dir} on {url}\n")
+        sys.stderr.flush()
+    serve(options, host, port, backlog=backlog, announce=announce)
 
 
 @app.command("export")

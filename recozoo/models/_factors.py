@@ -13,13 +13,84 @@ from typing import Any
 
 import numpy as np
 
-from recozoo.models.base import Model
+from recozoo.models.base import FoldIn, Model
 
-__all__ = ["BiasedFactorModel"]
+__all__ = ["BiasedFactorModel", "fold_in_ridge", "padded_rows", "keep_entries"]
+
+#: users per padded block of the fold-in solve (block memory: users x longest row x rank floats)
+_FOLD_BLOCK = 64
+
+
+def padded_rows(indptr: np.ndarray, max_users: int = _FOLD_BLOCK):
+    """Blocks of rows of similar length: yields (row ids, positions (rows x L) into the CSR arrays, mask).
+
+    Why: a batch of users with different rating counts becomes a few dense
+    (users x L x d) stacks, so every Gram matrix is one batched matmul instead
+    of a Python loop over users; rows are sorted by length first so that the
+    padding stays small.
+    """
+    counts = np.diff(indptr)
+    order = np.argsort(counts, kind="stable")
+    for s in range(0, order.size, max_users):
+        rows = order[s:s + max_users]
+        length = int(counts[rows].max()) if rows.size else 0
+        offs = np.arange(max(length, 1))
+        mask = offs[None, :] < counts[rows][:, None]
+        pos = np.where(mask, indptr[rows][:, None] + offs[None, :], 0)
+        yield rows, pos, mask
+
+
+def fold_in_ridge(ratings, features: np.ndarray, targets: np.ndarray, reg: np.ndarray) -> np.ndarray:
+    """Solve every row's weighted-λ ridge problem against fixed ``features``.
+
+    Row ``b`` of the CSR matrix ``ratings`` observes the columns ``I_b`` (its
+    stored entries, ``n_b`` of them) with ``targets`` (aligned with
+    ``ratings.data``); its solution minimises
+
+        Σ_{i∈I_b} (t_bi − f_i·x)² + n_b Σ_j reg_j x_j²
+
+    i.e. ``(F_bᵀF_b + n_b diag(reg)) x = F_bᵀ t_b``. Rows without entries get
+    0; a singular system (``reg`` 0 and fewer ratings than dimensions) gets the
+    minimum-norm least-squares solution. Returns (rows x d) float64.
+    """
+    feats = np.asarray(features, dtype=np.float64)
+    reg = np.asarray(reg, dtype=np.float64)
+    d = feats.shape[1]
+    out = np.zeros((ratings.shape[0], d))
+    t_all = np.asarray(targets, dtype=np.float64)
+    for rows, pos, mask in padded_rows(ratings.indptr):
+        n = mask.sum(1)
+        live = n > 0
+        if not live.any():
+            continue
+        rows, pos, mask, n = rows[live], pos[live], mask[live], n[live]
+        F = feats[ratings.indices[pos]] * mask[:, :, None]              # (B x L x d), padding = 0
+        t = np.where(mask, t_all[pos], 0.0)
+        gram = np.matmul(F.transpose(0, 2, 1), F)
+        gram[:, np.arange(d), np.arange(d)] += n[:, None] * reg[None, :]
+        rhs = np.einsum("bld,bl->bd", F, t)
+        try:
+            out[rows] = np.linalg.solve(gram, rhs[:, :, None])[:, :, 0]
+        except np.linalg.LinAlgError:
+            out[rows] = np.einsum("bij,bj->bi", np.linalg.pinv(gram), rhs)
+    return out
 
 
 class BiasedFactorModel(Model):
-    """A model scored as ``link(offset + b_u + b_i + p_u·q_i)``."""
+    """A model scored as ``link(offset + b_u + b_i + p_u·q_i)``.
+
+    Fold-in (:meth:`score_new_users`): the new user's factor (and bias, where
+    the model has biases) minimise the model's own per-user objective with the
+    item side fixed, ``Σ_i (r_ui − offset − b_i − b_u − p·q_i)² + n_u Σ_j λ_j
+    θ_j²`` over θ = (p, b_u) — one small ridge solve per user
+    (:func:`fold_in_ridge`), all users of a batch at once. ``λ_j`` come from
+    :meth:`_fold_in_reg`. Ratings of items without training data are left out
+    (their factors were never learned).
+    """
+
+    folds_in = FoldIn.YES
+    fold_in_method = ("the user's factors and bias solve the model's own weighted ridge problem "
+                      "against the fixed item side (one small batched solve)")
 
     def _uses_bias(self) -> bool:
         """Whether the fallback keeps the known side's bias (else: the global mean)."""
@@ -56,18 +127,49 @@ class BiasedFactorModel(Model):
 
     def score_items(self, users):
         users = np.asarray(users, dtype=np.int64)
-        x = (self.offset_ + self.user_bias_[users][:, None].astype(np.float64) + self.item_bias_[None, :]
-             + self.user_factors_[users] @ self.item_factors_.T)
+        return self._dense_scores(self.user_factors_[users], self.user_bias_[users],
+                                  self.user_known_[users])
+
+    def _dense_scores(self, X: np.ndarray, bu: np.ndarray, known: np.ndarray) -> np.ndarray:
+        """Scores of every item for users with factors ``X``, biases ``bu`` (``known``: has data)."""
+        x = (self.offset_ + bu[:, None].astype(np.float64) + self.item_bias_[None, :]
+             + X @ self.item_factors_.T)
         out = self._link(x)
-        cold_u = ~self.user_known_[users]
-        if cold_u.any():
+        if (~known).any():
             it = np.where(self.item_known_, np.arange(self.n_items_), -1)
-            out[cold_u] = self._fallback(np.full(it.size, -1), it)
+            out[~known] = self._fallback(np.full(it.size, -1), it)
         cold_i = ~self.item_known_
         if cold_i.any():
-            for_u = np.where(self.user_known_[users], users, -1)
-            out[:, cold_i] = self._fallback(for_u, np.full(users.size, -1))[:, None]
+            # μ + the user's own bias (the same rule as _fallback, for a user given by its bias)
+            fb = (self.offset_ + np.where(known, bu, 0.0) if self._uses_bias()
+                  else np.full(known.size, self.global_mean_))
+            out[:, cold_i] = fb.astype(np.float32)[:, None]
         return out
+
+    # ------------------------------------------------------------------ fold-in
+    def _fold_in_reg(self) -> tuple[float, float]:
+        """(λ of the factors, λ of the user bias) in the per-user objective (see the class docstring)."""
+        raise NotImplementedError
+
+    def _fold_in_data(self, ratings):
+        """The ratings of items with training data only (the others' factors were never learned)."""
+        keep = self.item_known_[ratings.indices]
+        return ratings if keep.all() else keep_entries(ratings, keep)
+
+    def _score_new_users(self, ratings):
+        ratings = self._fold_in_data(ratings)
+        lam_p, lam_b = self._fold_in_reg()
+        k = self._rank()
+        Q = self.item_factors_.astype(np.float64)
+        t = ratings.data.astype(np.float64) - self.offset_ - self.item_bias_[ratings.indices]
+        if self._uses_bias():
+            sol = fold_in_ridge(ratings, np.hstack([Q, np.ones((Q.shape[0], 1))]), t,
+                                np.r_[np.full(k, lam_p), lam_b])
+            X, bu = sol[:, :k], sol[:, k]
+        else:
+            X, bu = fold_in_ridge(ratings, Q, t, np.full(k, lam_p)), np.zeros(ratings.shape[0])
+        known = np.diff(ratings.indptr) > 0
+        return self._dense_scores(X.astype(np.float32), bu.astype(np.float32), known)
 
     def _get_state(self) -> dict[str, Any]:
         return {"user_factors": self.user_factors_, "item_factors": self.item_factors_,
@@ -86,3 +188,12 @@ class BiasedFactorModel(Model):
         if self.user_factors_.shape != (self.n_users_, self._rank()) or \
                 self.item_factors_.shape != (self.n_items_, self._rank()):
             raise ValueError("factor matrices do not match the saved shape")
+
+
+def keep_entries(csr, keep: np.ndarray):
+    """A copy of CSR ``csr`` with only the stored entries where ``keep`` is true (same shape)."""
+    import scipy.sparse as sp
+    rows = np.repeat(np.arange(csr.shape[0]), np.diff(csr.indptr))[keep]
+    indptr = np.zeros(csr.shape[0] + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=csr.shape[0]), out=indptr[1:])
+    return sp.csr_matrix((csr.data[keep], csr.indices[keep], indptr), shape=csr.shape)

@@ -116,6 +116,8 @@ class ALS(BiasedFactorModel):
     summary = "ALS-WR for explicit ratings (Zhou et al. 2008), batched normal-equation solves"
     fallback = ("user or item without training ratings: μ + the known side's bias "
                 "(biases=True) or the global mean (biases=False)")
+    fold_in_method = ("ALS-WR's user half-step: (Σ y_i y_iᵀ + λ n_u I) x_u = Σ (r_ui − μ − b_i) y_i "
+                      "over the new user's ratings, bias solved jointly, item side fixed")
     conformance_settings = {"rank": 4, "iterations": 2}
 
     def _fit(self, train, valid, reporter, run_dir, resume):
@@ -177,6 +179,10 @@ class ALS(BiasedFactorModel):
 
     def _rank(self) -> int:
         return int(self.settings.rank)
+
+    def _fold_in_reg(self) -> tuple[float, float]:
+        """ALS-WR's own user half-step: λ·n_u on the factors and (with biases) the jointly solved bias."""
+        return float(self.settings.reg), float(self.settings.reg)
 
 
 MODELS = (ALS,)

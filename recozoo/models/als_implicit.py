@@ -34,7 +34,7 @@ from typing import Any, Literal
 import numpy as np
 import scipy.sparse as sp
 
-from recozoo.models.base import Model
+from recozoo.models.base import FoldIn, Model
 from recozoo.settings import BaseSettings, setting
 
 __all__ = ["ImplicitALS", "ImplicitALSSettings"]
@@ -66,6 +66,9 @@ class ImplicitALS(Model):
     fallback = ("unknown or rating-less user: the mean user factor's score (a popularity-like "
                 "preference); unknown or rating-less item: score 0 (no evidence)")
     conformance_settings = {"factors": 4, "iterations": 2}
+    folds_in = FoldIn.YES
+    fold_in_method = ("implicit's recalculate_user: x_u = (YᵀY + λI + Σ (c_ui − 1) y_i y_iᵀ)⁻¹ Σ c_ui y_i, "
+                      "the exact user half-step, confidences as in training")
 
     def _confidence(self, r: np.ndarray) -> np.ndarray:
         s = self.settings
@@ -102,7 +105,6 @@ class ImplicitALS(Model):
                       callback=lambda it, seconds, loss: reporter.advance(1))
         reporter.finish()
         self._set_factors(np.asarray(model.user_factors), np.asarray(model.item_factors))
-        self._implicit = model
 
     def _set_factors(self, X: np.ndarray, Y: np.ndarray) -> None:
         X = X.astype(np.float32, copy=True)
@@ -112,19 +114,22 @@ class ImplicitALS(Model):
         self.user_factors_, self.item_factors_ = X, Y
         self.mean_user_factor_ = (X[self.user_known_].mean(0) if self.user_known_.any()
                                   else np.zeros(X.shape[1], dtype=np.float32)).astype(np.float32)
+        self._implicit = None    # the serving engine caches YᵀY: rebuilt for these factors
 
     def _engine(self):
-        """The ``implicit`` model serving ``recommend`` (rebuilt after ``load``)."""
+        """The ``implicit`` model serving ``recommend`` and the fold-in, holding our factors (built once
+        per set of factors: it caches YᵀY; ``regularization`` is ours, ``alpha`` 1 as in training)."""
         model = getattr(self, "_implicit", None)
         if model is None:
             import threadpoolctl
             from implicit.cpu.als import AlternatingLeastSquares
             with threadpoolctl.threadpool_limits(1, "blas"):  # its constructor checks BLAS threads
-                model = AlternatingLeastSquares(factors=self.settings.factors,
-                                                num_threads=self.settings.threads)
+                model = AlternatingLeastSquares(factors=self.settings.factors, regularization=self.settings.reg,
+                                                alpha=1.0, num_threads=self.settings.threads,
+                                                dtype=np.float32)
+            model.user_factors = self.user_factors_
+            model.item_factors = self.item_factors_
             self._implicit = model
-        model.user_factors = self.user_factors_
-        model.item_factors = self.item_factors_
         return model
 
     # ------------------------------------------------------------- prediction
@@ -148,6 +153,23 @@ class ImplicitALS(Model):
         U = np.where(self.user_known_[users][:, None], self.user_factors_[users],
                      self.mean_user_factor_[None, :])
         return (U @ self.item_factors_.T).astype(np.float32)
+
+    def _score_new_users(self, ratings):
+        """The exact user half-step of the paper (eq. 4) through ``implicit``'s ``recalculate_user``,
+        with the confidences of training (ratings below ``min_rating`` are no interaction); a user
+        with no interaction gets the mean-user-factor fallback."""
+        import threadpoolctl
+        s = self.settings
+        keep = ratings.data >= s.min_rating
+        conf = np.where(keep, self._confidence(ratings.data.astype(np.float32)), 0).astype(np.float32)
+        cui = sp.csr_matrix((conf, ratings.indices.copy(), ratings.indptr.copy()), shape=ratings.shape)
+        cui.eliminate_zeros()
+        with threadpoolctl.threadpool_limits(1, "blas"):
+            X = np.asarray(self._engine().recalculate_user(np.arange(cui.shape[0]), cui),
+                           dtype=np.float32).reshape(cui.shape[0], -1)
+        cold = np.diff(cui.indptr) == 0
+        X[cold] = self.mean_user_factor_
+        return (X @ self.item_factors_.T).astype(np.float32)
 
     def recommend(self, users, k: int = 10, exclude_seen: bool = True):
         """Top-``k`` through ``implicit``'s multi-threaded top-k (same contract as the base).

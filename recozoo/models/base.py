@@ -32,6 +32,7 @@ import os
 import tempfile
 import zipfile
 from abc import ABC, abstractmethod
+from enum import Enum
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -43,13 +44,28 @@ from recozoo.errors import CheckpointError, RecozooError, SettingsError
 from recozoo.progress import Reporter, NullReporter
 from recozoo.settings import BaseSettings, parse_settings, settings_to_dict
 
-__all__ = ["Model", "load_model", "atomic_write_bytes", "atomic_open", "NotFittedError"]
+__all__ = ["Model", "FoldIn", "load_model", "atomic_write_bytes", "atomic_open", "NotFittedError",
+           "top_k_rows"]
 
 FORMAT_VERSION = 1
 
 
 class NotFittedError(RecozooError):
     """A model used before ``fit`` or ``load``."""
+
+
+class FoldIn(str, Enum):
+    """Whether a model scores users who are not in its training data without refitting.
+
+    Why declared per class: a server, ``recozoo models`` and the evaluator of
+    strong generalisation must know *before* calling :meth:`Model.score_new_users`
+    whether it can answer. ``SETTINGS``: it depends on the fitted model's settings
+    (DeepRec folds in in user mode only); :meth:`Model.can_fold_in` then decides.
+    """
+
+    YES = "yes"
+    NO = "no"
+    SETTINGS = "depends on settings"
 
 
 class Model(ABC):
@@ -70,6 +86,10 @@ class Model(ABC):
     #: True when ``fit`` needs VALID for more than choosing a training length (the blend fits its
     #: weights on it): a refit then still passes VALID, and ``refit_settings`` says what changes
     needs_valid: ClassVar[bool] = False
+    #: whether :meth:`score_new_users` works for this class (see :class:`FoldIn`)
+    folds_in: ClassVar[FoldIn] = FoldIn.NO
+    #: one line: how a new user is folded in, or why the model cannot (``recozoo models`` shows it)
+    fold_in_method: ClassVar[str] = "cannot score a user absent from training without refitting"
 
     def __init__(self, settings: BaseSettings | dict[str, Any] | None = None, *, seed: int = 0,
                  device: str = "cpu", clip: tuple[float, float] | None = None):
@@ -132,6 +152,9 @@ class Model(ABC):
         csr = train.to_csr()
         self._seen = sp.csr_matrix((np.ones(csr.nnz, dtype=np.bool_), csr.indices.copy(),
                                     csr.indptr.copy()), shape=csr.shape)
+        # the rating values beside the seen pattern: a known user's history, which a server folds in
+        # together with the user's live events (no copy: the table's array is read-only to us)
+        self._seen_ratings = np.asarray(csr.data, dtype=np.float32)
 
     def refit_settings(self) -> dict[str, Any]:
         """Setting overrides that repeat this fit's VALID-chosen training length without VALID.
@@ -237,24 +260,66 @@ class Model(ABC):
             seen = self._seen[users[known]]
             rows = np.repeat(np.flatnonzero(known), np.diff(seen.indptr))
             scores[rows, seen.indices] = -np.inf
-        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        part = np.take_along_axis(scores, top, axis=1)
-        order = np.argsort(-part, axis=1, kind="stable")
-        items = np.take_along_axis(top, order, axis=1)
-        sc = np.take_along_axis(part, order, axis=1)
+        items, sc = top_k_rows(scores, k)
         return (items[0], sc[0]) if single else (items, sc)
 
-    def score_new_user(self, items: np.ndarray, ratings: np.ndarray) -> np.ndarray:
-        """Scores of every item for a user who is not in the training data.
+    # ---------------------------------------------------------------- fold-in
+    def can_fold_in(self) -> bool:
+        """Whether :meth:`score_new_users` answers for this fitted model (see :attr:`folds_in`)."""
+        return self.folds_in is FoldIn.YES
 
-        ``items`` are item indices the new user rated, ``ratings`` their
-        ratings. Models that can fold a new user in (autoencoders, biases,
-        factor models) override this; the default says it cannot.
+    def score_new_users(self, ratings) -> np.ndarray:
+        """Scores of every item for users who are not in the training data (fold-in, batch first).
+
+        ``ratings`` is a ``(B x n_items)`` sparse matrix (anything
+        ``scipy.sparse.csr_matrix`` accepts): row ``b`` holds the item indices
+        new user ``b`` rated and the ratings (for ranking models: the
+        interaction values). Every stored entry counts, whatever its value.
+        Returns a ``(B x n_items)`` float32 array. How each model folds a user
+        in is its :attr:`fold_in_method`; a row without entries gets the
+        model's unknown-user fallback. Models that cannot raise a one-line
+        :class:`~recozoo.errors.RecozooError`.
         """
-        raise RecozooError(f"{self.name} cannot score a new user's ratings without refitting")
+        self._check_fitted()
+        if not self.can_fold_in():
+            raise RecozooError(f"{self.name} cannot score a new user's ratings without refitting "
+                               f"({self.fold_in_method})")
+        csr = self._new_user_rows(ratings)
+        out = np.asarray(self._score_new_users(csr), dtype=np.float32)
+        if out.shape != csr.shape:
+            raise RecozooError(f"{self.name}: fold-in returned shape {out.shape}, expected {csr.shape}")
+        if self.clip is not None:
+            np.clip(out, self.clip[0], self.clip[1], out=out)
+        return out
 
-    def recommend_new_user(self, items, ratings, k: int = 10, exclude_seen: bool = True):
-        """Top-``k`` (items, scores) for a new user given their ratings (indices)."""
+    def _score_new_users(self, ratings: sp.csr_matrix) -> np.ndarray:
+        """The fold-in of models that can: ``ratings`` is canonical CSR (float32, sorted, no duplicates,
+        finite, indices in range). Declared by :attr:`folds_in`; the default is never reached."""
+        raise NotImplementedError
+
+    def _new_user_rows(self, ratings) -> sp.csr_matrix:
+        """Check and canonicalise a batch of new users' ratings (one-line errors, no traceback)."""
+        try:
+            csr = sp.csr_matrix(ratings, dtype=np.float32)
+        except (TypeError, ValueError) as e:
+            raise RecozooError(f"new users: ratings must be a (users x items) sparse matrix ({e})") from None
+        if csr.ndim != 2 or csr.shape[1] != self.n_items_:
+            raise RecozooError(f"new users: expected {self.n_items_} item columns, got shape {csr.shape}")
+        if not csr.has_canonical_format:
+            csr = csr.copy()
+            before = csr.nnz
+            csr.sum_duplicates()
+            if csr.nnz != before:
+                raise RecozooError("new users: an item appears twice in one user's ratings")
+        if not np.all(np.isfinite(csr.data)):
+            raise RecozooError("new users: ratings must be finite numbers")
+        return csr
+
+    def score_new_user(self, items, ratings) -> np.ndarray:
+        """:meth:`score_new_users` for one user given item indices and ratings (1-d result)."""
+        return self.score_new_users(self._one_row(items, ratings))[0]
+
+    def _one_row(self, items, ratings) -> sp.csr_matrix:
         self._check_fitted()
         items = np.asarray(items, dtype=np.int64).reshape(-1)
         ratings = np.asarray(ratings, dtype=np.float32).reshape(-1)
@@ -262,15 +327,49 @@ class Model(ABC):
             raise RecozooError("new user: as many ratings as items are needed")
         if items.size and (items.min() < 0 or items.max() >= self.n_items_):
             raise RecozooError("new user: item index out of range")
-        if not np.all(np.isfinite(ratings)):
-            raise RecozooError("new user: ratings must be finite numbers")
-        scores = np.asarray(self.score_new_user(items, ratings), dtype=np.float32).copy()
-        if exclude_seen:
-            scores[items] = -np.inf
-        k = max(1, min(k, self.n_items_))
-        top = np.argpartition(-scores, k - 1)[:k]
-        top = top[np.argsort(-scores[top], kind="stable")]
-        return top, scores[top]
+        if np.unique(items).size != items.size:
+            raise RecozooError("new user: an item appears twice in the ratings")
+        order = np.argsort(items, kind="stable")
+        return sp.csr_matrix((ratings[order], items[order], np.array([0, items.size])),
+                             shape=(1, self.n_items_))
+
+    def recommend_new_users(self, ratings, k: int = 10, exclude_seen: bool = True):
+        """Top-``k`` (items, scores), each ``(B x k)``, for new users (see :meth:`score_new_users`);
+        the items each user rated are excluded unless ``exclude_seen`` is False."""
+        csr = self._new_user_rows(ratings)
+        scores = self.score_new_users(csr)
+        if exclude_seen and csr.nnz:
+            scores[np.repeat(np.arange(csr.shape[0]), np.diff(csr.indptr)), csr.indices] = -np.inf
+        return top_k_rows(scores, k)
+
+    def recommend_new_user(self, items, ratings, k: int = 10, exclude_seen: bool = True):
+        """Top-``k`` (items, scores) for a new user given their ratings (indices)."""
+        items, scores = self.recommend_new_users(self._one_row(items, ratings), k, exclude_seen)
+        return items[0], scores[0]
+
+    def seen_items(self, users=None) -> sp.csr_matrix:
+        """The items each of ``users`` (known indices; None = every user) rated in training: a
+        boolean CSR row each (what :meth:`recommend` excludes). Read-only."""
+        self._check_fitted()
+        if users is None:
+            return self._seen
+        return self._seen[np.asarray(users, dtype=np.int64).reshape(-1)]
+
+    def history(self, users) -> sp.csr_matrix:
+        """The training ratings of known ``users`` (indices) as a ``(len(users) x n_items)`` CSR matrix.
+
+        What a server folds in, together with a user's live events, to refresh a
+        known user's scores. Model files written before the ratings were kept
+        beside the seen pattern raise a one-line error.
+        """
+        self._check_fitted()
+        if getattr(self, "_seen_ratings", None) is None:
+            raise RecozooError(f"{self.name}: this model file keeps no training ratings (saved by an "
+                               "older recozoo); refit it to fold in known users' histories")
+        users = np.asarray(users, dtype=np.int64).reshape(-1)
+        full = sp.csr_matrix((self._seen_ratings, self._seen.indices, self._seen.indptr),
+                             shape=self._seen.shape)
+        return full[users]
 
     # -------------------------------------------------------------- persistence
     def save(self, path: str | Path) -> Path:
@@ -285,6 +384,8 @@ class Model(ABC):
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
             arrays = {"__seen_indptr": self._seen.indptr, "__seen_indices": self._seen.indices}
+            if getattr(self, "_seen_ratings", None) is not None:
+                arrays["__seen_ratings"] = self._seen_ratings
             for k, v in state.items():
                 if isinstance(v, np.ndarray):
                     arrays[k] = v
@@ -316,6 +417,36 @@ class Model(ABC):
             return 0
         return int(sum(v.size for v in state.values() if isinstance(v, np.ndarray)
                        and v.dtype.kind == "f"))
+
+
+def top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` columns of every row of ``scores`` (B x n), best first: ``(items, scores)``, each B x k.
+
+    Deterministic, whatever the batch: ties are broken by the lower column index
+    (why: a server that scores requests in micro-batches must return exactly
+    what it returns for one request alone, and ``argpartition`` alone picks among
+    tied values by position in its own work order). ``k`` is capped at ``n``.
+    """
+    scores = np.asarray(scores)
+    n_rows, n = scores.shape
+    k = max(1, min(int(k), n))
+    if k == n:
+        top = np.broadcast_to(np.arange(n), (n_rows, n))
+    else:
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        part = np.take_along_axis(scores, top, axis=1)
+        cut = part.min(axis=1)
+        # rows where values equal to the cut spill over the k slots: take those ties by index
+        spill = np.flatnonzero((scores >= cut[:, None]).sum(axis=1) > k)
+        if spill.size:
+            top = top.copy()
+            for r in spill:           # rare (exact float ties at the boundary); per affected row only
+                above = np.flatnonzero(scores[r] > cut[r])
+                tied = np.flatnonzero(scores[r] == cut[r])
+                top[r] = np.concatenate([above, tied[:k - above.size]])
+    part = np.take_along_axis(scores, top, axis=1)
+    order = np.lexsort((top, -part), axis=1)
+    return np.take_along_axis(top, order, axis=1), np.take_along_axis(part, order, axis=1)
 
 
 def _json_default(o):
@@ -385,6 +516,9 @@ def load_model(path: str | Path, expect: type | None = None) -> Model:
     ip, ix = arrays.pop("__seen_indptr"), arrays.pop("__seen_indices")
     model._seen = sp.csr_matrix((np.ones(ix.size, dtype=np.bool_), ix, ip),
                                 shape=(model.n_users_, model.n_items_))
+    model._seen_ratings = arrays.pop("__seen_ratings", None)
+    if model._seen_ratings is not None and model._seen_ratings.shape != ix.shape:
+        raise CheckpointError(f"{path}: the saved training ratings do not match the seen pattern")
     state: dict[str, Any] = dict(header.get("scalars", {}))
     state.update(arrays)
     try:

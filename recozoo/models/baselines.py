@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from recozoo.models.base import Model
+from recozoo.models.base import FoldIn, Model
 from recozoo.settings import BaseSettings, setting
 from dataclasses import dataclass
 
@@ -27,6 +27,8 @@ class GlobalMean(Model):
     Settings = MeanSettings
     summary = "global mean of the training ratings"
     fallback = "the global mean (it is the only prediction)"
+    folds_in = FoldIn.YES
+    fold_in_method = "the global mean for every item (the model has no user part)"
 
     def _fit(self, train, valid, reporter, run_dir, resume):
         pass
@@ -34,8 +36,8 @@ class GlobalMean(Model):
     def _predict(self, users, items):
         return np.full(users.shape[0], self.global_mean_, dtype=np.float32)
 
-    def score_new_user(self, items, ratings):
-        return np.full(self.n_items_, self.global_mean_, dtype=np.float32)
+    def _score_new_users(self, ratings):
+        return np.full(ratings.shape, self.global_mean_, dtype=np.float32)
 
     def score_items(self, users):
         return np.full((len(users), self.n_items_), self.global_mean_, dtype=np.float32)
@@ -63,6 +65,8 @@ class Bias(Model):
     Settings = BiasSettings
     summary = "global mean + regularised user and item biases"
     fallback = "unknown user: μ + b_i; unknown item: μ + b_u; both unknown: μ"
+    folds_in = FoldIn.YES
+    fold_in_method = "b_u = Σ(r − μ − b_i) / (reg_user + n), the training update, with the item biases fixed"
 
     def _fit(self, train, valid, reporter, run_dir, resume):
         s = self.settings
@@ -97,11 +101,15 @@ class Bias(Model):
         return (self.global_mean_ + self.user_bias_[np.asarray(users)][:, None]
                 + self.item_bias_[None, :]).astype(np.float32)
 
-    def score_new_user(self, items, ratings):
-        """Fold in: b_u = Σ(r − μ − b_i) / (reg_user + n), the same update as in training."""
-        resid = np.asarray(ratings, dtype=np.float64) - self.global_mean_ - self.item_bias_[items]
-        bu = resid.sum() / (self.settings.reg_user + len(items))
-        return (self.global_mean_ + bu + self.item_bias_).astype(np.float32)
+    def _score_new_users(self, ratings):
+        """b_u = Σ(r − μ − b_i) / (reg_user + n): the training update of b_u, item biases fixed."""
+        rows = np.repeat(np.arange(ratings.shape[0]), np.diff(ratings.indptr))
+        resid = ratings.data.astype(np.float64) - self.global_mean_ - self.item_bias_[ratings.indices]
+        n = np.diff(ratings.indptr)
+        # max(.., 1e-12): with reg 0 a user without ratings keeps b_u = 0, as in training
+        bu = np.bincount(rows, weights=resid, minlength=ratings.shape[0]) / \
+            np.maximum(self.settings.reg_user + n, 1e-12)
+        return (self.global_mean_ + bu[:, None] + self.item_bias_[None, :]).astype(np.float32)
 
     def _get_state(self):
         return {"user_bias": self.user_bias_, "item_bias": self.item_bias_}

@@ -111,6 +111,58 @@ def sgd_epoch(users, items, ratings, perm, P, Q, bu, bi, mu, use_bias, logistic,
     return sse
 
 
+def logistic_fold_in(ratings, V: np.ndarray, scale: tuple[float, float], reg: float,
+                     iterations: int = 100, tol: float = 1e-10) -> np.ndarray:
+    """Each row's U minimising Σ_i (r_i − lo − span·σ(U·V_i))² + n·reg·‖U‖² (rows x d, float64).
+
+    Levenberg-Marquardt on the padded batch (:func:`padded_rows`): the damping
+    grows when a step does not lower a row's objective and shrinks when it does,
+    so every row's objective decreases monotonically; a row stops when its step
+    is below ``tol`` (relative). Rows without ratings get 0.
+    """
+    from recozoo.models._factors import padded_rows
+    lo, span = scale
+    d = V.shape[1]
+    out = np.zeros((ratings.shape[0], d))
+    eye = np.eye(d)
+    for rows, pos, mask in padded_rows(ratings.indptr):
+        n = mask.sum(1).astype(np.float64)
+        live = n > 0
+        if not live.any():
+            continue
+        rows, pos, mask, n = rows[live], pos[live], mask[live], n[live]
+        F = V[ratings.indices[pos]] * mask[:, :, None]
+        r = np.where(mask, ratings.data[pos].astype(np.float64), 0.0)
+        lam = (n * reg)[:, None]
+
+        def objective(U):
+            e = (r - lo - span / (1.0 + np.exp(-np.einsum("bld,bd->bl", F, U)))) * mask
+            return (e ** 2).sum(1) + lam[:, 0] * (U ** 2).sum(1), e
+
+        U = np.zeros((rows.size, d))
+        damp = np.full(rows.size, 1e-3)
+        f, e = objective(U)
+        active = np.ones(rows.size, dtype=bool)
+        for _ in range(iterations):
+            if not active.any():
+                break
+            g = 1.0 / (1.0 + np.exp(-np.einsum("bld,bd->bl", F, U)))
+            J = (span * g * (1 - g) * mask)[:, :, None] * F                  # d pred / dU
+            A = np.matmul(J.transpose(0, 2, 1), J) + lam[:, :, None] * eye
+            grad = np.einsum("bld,bl->bd", J, e) - lam * U                   # −½ ∇objective
+            step = np.linalg.solve(A + damp[:, None, None] * eye, grad[:, :, None])[:, :, 0]
+            step[~active] = 0.0
+            f_new, e_new = objective(U + step)
+            better = f_new <= f
+            U[better] += step[better]
+            f[better], e[better] = f_new[better], e_new[better]
+            damp = np.where(better, damp / 3.0, damp * 4.0)
+            small = np.linalg.norm(step, axis=1) <= tol * (1.0 + np.linalg.norm(U, axis=1))
+            active &= ~(better & small) & (damp < 1e12)
+        out[rows] = U
+    return out
+
+
 class _SGDFactorModel(BiasedFactorModel):
     """Shared mechanics of PMF and biased MF (one kernel, two parameterisations)."""
 
@@ -177,6 +229,10 @@ class _SGDFactorModel(BiasedFactorModel):
     def _get_state(self) -> dict[str, Any]:
         return {**super()._get_state(), "scale": list(self.scale_)}
 
+    def _fold_in_reg(self) -> tuple[float, float]:
+        h = self._hyper()
+        return float(h["reg_p"]), float(h["reg_bu"])
+
     def _set_state(self, state):
         super()._set_state(state)
         self.scale_ = tuple(float(v) for v in state["scale"])
@@ -210,7 +266,21 @@ class PMF(_SGDFactorModel):
     Settings = PMFSettings
     summary = "probabilistic matrix factorisation (Salakhutdinov & Mnih 2007)"
     fallback = "user or item without training ratings: the global mean"
+    fold_in_method = ("MAP of the user's factor with the items fixed: Σ (r − g(U·V_i))² + n λ_U ‖U‖², "
+                      "one ridge solve (linear link) or Gauss-Newton iterations (logistic link)")
     _use_bias = False
+
+    def _score_new_users(self, ratings):
+        """Linear link: the ridge solve of the base class. Logistic link: the same objective,
+        Σ_i (r_i − lo − span·σ(U·V_i))² + n λ_U ‖U‖², is no longer quadratic; it is minimised by
+        damped Gauss-Newton (Levenberg-Marquardt) steps from U = 0, all users of a batch at once."""
+        if self.settings.link != "logistic":
+            return super()._score_new_users(ratings)
+        ratings = self._fold_in_data(ratings)
+        U = logistic_fold_in(ratings, self.item_factors_.astype(np.float64), self.scale_,
+                             float(self.settings.reg_user))
+        known = np.diff(ratings.indptr) > 0
+        return self._dense_scores(U.astype(np.float32), np.zeros(U.shape[0], np.float32), known)
 
     def _hyper(self):
         s = self.settings
@@ -236,6 +306,8 @@ class BiasedMF(_SGDFactorModel):
     Settings = BiasedMFSettings
     summary = "biased matrix factorisation, Funk/Koren SVD (minibatch SGD)"
     fallback = "user or item without training ratings: μ + the known side's bias"
+    fold_in_method = ("p_u and b_u minimise Σ (r − μ − b_i − b_u − p_u·q_i)² + n (reg ‖p_u‖² + "
+                      "reg_bias b_u²) (the SGD objective), items fixed: one small ridge solve")
     _use_bias = True
 
     def _hyper(self):

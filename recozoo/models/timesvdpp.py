@@ -52,7 +52,8 @@ import numpy as np
 from recozoo.data.table import RatingsTable
 from recozoo.models._temporal import (TimeAwarePredict, days_of, finish_epoch, load_epoch_checkpoint,
                                       new_selection, save_epoch_checkpoint, signature)
-from recozoo.models.base import Model
+from recozoo.models._factors import fold_in_ridge, keep_entries
+from recozoo.models.base import FoldIn, Model
 from recozoo.progress import Reporter
 from recozoo.settings import BaseSettings, setting
 
@@ -249,6 +250,10 @@ class TimeSVDpp(TimeAwarePredict, Model):
     conformance_settings = {"epochs": 3, "factors": 4, "scaling": True, "day_factors": True}
     #: named settings (``recozoo fit timesvdpp --preset small``); the defaults stay BellKor's
     presets = {"small": _small_preset}
+    folds_in = FoldIn.YES
+    fold_in_method = ("static part only: b_u and p_u solve the per-user SGD objective Σ e² + n (reg_bu b_u² "
+                      "+ reg_factors ‖p_u‖²) with items, y_j and the implicit term fixed; every new rating "
+                      "is 'now' (the default day), so dev_u = 0, c_u = 1 and no day terms (no drift)")
 
     # ------------------------------------------------------------------ fitting
     def _prepare(self, train: RatingsTable):
@@ -390,6 +395,47 @@ class TimeSVDpp(TimeAwarePredict, Model):
         pu = self.P_[users] + self.A_[users] * dev[:, None] + self.Z_[users]
         out = (self.mu_ + self.bu_[users] + self.au_[users] * dev)[:, None] + ib + pu @ self.Q_.T
         return out.astype(np.float32)
+
+    def _score_new_users(self, ratings):
+        """Koren's model at its no-drift values for a user whose ratings all fall on the default day.
+
+        With every rating on one day t = t_u, dev_u(t) = 0, so α_u, α_uk and the
+        drift vanish; the day terms b_{u,t}, c_{u,t}, p_{uk,t} of a day without
+        training data are 0 and c_u takes its prior value 1 (reg_cu pulls it
+        there). The item bias is read in the default day's bin. What is left is
+        SVD++ with biases: z = |R|^-½ Σ_{j∈R} y_j over the new user's items, and
+        (b_u, p_u) minimise Σ_i (r_i − μ − b_i − b_{i,bin} − q_i·z − b_u − q_i·p_u)²
+        + n (reg_bu b_u² + reg_factors ‖p_u‖²), the per-user form of the SGD
+        objective (it applies each penalty once per rating). Items without
+        training ratings are left out of R and of the solve.
+        """
+        s = self.settings
+        known = np.bincount(self._seen.indices, minlength=self.n_items_) > 0
+        keep = known[ratings.indices]
+        if not keep.all():
+            ratings = keep_entries(ratings, keep)
+        n = np.diff(ratings.indptr)
+        rows = np.repeat(np.arange(ratings.shape[0]), n)
+        norm = np.where(n > 0, 1.0 / np.sqrt(np.maximum(n, 1)), 0.0)
+        Y = self.Y_.astype(np.float64)
+        Z = np.zeros((ratings.shape[0], Y.shape[1]))
+        np.add.at(Z, rows, Y[ratings.indices])
+        Z *= norm[:, None]
+        last = bin_of(np.array([self.default_day_]), self.d_min_, self.d_max_, s.n_bins)[0]
+        item_b = (self.bi_ + self.bib_[:, last]).astype(np.float64)
+        Q = self.Q_.astype(np.float64)
+        t = (ratings.data - self.mu_ - item_b[ratings.indices]
+             - np.einsum("ij,ij->i", Q[ratings.indices], Z[rows]))
+        k = Q.shape[1]
+        sol = fold_in_ridge(ratings, np.hstack([Q, np.ones((Q.shape[0], 1))]), t,
+                            np.r_[np.full(k, s.reg_factors), s.reg_bu])
+        P, bu = sol[:, :k], sol[:, k]
+        out = (float(self.mu_) + bu[:, None] + item_b[None, :] + (P + Z) @ Q.T).astype(np.float32)
+        cold = n == 0
+        if cold.any():
+            it = np.arange(self.n_items_)
+            out[cold] = self._predict_unknown(np.full(it.size, -1), it)
+        return out
 
     def _seen_count(self, users):
         return np.diff(self._seen.indptr)[users]

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from recozoo.models.base import Model
+from recozoo.models.base import FoldIn, Model
 from recozoo.settings import BaseSettings, setting
 
 __all__ = ["EASE", "EASESettings"]
@@ -50,6 +50,9 @@ class EASE(Model):
     fallback = ("user without training interactions (or unknown): the item's popularity "
                 "(column sums of X) scaled to [0, 1]; unknown item: score 0")
     conformance_settings = {"reg": 10.0}
+    folds_in = FoldIn.YES
+    fold_in_method = ("x B: the new user's binary interaction row (ratings >= min_rating) times the "
+                      "item-item weights, exactly as for a training user")
 
     def _fit(self, train, valid, reporter, run_dir, resume):
         csr = train.to_csr()
@@ -76,6 +79,17 @@ class EASE(Model):
         rows = self.interactions_[users]
         out = np.asarray(rows @ self.weights_, dtype=np.float32)
         cold = np.diff(rows.indptr) == 0
+        if cold.any():
+            out[cold] = self.popularity_
+        return out
+
+    def _score_new_users(self, ratings):
+        """The paper's scoring rule for any user: x B with x = 1 where rating >= min_rating."""
+        keep = (ratings.data >= self.settings.min_rating).astype(np.float32)
+        X = sp.csr_matrix((keep, ratings.indices.copy(), ratings.indptr.copy()), shape=ratings.shape)
+        X.eliminate_zeros()
+        out = np.asarray(X @ self.weights_, dtype=np.float32)
+        cold = np.diff(X.indptr) == 0
         if cold.any():
             out[cold] = self.popularity_
         return out
