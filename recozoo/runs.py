@@ -101,8 +101,12 @@ def _rank() -> int:
 
 
 def fit_run(cfg: RunConfig, run_dir: str | Path | None = None, *, resume: bool = False,
-            reporter: Reporter | None = None, split=None) -> dict[str, Any]:
-    """Fit ``cfg.model`` on ``cfg.dataset``, select on VALID, score TEST once; return the summary."""
+            reporter: Reporter | None = None, split=None,
+            warm_start: str | Path | None = None) -> dict[str, Any]:
+    """Fit ``cfg.model`` on ``cfg.dataset``, select on VALID, score TEST once; return the summary.
+
+    ``warm_start``: a run directory of the same model whose state the fit starts from, on TRAIN +
+    that run's logged events (:mod:`recozoo.warm`)."""
     from recozoo.datasets import load_split
     from recozoo.evaluate import evaluate, evaluate_ranking
     from recozoo.registry import get_model
@@ -135,6 +139,20 @@ def fit_run(cfg: RunConfig, run_dir: str | Path | None = None, *, resume: bool =
     if cfg.refit and not split.has_valid:
         raise RecozooError(f"--refit: {cfg.dataset} has no VALID part to choose the recipe on")
     model = cls(settings=settings, seed=cfg.seed, device=cfg.device, clip=None)
+    warm_info = None
+    if warm_start is not None:
+        from recozoo.warm import warm_start_split
+        if resume:
+            raise RecozooError("--warm-start and --resume do not go together")
+        _, previous = load_run(warm_start)
+        model.warm_start_from(previous)
+        split, warm_info = warm_start_split(warm_start, split, ranking=not cls.predicts_ratings)
+        reporter.message(f"warm start from {warm_start}: {warm_info['events_used']} events "
+                         f"({warm_info['new_users']} new users, {warm_info['implicit_skipped']} implicit "
+                         f"skipped, {warm_info['heldout_dropped']} on VALID/TEST pairs dropped)")
+        config["warm_start"] = warm_info
+        if lead:
+            _write_json(run_dir / "config.json", config)
     t1 = time.perf_counter()
     model.fit(split.train, split.valid, reporter=reporter, run_dir=run_dir, resume=resume)
     t_fit = time.perf_counter() - t1
@@ -181,6 +199,8 @@ def fit_run(cfg: RunConfig, run_dir: str | Path | None = None, *, resume: bool =
                "predicts_ratings": model.predicts_ratings}
     if refit_info is not None:
         summary["refit"] = refit_info
+    if warm_info is not None:
+        summary["warm_start"] = warm_info
     _write_json(run_dir / "summary.json", summary)
     return summary
 

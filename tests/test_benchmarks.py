@@ -130,3 +130,19 @@ def test_benchmark_writes_a_record_the_docs_render(tmp_path, ml100k_dir, ml100k_
     assert record["provenance"] == "measured" and record["benchmark"] == script[:-3]
     out = _rendered(tmp_path / "r.json", table)
     assert expect in out and f"python benchmarks/{script} " in out and "load average" in out, out
+
+
+def test_bench_serve_quick_writes_a_record(tmp_path):
+    """bench_serve.py at tiny size: a real server, the load generator, fold-in timing, the JSON record."""
+    import json
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_serve.py"
+    out = tmp_path / "serve.json"
+    p = subprocess.run([sys.executable, str(script), "--quick", "--setups", "deeprec-17768,foldin",
+                        "--connections", "2", "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    rec = json.loads(out.read_text())
+    assert {"command", "commit", "machine", "load", "date", "figures"} <= set(rec)
+    level = rec["figures"]["deeprec-17768"]["recozoo"]["levels"][0]
+    assert level["connections"] == 2 and level["requests"] > 0 and level["errors"] == 0
+    assert level["p50_ms"] <= level["p95_ms"] <= level["p99_ms"]
+    assert set(rec["figures"]["fold_in"]) == {"als", "biasedmf"}

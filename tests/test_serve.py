@@ -27,11 +27,12 @@ from cli_helpers import RECOZOO, assert_one_line_error, run_cli, run_json
 
 
 @pytest.fixture(scope="module")
-def runs(ml100k_env, tmp_path_factory):
+def runs(ml100k_split, tmp_path_factory):
+    """Two real run directories on ML-100K u1 (fitted in-process: the CLI's fit has its own tests)."""
+    from recozoo.runs import RunConfig, fit_run
     d = tmp_path_factory.mktemp("serve")
-    run_cli("fit", "bias", "--dataset", "ml-100k", "--out", d / "bias", "-q", env=ml100k_env)
-    run_cli("fit", "als", "--dataset", "ml-100k", "--out", d / "als", "-q", "--set", "iterations=5",
-            env=ml100k_env)
+    fit_run(RunConfig(model="bias", dataset="ml-100k", settings={}), d / "bias", split=ml100k_split)
+    fit_run(RunConfig(model="als", dataset="ml-100k", settings={"iterations": 5}), d / "als", split=ml100k_split)
     return d
 
 

@@ -109,6 +109,9 @@ def fit_cmd(
     resume: bool = typer.Option(False, "--resume", help="continue the interrupted run in --out"),
     refit: bool = typer.Option(False, "--refit", help="after selecting on VALID, refit on TRAIN+VALID with "
                                "the chosen settings and epoch count; TEST is scored by the refitted model"),
+    warm_start: Optional[Path] = typer.Option(None, "--warm-start",
+                                              help="continue RUN_DIR's model from its weights on TRAIN + the "
+                                                   "live events it logged (dataset and settings: the run's)"),
     clip: Optional[str] = typer.Option(None, "--clip", help="also report metrics clipped to LO,HI (e.g. 1,5)"),
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON on stdout"),
     help_settings: bool = typer.Option(False, "--help-settings", help="list the model's settings and exit"),
@@ -124,11 +127,29 @@ def fit_cmd(
     if help_settings:
         _print_settings(cls, settings_table(cls.Settings))
         return
+    if warm_start is not None:
+        from recozoo.warm import read_run_config
+        prev = read_run_config(warm_start)
+        if prev.get("model") != model:
+            raise RecozooError(f"--warm-start: {warm_start} holds a {prev.get('model')} run, not {model}")
+        if dataset and dataset != prev.get("dataset"):
+            raise RecozooError(f"--warm-start: {warm_start} was fitted on {prev.get('dataset')}, not {dataset}")
+        if preset:
+            raise RecozooError("--warm-start keeps the run's settings; change them with --set, not --preset")
+        dataset = prev["dataset"]
+        split_seed, data_param = prev.get("split_seed", 0), [f"{k}={v}" for k, v in
+                                                             (prev.get("data_params") or {}).items()]
+        source = source or (Path(prev["source"]) if prev.get("source") else None)
+        if seed == 0:
+            seed = prev.get("seed", 0)
     if not dataset:
         raise RecozooError("fit needs --dataset NAME (see `recozoo data list`)")
     if resume and out is None:
         raise RecozooError("--resume needs --out RUN_DIR (the run to continue)")
-    settings = resolve_settings(cls, _params(set_), preset, dataset)
+    overrides = _params(set_)
+    if warm_start is not None:                  # the run's settings, then --set
+        overrides = {**(prev.get("settings") or {}), **overrides}
+    settings = resolve_settings(cls, overrides, preset, dataset)
     from recozoo.settings import settings_to_dict
     cfg = RunConfig(model=model, dataset=dataset, settings=settings_to_dict(settings), seed=seed,
                     split_seed=split_seed, device=_device(device), data_params=_params(data_param),
@@ -136,7 +157,7 @@ def fit_cmd(
                     refit=refit)
     reporter = RichReporter(enabled=not quiet)
     try:
-        summary = fit_run(cfg, out, resume=resume, reporter=reporter)
+        summary = fit_run(cfg, out, resume=resume, reporter=reporter, warm_start=warm_start)
     finally:
         reporter.close()
     if as_json:
@@ -282,10 +303,12 @@ def serve_cmd(
     admin_token: Optional[str] = typer.Option(None, "--admin-token", envvar="RECOZOO_ADMIN_TOKEN",
                                               help="enables POST /admin/swap (Authorization: Bearer TOKEN)"),
     backlog: int = typer.Option(2048, "--backlog", help="listen backlog (pending connections)"),
+    threads: int = typer.Option(0, "--threads", help="compute threads per worker (0 = the cores left after "
+                                "one per worker's event loop, shared; at least 1)"),
 ):
     """Serve a trained run over HTTP (ASGI on uvicorn): /recommend, /recommend/batch, /predict,
     /interactions, /model, /health, /metrics, /docs. SIGTERM drains in-flight requests; SIGHUP reloads."""
-    for name, value, lo in (("--workers", workers, 1), ("--max-batch", max_batch, 1),
+    for name, value, lo in (("--workers", workers, 1), ("--max-batch", max_batch, 1), ("--threads", threads, 0),
                             ("--max-body-bytes", max_body_bytes, 1024), ("--backlog", backlog, 1)):
         if value < lo:
             raise RecozooError(f"{name} must be >= {lo}, got {value}")
@@ -299,7 +322,7 @@ def serve_cmd(
     from recozoo.serve.server import serve
     options = ServeOptions(str(run_dir), events=str(events) if events else None, batch_wait_ms=batch_wait_ms,
                            max_batch=max_batch, max_body_bytes=max_body_bytes, read_timeout=read_timeout,
-                           admin_token=admin_token, workers=workers)
+                           admin_token=admin_token, workers=workers, threads=threads)
 
     def announce(url: str) -> None:
         sys.stderr.write(f"recozoo: serving {run_dir} on {url}\n")

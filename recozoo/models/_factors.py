@@ -91,6 +91,24 @@ class BiasedFactorModel(Model):
     folds_in = FoldIn.YES
     fold_in_method = ("the user's factors and bias solve the model's own weighted ridge problem "
                       "against the fixed item side (one small batched solve)")
+    warm_starts = True
+    warm_start_method = ("the run's user and item factors and biases; new users' factors drawn as in "
+                         "a fresh fit")
+
+    def _warm_init(self, P: np.ndarray, Q: np.ndarray, bu: np.ndarray, bi: np.ndarray) -> None:
+        """Overwrite freshly initialised arrays (in place) with a warm start's state, if any.
+
+        Called after the fresh initialisation has drawn its random numbers, so a
+        fit without a warm start is unchanged and new users keep their fresh rows.
+        """
+        prev = self._warm_previous(P.shape[0], Q.shape[0])
+        if prev is None:
+            return
+        n = prev.n_users_
+        P[:n] = prev.user_factors_
+        Q[:] = prev.item_factors_
+        bu[:n] = prev.user_bias_
+        bi[:] = prev.item_bias_
 
     def _uses_bias(self) -> bool:
         """Whether the fallback keeps the known side's bias (else: the global mean)."""

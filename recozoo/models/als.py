@@ -143,6 +143,7 @@ class ALS(BiasedFactorModel):
         bu = np.zeros(n_u)
         bi = np.zeros(n_i)
         X = np.zeros((n_u, s.rank))
+        self._warm_init(X, Y, bu, bi)     # (the first half-step solves X and b_u from Y and b_i)
         ones_u = np.ones((n_u, 1))
         ones_i = np.ones((n_i, 1))
         reporter.start("als", total=s.iterations)

@@ -67,6 +67,9 @@ class ImplicitALS(Model):
                 "preference); unknown or rating-less item: score 0 (no evidence)")
     conformance_settings = {"factors": 4, "iterations": 2}
     folds_in = FoldIn.YES
+    warm_starts = True
+    warm_start_method = ("implicit's ALS continues from the run's user and item factors (new users: "
+                         "implicit's own random start)")
     fold_in_method = ("implicit's recalculate_user: x_u = (YᵀY + λI + Σ (c_ui − 1) y_i y_iᵀ)⁻¹ Σ c_ui y_i, "
                       "the exact user half-step, confidences as in training")
 
@@ -101,6 +104,12 @@ class ImplicitALS(Model):
                 factors=s.factors, regularization=s.reg, alpha=1.0, iterations=s.iterations,
                 use_cg=s.use_cg, num_threads=s.threads, random_state=self.seed, dtype=np.float32,
                 calculate_training_loss=False)
+            prev = self._warm_previous(train.n_users, train.n_items)
+            if prev is not None:      # implicit keeps factors that are already set (its warm start)
+                rng = np.random.default_rng(self.seed)
+                new = rng.random((train.n_users - prev.n_users_, s.factors), dtype=np.float32) * 0.01
+                model.user_factors = np.vstack([prev.user_factors_, new]).astype(np.float32)
+                model.item_factors = prev.item_factors_.astype(np.float32, copy=True)
             model.fit(cui, show_progress=False,
                       callback=lambda it, seconds, loss: reporter.advance(1))
         reporter.finish()

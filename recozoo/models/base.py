@@ -90,6 +90,11 @@ class Model(ABC):
     folds_in: ClassVar[FoldIn] = FoldIn.NO
     #: one line: how a new user is folded in, or why the model cannot (``recozoo models`` shows it)
     fold_in_method: ClassVar[str] = "cannot score a user absent from training without refitting"
+    #: whether :meth:`warm_start_from` works: a fit that starts from another fitted model's state
+    #: (``recozoo fit --warm-start``, :mod:`recozoo.warm`)
+    warm_starts: ClassVar[bool] = False
+    #: one line: what a warm start starts from
+    warm_start_method: ClassVar[str] = "no warm start: fit anew on the extended data"
 
     def __init__(self, settings: BaseSettings | dict[str, Any] | None = None, *, seed: int = 0,
                  device: str = "cpu", clip: tuple[float, float] | None = None):
@@ -262,6 +267,31 @@ class Model(ABC):
             scores[rows, seen.indices] = -np.inf
         items, sc = top_k_rows(scores, k)
         return (items[0], sc[0]) if single else (items, sc)
+
+    # ------------------------------------------------------------- warm start
+    def warm_start_from(self, previous: "Model") -> None:
+        """Make the next :meth:`fit` start from ``previous``'s learned state (see :attr:`warm_start_method`).
+
+        ``previous`` is a fitted model of the same class; the data the next fit
+        sees has the same items and the previous users at the same indices
+        (new users appended). Models that cannot raise a one-line error.
+        """
+        if not self.warm_starts:
+            raise RecozooError(f"{self.name} cannot warm-start ({self.warm_start_method})")
+        if type(previous) is not type(self):
+            raise RecozooError(f"--warm-start: the run holds a {previous.name} model, not {self.name}")
+        previous._check_fitted()
+        self._warm_from = previous
+
+    def _warm_previous(self, n_users: int, n_items: int) -> "Model | None":
+        """The model set by :meth:`warm_start_from` (checked against the new data's shape), or None."""
+        prev = getattr(self, "_warm_from", None)
+        if prev is None:
+            return None
+        if prev.n_items_ != n_items or prev.n_users_ > n_users:
+            raise RecozooError(f"--warm-start: the run has {prev.n_users_} users x {prev.n_items_} items, "
+                               f"the data {n_users} x {n_items}")
+        return prev
 
     # ---------------------------------------------------------------- fold-in
     def can_fold_in(self) -> bool:

@@ -29,6 +29,8 @@ class GlobalMean(Model):
     fallback = "the global mean (it is the only prediction)"
     folds_in = FoldIn.YES
     fold_in_method = "the global mean for every item (the model has no user part)"
+    warm_starts = True
+    warm_start_method = "closed form: refitted on TRAIN + events (no learned state to start from)"
 
     def _fit(self, train, valid, reporter, run_dir, resume):
         pass
@@ -67,6 +69,9 @@ class Bias(Model):
     fallback = "unknown user: μ + b_i; unknown item: μ + b_u; both unknown: μ"
     folds_in = FoldIn.YES
     fold_in_method = "b_u = Σ(r − μ − b_i) / (reg_user + n), the training update, with the item biases fixed"
+    warm_starts = True
+    warm_start_method = ("alternating closed-form passes refitted on TRAIN + events (they converge to the "
+                         "same biases from any start)")
 
     def _fit(self, train, valid, reporter, run_dir, resume):
         s = self.settings

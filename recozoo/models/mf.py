@@ -193,6 +193,7 @@ class _SGDFactorModel(BiasedFactorModel):
         Q = rng.normal(0.0, s.init_std, (train.n_items, s.factors))
         bu = np.zeros(train.n_users)
         bi = np.zeros(train.n_items)
+        self._warm_init(P, Q, bu, bi)
         b = min(s.batch_size, max(1, r.size))
         gP, gQ, gb = np.empty((b, s.factors)), np.empty((b, s.factors)), np.empty((b, 2))
         reporter.start(self.name, total=s.epochs)

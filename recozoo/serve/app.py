@@ -55,7 +55,7 @@ class ServeOptions:
 
     def __init__(self, run_dir: str, *, events: str | None = None, batch_wait_ms: float = 2.0,
                  max_batch: int = 64, max_body_bytes: int = 4 << 20, read_timeout: float = 10.0,
-                 admin_token: str | None = None, workers: int = 1):
+                 admin_token: str | None = None, workers: int = 1, threads: int = 0):
         self.run_dir = str(run_dir)
         self.events = events
         self.batch_wait_ms = float(batch_wait_ms)
@@ -64,6 +64,7 @@ class ServeOptions:
         self.read_timeout = float(read_timeout)
         self.admin_token = admin_token
         self.workers = int(workers)
+        self.threads = int(threads)
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__)
@@ -166,6 +167,7 @@ class _State:
     def load(self, run_dir: Path) -> Recommender:
         """A Recommender for ``run_dir``; its live events are those after what the run learned."""
         rec = Recommender(run_dir, events=None)
+        rec.warm_up()
         ws = rec.config.get("warm_start") or {}
         through = 0
         if ws.get("events_db") and Path(ws["events_db"]).resolve() == self.events.store.path.resolve():
@@ -248,8 +250,10 @@ def create_app(options: ServeOptions) -> Starlette:
         info = state.rec.info()
         info["events"] = {"db": str(state.events.store.path), "users_with_live_events": state.events.users(),
                           "ignored_through_id": state.events.through}
+        from recozoo.serve.server import compute_threads
         info["serving"] = {"batch_wait_ms": options.batch_wait_ms, "max_batch": options.max_batch,
-                           "workers": options.workers}
+                           "workers": options.workers,
+                           "compute_threads": compute_threads(options.threads, options.workers)}
         return _ok(info)
 
     async def recommend_get(request: Request) -> Response:

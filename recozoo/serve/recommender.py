@@ -235,6 +235,17 @@ class Recommender:
             out.append((it[keep], sc[keep]))
         return out
 
+    def warm_up(self) -> None:
+        """Score one batch of known users (and one fold-in) before serving: first calls pay for lazy
+        initialisation (torch kernels, caches), which should not land on a client's request."""
+        users = np.flatnonzero(np.diff(self.model.seen_items().indptr) > 0)[:ROW_ALIGN]
+        queries = [Query(int(u), 10) for u in users]
+        if self.folds_in and users.size:
+            h = self.model.history(users[:1])
+            queries.append(Query(-1, 10, fold=(h.indices.astype(np.int64), h.data.astype(np.float32))))
+        if queries:
+            self.answer(queries)
+
     # ------------------------------------------------------------- answers
     def rows_json(self, items: np.ndarray, scores: np.ndarray) -> bytes:
         """``[{"item": RAW, "score": S}, ...]`` as JSON bytes (precomputed item fragments)."""

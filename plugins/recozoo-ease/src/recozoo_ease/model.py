@@ -51,6 +51,8 @@ class EASE(Model):
                 "(column sums of X) scaled to [0, 1]; unknown item: score 0")
     conformance_settings = {"reg": 10.0}
     folds_in = FoldIn.YES
+    warm_starts = True
+    warm_start_method = "closed form: refitted on TRAIN + events (no learned state to start from)"
     fold_in_method = ("x B: the new user's binary interaction row (ratings >= min_rating) times the "
                       "item-item weights, exactly as for a training user")
 
