@@ -28,7 +28,9 @@ What it measures (the issue's targets; loopback only; every load bounded in time
   median and p99 over ``--foldin-reps`` calls.
 
 It writes one JSON record (command, commit, machine, load before/after, date,
-figures) to ``benchmarks/records/serve-<date>.json`` (``--out``) and prints a table.
+figures) through ``benchmarks/_record.py`` to ``benchmarks/records/serve.json``
+(``--record PATH``; ``serve-quick.json`` for ``--quick``) and prints the figures;
+``tables(figures)`` renders them for the docs.
 
 Usage::
 
@@ -42,7 +44,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import signal
 import subprocess
@@ -51,11 +52,12 @@ import tempfile
 import textwrap
 import time
 import urllib.request
-from datetime import datetime, timezone
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _record import Run, add_record_option, record_path  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
-RECORDS = ROOT / "benchmarks" / "records"
 
 WRK_LUA = """
 local ids = {%(ids)s}
@@ -127,18 +129,6 @@ CORNAC_SERVER = textwrap.dedent("""
 
 
 # --------------------------------------------------------------------- helpers
-def _load() -> list[float]:
-    return list(os.getloadavg())
-
-
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
-                              timeout=10).stdout.strip()
-    except OSError:
-        return "unknown"
-
-
 def _free_port() -> int:
     import socket
     with socket.socket() as s:
@@ -338,18 +328,31 @@ def fold_in_latency(args) -> dict:
     return out
 
 
-def write_record(record: dict, out: Path | None) -> Path:
-    """The JSON record (the shared writer when it exists, else an atomic write of the same content)."""
-    try:
-        sys.path.insert(0, str(ROOT / "benchmarks"))
-        from _record import write_record as shared      # benchmarks/_record.py (docs engineer's writer)
-        return Path(shared("serve", record, path=out))
-    except (ImportError, TypeError):
-        pass
-    from recozoo.models.base import atomic_write_bytes
-    path = out or RECORDS / f"serve-{datetime.now(timezone.utc).strftime('%Y%m%d-%H%M%S')}.json"
-    atomic_write_bytes(path, (json.dumps(record, indent=2) + "\n").encode())
-    return path
+TARGETS = {"deeprec-17768": {8: "p99 ≤ 25 ms, ≥ 500 req/s", 32: "0 errors, p99 ≤ 100 ms"},
+           "deeprec-ml100k": {8: "≥ 1,000 req/s, p99 ≤ 15 ms"}}
+
+
+def tables(figures: dict) -> dict:
+    """The record's tables (``render_docs.py``): load levels side by side, and fold-in latency."""
+    rows = []
+    for name, servers in figures.items():
+        if name in ("fold_in", "settings") or not isinstance(servers, dict):
+            continue
+        for server, res in servers.items():
+            for lv in res.get("levels", []):
+                target = TARGETS.get(name, {}).get(lv["connections"], "") if server == "recozoo" else ""
+                rows.append([name, server, lv["connections"], f"{lv['req_per_s']:.0f}", f"{lv['p50_ms']:.2f}",
+                             f"{lv['p95_ms']:.2f}", f"{lv['p99_ms']:.2f}", lv["errors"], target])
+    out = {"load": {"columns": ["run", "server", "connections", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors",
+                                "target (issue 13)"], "rows": rows}}
+    fold = figures.get("fold_in")
+    if fold:
+        out["fold_in"] = {"columns": ["model", "items", "ratings", "fold-in p50 ms", "fold-in p99 ms",
+                                      "with top-10 p50 ms", "with top-10 p99 ms", "target"],
+                          "rows": [[m, f["items"], f["ratings_per_user"], f["fold_in_ms_p50"], f["fold_in_ms_p99"],
+                                    f["with_top10_ms_p50"], f["with_top10_ms_p99"], "≤ 2 ms"]
+                                   for m, f in fold.items()]}
+    return out
 
 
 def main(argv=None) -> int:
@@ -366,19 +369,19 @@ def main(argv=None) -> int:
     ap.add_argument("--ml100k", default=os.environ.get("RECOZOO_ML100K",
                                                        str(ROOT.parent / "shared" / "data" / "ml-100k")))
     ap.add_argument("--work", default=None, help="folder for the fitted runs (cached; default a temp dir)")
-    ap.add_argument("--out", default=None, help="record path (default benchmarks/records/serve-DATE.json)")
     ap.add_argument("--quick", action="store_true", help="tiny sizes and loads: checks the script, measures nothing")
+    add_record_option(ap)
     args = ap.parse_args(argv)
+    run = Run(__file__, argv)
     args.setups = [s.strip() for s in args.setups.split(",") if s.strip()]
     args.connections = [int(c) for c in args.connections.split(",")]
     if args.quick:
         args.duration, args.warmup, args.foldin_reps, args.epochs = min(args.duration, 1.0), 0.0, 30, 1
-    load_before = _load()
     t0 = time.time()
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="bench-serve-"))
     work.mkdir(parents=True, exist_ok=True)
     figures: dict = {}
-    print(f"bench_serve: load average {load_before[0]:.2f} on {os.cpu_count()} cores", flush=True)
+    print(f"bench_serve: load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores", flush=True)
     for name, (run, split) in build_runs(work, args).items():
         figures[name] = {"recozoo": serve_and_load(run, args, name)}
         c = cornac_load(split, args, name, work)
@@ -386,18 +389,10 @@ def main(argv=None) -> int:
             figures[name]["cornac"] = c
     if "foldin" in args.setups:
         figures["fold_in"] = fold_in_latency(args)
-    record = {"benchmark": "serve", "command": " ".join([Path(sys.argv[0]).name, *(argv or sys.argv[1:])]),
-              "commit": _commit(), "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                                              "python": platform.python_version()},
-              "load": {"loadavg_before": load_before, "loadavg_after": _load(),
-                       "note": "1/5/15-minute load averages of the machine, this benchmark included"},
-              "date": datetime.now(timezone.utc).isoformat(), "seconds": round(time.time() - t0, 1),
-              "quick": args.quick, "settings": {"duration_s": args.duration, "warmup_s": args.warmup,
-                                                "workers": args.workers, "epochs": args.epochs,
-                                                "connections": args.connections},
-              "figures": figures}
-    path = write_record(record, Path(args.out) if args.out else None)
-    print(f"record: {path}")
+    figures["settings"] = {"duration_s": args.duration, "warmup_s": args.warmup, "workers": args.workers,
+                           "epochs": args.epochs, "connections": args.connections, "quick": args.quick,
+                           "seconds": round(time.time() - t0, 1)}
+    run.write(figures, record_path(args.record, "serve-quick" if args.quick else "serve"))
     if not args.work:
         shutil.rmtree(work, ignore_errors=True)
     return 0
