@@ -372,7 +372,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="tiny sizes and loads: checks the script, measures nothing")
     add_record_option(ap)
     args = ap.parse_args(argv)
-    run = Run(__file__, argv)
+    record = Run(__file__, argv)
     args.setups = [s.strip() for s in args.setups.split(",") if s.strip()]
     args.connections = [int(c) for c in args.connections.split(",")]
     if args.quick:
@@ -382,8 +382,8 @@ def main(argv=None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     figures: dict = {}
     print(f"bench_serve: load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores", flush=True)
-    for name, (run, split) in build_runs(work, args).items():
-        figures[name] = {"recozoo": serve_and_load(run, args, name)}
+    for name, (run_dir, split) in build_runs(work, args).items():
+        figures[name] = {"recozoo": serve_and_load(run_dir, args, name)}
         c = cornac_load(split, args, name, work)
         if c is not None:
             figures[name]["cornac"] = c
@@ -392,7 +392,7 @@ def main(argv=None) -> int:
     figures["settings"] = {"duration_s": args.duration, "warmup_s": args.warmup, "workers": args.workers,
                            "epochs": args.epochs, "connections": args.connections, "quick": args.quick,
                            "seconds": round(time.time() - t0, 1)}
-    run.write(figures, record_path(args.record, "serve-quick" if args.quick else "serve"))
+    record.write(figures, record_path(args.record, "serve-quick" if args.quick else "serve"))
     if not args.work:
         shutil.rmtree(work, ignore_errors=True)
     return 0

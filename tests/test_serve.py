@@ -388,3 +388,18 @@ def test_recommend_cli_known_and_new_user(runs, tmp_path):
     assert_one_line_error(run_cli("recommend", runs / "bias", "--ratings", f, check=False), "not valid json")
     assert_one_line_error(run_cli("serve", runs / "bias", "--workers", "0", check=False), "--workers")
     assert_one_line_error(run_cli("serve", tmp_path, check=False), "not a run directory")
+
+
+def test_two_workers_share_the_socket_and_the_events(als_copy):
+    p, url = _start([als_copy, "--workers", "2"])
+    try:
+        st, r = _req(f"{url}/interactions", "POST", {"user": 31337, "item": 50, "rating": 5})
+        assert st == 200
+        for _ in range(6):      # whichever worker answers, it sees the event the other may have stored
+            st, rec = _req(f"{url}/recommend?user=31337&k=2")
+            assert st == 200 and len(rec["items"]) == 2
+        st, body = _req(f"{url}/admin/swap", "POST", {})
+        _assert_json_error(st, body, 403)
+    finally:
+        p.terminate()
+        p.wait(60)

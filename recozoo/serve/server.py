@@ -51,10 +51,9 @@ def _json_response(status: int, reason: str, message: str) -> bytes:
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol with a header read timeout, a header size cap and JSON 400s."""
 
-    read_timeout = 10.0
-
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
+        self.read_timeout = float(getattr(self.config, "recozoo_read_timeout", 10.0))
         self._head_bytes = 0
         self._head_timer = None
         self._in_head = False
@@ -125,10 +124,14 @@ def bind_socket(host: str, port: int, backlog: int = 2048) -> socket.socket:
 
 
 def _config(app, options: ServeOptions, graceful_s: float, backlog: int, **kw) -> uvicorn.Config:
-    protocol = type("Protocol", (GuardedHttpToolsProtocol,), {"read_timeout": options.read_timeout})
-    return uvicorn.Config(app, http=protocol, loop="uvloop", lifespan="on", access_log=False,
-                          log_level="warning", timeout_keep_alive=5, backlog=backlog,
-                          timeout_graceful_shutdown=graceful_s, server_header=False, **kw)
+    import inspect
+    if "timeout_worker_healthcheck" in inspect.signature(uvicorn.Config.__init__).parameters:
+        kw.setdefault("timeout_worker_healthcheck", 300)    # a worker loads a model: more than uvicorn's 5 s
+    config = uvicorn.Config(app, http=GuardedHttpToolsProtocol, loop="uvloop", lifespan="on", access_log=False,
+                            log_level="warning", timeout_keep_alive=5, backlog=backlog,
+                            timeout_graceful_shutdown=graceful_s, server_header=False, **kw)
+    config.recozoo_read_timeout = options.read_timeout     # read by the protocol (pickled to workers)
+    return config
 
 
 def create_app_from_env():
@@ -185,11 +188,14 @@ def serve(options: ServeOptions, host: str = "127.0.0.1", port: int = 8000, *, b
     os.environ[OPTIONS_ENV] = options.to_json()
     config = _config("recozoo.serve.server:create_app_from_env", options, graceful_s, backlog,
                      factory=True, workers=options.workers)
+    import inspect
     from uvicorn.supervisors import Multiprocess
-    server = uvicorn.Server(config)
     if announce:
         announce(url)
-    Multiprocess(config, target=server.run, sockets=[sock]).run()
+    if "target" in inspect.signature(Multiprocess.__init__).parameters:     # uvicorn < 0.35
+        Multiprocess(config, target=uvicorn.Server(config).run, sockets=[sock]).run()
+    else:
+        Multiprocess(config, sockets=[sock]).run()
 
 
 class ServerThread:
