@@ -171,6 +171,18 @@ def test_ease_fold_in_is_x_times_b(split):
     np.testing.assert_allclose(m.score_new_users(R), want, rtol=1e-5, atol=1e-6)
 
 
+def test_blend_fold_in_is_the_weighted_sum_of_its_components(split):
+    m = _fit("blend", split, components="bias; als rank=3 iterations=2")
+    assert m.can_fold_in()
+    R = _new_users(m.n_items_, seed=11)
+    want = m.weights_[0] + sum(w * c.score_new_users(R) for w, c in zip(m.weights_[1:], m.components_))
+    np.testing.assert_allclose(m.score_new_users(R), want, rtol=1e-5, atol=1e-5)
+    m = _fit("blend", split, components="bias; autorec-i hidden=4 epochs=2")
+    assert not m.can_fold_in()
+    with pytest.raises(RecozooError, match="cannot score a new user"):
+        m.score_new_users(R)
+
+
 def test_batched_fold_in_equals_one_user_at_a_time(split):
     for name, st_ in (("als", {"rank": 4, "iterations": 2}), ("biasedmf", {"factors": 4, "epochs": 2}),
                       ("timesvdpp", {"factors": 3, "epochs": 2}), ("pmf", {"factors": 3, "epochs": 2})):

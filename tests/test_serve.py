@@ -403,3 +403,23 @@ def test_two_workers_share_the_socket_and_the_events(als_copy):
     finally:
         p.terminate()
         p.wait(60)
+
+
+def test_sighup_reloads_a_repointed_symlink(runs, tmp_path):
+    link = tmp_path / "current"
+    link.symlink_to(runs / "bias")
+    p, url = _start([link, "--events", tmp_path / "ev.sqlite3"])
+    try:
+        assert _req(f"{url}/health")[1]["model"] == "bias"
+        tmp = tmp_path / "next"
+        tmp.symlink_to(runs / "als")
+        os.replace(tmp, link)                              # atomic repoint, then SIGHUP
+        p.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 60
+        while _req(f"{url}/health")[1]["model"] != "als":
+            assert time.monotonic() < deadline, "SIGHUP did not reload"
+            time.sleep(0.2)
+        assert _req(f"{url}/recommend?user=1&k=2")[0] == 200
+    finally:
+        p.terminate()
+        p.wait(30)

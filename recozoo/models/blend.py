@@ -36,7 +36,7 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 
 from recozoo.errors import RecozooError, SettingsError
-from recozoo.models.base import Model
+from recozoo.models.base import FoldIn, Model
 from recozoo.settings import BaseSettings, parse_assignments, setting
 
 __all__ = ["Blend", "BlendSettings", "parse_components", "ML100K_COMPONENTS", "MODELS"]
@@ -94,6 +94,9 @@ class Blend(Model):
     summary = "linear blend of zoo models, weights fitted on VALID (ours)"
     fallback = "each component's own fallback, combined with the blend weights"
     needs_valid = True
+    folds_in = FoldIn.SETTINGS
+    fold_in_method = ("w_0 + Σ_k w_k · (component k's fold-in), when every component folds in (the "
+                      "ml-100k preset's glocal-k and autorec-i cannot)")
     presets: ClassVar[dict[str, Callable[[str], dict[str, Any]]]] = {"ml-100k": _ml100k_preset}
     #: tiny settings for the conformance kit (recozoo.testing.check_model)
     conformance_settings = {"components": "bias; biasedmf epochs=5 factors=4"}
@@ -168,6 +171,16 @@ class Blend(Model):
         return (self._design(users, items) @ self.weights_).astype(np.float32)
 
     _predict_unknown = _predict
+
+    def can_fold_in(self) -> bool:
+        return bool(self.components_) and all(c.can_fold_in() for c in self.components_)
+
+    def _score_new_users(self, ratings):
+        """The blend of the components' fold-ins, with the weights fitted on VALID."""
+        out = np.full(ratings.shape, self.weights_[0], dtype=np.float64)
+        for w, c in zip(self.weights_[1:], self.components_):
+            out += w * c.score_new_users(ratings)
+        return out.astype(np.float32)
 
     # ------------------------------------------------------------ persistence
     def _get_state(self) -> dict[str, Any]:
