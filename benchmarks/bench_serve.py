@@ -235,19 +235,29 @@ def serve_and_load(run: Path, args, label: str) -> dict:
         ids = np.load(run / "user_ids.npy").tolist()
         rng = np.random.default_rng(0)
         ids = [ids[i] for i in rng.permutation(len(ids))[:5000]]
-        levels = []
-        for c in args.connections:
-            r = load_test("127.0.0.1", port, "/recommend?user=", "&k=10", ids, c, args.duration, args.warmup)
-            levels.append(r)
-            print(f"  {label:<22} c={c:<3} {r['req_per_s']:>8.1f} req/s  p50 {r['p50_ms']:6.2f}  "
-                  f"p95 {r['p95_ms']:6.2f}  p99 {r['p99_ms']:7.2f} ms  errors {r['errors']}", flush=True)
+        levels = _levels(port, "/recommend?user=", "&k=10", ids, args, label)
         return {"server": "recozoo", "command": " ".join(cmd[2:]), "levels": levels}
     finally:
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(30)
-        except subprocess.TimeoutExpired:
-            p.kill()
+        _stop(p)
+
+
+def _levels(port: int, path: str, tail: str, ids: list, args, label: str) -> list[dict]:
+    """Every ``--connections`` level against one server, printed as it is measured."""
+    levels = []
+    for c in args.connections:
+        r = load_test("127.0.0.1", port, path, tail, ids, c, args.duration, args.warmup)
+        levels.append(r)
+        print(f"  {label:<28} c={c:<3} {r['req_per_s']:>8.1f} req/s  p50 {r['p50_ms']:6.2f}  "
+              f"p95 {r['p95_ms']:6.2f}  p99 {r['p99_ms']:7.2f} ms  errors {r['errors']}", flush=True)
+    return levels
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 def cornac_load(split, args, label: str, work: Path) -> dict | None:
@@ -273,20 +283,10 @@ def cornac_load(split, args, label: str, work: Path) -> dict | None:
     try:
         ids = [str(u) for u in tr.user_ids.raw[np.unique(tr.users)][:5000].tolist()]
         _wait_ok(f"http://127.0.0.1:{port}/recommend?uid={ids[0]}&k=10")
-        levels = []
-        for c in args.connections:
-            r = load_test("127.0.0.1", port, "/recommend?uid=", "&k=10&remove_seen=true", ids, c, args.duration,
-                          args.warmup)
-            levels.append(r)
-            print(f"  {'cornac VAECF ' + label:<22} c={c:<3} {r['req_per_s']:>8.1f} req/s  p50 {r['p50_ms']:6.2f}  "
-                  f"p95 {r['p95_ms']:6.2f}  p99 {r['p99_ms']:7.2f} ms  errors {r['errors']}", flush=True)
+        levels = _levels(port, "/recommend?uid=", "&k=10&remove_seen=true", ids, args, "cornac VAECF " + label)
         return {"server": "cornac", "model": "VAECF", "command": " ".join(cmd[1:]), "levels": levels}
     finally:
-        srv.send_signal(signal.SIGTERM)
-        try:
-            srv.wait(30)
-        except subprocess.TimeoutExpired:
-            srv.kill()
+        _stop(srv)
 
 
 def fold_in_latency(args) -> dict:

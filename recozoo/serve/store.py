@@ -171,8 +171,9 @@ class EventLog:
 
     def events_for(self, user) -> dict[object, float | None] | None:
         """{item: rating or None} of ``user``'s live events, or None when there are none."""
-        ev = self._by_user.get(user)
-        return dict(ev) if ev else None
+        with self._lock:             # (add() runs on another thread)
+            ev = self._by_user.get(user)
+            return dict(ev) if ev else None
 
     def users(self) -> int:
         return len(self._by_user)
