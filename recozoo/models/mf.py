@@ -41,7 +41,7 @@ from typing import Any, Literal
 import numba
 import numpy as np
 
-from recozoo.models._factors import BiasedFactorModel
+from recozoo.models._factors import BiasedFactorModel, padded_rows
 from recozoo.settings import BaseSettings, setting
 
 __all__ = ["PMF", "BiasedMF", "PMFSettings", "BiasedMFSettings", "sgd_epoch"]
@@ -120,7 +120,6 @@ def logistic_fold_in(ratings, V: np.ndarray, scale: tuple[float, float], reg: fl
     so every row's objective decreases monotonically; a row stops when its step
     is below ``tol`` (relative). Rows without ratings get 0.
     """
-    from recozoo.models._factors import padded_rows
     lo, span = scale
     d = V.shape[1]
     out = np.zeros((ratings.shape[0], d))
@@ -131,7 +130,7 @@ def logistic_fold_in(ratings, V: np.ndarray, scale: tuple[float, float], reg: fl
         if not live.any():
             continue
         rows, pos, mask, n = rows[live], pos[live], mask[live], n[live]
-        F = V[ratings.indices[pos]] * mask[:, :, None]
+        F = V[ratings.indices[pos]].astype(np.float64) * mask[:, :, None]
         r = np.where(mask, ratings.data[pos].astype(np.float64), 0.0)
         lam = (n * reg)[:, None]
 
@@ -278,8 +277,7 @@ class PMF(_SGDFactorModel):
         if self.settings.link != "logistic":
             return super()._score_new_users(ratings)
         ratings = self._fold_in_data(ratings)
-        U = logistic_fold_in(ratings, self.item_factors_.astype(np.float64), self.scale_,
-                             float(self.settings.reg_user))
+        U = logistic_fold_in(ratings, self.item_factors_, self.scale_, float(self.settings.reg_user))
         known = np.diff(ratings.indptr) > 0
         return self._dense_scores(U.astype(np.float32), np.zeros(U.shape[0], np.float32), known)
 

@@ -52,7 +52,7 @@ import numpy as np
 from recozoo.data.table import RatingsTable
 from recozoo.models._temporal import (TimeAwarePredict, days_of, finish_epoch, load_epoch_checkpoint,
                                       new_selection, save_epoch_checkpoint, signature)
-from recozoo.models._factors import fold_in_ridge, keep_entries
+from recozoo.models._factors import fold_in_ridge, keep_entries, with_ones
 from recozoo.models.base import FoldIn, Model
 from recozoo.progress import Reporter
 from recozoo.settings import BaseSettings, setting
@@ -417,20 +417,18 @@ class TimeSVDpp(TimeAwarePredict, Model):
         n = np.diff(ratings.indptr)
         rows = np.repeat(np.arange(ratings.shape[0]), n)
         norm = np.where(n > 0, 1.0 / np.sqrt(np.maximum(n, 1)), 0.0)
-        Y = self.Y_.astype(np.float64)
-        Z = np.zeros((ratings.shape[0], Y.shape[1]))
-        np.add.at(Z, rows, Y[ratings.indices])
+        Z = np.zeros((ratings.shape[0], self.Y_.shape[1]))
+        np.add.at(Z, rows, self.Y_[ratings.indices].astype(np.float64))
         Z *= norm[:, None]
         last = bin_of(np.array([self.default_day_]), self.d_min_, self.d_max_, s.n_bins)[0]
         item_b = (self.bi_ + self.bib_[:, last]).astype(np.float64)
-        Q = self.Q_.astype(np.float64)
+        Q = self.Q_
         t = (ratings.data - self.mu_ - item_b[ratings.indices]
-             - np.einsum("ij,ij->i", Q[ratings.indices], Z[rows]))
+             - np.einsum("ij,ij->i", Q[ratings.indices].astype(np.float64), Z[rows]))
         k = Q.shape[1]
-        sol = fold_in_ridge(ratings, np.hstack([Q, np.ones((Q.shape[0], 1))]), t,
-                            np.r_[np.full(k, s.reg_factors), s.reg_bu])
+        sol = fold_in_ridge(ratings, lambda c: with_ones(Q[c]), t, np.r_[np.full(k, s.reg_factors), s.reg_bu])
         P, bu = sol[:, :k], sol[:, k]
-        out = (float(self.mu_) + bu[:, None] + item_b[None, :] + (P + Z) @ Q.T).astype(np.float32)
+        out = (float(self.mu_) + bu[:, None] + item_b[None, :] + (P + Z) @ Q.T.astype(np.float64)).astype(np.float32)
         cold = n == 0
         if cold.any():
             it = np.arange(self.n_items_)
