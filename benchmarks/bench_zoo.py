@@ -15,7 +15,7 @@ Surprise and the published u1 figures train on all of u1.base — with the
 settings still chosen on VALID only. The rule is the simplest one: the best
 epoch count unchanged, no scaling for the extra 5% (one exploratory autorec-i
 fit printed TEST for it and for 1.05x the epochs before it was written down;
-the README says which was better — not the one kept).
+docs/zoo.md says which was better — not the one kept).
 ``--no-refit`` skips it.
 
 Each model runs in its own child process so that "peak RSS" is that model's
@@ -71,7 +71,7 @@ GRIDS: dict[str, tuple[dict, int | None]] = {
     "autorec-i": ({"optimizer": ["lbfgs"], "lr": [1.0], "lam": [200.0, 300.0, 500.0], "eval_every": [1],
                    "patience": [50]}, None),
     "autorec-u": ({"lam": [100.0, 300.0]}, None),           # the default full-batch Rprop
-    # DeepRec's `--preset ml-100k` (chosen on VALID, README DeepRec section), L2 strength re-searched
+    # DeepRec's `--preset ml-100k` (chosen on VALID, docs/deeprec.md), L2 strength re-searched
     "deeprec": ({"mode": ["item"], "layers": ["500"], "activation": ["sigmoid"], "dropout": [0.0],
                  "refeed": [0], "optimizer": ["rprop"], "lr": [0.01], "batch_size": [0],
                  "weight_decay": [0.002, 0.004], "epochs": [600], "eval_every": [5], "patience": [10]},

@@ -1,6 +1,6 @@
 """The benchmark scripts run (tiny sizes, no timing asserted) and their figures add up.
 
-Why: the README quotes what ``benchmarks/`` print; a script that no longer runs, or a
+Why: the docs render what ``benchmarks/`` record; a script that no longer runs, or a
 printed sum that is not the sum of its printed parts, would go unnoticed until someone
 needs the figures. Speed itself is never asserted here (brief: speed targets live in
 ``benchmarks/``, run by hand).

@@ -70,7 +70,7 @@ def _rows_kernel(w, v, last, rows, coef, upto, g, lr, mu, wd, ahead):  # pragma:
     b00, b01, b10, b11 = coef[1, 0, 0], coef[1, 0, 1], coef[1, 1, 0], coef[1, 1, 1]
     d = w.shape[1]
     # serial: the passes are memory-bound; rows split over a second thread were not faster on the 2-core
-    # benchmark machine (README, "Speed (CPU)"), and numba's own threading layer beside torch's OpenMP is
+    # benchmark machine (docs/deeprec.md, "Speed (CPU)"), and numba's own threading layer beside torch's OpenMP is
     # one more thing to go wrong
     for i in range(rows.shape[0]):
         r = rows[i]

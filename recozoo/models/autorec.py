@@ -18,7 +18,7 @@ Where the defaults come from:
 * ``hidden=500`` — the paper's setting for its reported results;
 * ``lam=300`` — the paper tunes λ over {0.001, 0.01, 0.1, 1, 100, 1000}; 300
   was selected on ml-100k u1 VALID among {10, 100, 200, 300, 1000} with full-batch
-  Rprop (the README's DeepRec section records the search); re-tune it for other data;
+  Rprop (docs/deeprec.md records the search); re-tune it for other data;
 * optimiser — the paper trains with resilient propagation (Rprop) or L-BFGS on
   full batches; the default here is full-batch Rprop (``optimizer=rprop``,
   ``batch_size=0``, initial step 0.01, PyTorch's Rprop defaults otherwise),

@@ -16,8 +16,8 @@ blend's VALID RMSE is optimistic. ``fit`` therefore also records
 ``valid_cv_rmse_``: 10-fold cross-validation of the weights over the VALID
 ratings (folds seeded), the figure to quote for VALID. Settings of the
 components must have been chosen on VALID beforehand (e.g. with
-:func:`recozoo.search.search`); the ``ml-100k`` preset holds the ones the
-README's zoo section chose.
+:func:`recozoo.search.search`); the ``ml-100k`` preset holds the ones
+docs/zoo.md records.
 
 ``components``: ``;``-separated component specs, each a registered model name
 followed by optional ``NAME=VALUE`` settings separated by spaces, e.g.
@@ -41,7 +41,7 @@ from recozoo.settings import BaseSettings, parse_assignments, setting
 
 __all__ = ["Blend", "BlendSettings", "parse_components", "ML100K_COMPONENTS", "MODELS"]
 
-#: components with the settings chosen on ml-100k u1 VALID (README, "The baseline zoo on ML-100K u1")
+#: components with the settings chosen on ml-100k u1 VALID (docs/zoo.md)
 ML100K_COMPONENTS = ("glocal-k; "
                      "autorec-i optimizer=lbfgs lr=1 lam=200 eval_every=1 patience=50; "
                      "biasedmf factors=200 epochs=80 lr=0.005 reg=0.1 reg_bias=0.02 init_std=0.05; "

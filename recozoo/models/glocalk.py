@@ -64,7 +64,7 @@ Our choices (not the paper's):
 * L-BFGS keeps its history across iterations within a stage; the reference's
   scipy interface restarts L-BFGS-B (empty history) every 5 iterations.
 
-Measured on ml-100k u1 (README, "The baseline zoo on ML-100K u1"; settings chosen on VALID):
+Measured on ml-100k u1 (docs/zoo.md; settings chosen on VALID):
 defaults VALID 0.9042 / TEST 0.9025; ``eval_every=1 patience=50`` VALID 0.9026 / TEST 0.9014
 (the paper's 0.8889 is the best of its test evaluations, clipped).
 

@@ -30,7 +30,7 @@ per pass. The day-specific factor η/λ (4e-3/0.01) are ours. Koren tuned these
 on 100M ratings over six years; on small or short data the tiny η of α_u and
 b_{i,bin} learn slowly — raise them via settings, or use the ``small`` preset
 (``recozoo fit timesvdpp --preset small``, ``SMALL_DATA_SETTINGS`` below: chosen
-on synthetic-drift VALID, it is the README benchmark's ``timesvdpp@small``).
+on synthetic-drift VALID, it is docs/temporal.md's ``timesvdpp@small``).
 
 **Speed**: one SGD pass is a numba kernel over users (shuffled each pass).
 Per user, the implicit sum ``|R(u)|^-½ Σ y_j`` is computed once, the ratings
@@ -223,8 +223,7 @@ def _implicit_sums(indptr, items, Y):
 _PARAMS = ("bu", "au", "but", "bi", "bib", "cu", "cut", "P", "A", "Pt", "Q", "Y")
 
 #: the ``small`` preset (``--preset small``): BellKor's rates were tuned for 100M ratings and
-#: under-train ~0.5M ratings in 30 passes. Chosen on VALID of synthetic-drift (the README's
-#: temporal-models section), then used unchanged on every dataset: faster bias rates, b_{i,bin}
+#: under-train ~0.5M ratings in 30 passes. Chosen on VALID of synthetic-drift (docs/temporal.md), then used unchanged on every dataset: faster bias rates, b_{i,bin}
 #: rate 1e-3, factors lr 7e-3 / reg 0.015, decay 0.95, 60 passes; alpha_u keeps BellKor's 1e-5 / 50.
 SMALL_DATA_SETTINGS: dict[str, object] = {
     "lr_bu": 5e-3, "lr_bi": 5e-3, "lr_bin": 1e-3, "lr_decay": 0.95, "lr_factors": 7e-3,
