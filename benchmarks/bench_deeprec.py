@@ -128,7 +128,7 @@ def run_flops(args) -> dict:
 def _run_flops(args) -> dict:
     import torch
     torch.set_num_threads(args.threads)
-    from recozoo.models.deeprec import AutoencoderNet
+    from recozoo.models.autoencoder import AutoencoderNet
     dev = torch.device(args.device)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     n, b = args.items, 128
@@ -230,7 +230,7 @@ def run_floor(args, reps: int = 2) -> dict:
     from recozoo.engine.lazy_sgd import _NOWHERE, _rows_kernel
     from recozoo.engine.rows import RowMatrix
     from recozoo.engine.sparse_ops import CompactPattern
-    from recozoo.models.deeprec import AutoencoderNet
+    from recozoo.models.autoencoder import AutoencoderNet
     torch.set_num_threads(args.threads)
     split = data(args.users, args.items, args.ratings, args.seed, args.cache)
     rm = RowMatrix.from_table(split.train)

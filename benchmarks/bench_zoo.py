@@ -46,6 +46,8 @@ import sys
 import time
 from pathlib import Path
 
+from recozoo.io import atomic_write_bytes
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _record import Run, add_record_option, record_path  # noqa: E402
 from render_docs import markdown_table  # noqa: E402
@@ -348,7 +350,6 @@ def main(argv=None) -> int:
 
 
 def _write_json(path: Path, rows: list[dict]) -> None:
-    from recozoo.models.base import atomic_write_bytes
     atomic_write_bytes(path, json.dumps(rows, indent=1).encode())
 
 

@@ -9,6 +9,7 @@ register classes directly or lazily, the same way.
 
 from __future__ import annotations
 
+from recozoo.datasets import builtin_datasets
 from recozoo.hookspecs import hookimpl
 from recozoo.registry import LazyModel
 
@@ -25,7 +26,7 @@ _BUILTIN_MODELS = {
     "pmf": "recozoo.models.mf:PMF",
     "biasedmf": "recozoo.models.mf:BiasedMF",
     "timesvdpp": "recozoo.models.timesvdpp:TimeSVDpp",
-    "rrn": "recozoo.models.rrn:RRN",
+    "rrn": "recozoo.models.rrn.model:RRN",
 }
 
 
@@ -37,6 +38,5 @@ def register_models(register):
 
 @hookimpl
 def register_datasets(register):
-    from recozoo.datasets import builtin_datasets
     for spec in builtin_datasets():
         register(spec)

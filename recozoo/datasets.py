@@ -33,12 +33,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 from recozoo.errors import DatasetNotFound, RecozooError, SettingsError
+from recozoo import registry
+from recozoo.io import atomic_write_bytes
 from recozoo.splits import (NETFLIX_PRESETS, Split, holdout_split, random_split, time_fraction_split,
                             time_split)
 
 __all__ = ["DatasetSpec", "data_home", "load_split", "build_split", "builtin_datasets",
            "register_user_dataset", "register_protocol_dataset", "user_dataset", "user_datasets",
-           "resolve_source",
+           "get_spec", "resolve_source",
            "source_table", "SOURCES_INFO", "IMPLICIT_PUBLISHED_HELDOUT"]
 
 #: bump when a protocol implementation changes, to invalidate caches
@@ -90,7 +92,7 @@ def resolve_source(source: str, given: str | Path | None = None) -> Path:
             raise DatasetNotFound(f"--source {given}: no such file or folder")
         rec = _record_path(source)
         rec.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_text(rec, json.dumps({"path": str(p)}))
+        atomic_write_bytes(rec, json.dumps({"path": str(p)}).encode())
         return p
     rec = _record_path(source)
     if rec.exists():
@@ -117,11 +119,6 @@ def fingerprint(path: Path) -> str:
         h.update(f"{f.relative_to(path) if f != path else f.name}\0{st.st_size}\0{st.st_mtime_ns}\n"
                  .encode())
     return h.hexdigest()[:20]
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    from recozoo.models.base import atomic_write_bytes
-    atomic_write_bytes(path, text.encode())
 
 
 def _key(*parts: Any) -> str:
@@ -359,8 +356,7 @@ def _user_record(name: str) -> Path:
 def register_user_dataset(name: str, train: str | Path, test: str | Path, valid: str | Path | None = None,
                           fmt: str = "auto", columns: dict[str, str] | None = None) -> DatasetSpec:
     """Register pre-split files (e.g. the reference converter's N3M_TRAIN/VALID/TEST) as NAME."""
-    from recozoo.registry import _datasets_map
-    if name in _datasets_map():
+    if registry.has_dataset(name):
         raise RecozooError(f"{name!r} is a built-in dataset name; pick another name for your files")
     paths = {"train": train, "test": test}
     if valid is not None:
@@ -371,7 +367,7 @@ def register_user_dataset(name: str, train: str | Path, test: str | Path, valid:
         if not pp.exists():
             raise DatasetNotFound(f"--{k} {p}: no such file or folder")
         rec[k] = str(pp)
-    _atomic_text(_user_record(name), json.dumps(rec, indent=1))
+    atomic_write_bytes(_user_record(name), json.dumps(rec, indent=1).encode())
     return user_dataset(name)
 
 
@@ -390,8 +386,7 @@ def register_protocol_dataset(name: str, source: str | Path, protocol: str, fmt:
     from recozoo.data.generic import check_column_options
     from recozoo.data.ratings_source import FORMATS
     from recozoo.protocols import protocol_params
-    from recozoo.registry import _datasets_map
-    if name in _datasets_map():
+    if registry.has_dataset(name):
         raise RecozooError(f"{name!r} is a built-in dataset name; pick another name for your data")
     if fmt not in FORMATS:
         raise RecozooError(f"unknown --format {fmt!r} ({'|'.join(FORMATS)})")
@@ -403,14 +398,13 @@ def register_protocol_dataset(name: str, source: str | Path, protocol: str, fmt:
            "params": protocol_params(protocol, params)}
     path = _user_record(name)
     before = path.read_bytes() if path.exists() else None
-    _atomic_text(path, json.dumps(rec, indent=1))
+    atomic_write_bytes(path, json.dumps(rec, indent=1).encode())
     try:
         return load_split(name, None, seed)
     except BaseException:
         if before is None:
             path.unlink(missing_ok=True)
         else:
-            from recozoo.models.base import atomic_write_bytes
             atomic_write_bytes(path, before)
         raise
 
@@ -478,9 +472,16 @@ def user_datasets() -> list[DatasetSpec]:
 
 
 # ---------------------------------------------------------------- loading
-def _spec(name: str) -> DatasetSpec:
-    from recozoo.registry import get_dataset
-    return get_dataset(name)
+def get_spec(name: str) -> DatasetSpec:
+    """The dataset a plugin registered as ``name``, else the pre-split files registered under it."""
+    if registry.has_dataset(name):
+        return registry.get_dataset(name)
+    spec = user_dataset(name)
+    if spec is not None:
+        return spec
+    known = ", ".join(s.name for s in registry.list_datasets())
+    raise DatasetNotFound(f"unknown dataset {name!r} (known: {known}; or register pre-split files with "
+                          f"`recozoo data prepare {name} --train PATH --test PATH`)")
 
 
 def _merge_params(spec: DatasetSpec, params: dict | None) -> dict:
@@ -505,13 +506,13 @@ def _source_for(spec: DatasetSpec, source: str | Path | None) -> Path | None:
 def build_split(name: str, source: str | Path | None = None, seed: int = 0,
                 params: dict | None = None) -> Split:
     """Build the split from scratch (no split cache)."""
-    spec = _spec(name)
+    spec = get_spec(name)
     return spec.build(_source_for(spec, source), seed, _merge_params(spec, params))
 
 
 def split_cache_dir(name: str, source: str | Path | None = None, seed: int = 0,
                     params: dict | None = None) -> Path:
-    spec = _spec(name)
+    spec = get_spec(name)
     src = _source_for(spec, source)
     if spec.user_defined:
         rec = json.loads(_user_record(name).read_text())

@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from recozoo.io import json_default
+
 __all__ = ["Reporter", "NullReporter", "RichReporter", "JsonlLog"]
 
 
@@ -49,14 +51,7 @@ class JsonlLog:
 
     def write(self, record: dict[str, Any]) -> None:
         with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record, default=_default) + "\n")
-
-
-def _default(o):
-    try:
-        return o.item()
-    except AttributeError:
-        return str(o)
+            f.write(json.dumps(record, default=json_default) + "\n")
 
 
 class RichReporter(Reporter):

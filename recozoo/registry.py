@@ -8,10 +8,16 @@ names both.
 ``RECOZOO_PLUGINS`` controls the third-party part (as in ``llm``): unset = load
 all installed plugins; an empty string = none; a comma list = only those entry
 point names. Built-ins are always loaded.
+
+The registry knows only what plugins register. Datasets that a user registers
+with ``recozoo data prepare NAME --train ...`` are :mod:`recozoo.datasets`'
+business (it looks there after the registry), so this module imports no part of
+recozoo that could import it back.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 from dataclasses import dataclass
@@ -21,10 +27,13 @@ from typing import Any
 import pluggy
 
 from recozoo import hookspecs
-from recozoo.errors import RegistryError
+from recozoo.errors import DatasetNotFound, RegistryError
 
-__all__ = ["plugin_manager", "get_model", "list_models", "get_dataset", "list_datasets",
-           "ModelEntry", "LazyModel", "reset"]
+__all__ = ["plugin_manager", "get_model", "list_models", "get_dataset", "list_datasets", "has_dataset",
+           "ModelEntry", "LazyModel", "reset", "add_plugin", "register_temporarily", "BUILTIN_PLUGIN"]
+
+#: recozoo's own plugin module, loaded first and by name, as entry points are
+BUILTIN_PLUGIN = "recozoo.builtin"
 
 _pm: pluggy.PluginManager | None = None
 _models: dict[str, "ModelEntry"] | None = None
@@ -72,8 +81,7 @@ def plugin_manager() -> pluggy.PluginManager:
         return _pm
     pm = pluggy.PluginManager("recozoo")
     pm.add_hookspecs(hookspecs)
-    from recozoo import builtin
-    pm.register(builtin, name="recozoo")
+    pm.register(importlib.import_module(BUILTIN_PLUGIN), name="recozoo")
     wanted = os.environ.get("RECOZOO_PLUGINS")
     allow = None if wanted is None else {w.strip() for w in wanted.split(",") if w.strip()}
     for ep in entry_points(group="recozoo"):
@@ -95,6 +103,32 @@ def reset() -> None:
     """Forget loaded plugins (tests and long-lived processes after an install)."""
     global _pm, _models, _datasets
     _pm = _models = _datasets = None
+
+
+def add_plugin(module, name: str) -> None:
+    """Register one more plugin module (e.g. a test's) and rebuild the model and dataset tables."""
+    global _models, _datasets
+    plugin_manager().register(module, name=name)
+    _models = _datasets = None
+
+
+@contextlib.contextmanager
+def register_temporarily(cls: type, provider: str):
+    """Make model ``cls`` known by its name while the block runs, unless a plugin already registered that name.
+
+    Yields True when the name now resolves to ``cls`` (it was free, or a plugin
+    registered this very class), False when another class holds it. What the
+    conformance kit uses to load a model under test that is not packaged yet.
+    """
+    models = _models_map()
+    added = cls.name not in models
+    if added:
+        models[cls.name] = ModelEntry(cls.name, provider, cls)
+    try:
+        yield models[cls.name].cls is cls
+    finally:
+        if added and _models is models:
+            models.pop(cls.name, None)
 
 
 def _provider_of(impl) -> str:
@@ -156,17 +190,20 @@ def list_datasets() -> list[Any]:
     return [s for s, _ in sorted(_datasets_map().values(), key=lambda t: t[0].name)]
 
 
+def has_dataset(name: str) -> bool:
+    """Whether a plugin (built-ins included) registered dataset ``name``."""
+    return name in _datasets_map()
+
+
 def get_dataset(name: str):
-    from recozoo.errors import DatasetNotFound
+    """The dataset spec a plugin registered as ``name``; :class:`DatasetNotFound` otherwise.
+
+    Datasets registered from files (``recozoo data prepare NAME --train ...``)
+    are found by :func:`recozoo.datasets.get_spec`, which looks here first.
+    """
     d = _datasets_map()
     if name not in d:
-        # datasets registered by `recozoo data prepare NAME --train ... --test ...`
-        from recozoo.datasets import user_dataset
-        spec = user_dataset(name)
-        if spec is not None:
-            return spec
-        raise DatasetNotFound(f"unknown dataset {name!r} (known: {', '.join(sorted(d))}; or register "
-                              f"pre-split files with `recozoo data prepare {name} --train PATH --test PATH`)")
+        raise DatasetNotFound(f"unknown dataset {name!r} (known: {', '.join(sorted(d))})")
     return d[name][0]
 
 

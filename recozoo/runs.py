@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from recozoo.errors import RecozooError
+from recozoo.io import atomic_write_json
 from recozoo.progress import NullReporter, Reporter
 from recozoo.settings import parse_settings, settings_to_dict
 
@@ -82,18 +83,6 @@ def default_run_dir(model: str, dataset: str) -> Path:
     return Path("runs") / f"{model}-{dataset}-{stamp}"
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    from recozoo.models.base import atomic_write_bytes
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, default=_default) + "\n").encode())
-
-
-def _default(o):
-    try:
-        return o.item()
-    except AttributeError:
-        return str(o)
-
-
 def _rank() -> int:
     """This process's rank under torchrun (0 when not distributed)."""
     import os
@@ -130,7 +119,7 @@ def fit_run(cfg: RunConfig, run_dir: str | Path | None = None, *, resume: bool =
     config = {**cfg.to_json(), "versions": versions(), "machine": platform.platform(),
               "started": datetime.now(timezone.utc).isoformat()}
     if lead:
-        _write_json(run_dir / "config.json", config)
+        atomic_write_json(run_dir / "config.json", config)
 
     t0 = time.perf_counter()
     if split is None:
@@ -152,7 +141,7 @@ def fit_run(cfg: RunConfig, run_dir: str | Path | None = None, *, resume: bool =
                          f"skipped, {warm_info['heldout_dropped']} on VALID/TEST pairs dropped)")
         config["warm_start"] = warm_info
         if lead:
-            _write_json(run_dir / "config.json", config)
+            atomic_write_json(run_dir / "config.json", config)
     t1 = time.perf_counter()
     model.fit(split.train, split.valid, reporter=reporter, run_dir=run_dir, resume=resume)
     t_fit = time.perf_counter() - t1
@@ -201,7 +190,7 @@ def fit_run(cfg: RunConfig, run_dir: str | Path | None = None, *, resume: bool =
         summary["refit"] = refit_info
     if warm_info is not None:
         summary["warm_start"] = warm_info
-    _write_json(run_dir / "summary.json", summary)
+    atomic_write_json(run_dir / "summary.json", summary)
     return summary
 
 

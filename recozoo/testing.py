@@ -51,6 +51,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from recozoo import registry
 from recozoo.errors import SettingsError
 from recozoo.models.base import Model, NotFittedError, load_model
 
@@ -131,16 +132,8 @@ def _registered(cls: type):
     ``load_model`` finds the class through the registry; a model under test
     need not be registered yet (an author runs the kit before packaging).
     """
-    from recozoo import registry
-    models = registry._models_map()
-    added = cls.name not in models
-    if added:
-        models[cls.name] = registry.ModelEntry(cls.name, "recozoo.testing", cls)
-    try:
-        yield models[cls.name].cls is cls
-    finally:
-        if added:
-            models.pop(cls.name, None)
+    with registry.register_temporarily(cls, "recozoo.testing") as ours:
+        yield ours
 
 
 def _all_pairs(n_users: int, n_items: int) -> tuple[np.ndarray, np.ndarray]:

@@ -10,7 +10,8 @@ from recozoo.engine import RowMatrix
 from recozoo.errors import CheckpointError, RecozooError, SettingsError
 from recozoo.metrics import masked_mse_torch
 from recozoo.models.base import load_model
-from recozoo.models.deeprec import ACTIVATIONS, AutoencoderNet, AutoencoderTask, DeepRec
+from recozoo.models.autoencoder import ACTIVATIONS, AutoencoderNet, AutoencoderTask
+from recozoo.models.deeprec import DeepRec
 
 from _torch_small import one_thread, rmse_on, small_split
 

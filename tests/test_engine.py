@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from recozoo.engine import EngineConfig, Loss, RowMatrix, Trainer
 from recozoo.engine.checkpoint import BEST, LAST
-from recozoo.models.deeprec import AutoencoderTask, DeepRec
+from recozoo.models.autoencoder import AutoencoderTask
+from recozoo.models.deeprec import DeepRec
 from recozoo.progress import Reporter
 
 from _torch_small import one_thread, small_split

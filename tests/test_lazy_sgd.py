@@ -14,7 +14,7 @@ import recozoo.engine.trainer as trainer_module
 from recozoo.engine import EngineConfig, Loss, RowMatrix, Trainer
 from recozoo.engine.lazy_sgd import LazySGD
 from recozoo.engine.sparse_ops import CompactPattern, csr_matmul, sampled_dot
-from recozoo.models.deeprec import AutoencoderNet, AutoencoderTask
+from recozoo.models.autoencoder import AutoencoderNet, AutoencoderTask
 
 from _torch_small import one_thread, small_split
 

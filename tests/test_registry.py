@@ -42,9 +42,8 @@ def test_duplicate_model_name_names_both_providers(fresh_registry):
     class MyBias(Bias):
         name = "bias"
 
-    fresh_registry.plugin_manager().register(_plugin("evil"), name="evil-plugin")
-    fresh_registry._models = None
-    fresh_registry.plugin_manager().register(_plugin("dup", MyBias), name="dup-plugin")
+    fresh_registry.add_plugin(_plugin("evil"), name="evil-plugin")
+    fresh_registry.add_plugin(_plugin("dup", MyBias), name="dup-plugin")
     with pytest.raises(RegistryError) as e:
         fresh_registry.list_models()
     msg = str(e.value)
@@ -55,7 +54,7 @@ def test_a_new_plugin_adds_a_model(fresh_registry):
     class Shifted(Bias):
         name = "bias-shifted"
 
-    fresh_registry.plugin_manager().register(_plugin("p", Shifted), name="my-plugin")
+    fresh_registry.add_plugin(_plugin("p", Shifted), name="my-plugin")
     e = {e.name: e for e in fresh_registry.list_models()}
     assert e["bias-shifted"].provider == "my-plugin" and e["bias-shifted"].cls is Shifted
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from recozoo.data.synthetic import generate
-from recozoo.models.rrn import RRN
+from recozoo.models.rrn.model import RRN
 from recozoo.splits import time_fraction_split
 
 DAY = 86400
@@ -167,7 +167,7 @@ def test_stationary_steps_do_not_scale_with_rating_count(split):
 
 def test_packed_lstm_backward_matches_autograd():
     """The hand-written backward of the training recurrence equals autograd's (float64)."""
-    from recozoo.models.rrn import _PackedLSTM
+    from recozoo.models.rrn.lstm import PackedLSTM
     torch.manual_seed(0)
     sizes, H = [5, 5, 4, 2, 2, 1], 3
     offs = np.concatenate([[0], np.cumsum(sizes)])
@@ -176,5 +176,5 @@ def test_packed_lstm_backward_matches_autograd():
         prev[offs[j]:offs[j] + sizes[j]] = np.arange(offs[j - 1], offs[j - 1] + sizes[j])
     xw = torch.randn(offs[-1], 4 * H, dtype=torch.float64, requires_grad=True)
     w = torch.randn(H, 4 * H, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda a, b: _PackedLSTM.apply(a, b, sizes, torch.from_numpy(prev)),
+    assert torch.autograd.gradcheck(lambda a, b: PackedLSTM.apply(a, b, sizes, torch.from_numpy(prev)),
                                     (xw, w))

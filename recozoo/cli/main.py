@@ -15,6 +15,7 @@ from typing import List, Optional
 import typer
 
 from recozoo.errors import RecozooError
+from recozoo.io import json_default
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="recozoo: fit, evaluate, compare and serve recommender models.")
@@ -23,15 +24,8 @@ app.add_typer(data_app, name="data")
 
 
 def _out(obj) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2, default=_default) + "\n")
+    sys.stdout.write(json.dumps(obj, indent=2, default=json_default) + "\n")
     sys.stdout.flush()
-
-
-def _default(o):
-    try:
-        return o.item()
-    except AttributeError:
-        return str(o)
 
 
 def _console(stderr: bool = False):

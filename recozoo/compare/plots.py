@@ -12,8 +12,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
+
+from recozoo.io import atomic_write_bytes
 
 __all__ = ["learning_curves", "rmse_bars", "read_curve"]
 
@@ -110,8 +113,6 @@ def rmse_bars(lb, path: Path) -> Path | None:
 
 
 def _save(fig, path: Path) -> None:
-    import io
-    from recozoo.models.base import atomic_write_bytes
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=120)
     atomic_write_bytes(Path(path), buf.getvalue())

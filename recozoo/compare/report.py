@@ -13,7 +13,7 @@ import json
 
 from recozoo.compare.plots import learning_curves, rmse_bars
 from recozoo.compare.table import Leaderboard, to_csv, to_json, to_markdown
-from recozoo.models.base import atomic_write_bytes
+from recozoo.io import atomic_write_bytes
 
 __all__ = ["write_outputs"]
 

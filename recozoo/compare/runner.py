@@ -17,6 +17,7 @@ computed from the saved model with :func:`recozoo.evaluate.evaluate_ranking`.
 
 from __future__ import annotations
 
+import io
 import os
 import platform
 import shutil
@@ -30,6 +31,7 @@ import numpy as np
 from recozoo.compare.config import DEFAULT_RANKING, CompareConfig, config_hash
 from recozoo.compare.memory import PeakMemory
 from recozoo.compare.store import ResultsStore, record_key
+from recozoo.io import atomic_write_bytes
 from recozoo.progress import JsonlLog, RichReporter
 
 __all__ = ["run_compare", "resolve_models", "CompareReporter", "TEST_ERRORS", "LOG_FILE", "run_dir_name",
@@ -284,8 +286,6 @@ def run_compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, c
 
 
 def _save_npy(path: Path, arr: np.ndarray) -> None:
-    import io
-    from recozoo.models.base import atomic_write_bytes
     buf = io.BytesIO()
     np.save(buf, arr, allow_pickle=False)
     atomic_write_bytes(path, buf.getvalue())

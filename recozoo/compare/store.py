@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from recozoo.errors import DataError
+from recozoo.io import atomic_write_json, json_default
 
 __all__ = ["ResultsStore", "RESULTS_FILE", "MANIFEST_FILE", "record_key"]
 
@@ -95,7 +96,7 @@ class ResultsStore:
     def append(self, record: dict[str, Any]) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         self._repair_tail()
-        line = (json.dumps(record, default=_default, sort_keys=True) + "\n").encode()
+        line = (json.dumps(record, default=json_default, sort_keys=True) + "\n").encode()
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
             view = memoryview(line)
@@ -111,13 +112,4 @@ class ResultsStore:
             self.append(r)
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
-        from recozoo.models.base import atomic_write_bytes
-        atomic_write_bytes(self.manifest_path,
-                           (json.dumps(manifest, indent=2, default=_default) + "\n").encode())
-
-
-def _default(o):
-    try:
-        return o.item()
-    except AttributeError:
-        return str(o)
+        atomic_write_json(self.manifest_path, manifest)

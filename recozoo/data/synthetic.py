@@ -20,6 +20,7 @@ import numpy as np
 
 from recozoo.data.table import IdMap, RatingsTable
 from recozoo.errors import RecozooError
+from recozoo.io import atomic_open
 
 __all__ = ["SyntheticConfig", "generate", "write_netflix_layout", "NETFLIX_LAYOUTS"]
 
@@ -231,7 +232,6 @@ def write_netflix_layout(table: RatingsTable, out_path, layout: str) -> None:
                     ti.size, ti.mode = len(data), 0o644
                     tf.addfile(ti, io.BytesIO(data))
 
-    from recozoo.models.base import atomic_open
     with atomic_open(out_path) as f:
         if layout == "tar":
             write_tar(f)

@@ -57,7 +57,7 @@ Behaviour
   ``(seed, epoch)`` only (so resume and all DDP ranks agree); the last partial
   batch is kept.
 * Row-sparse gradients: a module with ``sparse_grad`` / ``sync_rows`` attributes
-  (DeepRec's :class:`~recozoo.models.deeprec.AutoencoderNet`) gets row-sparse
+  (:class:`~recozoo.models.autoencoder.AutoencoderNet` of DeepRec, AutoRec) gets row-sparse
   gradients for its big weight matrices and :class:`~recozoo.engine.lazy_sgd.LazySGD`
   updates only the touched rows, exactly (see that module); single process only.
 * Objective per step: ``sse_global / count_global + penalty``. Under

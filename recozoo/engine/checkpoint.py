@@ -3,7 +3,7 @@
 ``last.pt`` is rewritten after every epoch (module, optimiser, scheduler, grad
 scaler, RNG states, epoch, best-so-far, history); ``best.pt`` holds the module
 weights of the best epoch on VALID. Both go through a temp file and a rename
-(:func:`recozoo.models.base.atomic_write_bytes`), so a run killed mid-write
+(:func:`recozoo.io.atomic_write_bytes`), so a run killed mid-write
 leaves the previous checkpoint intact and ``resume`` always finds a whole file.
 """
 
@@ -16,15 +16,15 @@ from typing import Any
 import torch
 
 from recozoo.errors import CheckpointError
+from recozoo.io import atomic_write_bytes
 
-__all__ = ["save_checkpoint", "load_checkpoint", "LAST", "BEST"]
+__all__ = ["save_checkpoint", "load_checkpoint", "check_signature", "LAST", "BEST"]
 
 LAST = "last.pt"
 BEST = "best.pt"
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    from recozoo.models.base import atomic_write_bytes
     buf = io.BytesIO()
     torch.save(state, buf)
     atomic_write_bytes(Path(path), buf.getvalue())
@@ -38,3 +38,18 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: no such checkpoint") from None
     except Exception as e:  # torch raises many types for a corrupt file
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__})") from None
+
+
+def check_signature(ck: dict[str, Any], signature: dict[str, Any], path: Path) -> None:
+    """A checkpoint resumes only the run it was made for: every fact both record must agree.
+
+    ``signature`` holds what the run must share with the checkpoint (model name,
+    matrix shape, settings); a mismatch is a one-line :class:`CheckpointError`.
+    """
+    old = ck.get("signature", {})
+    if not isinstance(old, dict):
+        raise CheckpointError(f"{path}: written by another recozoo version; remove it or use another --out")
+    for k, v in signature.items():
+        if k in old and old[k] != v:
+            raise CheckpointError(f"{path}: checkpoint has {k}={old[k]}, this run has {k}={v} "
+                                  f"(another data set or model?)")

@@ -30,12 +30,13 @@ from typing import Any, Iterator, Protocol
 import numpy as np
 import torch
 
-from recozoo.engine.checkpoint import BEST, LAST, load_checkpoint, save_checkpoint
+from recozoo.engine.checkpoint import BEST, LAST, check_signature, load_checkpoint, save_checkpoint
 from recozoo.engine.heap import heap_for_large_tensors
 from recozoo.engine.lazy_sgd import LazySGD
 from recozoo.engine.rows import RowBatch, RowMatrix
 from recozoo.engine.runtime import Runtime
 from recozoo.errors import CheckpointError, SettingsError
+from recozoo.io import atomic_write_bytes
 from recozoo.progress import NullReporter, Reporter
 
 __all__ = ["EngineConfig", "Loss", "Task", "Trainer", "FitResult", "OPTIMIZERS", "METRICS_FILE"]
@@ -283,15 +284,7 @@ class Trainer:
         for n in names:
             opts[n].step()
 
-    def _signature_check(self, ck: dict[str, Any], path: Path) -> None:
-        old = ck.get("signature", {})
-        for k, v in self.signature.items():
-            if k in old and old[k] != v:
-                raise CheckpointError(f"{path}: checkpoint has {k}={old[k]}, this run has {k}={v} "
-                                      f"(another data set or model?)")
-
     def _write_metrics(self, history: list[dict[str, Any]]) -> None:
-        from recozoo.models.base import atomic_write_bytes
         text = "".join(json.dumps(r) + "\n" for r in history)
         atomic_write_bytes(self.run_dir / METRICS_FILE, text.encode())
 
@@ -355,7 +348,7 @@ class Trainer:
         last_path = self.run_dir / LAST if self.run_dir else None
         if self.resume and last_path is not None and last_path.exists():
             ck = load_checkpoint(last_path)
-            self._signature_check(ck, last_path)
+            check_signature(ck, self.signature, last_path)
             try:
                 module.load_state_dict(ck["module"])
                 for name, o in opts.items():

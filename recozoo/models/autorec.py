@@ -41,8 +41,9 @@ stay Rprop's: its epochs are cheaper, and the Netflix-scale configurations use t
 
 The network, sparse fast path (observed inputs only, outputs gathered at the
 observed targets — same loss and gradients as the dense masked computation),
-prediction, fallbacks and export are DeepRec's (:mod:`recozoo.models.deeprec`):
-AutoRec *is* a one-hidden-layer sigmoid autoencoder with a linear output.
+prediction, fallbacks and export are the shared autoencoder machinery
+(:mod:`recozoo.models.autoencoder`, which DeepRec uses too): AutoRec *is* a
+one-hidden-layer sigmoid autoencoder with a linear output.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ from typing import Any, Callable, ClassVar, Literal
 import torch
 
 from recozoo.engine import EngineConfig
-from recozoo.models.deeprec import AutoencoderModel, AutoencoderTask
+from recozoo.models.autoencoder import AutoencoderModel, AutoencoderTask
 from recozoo.settings import BaseSettings, setting
 
 __all__ = ["AutoRecSettings", "IAutoRec", "UAutoRec", "MODELS"]

@@ -25,11 +25,8 @@ Usage::
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
-import os
-import tempfile
 import zipfile
 from abc import ABC, abstractmethod
 from enum import Enum
@@ -41,11 +38,11 @@ import scipy.sparse as sp
 
 from recozoo.data.table import RatingsTable
 from recozoo.errors import CheckpointError, RecozooError, SettingsError
+from recozoo.io import atomic_write_bytes
 from recozoo.progress import Reporter, NullReporter
 from recozoo.settings import BaseSettings, parse_settings, settings_to_dict
 
-__all__ = ["Model", "FoldIn", "load_model", "atomic_write_bytes", "atomic_open", "NotFittedError",
-           "top_k_rows"]
+__all__ = ["Model", "FoldIn", "load_model", "NotFittedError", "top_k_rows"]
 
 FORMAT_VERSION = 1
 
@@ -480,42 +477,11 @@ def top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _json_default(o):
+    """numpy scalars in a model's header become numbers; anything else is an error, not a string:
+    a saved model must load back exactly (unlike a log record, see :func:`recozoo.io.json_default`)."""
     if isinstance(o, np.generic):
         return o.item()
-    if isinstance(o, tuple):
-        return list(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
-@contextlib.contextmanager
-def atomic_open(path: str | Path):
-    """A binary file object whose contents appear at ``path`` only if the block succeeds.
-
-    Writes go to a temp file in the same folder (same file system), which is
-    fsynced and renamed over ``path``; on any error it is removed and ``path``
-    keeps whatever it held before.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder and a rename."""
-    with atomic_open(path) as f:
-        f.write(data)
 
 
 def load_model(path: str | Path, expect: type | None = None) -> Model:

@@ -91,7 +91,7 @@ from torch import nn
 
 from recozoo.engine import EngineConfig, Loss, RowBatch, RowMatrix, Trainer
 from recozoo.errors import SettingsError
-from recozoo.models.deeprec import AutoencoderModel
+from recozoo.models.autoencoder import AutoencoderModel
 from recozoo.settings import BaseSettings, setting
 
 __all__ = ["GLocalK", "GLocalKSettings", "GLocalKNet", "KernelLayer", "local_kernel", "MODELS"]

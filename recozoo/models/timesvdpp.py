@@ -42,6 +42,7 @@ pass with the best VALID RMSE is kept (model selection on VALID only).
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,12 +51,15 @@ import numba
 import numpy as np
 
 from recozoo.data.table import RatingsTable
-from recozoo.models._temporal import (TimeAwarePredict, days_of, finish_epoch, load_epoch_checkpoint,
-                                      new_selection, save_epoch_checkpoint, signature)
+from recozoo.engine.checkpoint import LAST, check_signature, load_checkpoint, save_checkpoint
+from recozoo.engine.selection import Selection
+from recozoo.errors import CheckpointError
+from recozoo.metrics import rmse
 from recozoo.models._factors import fold_in_ridge, keep_entries, with_ones
 from recozoo.models.base import FoldIn, Model
+from recozoo.models.temporal import TimeAwarePredict, days_of
 from recozoo.progress import Reporter
-from recozoo.settings import BaseSettings, setting
+from recozoo.settings import BaseSettings, setting, settings_to_dict
 
 __all__ = ["TimeSVDpp", "MODELS", "dev_u", "bin_of"]
 
@@ -292,6 +296,8 @@ class TimeSVDpp(TimeAwarePredict, Model):
         }
 
     def _fit(self, train, valid, reporter: Reporter, run_dir: Path | None, resume: bool) -> None:
+        """SGD passes with the engine's selection rule (:class:`~recozoo.engine.selection.Selection`) and
+        its checkpoint files: ``run_dir/last.pt`` after every pass, so ``resume`` continues exactly."""
         s = self.settings
         dev, bins, udi = self._prepare(train)
         self.mu_ = np.float32(self.global_mean_)
@@ -302,22 +308,19 @@ class TimeSVDpp(TimeAwarePredict, Model):
         ratings = train.ratings.astype(np.float32)
         rng = np.random.default_rng(self.seed + 1)
         valid = valid if valid is not None and valid.nnz > 0 else None
-        chosen, start = new_selection(), 1
+        sel, best, start = Selection(uses_valid=valid is not None, patience=s.patience), None, 1
         self.history_: list[dict] = []
-        sig = signature(self.name, train, s)
-        ck = load_epoch_checkpoint(run_dir, sig) if resume else None
+        sig = self._signature(train)
+        ck = self._load_checkpoint(run_dir, sig) if resume else None
         if ck is not None:                      # continue exactly where the last pass ended
-            params = {n: ck["params"][n].numpy() for n in _PARAMS}
-            chosen.update({k: ck[k] for k in chosen})
-            if chosen["best"] is not None:
-                chosen["best"] = {n: chosen["best"][n].numpy() for n in _PARAMS}
-            lr = ck["lr"].numpy()
+            params, best, lr = ck["params"], ck["best"], ck["lr"]
+            sel.load_state_dict(ck["selection"])
             rng.bit_generator.state = ck["rng"]
             self.history_ = list(ck["history"])
             start = ck["epoch"] + 1
         reporter.start(f"{self.name}", total=s.epochs)
         for epoch in range(start, s.epochs + 1):
-            if chosen["stopped"]:
+            if sel.stopped:
                 break
             t0 = time.perf_counter()
             order = rng.permutation(train.n_users).astype(np.int64)
@@ -325,22 +328,57 @@ class TimeSVDpp(TimeAwarePredict, Model):
                             *(params[n] for n in _PARAMS), lr, reg,
                             s.scaling, s.day_bias, s.day_factors)
             lr = lr * s.lr_decay
-            seconds = time.perf_counter() - t0
             rec = {"epoch": epoch, "train_rmse": float(np.sqrt(sse / max(train.nnz, 1))),
-                   "seconds": seconds}
+                   "seconds": time.perf_counter() - t0}
             self._set_params(params, indptr, items)
-            finish_epoch(self, rec, valid, reporter, chosen, s.patience,
-                         lambda: {n: a.copy() for n, a in params.items()})
-            save_epoch_checkpoint(run_dir, {
-                "signature": sig, "epoch": epoch, "params": params, "lr": lr, **chosen,
-                "rng": rng.bit_generator.state, "history": self.history_})
+            if valid is not None:
+                rec["valid_rmse"] = rmse(self.predict_table(valid), valid.ratings)
+            self.history_.append(rec)
+            reporter.log(rec)
+            reporter.advance(1, **{k: v for k, v in rec.items() if k.endswith("rmse")})
+            if sel.update(epoch, rec.get("valid_rmse")) and valid is not None:
+                best = {n: a.copy() for n, a in params.items()}
+            if run_dir is not None:
+                self._save_checkpoint(run_dir, {"signature": sig, "epoch": epoch, "params": params, "best": best,
+                                                "lr": lr, "selection": sel.state_dict(),
+                                                "rng": rng.bit_generator.state, "history": self.history_})
         reporter.finish()
-        if chosen["best"] is not None:
-            self._set_params(chosen["best"], indptr, items)
-            self.best_epoch_ = int(np.argmin([h["valid_rmse"] for h in self.history_]) + 1)
-        else:
-            self._set_params(params, indptr, items)
-            self.best_epoch_ = len(self.history_)
+        self._set_params(best if best is not None else params, indptr, items)
+        self.best_epoch_ = sel.best_epoch
+
+    def _signature(self, train: RatingsTable) -> dict:
+        """What a checkpoint must match to be resumed: the data's shape and every setting but the budget."""
+        st = {k: v for k, v in settings_to_dict(self.settings).items() if k not in ("epochs", "patience")}
+        return {"model": self.name, "n_users": train.n_users, "n_items": train.n_items, "n_ratings": train.nnz,
+                "settings": json.dumps(st, sort_keys=True)}
+
+    @staticmethod
+    def _save_checkpoint(run_dir: Path, state: dict) -> None:
+        """numpy arrays as tensors and the numpy RNG state as JSON, so the file loads ``weights_only``."""
+        import torch
+
+        def conv(v):
+            if isinstance(v, np.ndarray):
+                return torch.from_numpy(np.ascontiguousarray(v))
+            if isinstance(v, dict):
+                return {k: conv(x) for k, x in v.items()}
+            return v
+        save_checkpoint(Path(run_dir) / LAST, {**conv(state), "rng": json.dumps(state["rng"])})
+
+    @staticmethod
+    def _load_checkpoint(run_dir: Path | None, signature: dict) -> dict | None:
+        """The state :meth:`_save_checkpoint` wrote (arrays back to numpy), or None when there is none."""
+        path = Path(run_dir) / LAST if run_dir is not None else None
+        if path is None or not path.exists():
+            return None
+        ck = load_checkpoint(path)
+        check_signature(ck, signature, path)
+        try:
+            return {**ck, "params": {n: ck["params"][n].numpy() for n in _PARAMS},
+                    "best": None if ck["best"] is None else {n: ck["best"][n].numpy() for n in _PARAMS},
+                    "lr": ck["lr"].numpy(), "rng": json.loads(ck["rng"])}
+        except (KeyError, AttributeError, TypeError, ValueError) as e:
+            raise CheckpointError(f"{path}: not a TimeSVD++ checkpoint ({type(e).__name__}: {e})") from None
 
     def _set_params(self, params: dict[str, np.ndarray], indptr, items) -> None:
         for n in _PARAMS:
