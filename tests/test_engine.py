@@ -10,7 +10,7 @@ import torch
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from recozoo.engine import EngineConfig, Loss, RowMatrix, Trainer
+from recozoo.engine import EngineConfig, Loss, RowMatrix, Task, Trainer
 from recozoo.engine.checkpoint import BEST, LAST
 from recozoo.models.autoencoder import AutoencoderTask
 from recozoo.models.deeprec import DeepRec
@@ -34,7 +34,7 @@ def test_take_gathers_rows_and_dense_matches_csr():
     assert np.array_equal(items.take(np.array([3, 1])).dense().numpy(), t.to_csc()[:, [3, 1]].T.toarray())
 
 
-class _CountRows:
+class _CountRows(Task):
     """A task that records which rows it saw and trains a bias to the mean."""
 
     def __init__(self):
@@ -164,8 +164,10 @@ class _TwoParts(torch.nn.Module):
         self.b = torch.nn.Parameter(torch.tensor([0.5]))
 
 
-class _OwnBatchesTask:
+class _OwnBatchesTask(Task):
     """A task with its own batches and two optimisers: even batches move ``a``, odd ones ``b``."""
+
+    own_batches = True
 
     targets = [torch.tensor([3.0, 1.0]), torch.tensor([2.0]), torch.tensor([0.0, 0.0]), torch.tensor([-1.0])]
 

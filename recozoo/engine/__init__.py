@@ -18,7 +18,8 @@ Public API
     ``rows`` (host int64), ``offsets`` (B+1), ``cols``, ``vals`` (torch),
     ``n_cols``; ``to(device)``, ``row_index()`` (batch row of every entry),
     ``dense()`` (B x n_cols on the batch's device).
-``EngineConfig``
+``EngineConfig`` (``EngineConfig.from_settings(settings, device=, seed=, **fixed)``: the
+one mapping of a model's settings onto it, field by field name)
     epochs, batch_size (0 = all rows), optimizer (momentum|sgd|adam|adagrad|
     rmsprop|rprop|lbfgs; ``momentum`` = SGD momentum 0.9 with the lr multiplied by
     ``gamma`` after the epochs in ``milestones``, stepped *after* the epoch's
@@ -27,24 +28,33 @@ Public API
     step, L2 terms in the task's penalty), lr, momentum, weight_decay, eval_every, patience (0 = no
     early stopping), precision (fp32|bf16|fp16), device (auto|cpu|cuda|cuda:N|
     mps), seed, eval_batch_rows, tensorboard.
-``Task`` (protocol a model implements; optional ``row_sparse_updates = False`` to decline lazy rows)
+``Task`` (the base class a model's task subclasses; every hook is declared there)
     ``build_module() -> nn.Module``; ``train_losses(net, batch)`` — a generator
     yielding one ``Loss(sse, count, penalty=None, report=True, ends_batch=False)`` per optimiser
     step (the engine steps before the generator resumes, so multi-step schemes
     like DeepRec's dense re-feeding need no loop of their own; ``net`` may be
     DDP-wrapped, so call it, not its submodules, for anything needing
     gradients); ``eval_sse(module, inputs, targets) -> (sse, count)`` under
-    no_grad, scoring only the target entries. Optional ``next_step_rows(module,
-    batch) -> {param: rows}``: the rows the batch's first (row-sparse) step will
+    no_grad, scoring only the target entries. Optional, with defaults:
+    ``row_sparse_updates`` (True; False declines lazy rows), ``next_step_rows(module,
+    batch) -> {param: rows}`` (the rows the batch's first row-sparse step will
     touch; with lazy rows the engine prefetches the next batch and passes them to
-    the optimiser for the current batch's ``ends_batch`` step (LazySGD's
-    ``next_rows``: DeepRec with re-feeding folds a catch-up pass into its dense update).
-    Tasks with their own batches (RRN) add ``epoch_batches(epoch)`` (sized; yields
-    ``(batch, progress units)`` lazily), ``make_optimizers(module) -> {name: opt}``,
-    ``valid_rmse(module, valid)`` and ``state_dict``/``load_state_dict`` for their
-    random state; their losses may be ``summed`` (objective ``sse + penalty``),
-    name the optimisers a step moves (``steps``) and a ``before_step`` hook. Call
+    the optimiser for the current batch's ``ends_batch`` step — LazySGD's
+    ``next_rows``: DeepRec with re-feeding folds a catch-up pass into its dense
+    update), ``valid_rmse(module, valid)`` (None: the engine scores rows with
+    ``eval_sse``), ``make_optimizers(module) -> {name: opt}`` (None: one optimiser
+    from the config), ``state_dict``/``load_state_dict`` (the task's random state).
+    Tasks with their own batches (RRN) set ``own_batches = True`` and add
+    ``epoch_batches(epoch)`` (sized; yields ``(batch, progress units)`` lazily);
+    their losses may be ``summed`` (objective ``sse + penalty``), name the
+    optimisers a step moves (``steps``) and a ``before_step`` hook. Call
     ``Trainer.fit(None, valid)`` for them (one process; no torchrun).
+``RowSparseModule``
+    base class of modules whose big (n x d) weights can take row-sparse gradients
+    (``sparse_grad``, ``sync_rows``; see :mod:`recozoo.engine.lazy_sgd`).
+``Selection``
+    best-on-VALID bookkeeping and early stopping, shared with epoch loops outside
+    torch (TimeSVD++).
 ``Trainer(task, config, reporter=, run_dir=, resume=, signature=)``
     ``fit(train_rows, (valid_inputs, valid_targets) | None) -> FitResult``
     (module with the best-on-VALID weights, best_epoch, best_valid_rmse,
@@ -56,7 +66,7 @@ Behaviour
 * Each epoch visits every non-empty training row once, in an order drawn from
   ``(seed, epoch)`` only (so resume and all DDP ranks agree); the last partial
   batch is kept.
-* Row-sparse gradients: a module with ``sparse_grad`` / ``sync_rows`` attributes
+* Row-sparse gradients: a :class:`RowSparseModule`
   (:class:`~recozoo.models.autoencoder.AutoencoderNet` of DeepRec, AutoRec) gets row-sparse
   gradients for its big weight matrices and :class:`~recozoo.engine.lazy_sgd.LazySGD`
   updates only the touched rows, exactly (see that module); single process only.
@@ -76,10 +86,12 @@ Behaviour
   one-line :class:`~recozoo.errors.CheckpointError`.
 """
 
+from recozoo.engine.lazy_sgd import RowSparseModule
 from recozoo.engine.rows import RowBatch, RowMatrix
 from recozoo.engine.runtime import Runtime, autocast_context, dist_env
+from recozoo.engine.selection import Selection
 from recozoo.engine.trainer import (METRICS_FILE, OPTIMIZERS, EngineConfig, FitResult, Loss, Task,
                                     Trainer)
 
-__all__ = ["RowBatch", "RowMatrix", "Runtime", "autocast_context", "dist_env", "EngineConfig",
-           "FitResult", "Loss", "Task", "Trainer", "OPTIMIZERS", "METRICS_FILE"]
+__all__ = ["RowBatch", "RowMatrix", "RowSparseModule", "Runtime", "autocast_context", "dist_env",
+           "EngineConfig", "FitResult", "Loss", "Selection", "Task", "Trainer", "OPTIMIZERS", "METRICS_FILE"]

@@ -44,11 +44,29 @@ double step.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numba
 import numpy as np
 import torch
 
-__all__ = ["LazySGD"]
+__all__ = ["LazySGD", "RowSparseModule"]
+
+
+class RowSparseModule(torch.nn.Module):
+    """A module whose big (n x d) weights can take row-sparse gradients, updated lazily by :class:`LazySGD`.
+
+    The engine switches it on (single process, LazySGD, not fp16; see
+    ``Trainer._enable_row_sparse``): ``sparse_grad`` then tells the module's
+    sparse step to hand those weights row-sparse gradients, and ``sync_rows(param,
+    rows | None)`` (:meth:`LazySGD.sync_rows`) must bring rows up to date before
+    the forward pass reads them (None = every row). Off, it is an ordinary module.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.sparse_grad = False
+        self.sync_rows: Callable[[torch.Tensor, torch.Tensor | None], None] | None = None
 
 
 @numba.njit(cache=True, nogil=True)

@@ -1,4 +1,4 @@
-"""The training loop shared by every torch model (DeepRec, AutoRec, ...).
+"""The training loop shared by every torch model (DeepRec, AutoRec, GLocal-K, RRN).
 
 One loop, many models: a model contributes a :class:`Task` (its torch module
 and its loss hooks); the :class:`Trainer` owns batching, the optimiser and
@@ -15,6 +15,15 @@ gives exactly the gradient of the single-process loss on the same global batch
 (up to float summation order). Each yielded loss is one optimiser step, taken
 before the task's generator resumes — that is how DeepRec's dense re-feeding
 (a second update after the first) plugs in without a second loop.
+
+One fit, step by step (one method each): :meth:`Trainer._start` builds the
+module and optimisers and resumes from ``last.pt``; per epoch
+:meth:`~Trainer._train_epoch` runs the batches, each loss through the one step
+kind chosen for the fit (:meth:`~Trainer._choose_step`),
+:meth:`~Trainer._validate` scores VALID, a
+:class:`~recozoo.engine.selection.Selection` keeps the best epoch,
+:meth:`~Trainer._record` logs and :meth:`~Trainer._save` writes the
+checkpoints; :meth:`~Trainer._finish` hands back the best weights.
 """
 
 from __future__ import annotations
@@ -23,18 +32,20 @@ import contextlib
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterator, Protocol
+from typing import Any, Callable, ClassVar, Iterable, Iterator, Sized
 
 import numpy as np
 import torch
 
 from recozoo.engine.checkpoint import BEST, LAST, check_signature, load_checkpoint, save_checkpoint
 from recozoo.engine.heap import heap_for_large_tensors
-from recozoo.engine.lazy_sgd import LazySGD
+from recozoo.engine.lazy_sgd import LazySGD, RowSparseModule
 from recozoo.engine.rows import RowBatch, RowMatrix
 from recozoo.engine.runtime import Runtime
+from recozoo.engine.selection import Selection
 from recozoo.errors import CheckpointError, SettingsError
 from recozoo.io import atomic_write_bytes
 from recozoo.progress import NullReporter, Reporter
@@ -60,10 +71,20 @@ class EngineConfig:
     eval_every: int = 1                   # evaluate VALID every N epochs (and after the last)
     patience: int = 0                     # stop after N evaluations without improvement; 0 = never
     precision: str = "fp32"               # fp32 | bf16 | fp16
-    device: str = "cpu"
+    device: str = "cpu"                   # auto|cpu|cuda|cuda:N|mps, resolved by the Runtime
     seed: int = 0
     eval_batch_rows: int = 2048
     tensorboard: bool = True              # log to run_dir/tb when tensorboard is importable
+
+    @classmethod
+    def from_settings(cls, settings: Any, *, device: str, seed: int, **fixed: Any) -> "EngineConfig":
+        """The one mapping from a model's settings to the engine: every field of this class that the
+        settings dataclass has under the same name (epochs, batch_size, optimizer, lr, momentum,
+        weight_decay, eval_every, patience, precision, ...), then ``fixed`` (what the model does not
+        let a user choose, e.g. ``optimizer="lbfgs"``, ``milestones=()``), then device and seed."""
+        have = getattr(settings, "__dataclass_fields__", {})
+        values = {f.name: getattr(settings, f.name) for f in fields(cls) if f.name in have}
+        return cls(**{**values, **fixed, "device": device, "seed": seed})
 
 
 @dataclass
@@ -87,33 +108,72 @@ class Loss:
     #: tasks with several optimisers: the ones this step moves (None = all)
     steps: tuple[str, ...] | None = None
     #: called after backward, before the optimisers step (e.g. rescaling some gradients)
-    before_step: Any = None
+    before_step: Callable[[], None] | None = None
 
 
-class Task(Protocol):
-    """What a model plugs into the engine.
+class Task(ABC):
+    """What a model plugs into the engine: subclass it, implement the two abstract methods, override
+    any optional hook whose default does not suit.
 
     Row tasks (DeepRec, AutoRec, GLocal-K) train on the rows of a
-    :class:`RowMatrix` that the engine batches. A task can instead bring its
-    own batches and optimisers (RRN: alternating user and movie phases, Adam for
-    the LSTMs and SGD for the stationary factors) with four optional hooks:
-    ``epoch_batches(epoch) -> EpochBatches`` (sized: progress units; iterating
-    yields ``(batch, units)`` lazily, so a phase can read the weights the
-    previous phase left), ``make_optimizers(module) -> {name: Optimizer}``,
-    ``valid_rmse(module, valid) -> float`` and ``state_dict()`` /
-    ``load_state_dict(d)`` for its own random state. The engine then runs the
-    same epoch loop, selection, early stopping, checkpoints, resume and logs.
+    :class:`RowMatrix` that the engine batches, and score VALID through
+    :meth:`eval_sse`. A task can instead bring its own batches and optimisers
+    (RRN: alternating user and movie phases, Adam for the LSTMs and SGD for the
+    stationary factors): it sets ``own_batches = True`` and implements
+    :meth:`epoch_batches`, :meth:`make_optimizers` and :meth:`valid_rmse`; the
+    engine then runs the same epoch loop, selection, early stopping,
+    checkpoints, resume and logs (one process; call ``Trainer.fit(None, valid)``).
     """
 
+    #: True: the task brings its own batches (:meth:`epoch_batches`) instead of the engine's row batches
+    own_batches: ClassVar[bool] = False
+    #: False: decline row-sparse gradients with lazy row updates even where the module and the optimiser
+    #: allow them (e.g. a weight penalty reads every row at every step, so nothing is gained)
+    row_sparse_updates: bool = True
+
+    @abstractmethod
     def build_module(self) -> torch.nn.Module:
         """A fresh module (the engine seeds torch before calling it)."""
 
-    def train_losses(self, net: torch.nn.Module, batch: RowBatch) -> Iterator[Loss]:
-        """Yield one :class:`Loss` per optimiser step for this batch (``net`` may be DDP-wrapped)."""
+    @abstractmethod
+    def train_losses(self, net: torch.nn.Module, batch: Any) -> Iterator[Loss]:
+        """Yield one :class:`Loss` per optimiser step for this batch (``net`` may be DDP-wrapped, so
+        call it, not its submodules, for anything needing gradients)."""
 
     def eval_sse(self, module: torch.nn.Module, inputs: RowBatch,
                  targets: RowBatch) -> tuple[torch.Tensor, int]:
-        """(sum of squared errors over the target entries, their count), under no_grad."""
+        """(sum of squared errors over the target entries, their count), under no_grad; what
+        :meth:`Trainer.evaluate` sums over VALID's rows. Row tasks implement it."""
+        raise NotImplementedError(f"{type(self).__name__} scores no rows: implement eval_sse or valid_rmse")
+
+    def valid_rmse(self, module: torch.nn.Module, valid: Any) -> float | None:
+        """VALID's RMSE computed by the task itself (module in eval mode, no_grad), or None: the engine
+        scores VALID's target rows with :meth:`eval_sse` (the default)."""
+        return None
+
+    def epoch_batches(self, epoch: int) -> Sized | Iterable[tuple[Any, int]]:
+        """``own_batches`` tasks: the epoch's batches, sized (``len`` = progress units); iterating yields
+        ``(batch, units)`` lazily, so a phase can read the weights the previous phase left."""
+        raise NotImplementedError(f"{type(self).__name__} sets own_batches but has no epoch_batches")
+
+    def make_optimizers(self, module: torch.nn.Module) -> dict[str, torch.optim.Optimizer] | None:
+        """The task's own optimisers by name (a :class:`Loss` names the ones a step moves), or None:
+        one optimiser built from the :class:`EngineConfig` (the default)."""
+        return None
+
+    def next_step_rows(self, module: torch.nn.Module, batch: RowBatch) -> dict[torch.Tensor, torch.Tensor]:
+        """With lazy rows: the rows of each parameter that ``batch``'s first (row-sparse) step will
+        touch. The engine prefetches the next batch and passes them to the optimiser for the current
+        batch's ``ends_batch`` step (:attr:`LazySGD.next_rows <recozoo.engine.lazy_sgd.LazySGD.next_rows>`).
+        Default: no plan."""
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """The task's own state for checkpoints (e.g. the RNG that orders its batches)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` when a fit resumes."""
 
 
 @dataclass
@@ -138,7 +198,7 @@ def _make_optimizer(cfg: EngineConfig, params):
         return torch.optim.Adagrad(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if o == "rmsprop":
         return torch.optim.RMSprop(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if o == "rprop":     # full-batch by nature; weight decay is added to the gradient in the loop
+    if o == "rprop":     # full-batch by nature; weight decay is added to the gradient (Trainer._step_plain)
         return torch.optim.Rprop(params, lr=cfg.lr)
     if o == "lbfgs":     # full batch; one L-BFGS iteration (strong-Wolfe line search) per step() call
         if cfg.weight_decay or cfg.precision == "fp16":
@@ -158,29 +218,38 @@ def _mean_scale(world: int, count: float) -> float:
     return float(np.float32(1.0) / np.float32(count) * np.float32(world))
 
 
-def _lbfgs_closure(task, net, batch, opt, first_obj, rt, gcnt):
-    """L-BFGS closure: its first call returns the objective already back-propagated at the
-    current weights; later calls (the line search) recompute the task's first loss on the same batch."""
-    pending = [first_obj.detach()]
-
-    def closure():
-        if pending:
-            return pending.pop()
-        opt.zero_grad(set_to_none=True)
-        with rt.autocast():
-            loss = next(iter(task.train_losses(net, batch)))
-        obj = loss.sse.float() * _mean_scale(rt.world, gcnt)
-        if loss.penalty is not None:
-            obj = obj + loss.penalty
-        obj.backward()
-        return obj.detach()
-    return closure
-
-
 def _make_scheduler(cfg: EngineConfig, opt):
     if cfg.optimizer == "momentum" and cfg.milestones:
         return torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(cfg.milestones), gamma=cfg.gamma)
     return None
+
+
+@dataclass
+class _Run:
+    """One fit's moving parts while it runs (what :meth:`Trainer._save` checkpoints)."""
+
+    module: torch.nn.Module
+    opts: dict[str, torch.optim.Optimizer]
+    sched: Any
+    scaler: Any
+    selection: Selection
+    net: torch.nn.Module | None = None           # the module, DDP-wrapped under torchrun
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_state: dict[str, torch.Tensor] | None = None
+    start_epoch: int = 0
+
+    @property
+    def opt(self) -> torch.optim.Optimizer:
+        """The first optimiser: the one whose lr is logged (and the only one of row tasks)."""
+        return next(iter(self.opts.values()))
+
+
+@dataclass
+class _EpochSums:
+    """The epoch's reported squared errors (a device tensor: no host sync per step) and their count."""
+
+    sse: torch.Tensor
+    count: float = 0.0
 
 
 class Trainer:
@@ -193,6 +262,8 @@ class Trainer:
     def __init__(self, task: Task, config: EngineConfig, *, reporter: Reporter | None = None,
                  run_dir: str | Path | None = None, resume: bool = False,
                  signature: dict[str, Any] | None = None):
+        if not isinstance(task, Task):
+            raise TypeError(f"Trainer: the task must subclass recozoo.engine.Task, got {type(task).__name__}")
         if config.epochs < 0 or config.batch_size < 0 or config.eval_every < 1 or config.patience < 0:
             raise SettingsError("engine: epochs, batch_size, patience must be >= 0 and eval_every >= 1")
         if config.optimizer not in OPTIMIZERS:
@@ -237,21 +308,29 @@ class Trainer:
     def _enable_row_sparse(self, module: torch.nn.Module, opt) -> None:
         """Row-sparse gradients + lazy updates, where the module, the task and the optimiser allow it.
 
-        A module that can give its big (n x d) weights row-sparse gradients has
-        ``sparse_grad`` and ``sync_rows`` attributes (see :mod:`recozoo.engine.lazy_sgd`);
-        a task may decline with ``row_sparse_updates = False`` (DeepRec with
-        re-feeding: its dense step reads and updates every row anyway). Only
-        :class:`LazySGD` consumes such gradients; DDP and fp16 loss scaling get dense ones.
+        A :class:`~recozoo.engine.lazy_sgd.RowSparseModule` can give its big
+        (n x d) weights row-sparse gradients; a task may decline with
+        ``row_sparse_updates = False`` (AutoRec's L2 penalty reads every row at
+        every step). DeepRec with re-feeding keeps them: its sparse step moves
+        only the touched rows and the dense step catches the others up in one
+        pass. Only :class:`LazySGD` consumes such gradients; DDP and fp16 loss
+        scaling get dense ones.
         """
-        if not hasattr(module, "sparse_grad"):
+        if not isinstance(module, RowSparseModule):
             return
-        on = (isinstance(opt, LazySGD) and getattr(self.task, "row_sparse_updates", True)
+        on = (isinstance(opt, LazySGD) and self.task.row_sparse_updates
               and not self.rt.distributed and self.cfg.precision != "fp16")
         module.sparse_grad = self.row_sparse = bool(on)
         module.sync_rows = opt.sync_rows if on else None
 
-    def _row_batches(self, train: RowMatrix, order: np.ndarray, gb: int, plan_next: bool, module):
-        """``(batch, rows, next-rows plan)`` for the engine's own batching of ``train``'s rows."""
+    def _row_batches(self, train: RowMatrix, order: np.ndarray, gb: int, module):
+        """``(batch, rows, next-rows plan)`` for the engine's own batching of ``train``'s rows.
+
+        With lazy rows the next batch is gathered one batch early, so that the
+        task can name the rows its first (sparse) step will touch and the
+        optimiser can fold that step's zero-gradient part into this batch's last
+        dense step (single process: no lazy rows under DDP).
+        """
         rt = self.rt
         upcoming = None
         for s in range(0, order.size, gb):
@@ -259,7 +338,7 @@ class Trainer:
             mine = glob[rt.rank::rt.world] if rt.distributed else glob
             batch = upcoming if upcoming is not None else train.take(mine).to(rt.device)
             upcoming, plan = None, None
-            if plan_next and s + gb < order.size:    # (single process: no lazy rows under DDP)
+            if self.row_sparse and s + gb < order.size:
                 upcoming = train.take(order[s + gb:s + 2 * gb]).to(rt.device)
                 plan = self.task.next_step_rows(module, upcoming) or None
             yield batch, glob.size, plan
@@ -271,18 +350,6 @@ class Trainer:
         if not rt.distributed:
             return float(count)
         return float(rt.all_reduce_sum(torch.tensor(float(count), dtype=torch.float64, device=rt.device)).item())
-
-    @staticmethod
-    def _step_named(opts: dict[str, torch.optim.Optimizer], loss: Loss, obj: torch.Tensor) -> None:
-        """One step of a task with its own optimisers: backward, the task's hook, the named ones step."""
-        names = loss.steps if loss.steps is not None else tuple(opts)
-        for n in names:
-            opts[n].zero_grad(set_to_none=True)
-        obj.backward()
-        if loss.before_step is not None:
-            loss.before_step()
-        for n in names:
-            opts[n].step()
 
     def _write_metrics(self, history: list[dict[str, Any]]) -> None:
         text = "".join(json.dumps(r) + "\n" for r in history)
@@ -298,8 +365,11 @@ class Trainer:
         return SummaryWriter(str(self.run_dir / "tb"))
 
     # ---------------------------------------------------------------------- fit
-    def fit(self, train: RowMatrix, valid: tuple[RowMatrix, RowMatrix] | None = None) -> FitResult:
+    def fit(self, train: RowMatrix | None, valid: Any = None) -> FitResult:
         """Train on the non-empty rows of ``train``; ``valid`` = (input rows, target rows).
+
+        Tasks with their own batches pass ``train=None`` and whatever their
+        :meth:`Task.valid_rmse` reads as ``valid``.
 
         On CPU the fit runs with ``torch.use_deterministic_algorithms``: with
         several threads the sparse first layer's backward (``embedding_bag``)
@@ -322,201 +392,277 @@ class Trainer:
             det.fill_uninitialized_memory = was_fill
             self.rt.close()
 
-    def _fit(self, train: RowMatrix, valid: tuple[RowMatrix, RowMatrix] | None) -> FitResult:
-        cfg, rt = self.cfg, self.rt
-        own_batches = hasattr(self.task, "epoch_batches")
-        if own_batches and rt.distributed:
+    def _fit(self, train: RowMatrix | None, valid: Any) -> FitResult:
+        if self.task.own_batches and self.rt.distributed:
             raise SettingsError("a task with its own batches trains in one process (no torchrun)")
+        run = self._start(valid)
+        step = self._choose_step(run)
+        rows_all = None if self.task.own_batches else np.flatnonzero(train.lengths() > 0)
+        tb = self._open_tensorboard()
+        stopped = False
+        for epoch in range(run.start_epoch, self.cfg.epochs):
+            t0 = time.perf_counter()
+            sums = self._train_epoch(run, step, train, rows_all, epoch, t0)
+            train_seconds = time.perf_counter() - t0
+            valid_rmse = self._validate(run.module, valid, epoch)
+            improved = run.selection.update(epoch + 1, valid_rmse)
+            if improved:
+                run.best_state = {k: v.detach().clone().cpu() for k, v in run.module.state_dict().items()}
+            rec = self._record(run, epoch, sums, valid_rmse, t0, train_seconds, tb)
+            stopped = run.selection.stopped
+            self._save(run, epoch, improved)
+            if stopped:
+                self.reporter.message(f"early stop after epoch {rec['epoch']}: no VALID improvement in "
+                                      f"{self.cfg.patience} evaluations (best epoch {run.selection.best_epoch})")
+                break
+        if tb is not None:
+            tb.close()
+        return self._finish(run, stopped)
+
+    def _start(self, valid: Any) -> _Run:
+        """Seeded module, its optimisers, schedule and loss scaler; then the state of ``last.pt`` when resuming."""
+        cfg, rt = self.cfg, self.rt
         torch.manual_seed(cfg.seed)
         module = self.task.build_module().to(rt.device)
         if rt.distributed:
             torch.manual_seed(cfg.seed + 7919 * rt.rank)   # different dropout masks per rank
-        if hasattr(self.task, "make_optimizers"):
-            opts = dict(self.task.make_optimizers(module))
-        else:
-            opts = {"main": _make_optimizer(cfg, module.parameters())}
-        opt = next(iter(opts.values()))       # the one whose lr is logged (and the only one of row tasks)
-        self._enable_row_sparse(module, opt)
-        sched = _make_scheduler(cfg, opt)
-        scaler = torch.amp.GradScaler(rt.device.type) if cfg.precision == "fp16" else None
-
-        history: list[dict[str, Any]] = []
-        start_epoch, best_epoch, best_rmse, bad = 0, 0, None, 0
-        best_state = None
+        opts = self.task.make_optimizers(module)
+        opts = dict(opts) if opts is not None else {"main": _make_optimizer(cfg, module.parameters())}
+        run = _Run(module, opts, None, None, Selection(uses_valid=valid is not None, patience=cfg.patience))
+        self._enable_row_sparse(module, run.opt)
+        run.sched = _make_scheduler(cfg, run.opt)
+        run.scaler = torch.amp.GradScaler(rt.device.type) if cfg.precision == "fp16" else None
         if self.run_dir and rt.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-        last_path = self.run_dir / LAST if self.run_dir else None
-        if self.resume and last_path is not None and last_path.exists():
-            ck = load_checkpoint(last_path)
-            check_signature(ck, self.signature, last_path)
-            try:
-                module.load_state_dict(ck["module"])
-                for name, o in opts.items():
-                    # ("optimizer": checkpoints written before the engine knew several optimisers)
-                    o.load_state_dict(ck["optimizers"][name] if "optimizers" in ck else ck["optimizer"])
-                if hasattr(self.task, "load_state_dict"):
-                    self.task.load_state_dict(ck["task"])
-            except (RuntimeError, ValueError, KeyError) as e:
-                raise CheckpointError(f"{last_path}: does not fit this model ({str(e).splitlines()[0]})") from None
-            if sched is not None and ck.get("scheduler"):
-                sched.load_state_dict(ck["scheduler"])
-            if scaler is not None and ck.get("scaler"):
-                scaler.load_state_dict(ck["scaler"])
-            torch.set_rng_state(ck["rng"][rt.rank] if rt.rank < len(ck["rng"]) else ck["rng"][0])
-            start_epoch, best_epoch, best_rmse, bad = ck["epoch"], ck["best_epoch"], ck["best_rmse"], ck["bad"]
-            history = list(ck["history"])
-            if (self.run_dir / BEST).exists():
-                best_state = load_checkpoint(self.run_dir / BEST)["module"]
-            self.reporter.message(f"resuming from epoch {start_epoch} ({last_path})")
+        if self.resume and self.run_dir is not None and (self.run_dir / LAST).exists():
+            self._resume(run, self.run_dir / LAST)
         if rt.is_main and self.run_dir is not None:
-            self._write_metrics(history)
-        net = module
+            self._write_metrics(run.history)
+        run.net = module
         if rt.distributed:
             from torch.nn.parallel import DistributedDataParallel as DDP
-            net = DDP(module, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
-        tb = self._open_tensorboard()
+            run.net = DDP(module, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
+        return run
 
-        if not own_batches:
-            rows_all = np.flatnonzero(train.lengths() > 0)
-            gb = cfg.batch_size or max(rows_all.size, 1)
-        # with lazy rows, a task may name the rows the next batch's first (sparse) step will touch, so
-        # the optimiser can fold that step's zero-gradient part into this batch's last dense step
-        plan_next = self.row_sparse and hasattr(self.task, "next_step_rows")
-        stopped = False
-        epoch = start_epoch
-        for epoch in range(start_epoch, cfg.epochs):
-            t0 = time.perf_counter()
-            module.train()
-            if own_batches:
-                batches = self.task.epoch_batches(epoch)
-                total = len(batches)
-            else:
-                order = rows_all[self._epoch_order(rows_all.size, epoch)]
-                batches = self._row_batches(train, order, gb, plan_next, module)
-                total = int(order.size)
-            self.reporter.start(f"epoch {epoch + 1}/{cfg.epochs}", total=total)
-            ep_sse = torch.zeros((), dtype=torch.float64, device=rt.device)
-            ep_cnt = 0.0
-            pending, last_tick, done = 0, t0, 0
-            for batch, units, plan in ((*b, None) if own_batches else b for b in batches):
-                gen = self.task.train_losses(net, batch)
-                while True:
-                    with rt.autocast():
-                        loss = next(gen, None)
-                    if loss is None:
-                        break
-                    gcnt = self._global_count(loss.count, rt)
-                    if gcnt == 0:
-                        continue
-                    obj = loss.sse.float() if loss.summed else loss.sse.float() * _mean_scale(rt.world, gcnt)
-                    if loss.penalty is not None:
-                        obj = obj + loss.penalty
-                    if own_batches:
-                        self._step_named(opts, loss, obj)
-                    elif scaler is not None:
-                        opt.zero_grad(set_to_none=True)
-                        scaler.scale(obj).backward()
-                        scaler.step(opt)
-                        scaler.update()
-                    else:
-                        opt.zero_grad(set_to_none=True)
-                        obj.backward()
-                        if cfg.optimizer == "rprop" and cfg.weight_decay:
-                            for p in module.parameters():
-                                if p.grad is not None:
-                                    p.grad.add_(p.detach(), alpha=cfg.weight_decay)
-                        if cfg.optimizer == "lbfgs":     # line search: re-evaluate the first loss
-                            opt.step(_lbfgs_closure(self.task, net, batch, opt, obj, rt, gcnt))
-                        elif plan_next:
-                            opt.next_rows = plan if loss.ends_batch else None
-                            opt.step()
-                            opt.next_rows = None
-                        else:
-                            opt.step()
-                    if loss.report:
-                        ep_sse += loss.sse.detach().double()
-                        ep_cnt += float(loss.count)
-                pending += units
-                done += units
-                now = time.perf_counter()
-                if now - last_tick > 0.25 or done >= total:
-                    self.reporter.advance(pending, rmse=math.sqrt(ep_sse.item() / max(ep_cnt, 1.0)))
-                    pending, last_tick = 0, now
-            self.reporter.finish()
-            if isinstance(opt, LazySGD):
-                opt.flush()           # lazily updated rows catch up before evaluation and checkpoints
-            if sched is not None:
-                sched.step()          # after the epoch's optimiser steps (the reference steps it before)
-            sums = torch.stack([ep_sse, torch.tensor(ep_cnt, dtype=torch.float64, device=rt.device)])
-            sums = rt.all_reduce_sum(sums)
-            train_rmse = math.sqrt(sums[0].item() / sums[1].item()) if sums[1].item() else float("nan")
-            train_seconds = time.perf_counter() - t0
+    def _resume(self, run: _Run, path: Path) -> None:
+        """Continue from ``last.pt``: weights, optimisers, schedule, scaler, RNG, selection and history."""
+        ck = load_checkpoint(path)
+        check_signature(ck, self.signature, path)
+        try:
+            run.module.load_state_dict(ck["module"])
+            for name, o in run.opts.items():
+                o.load_state_dict(ck["optimizers"][name])
+            self.task.load_state_dict(ck["task"])
+            run.selection.load_state_dict(ck)
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise CheckpointError(f"{path}: does not fit this model ({str(e).splitlines()[0]})") from None
+        if run.sched is not None and ck.get("scheduler"):
+            run.sched.load_state_dict(ck["scheduler"])
+        if run.scaler is not None and ck.get("scaler"):
+            run.scaler.load_state_dict(ck["scaler"])
+        rt = self.rt
+        torch.set_rng_state(ck["rng"][rt.rank] if rt.rank < len(ck["rng"]) else ck["rng"][0])
+        run.start_epoch = ck["epoch"]
+        run.history = list(ck["history"])
+        if (self.run_dir / BEST).exists():
+            run.best_state = load_checkpoint(self.run_dir / BEST)["module"]
+        self.reporter.message(f"resuming from epoch {run.start_epoch} ({path})")
 
-            valid_rmse = None
-            is_eval = valid is not None and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs)
-            if is_eval and hasattr(self.task, "valid_rmse"):
-                module.eval()
-                with torch.no_grad():
-                    valid_rmse = float(self.task.valid_rmse(module, valid))
-                module.train()
-            elif is_eval:
-                valid_rmse, _, _ = self.evaluate(module, *valid)
-            improved = False
-            if valid is None:
-                improved = True
-            elif is_eval and (best_rmse is None or valid_rmse < best_rmse):
-                improved = True
-            if improved:
-                best_epoch = epoch + 1
-                best_rmse = valid_rmse if valid is not None else None
-                best_state = {k: v.detach().clone().cpu() for k, v in module.state_dict().items()}
-                bad = 0
-            elif is_eval:
-                bad += 1
-            seconds = time.perf_counter() - t0
-            rec = {"epoch": epoch + 1, "train_rmse": train_rmse, "valid_rmse": valid_rmse,
-                   "seconds": round(seconds, 4), "train_seconds": round(train_seconds, 4),
-                   "ratings_per_s": round(float(sums[1].item()) / train_seconds, 1) if train_seconds else None,
-                   "lr": opt.param_groups[0]["lr"], "best_epoch": best_epoch}
-            history.append(rec)
-            self.reporter.log(rec)
-            if tb is not None:
-                for k in ("train_rmse", "valid_rmse", "lr"):
-                    if rec[k] is not None:
-                        tb.add_scalar(k, rec[k], epoch + 1)
-            stopped = bool(cfg.patience and is_eval and bad >= cfg.patience)
-            if self.run_dir is not None and rt.is_main:
-                if improved:
-                    save_checkpoint(self.run_dir / BEST, {"module": best_state, "epoch": best_epoch,
-                                                          "signature": self.signature})
-                rngs = [torch.get_rng_state()]
-                if rt.distributed:
-                    import torch.distributed as dist
-                    gathered = [None] * rt.world
-                    dist.all_gather_object(gathered, torch.get_rng_state())
-                    rngs = gathered
-                save_checkpoint(self.run_dir / LAST, {
-                    "module": module.state_dict(), "optimizers": {k: o.state_dict() for k, o in opts.items()},
-                    **({"task": self.task.state_dict()} if hasattr(self.task, "state_dict") else {}),
-                    "scheduler": sched.state_dict() if sched is not None else None,
-                    "scaler": scaler.state_dict() if scaler is not None else None,
-                    "rng": rngs, "epoch": epoch + 1, "best_epoch": best_epoch, "best_rmse": best_rmse,
-                    "bad": bad, "history": history, "signature": self.signature,
-                    "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()}})
-                self._write_metrics(history)
-            elif self.run_dir is not None and rt.distributed:
-                import torch.distributed as dist
-                dist.all_gather_object([None] * rt.world, torch.get_rng_state())
-            if stopped:
-                self.reporter.message(f"early stop after epoch {epoch + 1}: no VALID improvement in "
-                                      f"{cfg.patience} evaluations (best epoch {best_epoch})")
+    # ------------------------------------------------------------ one epoch
+    def _epoch_batches(self, run: _Run, train: RowMatrix | None, rows_all: np.ndarray | None, epoch: int):
+        """``(iterable of (batch, progress units, next-rows plan), total units)`` for one epoch."""
+        if self.task.own_batches:
+            batches = self.task.epoch_batches(epoch)
+            return ((batch, units, None) for batch, units in batches), len(batches)
+        order = rows_all[self._epoch_order(rows_all.size, epoch)]
+        gb = self.cfg.batch_size or max(rows_all.size, 1)
+        return self._row_batches(train, order, gb, run.module), int(order.size)
+
+    def _train_epoch(self, run: _Run, step, train, rows_all, epoch: int, t0: float) -> torch.Tensor:
+        """Every batch of the epoch, progress as it goes; returns the all-reduced (sse, count) it reported."""
+        rt = self.rt
+        run.module.train()
+        batches, total = self._epoch_batches(run, train, rows_all, epoch)
+        self.reporter.start(f"epoch {epoch + 1}/{self.cfg.epochs}", total=total)
+        sums = _EpochSums(torch.zeros((), dtype=torch.float64, device=rt.device))
+        pending, last_tick, done = 0, t0, 0
+        for batch, units, plan in batches:
+            self._train_batch(run, step, batch, plan, sums)
+            pending += units
+            done += units
+            now = time.perf_counter()
+            if now - last_tick > 0.25 or done >= total:
+                self.reporter.advance(pending, rmse=math.sqrt(sums.sse.item() / max(sums.count, 1.0)))
+                pending, last_tick = 0, now
+        self.reporter.finish()
+        if isinstance(run.opt, LazySGD):
+            run.opt.flush()           # lazily updated rows catch up before evaluation and checkpoints
+        if run.sched is not None:
+            run.sched.step()          # after the epoch's optimiser steps (the reference steps it before)
+        out = torch.stack([sums.sse, torch.tensor(sums.count, dtype=torch.float64, device=rt.device)])
+        return rt.all_reduce_sum(out)
+
+    def _train_batch(self, run: _Run, step, batch, plan, sums: _EpochSums) -> None:
+        """One optimiser step per loss the task yields for ``batch`` (the task's generator resumes after it)."""
+        rt = self.rt
+        gen = self.task.train_losses(run.net, batch)
+        while True:
+            with rt.autocast():
+                loss = next(gen, None)
+            if loss is None:
                 break
-        if tb is not None:
-            tb.close()
-        if hasattr(module, "sparse_grad"):       # the fitted module no longer talks to the optimiser
-            module.sparse_grad, module.sync_rows = False, None
-        if best_state is not None:
-            module.load_state_dict(best_state)
+            gcnt = self._global_count(loss.count, rt)
+            if gcnt == 0:
+                continue
+            obj = loss.sse.float() if loss.summed else loss.sse.float() * _mean_scale(rt.world, gcnt)
+            if loss.penalty is not None:
+                obj = obj + loss.penalty
+            step(run, loss, obj, batch, plan, gcnt)
+            if loss.report:
+                sums.sse += loss.sse.detach().double()
+                sums.count += float(loss.count)
+
+    # ------------------------------------------------------ the step kinds
+    def _choose_step(self, run: _Run):
+        """The fit's one kind of optimiser step: the task's named optimisers, fp16 loss scaling, an
+        L-BFGS iteration, a lazy-rows SGD step, or a plain step."""
+        if self.task.own_batches:
+            return self._step_named
+        if run.scaler is not None:
+            return self._step_scaled
+        if self.cfg.optimizer == "lbfgs":
+            return self._step_lbfgs
+        if self.row_sparse:
+            return self._step_lazy
+        return self._step_plain
+
+    @staticmethod
+    def _step_named(run: _Run, loss: Loss, obj: torch.Tensor, batch, plan, gcnt: float) -> None:
+        """A task with its own optimisers: backward, the task's hook, then the optimisers it names step."""
+        names = loss.steps if loss.steps is not None else tuple(run.opts)
+        for n in names:
+            run.opts[n].zero_grad(set_to_none=True)
+        obj.backward()
+        if loss.before_step is not None:
+            loss.before_step()
+        for n in names:
+            run.opts[n].step()
+
+    @staticmethod
+    def _step_scaled(run: _Run, loss: Loss, obj: torch.Tensor, batch, plan, gcnt: float) -> None:
+        """fp16: the loss scaled against underflow, the step skipped when gradients overflowed."""
+        run.opt.zero_grad(set_to_none=True)
+        run.scaler.scale(obj).backward()
+        run.scaler.step(run.opt)
+        run.scaler.update()
+
+    def _step_plain(self, run: _Run, loss: Loss, obj: torch.Tensor, batch, plan, gcnt: float) -> None:
+        """backward and step; Rprop gets its weight decay added to the gradient (torch's Rprop has none)."""
+        run.opt.zero_grad(set_to_none=True)
+        obj.backward()
+        if self.cfg.optimizer == "rprop" and self.cfg.weight_decay:
+            for p in run.module.parameters():
+                if p.grad is not None:
+                    p.grad.add_(p.detach(), alpha=self.cfg.weight_decay)
+        run.opt.step()
+
+    @staticmethod
+    def _step_lazy(run: _Run, loss: Loss, obj: torch.Tensor, batch, plan, gcnt: float) -> None:
+        """LazySGD with row-sparse gradients; the batch's last step carries the next batch's row plan."""
+        run.opt.zero_grad(set_to_none=True)
+        obj.backward()
+        run.opt.next_rows = plan if loss.ends_batch else None
+        run.opt.step()
+        run.opt.next_rows = None
+
+    def _step_lbfgs(self, run: _Run, loss: Loss, obj: torch.Tensor, batch, plan, gcnt: float) -> None:
+        """One L-BFGS iteration. The closure's first call returns the objective already back-propagated
+        at the current weights; later calls (the line search) recompute the task's first loss on the
+        same batch."""
+        run.opt.zero_grad(set_to_none=True)
+        obj.backward()
+        pending = [obj.detach()]
+        rt, task, opt, net = self.rt, self.task, run.opt, run.net
+
+        def closure():
+            if pending:
+                return pending.pop()
+            opt.zero_grad(set_to_none=True)
+            with rt.autocast():
+                again = next(iter(task.train_losses(net, batch)))
+            o = again.sse.float() * _mean_scale(rt.world, gcnt)
+            if again.penalty is not None:
+                o = o + again.penalty
+            o.backward()
+            return o.detach()
+        opt.step(closure)
+
+    # --------------------------------------------------- after each epoch
+    def _validate(self, module: torch.nn.Module, valid: Any, epoch: int) -> float | None:
+        """VALID's RMSE after ``epoch`` when it is an evaluation epoch (every ``eval_every``, and the last)."""
+        cfg = self.cfg
+        if valid is None or not ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs):
+            return None
         module.eval()
-        return FitResult(module, best_epoch, best_rmse, history, epochs_run=len(history),
-                         stopped_early=stopped, resumed_from=start_epoch)
+        with torch.no_grad():
+            own = self.task.valid_rmse(module, valid)
+        module.train()
+        if own is not None:
+            return float(own)
+        return self.evaluate(module, *valid)[0]
+
+    def _record(self, run: _Run, epoch: int, sums: torch.Tensor, valid_rmse: float | None, t0: float,
+                train_seconds: float, tb) -> dict[str, Any]:
+        """The epoch's line of ``metrics.jsonl``: to the history, the reporter and TensorBoard."""
+        train_rmse = math.sqrt(sums[0].item() / sums[1].item()) if sums[1].item() else float("nan")
+        seconds = time.perf_counter() - t0
+        rec = {"epoch": epoch + 1, "train_rmse": train_rmse, "valid_rmse": valid_rmse,
+               "seconds": round(seconds, 4), "train_seconds": round(train_seconds, 4),
+               "ratings_per_s": round(float(sums[1].item()) / train_seconds, 1) if train_seconds else None,
+               "lr": run.opt.param_groups[0]["lr"], "best_epoch": run.selection.best_epoch}
+        run.history.append(rec)
+        self.reporter.log(rec)
+        if tb is not None:
+            for k in ("train_rmse", "valid_rmse", "lr"):
+                if rec[k] is not None:
+                    tb.add_scalar(k, rec[k], epoch + 1)
+        return rec
+
+    def _save(self, run: _Run, epoch: int, improved: bool) -> None:
+        """``best.pt`` when the epoch is the new best, ``last.pt`` and ``metrics.jsonl`` always (rank 0);
+        every rank hands its RNG state over (a collective: all ranks take part)."""
+        rt = self.rt
+        if self.run_dir is None:
+            return
+        rngs = [torch.get_rng_state()]
+        if rt.distributed:
+            import torch.distributed as dist
+            gathered = [None] * rt.world
+            dist.all_gather_object(gathered, torch.get_rng_state())
+            rngs = gathered
+        if not rt.is_main:
+            return
+        if improved:
+            save_checkpoint(self.run_dir / BEST, {"module": run.best_state, "epoch": run.selection.best_epoch,
+                                                  "signature": self.signature})
+        save_checkpoint(self.run_dir / LAST, {
+            "module": run.module.state_dict(), "optimizers": {k: o.state_dict() for k, o in run.opts.items()},
+            "task": self.task.state_dict(),
+            "scheduler": run.sched.state_dict() if run.sched is not None else None,
+            "scaler": run.scaler.state_dict() if run.scaler is not None else None,
+            "rng": rngs, "epoch": epoch + 1, **run.selection.state_dict(),
+            "history": run.history, "signature": self.signature,
+            "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self.cfg).items()}})
+        self._write_metrics(run.history)
+
+    def _finish(self, run: _Run, stopped: bool) -> FitResult:
+        """The best weights (the last ones without VALID) in eval mode, detached from the optimiser."""
+        module = run.module
+        if isinstance(module, RowSparseModule):       # the fitted module no longer talks to the optimiser
+            module.sparse_grad, module.sync_rows = False, None
+        if run.best_state is not None:
+            module.load_state_dict(run.best_state)
+        module.eval()
+        sel = run.selection
+        return FitResult(module, sel.best_epoch, sel.best_rmse, run.history, epochs_run=len(run.history),
+                         stopped_early=stopped, resumed_from=run.start_epoch)

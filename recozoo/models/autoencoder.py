@@ -52,7 +52,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recozoo.engine import EngineConfig, Loss, RowBatch, RowMatrix, Trainer
+from recozoo.engine import EngineConfig, Loss, RowBatch, RowMatrix, RowSparseModule, Task, Trainer
 from recozoo.engine.sparse_ops import CompactPattern, csr_matmul, sampled_dot, sampled_dot_at
 from recozoo.errors import SettingsError
 from recozoo.io import atomic_write_bytes
@@ -71,7 +71,7 @@ ActivationName = Literal["selu", "elu", "lrelu", "relu", "relu6", "sigmoid", "ta
 
 
 # --------------------------------------------------------------------------- network
-class AutoencoderNet(nn.Module):
+class AutoencoderNet(RowSparseModule):
     """The autoencoder, with a sparse-input/gathered-output path and a dense path.
 
     Weight layout: ``w_in`` is ``(n, layers[0])`` so that it serves both as an
@@ -110,11 +110,6 @@ class AutoencoderNet(nn.Module):
         self.b_out = nn.Parameter(torch.zeros(self.n))
         for p in [self.w_in, *self.enc_w, *self.dec_w] + ([] if self.tied else [self.w_out]):
             nn.init.xavier_uniform_(p)
-        #: set by the engine when its optimiser updates rows lazily (recozoo.engine.lazy_sgd): the
-        #: sparse step then hands the (n x d) weights row-sparse gradients, and ``sync_rows(param,
-        #: rows|None)`` must bring rows up to date before they are read
-        self.sparse_grad = False
-        self.sync_rows: Callable[[torch.Tensor, torch.Tensor | None], None] | None = None
 
     # weights of the decoder, tied or not
     def _dec_weights(self) -> list[torch.Tensor]:
@@ -217,7 +212,7 @@ class _DenseExport(nn.Module):
 
 
 # --------------------------------------------------------------------------- engine task
-class AutoencoderTask:
+class AutoencoderTask(Task):
     """DeepRec/AutoRec loss hooks for :class:`recozoo.engine.Trainer`."""
 
     def __init__(self, build: Callable[[], AutoencoderNet], refeed: int = 0, noise: float = 0.0,

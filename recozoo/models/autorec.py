@@ -98,12 +98,8 @@ class _AutoRec(AutoencoderModel):
                 "dropout": 0.0, "last_linear": True}
 
     def _engine_config(self) -> EngineConfig:
-        s = self.settings
-        from recozoo.devices import resolve_device
-        return EngineConfig(epochs=s.epochs, batch_size=s.batch_size, optimizer=s.optimizer, lr=s.lr,
-                            weight_decay=0.0, eval_every=s.eval_every, patience=s.patience,
-                            precision=s.precision, milestones=(), device=resolve_device(self.device),
-                            seed=self.seed)
+        # the paper's L2 term is the task's penalty, not the optimiser's weight decay; no lr schedule
+        return EngineConfig.from_settings(self.settings, device=self.device, seed=self.seed, milestones=())
 
     def _task(self, n_cols: int, n_train: int) -> AutoencoderTask:
         scale = self.settings.lam / (2.0 * max(n_train, 1))

@@ -127,12 +127,7 @@ class DeepRec(AutoencoderModel):
                 "last_linear": s.last_linear}
 
     def _engine_config(self) -> EngineConfig:
-        s = self.settings
-        from recozoo.devices import resolve_device
-        return EngineConfig(epochs=s.epochs, batch_size=s.batch_size, optimizer=s.optimizer, lr=s.lr,
-                            momentum=s.momentum, weight_decay=s.weight_decay, eval_every=s.eval_every,
-                            patience=s.patience, precision=s.precision,
-                            device=resolve_device(self.device), seed=self.seed)
+        return EngineConfig.from_settings(self.settings, device=self.device, seed=self.seed)
 
     def _task(self, n_cols: int, n_train: int) -> AutoencoderTask:
         return AutoencoderTask(lambda: self._build_net(n_cols), refeed=self.settings.refeed,

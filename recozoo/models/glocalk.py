@@ -89,7 +89,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recozoo.engine import EngineConfig, Loss, RowBatch, RowMatrix, Trainer
+from recozoo.engine import EngineConfig, Loss, RowBatch, RowMatrix, Task, Trainer
 from recozoo.errors import SettingsError
 from recozoo.models.autoencoder import AutoencoderModel
 from recozoo.settings import BaseSettings, setting
@@ -195,7 +195,7 @@ class GLocalKNet(nn.Module):
         return self.hidden_all() @ self.out.weight() + self.out.b
 
 
-class GLocalKTask:
+class GLocalKTask(Task):
     """Engine hooks: squared error at the observed entries + the kernel/L2 penalty."""
 
     def __init__(self, build, lambda_2: float, lambda_s: float, n_train: int):
@@ -275,11 +275,9 @@ class GLocalK(AutoencoderModel):
         return GLocalKNet(self.rows_, s.layers, s.kernel_dim, s.gk_size, s.dot_scale)
 
     def _config(self, epochs: int) -> EngineConfig:
-        s = self.settings
-        from recozoo.devices import resolve_device
-        return EngineConfig(epochs=epochs, batch_size=0, optimizer="lbfgs", lr=s.lr, weight_decay=0.0,
-                            eval_every=s.eval_every, patience=s.patience, precision="fp32", milestones=(),
-                            device=resolve_device(self.device), seed=self.seed)
+        """One stage's engine settings: full-batch L-BFGS for ``epochs`` iterations."""
+        return EngineConfig.from_settings(self.settings, device=self.device, seed=self.seed, epochs=epochs,
+                                          batch_size=0, optimizer="lbfgs", milestones=())
 
     def _fit(self, train, valid, reporter, run_dir, resume):
         s = self.settings

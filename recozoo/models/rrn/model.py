@@ -83,6 +83,7 @@ import torch
 from torch import nn
 
 from recozoo.data.table import RatingsTable
+from recozoo.devices import resolve_device
 from recozoo.engine import EngineConfig, Trainer
 from recozoo.errors import RecozooError
 from recozoo.models.temporal import TimeAwarePredict, days_of
@@ -188,9 +189,11 @@ class RRN(TimeAwarePredict, Model):
         return p
 
     @property
-    def _dev(self):
-        from recozoo.devices import resolve_device
-        return torch.device(resolve_device(self.device))
+    def _dev(self) -> torch.device:
+        """The torch device, resolved once (RRN builds and reads tensors outside the engine too)."""
+        if getattr(self, "_device_t", None) is None:
+            self._device_t = torch.device(resolve_device(self.device))
+        return self._device_t
 
     def set_history(self, table: RatingsTable) -> None:
         """Compute dynamic states from ``table`` (same id maps) instead; weights are untouched."""
@@ -243,8 +246,7 @@ class RRN(TimeAwarePredict, Model):
         self._history = self._train_history
         self._make_sides()
         task = RRNTask(self, train)
-        cfg = EngineConfig(epochs=s.epochs, optimizer="adam", lr=s.lr, eval_every=1, patience=s.patience,
-                           device=str(self._dev), seed=self.seed)
+        cfg = EngineConfig.from_settings(s, device=str(self._dev), seed=self.seed, optimizer="adam")
         valid = valid if valid is not None and valid.nnz > 0 else None
         res = Trainer(task, cfg, reporter=reporter, run_dir=run_dir, resume=resume,
                       signature={"model": self.name, "n_users": train.n_users, "n_items": train.n_items,

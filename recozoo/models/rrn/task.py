@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from recozoo.data.table import RatingsTable
-from recozoo.engine import Loss
+from recozoo.engine import Loss, Task
 from recozoo.metrics import rmse
 from recozoo.models.rrn.layout import Layout, length_batches, ranges
 from recozoo.models.rrn.lstm import run_lstm
@@ -78,9 +78,11 @@ class EpochBatches:
                 yield (phase, other_dyn, local, lay, sel), int(sel.size)
 
 
-class RRNTask:
+class RRNTask(Task):
     """RRN's training as an engine task with its own batches and optimisers (AdamW per network, SGD on
     each entity's mean gradient for the stationary terms) and a time-aware VALID score."""
+
+    own_batches = True
 
     def __init__(self, model: "RRN", train: RatingsTable):
         self.model = model
