@@ -112,6 +112,19 @@ def check_case(name: str, model_name: str, settings: dict, split) -> dict:
     return out
 
 
+def check_synthetic() -> dict:
+    """The generator behind the ``synthetic`` datasets and the small test splits (dense, drifting, default)."""
+    from recozoo.data.synthetic import generate
+    out = {}
+    for name, kw in (("default", {}), ("drift", {"n_users": 300, "n_items": 60, "n_ratings": 6000, "seed": 5,
+                                                   "drift": True}),
+                     ("dense", {"n_users": 50, "n_items": 20, "n_ratings": 500, "seed": 1})):
+        t = generate(**kw)
+        out[name] = sha(np.concatenate([t.indptr.astype(np.int64), t.items.astype(np.int64),
+                                        t.timestamps.astype(np.int64), t.ratings.view(np.int32).astype(np.int64)]))
+    return out
+
+
 def check_compare(source: Path, work: Path) -> dict:
     from recozoo.compare.config import CompareConfig, ModelSpec
     from recozoo.compare.runner import TEST_ERRORS, run_compare, run_dir_name
@@ -160,6 +173,8 @@ def run(data: Path, only: list[str] | None) -> dict:
             t0 = time.perf_counter()
             result["cases"][name] = check_case(name, model_name, settings, split)
             print(f"{name:18s} {time.perf_counter() - t0:6.1f}s", file=sys.stderr, flush=True)
+        if not only or "synthetic" in only:
+            result["synthetic"] = check_synthetic()
         if not only or "compare" in only:
             t0 = time.perf_counter()
             result["compare"] = check_compare(data, Path(home))
@@ -192,7 +207,7 @@ def main() -> int:
                     default=Path(os.environ.get("RECOZOO_TEST_DATA", ROOT.parent / "shared" / "data")) / "ml-100k",
                     help="the ML-100K folder (u.data, u1.base, u1.test, ...)")
     ap.add_argument("--out", type=Path, help="write the JSON here (default: stdout)")
-    ap.add_argument("--only", help="comma list of case names (and/or 'compare')")
+    ap.add_argument("--only", help="comma list of case names (and/or 'synthetic', 'compare')")
     ap.add_argument("--diff", nargs=2, type=Path, metavar=("BEFORE", "AFTER"),
                     help="compare two JSON files; exit 1 when any hash differs")
     args = ap.parse_args()

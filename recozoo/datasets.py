@@ -16,6 +16,9 @@ Data home: ``$RECOZOO_DATA`` (default ``~/.cache/recozoo``)::
                              source split by a protocol: its path, format, column mapping,
                              protocol and canonical parameters — all a rebuild needs)
 
+The loaders are imported inside the dataset builders: they compile numba
+parsers, which a fit from an already prepared split never needs.
+
 Cache keys hash the source's fingerprint (every file's relative path, size and
 mtime), the protocol version, the seed and the parameters, so a changed source
 invalidates the cache and a second ``fit`` starts by memory-mapping a few files.
@@ -32,8 +35,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from recozoo.errors import DatasetNotFound, RecozooError, SettingsError
+import numpy as np
+
 from recozoo import registry
+from recozoo.data.table import IdMap, RatingsTable
+from recozoo.errors import DatasetNotFound, RecozooError, SettingsError
 from recozoo.io import atomic_write_bytes
 from recozoo.splits import (NETFLIX_PRESETS, Split, holdout_split, random_split, time_fraction_split,
                             time_split)
@@ -127,8 +133,6 @@ def _key(*parts: Any) -> str:
 
 def source_table(source: str, path: Path, loader: Callable[[Path], Any]):
     """The parsed raw table of a source, cached under ``tables/`` (mmap on reuse)."""
-    from recozoo.data.table import IdMap, RatingsTable
-    import numpy as np
     folder = data_home() / "tables" / source / _key(fingerprint(path), PROTOCOL_VERSION)
     if (folder / "done").exists():
         ids_u = IdMap(np.load(folder / "user_ids.npy", allow_pickle=False))

@@ -28,7 +28,7 @@ from recozoo.errors import RecozooError
 from recozoo.metrics import mae, ranking_metrics, rmse
 from recozoo.splits import Split
 
-__all__ = ["evaluate", "evaluate_ranking", "POLICIES"]
+__all__ = ["evaluate", "evaluate_with_errors", "evaluate_ranking", "POLICIES"]
 
 POLICIES = ("drop", "fallback")
 
@@ -42,7 +42,19 @@ def _known(split: Split, users: np.ndarray, items: np.ndarray):
 def evaluate(model, split: Split, part: str = "test", *, policy: str | None = None,
              clip: tuple[float, float] | None = None, chunk: int = 2_000_000) -> dict[str, Any]:
     """RMSE/MAE of ``model`` on ``split``'s ``part`` (valid|test), with coverage counts."""
-    if not getattr(model, "predicts_ratings", True):
+    return evaluate_with_errors(model, split, part, policy=policy, clip=clip, chunk=chunk)[0]
+
+
+def evaluate_with_errors(model, split: Split, part: str = "test", *, policy: str | None = None,
+                         clip: tuple[float, float] | None = None,
+                         chunk: int = 2_000_000) -> tuple[dict[str, Any], np.ndarray]:
+    """:func:`evaluate`'s figures and the per-rating errors behind them.
+
+    The errors are prediction − truth (unclipped, float32; computed in float64)
+    for exactly the pairs the figures cover, in the part's order: what a paired
+    bootstrap between two models needs, with no second prediction pass.
+    """
+    if not model.predicts_ratings:
         raise RecozooError(f"{model.name} predicts no ratings: use ranking metrics (evaluate_ranking)")
     policy = policy or split.default_policy
     if policy not in POLICIES:
@@ -56,15 +68,7 @@ def evaluate(model, split: Split, part: str = "test", *, policy: str | None = No
     sel = both if policy == "drop" else np.ones_like(both)
     u, i, y = users[sel], items[sel], truth[sel]
     t0 = time.perf_counter()
-    pred = np.empty(u.shape[0], dtype=np.float32)
-    # temporal models predict at the rating's time (they never read ratings at/after it)
-    ts = np.asarray(table.timestamps)[sel] if (getattr(model, "uses_timestamps", False)
-                                              and table.timestamps is not None) else None
-    for s in range(0, u.shape[0], chunk):
-        if ts is None:
-            pred[s:s + chunk] = model.predict(u[s:s + chunk], i[s:s + chunk])
-        else:
-            pred[s:s + chunk] = model.predict(u[s:s + chunk], i[s:s + chunk], timestamps=ts[s:s + chunk])
+    pred = _predict(model, table, sel, u, i, chunk)
     seconds = time.perf_counter() - t0
     if u.size and not np.all(np.isfinite(pred)):
         raise RecozooError(f"{model.name} produced non-finite predictions on {part}")
@@ -79,7 +83,20 @@ def evaluate(model, split: Split, part: str = "test", *, policy: str | None = No
         pc = np.clip(pred, clip[0], clip[1])
         out["rmse_clipped"] = rmse(pc, y)
         out["mae_clipped"] = mae(pc, y)
-    return out
+    return out, (pred.astype(np.float64) - y.astype(np.float64)).astype(np.float32)
+
+
+def _predict(model, table, sel: np.ndarray, users: np.ndarray, items: np.ndarray, chunk: int) -> np.ndarray:
+    """Predictions in chunks; temporal models predict at the rating's time (they never read ratings at or
+    after it)."""
+    pred = np.empty(users.shape[0], dtype=np.float32)
+    ts = np.asarray(table.timestamps)[sel] if model.uses_timestamps and table.timestamps is not None else None
+    for s in range(0, users.shape[0], chunk):
+        if ts is None:
+            pred[s:s + chunk] = model.predict(users[s:s + chunk], items[s:s + chunk])
+        else:
+            pred[s:s + chunk] = model.predict(users[s:s + chunk], items[s:s + chunk], timestamps=ts[s:s + chunk])
+    return pred
 
 
 def evaluate_ranking(model, split: Split, part: str = "test", *, k: int = 10,
@@ -87,7 +104,7 @@ def evaluate_ranking(model, split: Split, part: str = "test", *, k: int = 10,
     """NDCG/Recall/MAP/HitRate@k over held-out positives (rating >= threshold).
 
     Users counted: those with a TRAIN rating and at least one positive in
-    ``part``; their TRAIN items are excluded from the ranking (PROTOCOLS.md).
+    ``part``; their TRAIN items are excluded from the ranking.
     """
     table = split.table(part)
     csr = table.to_csr()

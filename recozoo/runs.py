@@ -14,6 +14,7 @@ arguments and prints.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from dataclasses import dataclass
@@ -21,13 +22,22 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from recozoo.errors import RecozooError
-from recozoo.io import atomic_write_json
-from recozoo.progress import NullReporter, Reporter
-from recozoo.settings import parse_settings, settings_to_dict
+import numpy as np
 
-__all__ = ["RunConfig", "fit_run", "load_run", "resolve_settings", "default_run_dir", "versions",
-           "MODEL_FILE"]
+from recozoo.data.table import IdMap
+from recozoo.datasets import load_split
+from recozoo.errors import RecozooError
+from recozoo.evaluate import evaluate_ranking, evaluate_with_errors
+from recozoo.io import atomic_write_json
+from recozoo.models.base import load_model
+from recozoo.progress import NullReporter, Reporter
+from recozoo.registry import get_model
+from recozoo.search import refit
+from recozoo.settings import BaseSettings, parse_settings, settings_to_dict
+from recozoo.warm import warm_start_split
+
+__all__ = ["RunConfig", "fit_run", "fit_and_score", "FitOutcome", "load_run", "resolve_settings",
+           "default_run_dir", "versions", "MODEL_FILE"]
 
 MODEL_FILE = "model.rcz"
 
@@ -48,7 +58,8 @@ def versions() -> dict[str, str]:
 class RunConfig:
     model: str
     dataset: str
-    settings: dict[str, Any]
+    #: the model's parsed Settings, or a dict of values (parsed by fit_run)
+    settings: BaseSettings | dict[str, Any]
     seed: int = 0
     split_seed: int = 0
     device: str = "cpu"
@@ -62,6 +73,8 @@ class RunConfig:
     def to_json(self) -> dict[str, Any]:
         d = dict(self.__dict__)
         d["clip"] = list(self.clip) if self.clip else None
+        if isinstance(self.settings, BaseSettings):
+            d["settings"] = settings_to_dict(self.settings)
         return d
 
 
@@ -85,8 +98,18 @@ def default_run_dir(model: str, dataset: str) -> Path:
 
 def _rank() -> int:
     """This process's rank under torchrun (0 when not distributed)."""
-    import os
     return int(os.environ.get("RANK", "0"))
+
+
+@dataclass
+class FitOutcome:
+    """What :func:`fit_and_score` hands back: the summary (also written to ``summary.json``), the
+    fitted model and TEST's per-rating errors exactly as the evaluator scored them (prediction −
+    truth, float32, in its order; rating models only, else None)."""
+
+    summary: dict[str, Any]
+    model: Any
+    test_errors: np.ndarray | None = None
 
 
 def fit_run(cfg: RunConfig, run_dir: str | Path | None = None, *, resume: bool = False,
@@ -96,31 +119,33 @@ def fit_run(cfg: RunConfig, run_dir: str | Path | None = None, *, resume: bool =
 
     ``warm_start``: a run directory of the same model whose state the fit starts from, on TRAIN +
     that run's logged events (:mod:`recozoo.warm`)."""
-    from recozoo.datasets import load_split
-    from recozoo.evaluate import evaluate, evaluate_ranking
-    from recozoo.registry import get_model
+    return fit_and_score(cfg, run_dir, resume=resume, reporter=reporter, split=split,
+                         warm_start=warm_start).summary
 
+
+def fit_and_score(cfg: RunConfig, run_dir: str | Path | None = None, *, resume: bool = False,
+                  reporter: Reporter | None = None, split=None,
+                  warm_start: str | Path | None = None) -> FitOutcome:
+    """:func:`fit_run`, also handing back the fitted model and TEST's per-rating errors (what
+    ``compare`` keeps for its bootstrap and ranking cut-offs, with no second prediction pass).
+
+    ``cfg.settings`` may be the model's parsed ``Settings`` (what the CLI and ``compare`` pass:
+    parsed once, where the user's values arrive) or a plain dict, parsed here.
+    """
     reporter = reporter or NullReporter()
     cls = get_model(cfg.model)
-    settings = parse_settings(cls.Settings, cfg.settings, model=cfg.model)
+    settings = cfg.settings if isinstance(cfg.settings, cls.Settings) else \
+        parse_settings(cls.Settings, cfg.settings, model=cfg.model)
     run_dir = Path(run_dir) if run_dir else default_run_dir(cfg.model, cfg.dataset)
     if resume:
-        old = run_dir / "config.json"
-        if not old.exists():
-            raise RecozooError(f"--resume: {run_dir} holds no run to resume (no config.json)")
-        prev = json.loads(old.read_text())
-        if prev.get("settings") != settings_to_dict(settings) or prev.get("dataset") != cfg.dataset \
-                or prev.get("seed") != cfg.seed:
-            raise RecozooError(f"--resume: {run_dir} was started with other settings, dataset or seed")
+        _check_resumable(run_dir, cfg, settings)
     # under torchrun every rank trains; only rank 0 writes files and scores
     lead = _rank() == 0
     run_dir.mkdir(parents=True, exist_ok=True)
-    cfg.settings = settings_to_dict(settings)
-    config = {**cfg.to_json(), "versions": versions(), "machine": platform.platform(),
-              "started": datetime.now(timezone.utc).isoformat()}
+    config = {**cfg.to_json(), "settings": settings_to_dict(settings), "versions": versions(),
+              "machine": platform.platform(), "started": datetime.now(timezone.utc).isoformat()}
     if lead:
         atomic_write_json(run_dir / "config.json", config)
-
     t0 = time.perf_counter()
     if split is None:
         split = load_split(cfg.dataset, cfg.source, cfg.split_seed, cfg.data_params)
@@ -130,81 +155,103 @@ def fit_run(cfg: RunConfig, run_dir: str | Path | None = None, *, resume: bool =
     model = cls(settings=settings, seed=cfg.seed, device=cfg.device, clip=None)
     warm_info = None
     if warm_start is not None:
-        from recozoo.warm import warm_start_split
-        if resume:
-            raise RecozooError("--warm-start and --resume do not go together")
-        _, previous = load_run(warm_start)
-        model.warm_start_from(previous)
-        split, warm_info = warm_start_split(warm_start, split, ranking=not cls.predicts_ratings)
-        reporter.message(f"warm start from {warm_start}: {warm_info['events_used']} events "
-                         f"({warm_info['new_users']} new users, {warm_info['implicit_skipped']} implicit "
-                         f"skipped, {warm_info['heldout_dropped']} on VALID/TEST pairs dropped)")
-        config["warm_start"] = warm_info
+        split, warm_info = _warm_start(model, warm_start, split, resume, reporter)
         if lead:
-            atomic_write_json(run_dir / "config.json", config)
+            atomic_write_json(run_dir / "config.json", {**config, "warm_start": warm_info})
     t1 = time.perf_counter()
     model.fit(split.train, split.valid, reporter=reporter, run_dir=run_dir, resume=resume)
     t_fit = time.perf_counter() - t1
-
-    def score(m, part: str) -> dict[str, Any]:
-        if m.predicts_ratings:
-            return evaluate(m, split, part, clip=cfg.clip)
-        return evaluate_ranking(m, split, part)
-
-    metrics: dict[str, Any] = {}
+    scores = _Scores(split, cfg.clip)
     refit_info = None
-    t_eval = 0.0
     if cfg.refit:
-        from recozoo.search import refit
         if lead:   # VALID is scored by the model that VALID chose (the refitted one has trained on it)
-            t2 = time.perf_counter()
-            metrics["valid"] = score(model, "valid")
-            t_eval += time.perf_counter() - t2
-        overrides = model.refit_settings()
-        reporter.message(f"refitting on train+valid with {overrides or 'the same settings'}")
-        t3 = time.perf_counter()
-        model = refit(model, split, reporter=reporter, run_dir=run_dir / "refit")
-        refit_info = {"overrides": overrides, "settings": settings_to_dict(model.settings),
-                      # (a blend's weights stay VALID's, but its refitted components learn from both)
-                      "train_ratings": int(split.train.nnz + split.valid.nnz),
-                      "fit_seconds": time.perf_counter() - t3}
+            scores.score(model, "valid")
+        model, refit_info = _refit(model, split, reporter, run_dir)
     if not lead:
-        return {"model": cfg.model, "dataset": cfg.dataset, "run_dir": str(run_dir), "rank": _rank()}
+        return FitOutcome({"model": cfg.model, "dataset": cfg.dataset, "run_dir": str(run_dir),
+                           "rank": _rank()}, model)
     model.save(run_dir / MODEL_FILE)
     save_ids(run_dir, split)
-
-    t2 = time.perf_counter()
     for part in ("valid", "test"):
-        if getattr(split, part) is None or part in metrics:
-            continue
-        metrics[part] = score(model, part)
-    t_eval += time.perf_counter() - t2
+        if getattr(split, part) is not None and part not in scores.metrics:
+            scores.score(model, part)
     summary = {"model": cfg.model, "dataset": cfg.dataset, "run_dir": str(run_dir),
                "settings": settings_to_dict(settings), "seed": cfg.seed, "split_seed": cfg.split_seed,
-               "device": cfg.device, "metrics": metrics,
-               "seconds": {"data": t_data, "fit": t_fit, "evaluate": t_eval},
+               "device": cfg.device, "metrics": scores.metrics,
+               "seconds": {"data": t_data, "fit": t_fit, "evaluate": scores.seconds},
                "n_parameters": model.n_parameters(), "split": split.describe(),
                "split_info": split.info, "fallback": model.fallback,
                "predicts_ratings": model.predicts_ratings}
-    if refit_info is not None:
-        summary["refit"] = refit_info
-    if warm_info is not None:
-        summary["warm_start"] = warm_info
+    for key, info in (("refit", refit_info), ("warm_start", warm_info)):
+        if info is not None:
+            summary[key] = info
     atomic_write_json(run_dir / "summary.json", summary)
-    return summary
+    return FitOutcome(summary, model, scores.test_errors)
+
+
+def _warm_start(model, warm_start: str | Path, split, resume: bool, reporter: Reporter):
+    """Start ``model`` from a previous run's state; the split gains that run's logged events (recozoo.warm)."""
+    if resume:
+        raise RecozooError("--warm-start and --resume do not go together")
+    _, previous = load_run(warm_start)
+    model.warm_start_from(previous)
+    split, info = warm_start_split(warm_start, split, ranking=not model.predicts_ratings)
+    reporter.message(f"warm start from {warm_start}: {info['events_used']} events "
+                     f"({info['new_users']} new users, {info['implicit_skipped']} implicit "
+                     f"skipped, {info['heldout_dropped']} on VALID/TEST pairs dropped)")
+    return split, info
+
+
+def _check_resumable(run_dir: Path, cfg: RunConfig, settings) -> None:
+    old = run_dir / "config.json"
+    if not old.exists():
+        raise RecozooError(f"--resume: {run_dir} holds no run to resume (no config.json)")
+    prev = json.loads(old.read_text())
+    if prev.get("settings") != settings_to_dict(settings) or prev.get("dataset") != cfg.dataset \
+            or prev.get("seed") != cfg.seed:
+        raise RecozooError(f"--resume: {run_dir} was started with other settings, dataset or seed")
+
+
+def _refit(model, split, reporter: Reporter, run_dir: Path):
+    """The model refitted on TRAIN ∪ VALID with VALID's recipe (:func:`recozoo.search.refit`), and what changed."""
+    overrides = model.refit_settings()
+    reporter.message(f"refitting on train+valid with {overrides or 'the same settings'}")
+    t = time.perf_counter()
+    model = refit(model, split, reporter=reporter, run_dir=run_dir / "refit")
+    return model, {"overrides": overrides, "settings": settings_to_dict(model.settings),
+                   # (a blend's weights stay VALID's, but its refitted components learn from both)
+                   "train_ratings": int(split.train.nnz + split.valid.nnz),
+                   "fit_seconds": time.perf_counter() - t}
+
+
+class _Scores:
+    """The run's figures per part, the seconds spent scoring, and TEST's per-rating errors."""
+
+    def __init__(self, split, clip):
+        self.split, self.clip = split, clip
+        self.metrics: dict[str, Any] = {}
+        self.seconds = 0.0
+        self.test_errors: np.ndarray | None = None
+
+    def score(self, model, part: str) -> None:
+        t = time.perf_counter()
+        if model.predicts_ratings:
+            self.metrics[part], errors = evaluate_with_errors(model, self.split, part, clip=self.clip)
+            if part == "test":
+                self.test_errors = errors
+        else:
+            self.metrics[part] = evaluate_ranking(model, self.split, part)
+        self.seconds += time.perf_counter() - t
 
 
 def save_ids(run_dir: Path, split) -> None:
     """The raw ids behind the model's indices, so a run can be served on its own."""
-    import numpy as np
     np.save(run_dir / "user_ids.npy", split.user_ids.raw, allow_pickle=False)
     np.save(run_dir / "item_ids.npy", split.item_ids.raw, allow_pickle=False)
 
 
 def load_ids(run_dir: str | Path):
     """(user IdMap, item IdMap) saved beside a run's model."""
-    import numpy as np
-    from recozoo.data.table import IdMap
     run_dir = Path(run_dir)
     try:
         return (IdMap(np.load(run_dir / "user_ids.npy", allow_pickle=False)),
@@ -215,7 +262,6 @@ def load_ids(run_dir: str | Path):
 
 def load_run(run_dir: str | Path):
     """(config dict, model) of a finished run."""
-    from recozoo.models.base import load_model
     run_dir = Path(run_dir)
     cfg_path = run_dir / "config.json"
     if not cfg_path.exists():

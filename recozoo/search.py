@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 
 from recozoo.errors import RecozooError, SettingsError
+from recozoo.evaluate import evaluate, evaluate_ranking
+from recozoo.registry import get_model
 from recozoo.settings import parse_settings, settings_to_dict
 from recozoo.splits import Split
 
@@ -85,8 +87,6 @@ def search(model_name: str, split: Split, grid: dict[str, list], n_iter: int | N
     :class:`RecozooError` (e.g. SGD diverging) is kept in ``results`` with an
     ``error`` and the worst score, and never chosen.
     """
-    from recozoo.evaluate import evaluate, evaluate_ranking
-    from recozoo.registry import get_model
 
     if not split.has_valid:
         raise RecozooError(f"search needs a VALID part, and {split.name} has none")

@@ -4,7 +4,7 @@ All three tables of a :class:`Split` share one pair of id maps, so index ``u``
 is the same user everywhere. Model selection uses VALID only; TEST is scored
 once by the selected model.
 
-Protocols (exact rules in ``../shared/PROTOCOLS.md``):
+Protocols (the rules, exactly as implemented):
 
 * :func:`time_split` — the Netflix rules: train = ratings whose *day* lies in
   the inclusive train interval; a test-interval rating is kept only if its user

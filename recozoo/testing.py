@@ -52,8 +52,12 @@ from typing import Any, Callable
 import numpy as np
 
 from recozoo import registry
+from recozoo.data.synthetic import generate
 from recozoo.errors import SettingsError
 from recozoo.models.base import Model, NotFittedError, load_model
+from recozoo.search import refit
+from recozoo.settings import BaseSettings
+from recozoo.splits import random_split
 
 __all__ = ["check_model", "tiny_split", "CHECKS"]
 
@@ -69,8 +73,6 @@ def tiny_split(seed: int = 0):
     Some users and items of VALID/TEST have no TRAIN rating, so fallbacks are exercised.
     """
     if seed not in _TINY:
-        from recozoo.data.synthetic import generate
-        from recozoo.splits import random_split
         table = generate(n_users=80, n_items=60, n_ratings=1600, seed=seed)
         _TINY[seed] = random_split(table, "conformance", test_fraction=0.1, valid_fraction=0.1,
                                    seed=seed)
@@ -169,145 +171,39 @@ def check_model(model_cls_or_factory, *, settings: dict[str, Any] | None = None,
         report[check] = "ok"
         return True
 
-    # -- settings
     if run("settings"):
-        from recozoo.settings import BaseSettings
-        fail("settings", isinstance(getattr(cls, "Settings", None), type)
-             and issubclass(cls.Settings, BaseSettings),
-             "the class needs a Settings dataclass derived from recozoo.settings.BaseSettings")
-        fail("settings", bool(getattr(cls, "name", "")), "the class needs a registry name (name = ...)")
-        for f in dataclasses.fields(cls.Settings):
-            fail("settings", bool((f.metadata or {}).get("help")),
-                 f"setting {f.name!r} has no help text (declare it with recozoo.settings.setting)")
-        fail("settings", bool(getattr(cls, "fallback", "")), "the class must document its fallback")
+        _check_settings(cls, fail)
     if run("bad_settings"):
-        for bad in list(_derived_bad_settings(cls)) + list(bad_settings):
-            try:
-                make(settings=dict(bad), seed=0)
-            except SettingsError:
-                continue
-            except Exception as e:  # noqa: BLE001 - the wrong exception type is the failure
-                fail("bad_settings", False, f"settings {bad!r} raised {type(e).__name__}: {e} "
-                                            f"(expected SettingsError)")
-            fail("bad_settings", False, f"settings {bad!r} were accepted (expected SettingsError)")
-
+        _check_bad_settings(cls, make, bad_settings, fail)
     # -- fitting and prediction
     model = make(settings=dict(settings), seed=0)
     if run("not_fitted"):
-        try:
-            model.predict([0], [0])
-        except NotFittedError:
-            pass
-        else:
-            fail("not_fitted", False, "predict before fit must raise NotFittedError")
+        _check_not_fitted(model, fail)
     fitted = model.fit(train, split.valid)
     if run("fit"):
         fail("fit", fitted is model, "fit must return the model itself")
         fail("fit", model.n_users_ == train.n_users and model.n_items_ == train.n_items,
              f"n_users_/n_items_ are {model.n_users_}/{model.n_items_}, expected "
              f"{train.n_users}/{train.n_items}")
-    tu, ti = train.users.astype(np.int64), np.asarray(train.items, dtype=np.int64)
-    p_train = model.predict(tu, ti)
+    p_train = model.predict(train.users.astype(np.int64), np.asarray(train.items, dtype=np.int64))
     if run("predict"):
-        fail("predict", isinstance(p_train, np.ndarray) and p_train.dtype == np.float32,
-             f"predict must return float32, got {getattr(p_train, 'dtype', type(p_train))}")
-        fail("predict", p_train.shape == (tu.size,), f"predict returned shape {p_train.shape}, "
-                                                      f"expected ({tu.size},)")
-        fail("predict", bool(np.all(np.isfinite(p_train))), "predict returned non-finite values")
-        empty = model.predict(np.zeros(0, np.int64), np.zeros(0, np.int64))
-        fail("predict", empty.shape == (0,) and empty.dtype == np.float32,
-             "predict on no pairs must return an empty float32 array")
+        _check_predict(model, p_train, train.nnz, fail)
     if run("unseen"):
-        nu, ni = model.n_users_, model.n_items_
-        u = np.array([-1, nu, nu + 100, 0, -5, nu], dtype=np.int64)
-        i = np.array([0, 0, ni + 5, ni, -1, ni + 5], dtype=np.int64)
-        try:
-            out = model.predict(u, i)
-        except Exception as e:  # noqa: BLE001
-            fail("unseen", False, f"predict on out-of-range ids raised {type(e).__name__}: {e}")
-        fail("unseen", out.dtype == np.float32 and out.shape == (u.size,)
-             and bool(np.all(np.isfinite(out))),
-             f"out-of-range ids must get finite float32 fallbacks, got {out!r}")
-        expect = model._predict_unknown(u, i)
-        fail("unseen", np.allclose(out, expect, rtol=1e-5, atol=1e-6),
-             f"out-of-range ids got {out.tolist()}, but _predict_unknown says {np.asarray(expect).tolist()}")
-        cold_u = np.flatnonzero(train.user_counts() == 0)
-        cold_i = np.flatnonzero(train.item_counts() == 0)
-        if cold_u.size or cold_i.size:
-            cu = np.concatenate([cold_u, np.zeros(cold_i.size, np.int64)]).astype(np.int64)
-            ci = np.concatenate([np.zeros(cold_u.size, np.int64), cold_i]).astype(np.int64)
-            out = model.predict(cu, ci)
-            fail("unseen", bool(np.all(np.isfinite(out))),
-                 "users/items without training ratings must get finite fallbacks")
+        _check_unseen(model, train, fail)
     if run("ratings"):
-        r = np.asarray(train.ratings, dtype=np.float64)
-        train_rmse = float(np.sqrt(np.mean((p_train - r) ** 2)))
-        fail("ratings", train_rmse < 1.5 * float(r.std()) + 1e-6,
-             f"train RMSE {train_rmse:.3f} is not below 1.5x the ratings' std {r.std():.3f}: "
-             f"predict should return ratings (set predicts_ratings = False for ranking models)")
-        fb = model.predict(np.array([-1, model.n_users_ + 3]), np.array([0, model.n_items_ + 3]))
-        fail("ratings", bool(np.all((fb >= r.min() - 1) & (fb <= r.max() + 1))),
-             f"fallback predictions {fb.tolist()} are outside the rating scale "
-             f"[{r.min():g}, {r.max():g}] ± 1")
-    n_rec_users = min(train.n_users, 12)
-    users = np.arange(n_rec_users, dtype=np.int64)
-    if run("score_items"):
-        sc = model.score_items(users)
-        fail("score_items", isinstance(sc, np.ndarray) and sc.shape == (users.size, train.n_items)
-             and sc.dtype == np.float32, f"score_items must be (users x n_items) float32, got "
-                                         f"{getattr(sc, 'shape', None)} {getattr(sc, 'dtype', None)}")
-        pu, pi = _all_pairs(users.size, train.n_items)
-        pr = model.predict(pu, pi).reshape(users.size, train.n_items)
-        fail("score_items", np.allclose(sc, pr, rtol=1e-4, atol=1e-4),
-             f"score_items disagrees with predict (max difference {np.abs(sc - pr).max():.3g})")
+        _check_ratings(model, train, p_train, fail)
+    users = np.arange(min(train.n_users, 12), dtype=np.int64)
     seen_max = int(np.diff(train.indptr).max()) if train.nnz else 0
     k = max(1, min(10, train.n_items - seen_max))
+    if run("score_items"):
+        _check_score_items(model, users, train.n_items, fail)
     if run("recommend"):
-        items, scores = model.recommend(users, k=k)
-        fail("recommend", np.shape(items) == (users.size, k) and np.shape(scores) == (users.size, k),
-             f"recommend(array of {users.size}, k={k}) returned shapes {np.shape(items)}, "
-             f"{np.shape(scores)}; expected ({users.size}, {k})")
-        csr = train.to_csr()
-        for row, u in enumerate(users):
-            it = np.asarray(items[row])
-            seen = set(csr.indices[csr.indptr[u]:csr.indptr[u + 1]].tolist())
-            fail("recommend", len(set(it.tolist())) == k, f"user {u}: recommended items repeat: {it}")
-            fail("recommend", not (seen & set(it.tolist())),
-                 f"user {u}: recommended seen items {sorted(seen & set(it.tolist()))}")
-            s = np.asarray(scores[row], dtype=np.float64)
-            fail("recommend", bool(np.all(np.diff(s) <= 1e-6 * np.maximum(1.0, np.abs(s[:-1])))),
-                 f"user {u}: scores are not sorted descending: {s}")
-            pr = model.predict(np.full(k, u), it)
-            fail("recommend", np.allclose(s, pr, rtol=1e-4, atol=1e-4),
-                 f"user {u}: recommend scores {s} differ from predict {pr}")
-        one_items, one_scores = model.recommend(int(users[0]), k=k)
-        fail("recommend", np.ndim(one_items) == 1 and np.array_equal(one_items, items[0]),
-             "recommend(one user) must return the 1-d row of the array form")
-        all_items, _ = model.recommend(users[:1], k=train.n_items, exclude_seen=False)
-        fail("recommend", np.shape(all_items) == (1, train.n_items)
-             and len(set(np.asarray(all_items[0]).tolist())) == train.n_items,
-             "recommend(k=n_items, exclude_seen=False) must rank every item once")
-        far = model.recommend(np.array([model.n_users_ + 7]), k=k)
-        fail("recommend", np.shape(far[0]) == (1, k), "recommend for an unknown user must still "
-                                                      "return k items (the fallback ranking)")
-
+        _check_recommend(model, users, k, train, fail)
     # -- persistence and determinism
     pu, pi = _all_pairs(min(train.n_users, 30), train.n_items)
     before = model.predict(pu, pi)
     if run("save_load"):
-        with tempfile.TemporaryDirectory() as tmp, _registered(cls) as ours:
-            fail("save_load", ours, f"another class is registered as {cls.name!r}")
-            path = Path(tmp) / "model.rz"
-            model.save(path)
-            loaded = load_model(path)
-            fail("save_load", type(loaded) is cls, f"loaded a {type(loaded).__name__}, not {cls.__name__}")
-            after = loaded.predict(pu, pi)
-            fail("save_load", np.array_equal(before, after),
-                 f"predictions changed after save/load (max difference {np.abs(before - after).max():.3g})")
-            ri, rs = model.recommend(users, k=k)
-            li, ls = loaded.recommend(users, k=k)
-            fail("save_load", np.array_equal(ri, li) and np.allclose(rs, ls),
-                 "recommendations changed after save/load")
+        _check_save_load(model, cls, users, k, pu, pi, before, fail)
     if run("determinism"):
         again = make(settings=dict(settings), seed=0).fit(train, split.valid).predict(pu, pi)
         fail("determinism", np.allclose(before, again, rtol=1e-5, atol=1e-6),
@@ -317,8 +213,141 @@ def check_model(model_cls_or_factory, *, settings: dict[str, Any] | None = None,
     return report
 
 
+def _check_settings(cls, fail) -> None:
+    fail("settings", isinstance(getattr(cls, "Settings", None), type)
+         and issubclass(cls.Settings, BaseSettings),
+         "the class needs a Settings dataclass derived from recozoo.settings.BaseSettings")
+    fail("settings", bool(getattr(cls, "name", "")), "the class needs a registry name (name = ...)")
+    for f in dataclasses.fields(cls.Settings):
+        fail("settings", bool((f.metadata or {}).get("help")),
+             f"setting {f.name!r} has no help text (declare it with recozoo.settings.setting)")
+    fail("settings", bool(getattr(cls, "fallback", "")), "the class must document its fallback")
+
+
+def _check_bad_settings(cls, make, bad_settings, fail) -> None:
+    for bad in list(_derived_bad_settings(cls)) + list(bad_settings):
+        try:
+            make(settings=dict(bad), seed=0)
+        except SettingsError:
+            continue
+        except Exception as e:  # noqa: BLE001 - the wrong exception type is the failure
+            fail("bad_settings", False, f"settings {bad!r} raised {type(e).__name__}: {e} "
+                                        f"(expected SettingsError)")
+        fail("bad_settings", False, f"settings {bad!r} were accepted (expected SettingsError)")
+
+
+def _check_not_fitted(model, fail) -> None:
+    try:
+        model.predict([0], [0])
+    except NotFittedError:
+        return
+    fail("not_fitted", False, "predict before fit must raise NotFittedError")
+
+
+def _check_predict(model, p_train: np.ndarray, n: int, fail) -> None:
+    fail("predict", isinstance(p_train, np.ndarray) and p_train.dtype == np.float32,
+         f"predict must return float32, got {getattr(p_train, 'dtype', type(p_train))}")
+    fail("predict", p_train.shape == (n,), f"predict returned shape {p_train.shape}, expected ({n},)")
+    fail("predict", bool(np.all(np.isfinite(p_train))), "predict returned non-finite values")
+    empty = model.predict(np.zeros(0, np.int64), np.zeros(0, np.int64))
+    fail("predict", empty.shape == (0,) and empty.dtype == np.float32,
+         "predict on no pairs must return an empty float32 array")
+
+
+def _check_unseen(model, train, fail) -> None:
+    nu, ni = model.n_users_, model.n_items_
+    u = np.array([-1, nu, nu + 100, 0, -5, nu], dtype=np.int64)
+    i = np.array([0, 0, ni + 5, ni, -1, ni + 5], dtype=np.int64)
+    try:
+        out = model.predict(u, i)
+    except Exception as e:  # noqa: BLE001
+        fail("unseen", False, f"predict on out-of-range ids raised {type(e).__name__}: {e}")
+    fail("unseen", out.dtype == np.float32 and out.shape == (u.size,)
+         and bool(np.all(np.isfinite(out))),
+         f"out-of-range ids must get finite float32 fallbacks, got {out!r}")
+    expect = model._predict_unknown(u, i)
+    fail("unseen", np.allclose(out, expect, rtol=1e-5, atol=1e-6),
+         f"out-of-range ids got {out.tolist()}, but _predict_unknown says {np.asarray(expect).tolist()}")
+    cold_u = np.flatnonzero(train.user_counts() == 0)
+    cold_i = np.flatnonzero(train.item_counts() == 0)
+    if cold_u.size or cold_i.size:
+        cu = np.concatenate([cold_u, np.zeros(cold_i.size, np.int64)]).astype(np.int64)
+        ci = np.concatenate([np.zeros(cold_u.size, np.int64), cold_i]).astype(np.int64)
+        out = model.predict(cu, ci)
+        fail("unseen", bool(np.all(np.isfinite(out))),
+             "users/items without training ratings must get finite fallbacks")
+
+
+def _check_ratings(model, train, p_train: np.ndarray, fail) -> None:
+    r = np.asarray(train.ratings, dtype=np.float64)
+    train_rmse = float(np.sqrt(np.mean((p_train - r) ** 2)))
+    fail("ratings", train_rmse < 1.5 * float(r.std()) + 1e-6,
+         f"train RMSE {train_rmse:.3f} is not below 1.5x the ratings' std {r.std():.3f}: "
+         f"predict should return ratings (set predicts_ratings = False for ranking models)")
+    fb = model.predict(np.array([-1, model.n_users_ + 3]), np.array([0, model.n_items_ + 3]))
+    fail("ratings", bool(np.all((fb >= r.min() - 1) & (fb <= r.max() + 1))),
+         f"fallback predictions {fb.tolist()} are outside the rating scale "
+         f"[{r.min():g}, {r.max():g}] ± 1")
+
+
+def _check_score_items(model, users: np.ndarray, n_items: int, fail) -> None:
+    sc = model.score_items(users)
+    fail("score_items", isinstance(sc, np.ndarray) and sc.shape == (users.size, n_items)
+         and sc.dtype == np.float32, f"score_items must be (users x n_items) float32, got "
+                                     f"{getattr(sc, 'shape', None)} {getattr(sc, 'dtype', None)}")
+    pu, pi = _all_pairs(users.size, n_items)
+    pr = model.predict(pu, pi).reshape(users.size, n_items)
+    fail("score_items", np.allclose(sc, pr, rtol=1e-4, atol=1e-4),
+         f"score_items disagrees with predict (max difference {np.abs(sc - pr).max():.3g})")
+
+
+def _check_recommend(model, users: np.ndarray, k: int, train, fail) -> None:
+    items, scores = model.recommend(users, k=k)
+    fail("recommend", np.shape(items) == (users.size, k) and np.shape(scores) == (users.size, k),
+         f"recommend(array of {users.size}, k={k}) returned shapes {np.shape(items)}, "
+         f"{np.shape(scores)}; expected ({users.size}, {k})")
+    csr = train.to_csr()
+    for row, u in enumerate(users):
+        it = np.asarray(items[row])
+        seen = set(csr.indices[csr.indptr[u]:csr.indptr[u + 1]].tolist())
+        fail("recommend", len(set(it.tolist())) == k, f"user {u}: recommended items repeat: {it}")
+        fail("recommend", not (seen & set(it.tolist())),
+             f"user {u}: recommended seen items {sorted(seen & set(it.tolist()))}")
+        s = np.asarray(scores[row], dtype=np.float64)
+        fail("recommend", bool(np.all(np.diff(s) <= 1e-6 * np.maximum(1.0, np.abs(s[:-1])))),
+             f"user {u}: scores are not sorted descending: {s}")
+        pr = model.predict(np.full(k, u), it)
+        fail("recommend", np.allclose(s, pr, rtol=1e-4, atol=1e-4),
+             f"user {u}: recommend scores {s} differ from predict {pr}")
+    one_items, _ = model.recommend(int(users[0]), k=k)
+    fail("recommend", np.ndim(one_items) == 1 and np.array_equal(one_items, items[0]),
+         "recommend(one user) must return the 1-d row of the array form")
+    all_items, _ = model.recommend(users[:1], k=train.n_items, exclude_seen=False)
+    fail("recommend", np.shape(all_items) == (1, train.n_items)
+         and len(set(np.asarray(all_items[0]).tolist())) == train.n_items,
+         "recommend(k=n_items, exclude_seen=False) must rank every item once")
+    far = model.recommend(np.array([model.n_users_ + 7]), k=k)
+    fail("recommend", np.shape(far[0]) == (1, k), "recommend for an unknown user must still "
+                                                  "return k items (the fallback ranking)")
+
+
+def _check_save_load(model, cls, users: np.ndarray, k: int, pu, pi, before: np.ndarray, fail) -> None:
+    with tempfile.TemporaryDirectory() as tmp, _registered(cls) as ours:
+        fail("save_load", ours, f"another class is registered as {cls.name!r}")
+        path = Path(tmp) / "model.rz"
+        model.save(path)
+        loaded = load_model(path)
+        fail("save_load", type(loaded) is cls, f"loaded a {type(loaded).__name__}, not {cls.__name__}")
+        after = loaded.predict(pu, pi)
+        fail("save_load", np.array_equal(before, after),
+             f"predictions changed after save/load (max difference {np.abs(before - after).max():.3g})")
+        ri, rs = model.recommend(users, k=k)
+        li, ls = loaded.recommend(users, k=k)
+        fail("save_load", np.array_equal(ri, li) and np.allclose(rs, ls),
+             "recommendations changed after save/load")
+
+
 def _check_refit(model, split, fail, pu, pi) -> None:
-    from recozoo.search import refit
     over = model.refit_settings()
     fail("refit", isinstance(over, dict), f"refit_settings() returned {type(over).__name__}, not a dict")
     try:

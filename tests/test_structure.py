@@ -4,6 +4,9 @@
   another, at module level *and* inside functions (a function-local import
   that dodges a circle is still a circle), is acyclic. Imports under
   ``if TYPE_CHECKING:`` are annotations only and do not count.
+* Short functions: none is longer than :data:`MAX_FUNCTION_LINES` lines
+  (decorators and docstring included), except the numba kernels named in
+  :data:`LONG_KERNELS` — a compiled loop over bytes reads best as one piece.
 """
 
 from __future__ import annotations
@@ -104,3 +107,33 @@ def test_a_cycle_is_found():
 def test_no_import_circle():
     cycle = find_cycle(import_graph())
     assert cycle is None, "import circle: " + " -> ".join(cycle)
+
+
+MAX_FUNCTION_LINES = 80
+#: (module path under recozoo/, function): the numba parsing kernels of recozoo.data, exempt by name
+LONG_KERNELS = {("data/_parse.py", "netflix_pass"), ("data/_parse.py", "delimited_pass")}
+
+
+def _functions():
+    """(path relative to recozoo/, name, line count, decorators) of every function and method."""
+    for path in sorted(PKG.rglob("*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                start = min([d.lineno for d in node.decorator_list] + [node.lineno])
+                yield (path.relative_to(PKG).as_posix(), node.name, node.end_lineno - start + 1,
+                       [ast.unparse(d) for d in node.decorator_list])
+
+
+def test_no_long_functions():
+    long = [f"recozoo/{p}:{name} ({n} lines)" for p, name, n, _ in _functions()
+            if n > MAX_FUNCTION_LINES and (p, name) not in LONG_KERNELS]
+    assert not long, f"functions over {MAX_FUNCTION_LINES} lines: " + ", ".join(long)
+
+
+def test_the_exempt_functions_are_numba_kernels_in_data():
+    found = {(p, name): decos for p, name, _, decos in _functions() if (p, name) in LONG_KERNELS}
+    assert set(found) == LONG_KERNELS                       # a stale exemption is removed, not kept
+    for (p, name), decos in found.items():
+        assert p.startswith("data/") and any("njit" in d for d in decos), (p, name, decos)
+

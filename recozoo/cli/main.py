@@ -3,6 +3,12 @@
 Conventions every command keeps: ``--json`` prints exactly one JSON document on
 stdout and nothing else there; progress bars and messages go to stderr; an
 error is one line on stderr (``recozoo: error: ...``) and a non-zero exit.
+
+The commands import the library inside their bodies, on purpose and only for
+start-up time: ``recozoo --help`` or ``recozoo fit bias`` then load no torch,
+numba or plotting code that another command needs. (They dodge no import
+circle: the package has none, ``tests/test_structure.py`` checks it.)
+``recozoo.cli.compare`` does the same.
 """
 
 from __future__ import annotations
@@ -143,9 +149,8 @@ def fit_cmd(
     overrides = _params(set_)
     if warm_start is not None:                  # the run's settings, then --set
         overrides = {**(prev.get("settings") or {}), **overrides}
-    settings = resolve_settings(cls, overrides, preset, dataset)
-    from recozoo.settings import settings_to_dict
-    cfg = RunConfig(model=model, dataset=dataset, settings=settings_to_dict(settings), seed=seed,
+    settings = resolve_settings(cls, overrides, preset, dataset)     # parsed once, here
+    cfg = RunConfig(model=model, dataset=dataset, settings=settings, seed=seed,
                     split_seed=split_seed, device=_device(device), data_params=_params(data_param),
                     source=str(source) if source else None, clip=_clip(clip), preset=preset,
                     refit=refit)

@@ -70,12 +70,6 @@ class CompareConfig:
     #: refit every fit on TRAIN ∪ VALID with the recipe VALID chose before scoring TEST (`recozoo fit --refit`)
     refit: bool = False
 
-    def model(self, name: str) -> ModelSpec:
-        return next(m for m in self.models if m.name == name)
-
-    def ranking_ks(self) -> list[int]:
-        return sorted({int(m.split("@")[1]) for m in self.metrics if "@" in m})
-
 
 def parse_metrics(value: str | list[str] | None) -> list[str]:
     """``"RMSE,mae,NDCG@10"`` -> ``["rmse", "mae", "ndcg@10"]``; unknown names are an error."""

@@ -1,7 +1,7 @@
-"""Fit every model x seed of a comparison on one split, through ``fit_run``.
+"""Fit every model x seed of a comparison on one split, through ``fit_and_score``.
 
 The split is loaded once and the *same object* is handed to every fit
-(``fit_run(..., split=split)``), so every model sees identical TRAIN/VALID/TEST
+(``fit_and_score(..., split=split)``), so every model sees identical TRAIN/VALID/TEST
 tables and the figures equal those of ``recozoo fit`` with the same settings
 and seed. Each fit lives in ``OUT/runs/<model>-seed<k>/`` and, once finished,
 becomes one record in the results store; a model x seed whose record (same
@@ -9,10 +9,11 @@ config hash) is already there is skipped, which is how an interrupted
 comparison continues. A run folder without a record is an interrupted fit: it
 is removed and fitted again from the start.
 
-Beyond ``fit_run``'s summary, each rating model's per-rating test errors
-(``test_errors.npy``, prediction - truth, in the evaluator's order) are kept
+Beyond the run's summary, each rating model's per-rating test errors
+(``test_errors.npy``: prediction - truth, as the evaluator scored TEST) are kept
 for the paired bootstrap, and ranking metrics at the requested cut-offs are
-computed from the saved model with :func:`recozoo.evaluate.evaluate_ranking`.
+computed from the fitted model with :func:`recozoo.evaluate.evaluate_ranking`
+(from the saved model when a finished record only lacks a new cut-off).
 """
 
 from __future__ import annotations
@@ -31,8 +32,15 @@ import numpy as np
 from recozoo.compare.config import DEFAULT_RANKING, CompareConfig, config_hash
 from recozoo.compare.memory import PeakMemory
 from recozoo.compare.store import ResultsStore, record_key
+from recozoo.datasets import load_split
+from recozoo.devices import resolve_device
+from recozoo.evaluate import evaluate_ranking
 from recozoo.io import atomic_write_bytes
+from recozoo.models.base import load_model
 from recozoo.progress import JsonlLog, RichReporter
+from recozoo.registry import get_model
+from recozoo.runs import MODEL_FILE, RunConfig, fit_and_score, resolve_settings, versions
+from recozoo.settings import BaseSettings, settings_to_dict
 
 __all__ = ["run_compare", "resolve_models", "CompareReporter", "TEST_ERRORS", "LOG_FILE", "run_dir_name",
            "machine"]
@@ -88,16 +96,12 @@ class CompareReporter(RichReporter):
             self._task = None
 
 
-def resolve_models(cfg: CompareConfig) -> list[tuple[Any, type, dict[str, Any]]]:
-    """(spec, class, resolved settings dict) per model; every error surfaces before any fit."""
-    from recozoo.registry import get_model
-    from recozoo.runs import resolve_settings
-    from recozoo.settings import settings_to_dict
+def resolve_models(cfg: CompareConfig) -> list[tuple[Any, type, BaseSettings]]:
+    """(spec, class, parsed settings) per model; every error surfaces before any fit."""
     out = []
     for spec in cfg.models:
         cls = get_model(spec.name)
-        settings = resolve_settings(cls, spec.settings, spec.preset, cfg.dataset)
-        out.append((spec, cls, settings_to_dict(settings)))
+        out.append((spec, cls, resolve_settings(cls, spec.settings, spec.preset, cfg.dataset)))
     return out
 
 
@@ -109,62 +113,20 @@ def effective_metrics(cfg: CompareConfig, classes: list[type]) -> list[str]:
     return metrics
 
 
-def _test_errors(model, split) -> np.ndarray:
-    """prediction - truth on the TEST pairs the evaluator scores (same selection and order)."""
-    table = split.test
-    users = table.users.astype(np.int64)
-    items = np.asarray(table.items, dtype=np.int64)
-    truth = np.asarray(table.ratings, dtype=np.float64)
-    if split.default_policy == "drop":
-        sel = (split.train.user_counts()[users] > 0) & (split.train.item_counts()[items] > 0)
-        users, items, truth = users[sel], items[sel], truth[sel]
-    pred = np.empty(users.size, dtype=np.float32)
-    step = 2_000_000
-    for s in range(0, users.size, step):
-        pred[s:s + step] = model.predict(users[s:s + step], items[s:s + step])
-    return (pred.astype(np.float64) - truth).astype(np.float32)
-
-
-def _fresh_eval_parts(split, parts=("valid", "test")):
-    """The split with private in-memory copies of its VALID/TEST tables (TRAIN shared).
-
-    Guard for ranking evaluation: ``evaluate_ranking`` builds a CSR over the
-    part's own ``indptr``/``items`` arrays and prunes it in place
-    (``eliminate_zeros``). On a cached split those arrays are read-only
-    memory maps and it fails; on in-memory arrays it would silently rewrite the
-    shared TEST table under every later model. Each ranking evaluation
-    therefore gets throwaway copies (small next to TRAIN, which stays shared);
-    the figures are identical. Rating models get the shared split untouched.
-    """
-    import dataclasses
-    from recozoo.data.table import RatingsTable
-
-    def copy(t):
-        if t is None:
-            return None
-        return RatingsTable(np.array(t.indptr), np.array(t.items), np.array(t.ratings),
-                            None if t.timestamps is None else np.array(t.timestamps),
-                            t.user_ids, t.item_ids)
-    return dataclasses.replace(split, **{p: copy(getattr(split, p)) for p in parts})
-
-
 def _ranking(model, split, ks: list[int], have: dict[str, Any]) -> dict[str, Any]:
-    from recozoo.evaluate import evaluate_ranking
+    """TEST's ranking metrics at every cut-off in ``ks`` that ``have`` lacks."""
     out = dict(have)
     for k in ks:
         if str(k) not in out:
-            out[str(k)] = evaluate_ranking(model, _fresh_eval_parts(split, ("test",)), "test", k=k)
+            out[str(k)] = evaluate_ranking(model, split, "test", k=k)
     return out
 
 
-def _fit_one(cfg: CompareConfig, spec, cls, settings: dict[str, Any], seed: int, device: str, split,
+def _fit_one(cfg: CompareConfig, spec, cls, settings: BaseSettings, seed: int, device: str, split,
              base: dict[str, Any], chash: str, ks: list[int], rdir: Path,
              reporter: CompareReporter) -> dict[str, Any]:
-    """Fit one model x seed through ``fit_run`` and return its store record."""
-    from recozoo.models.base import load_model
-    from recozoo.runs import MODEL_FILE, RunConfig, fit_run, versions
-
-    run_cfg = RunConfig(model=spec.name, dataset=cfg.dataset, settings=dict(settings),
+    """Fit one model x seed through ``fit_and_score`` and return its store record."""
+    run_cfg = RunConfig(model=spec.name, dataset=cfg.dataset, settings=settings,
                         seed=seed, split_seed=cfg.split_seed, device=device,
                         data_params=cfg.data_params or None, source=cfg.source,
                         preset=spec.preset, refit=cfg.refit)
@@ -174,30 +136,22 @@ def _fit_one(cfg: CompareConfig, spec, cls, settings: dict[str, Any], seed: int,
     t0 = time.perf_counter()
     try:
         with PeakMemory(device) as pm:
-            summary = fit_run(run_cfg, rdir, reporter=reporter,
-                              split=split if cls.predicts_ratings else _fresh_eval_parts(split))
+            outcome = fit_and_score(run_cfg, rdir, reporter=reporter, split=split)
     finally:
         reporter.jsonl = None
     wall = time.perf_counter() - t0
     reporter.end_fit()
-    model = load_model(rdir / MODEL_FILE)
+    summary = outcome.summary
     m = summary["metrics"]
     test_ranking: dict[str, Any] = {}
     if cls.predicts_ratings:
-        err = _test_errors(model, split)
-        _save_npy(rdir / TEST_ERRORS, err)
-        check = float(np.sqrt(np.mean(err.astype(np.float64) ** 2))) if err.size else None
-        if check is not None and abs(check - m["test"]["rmse"]) > 1e-5:
-            # the bootstrap would then test other numbers than the table shows
-            reporter.message(f"warning: {spec.name} seed {seed}: the saved model's test "
-                             f"RMSE {check:.6f} differs from the fitted one "
-                             f"{m['test']['rmse']:.6f}; its bootstrap interval is off")
+        _save_npy(rdir / TEST_ERRORS, outcome.test_errors)
         predict_s = m["test"]["predict_seconds"]
     else:
         test_ranking[str(m["test"]["k"])] = m["test"]
         predict_s = m["test"]["recommend_seconds"]
-    test_ranking = _ranking(model, split, ks, test_ranking)
-    del model
+    test_ranking = _ranking(outcome.model, split, ks, test_ranking)
+    del outcome
     rec = {"model": spec.name, "seed": seed, "config_hash": chash,
            "dataset": cfg.dataset, "split": split.name,
            "config": {**base, "model": spec.name, "settings": summary["settings"],
@@ -220,11 +174,6 @@ def run_compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, c
 
     ``on_fit(model, seed)`` is called before each fit (used by tests to count fits).
     """
-    from recozoo.datasets import load_split
-    from recozoo.devices import resolve_device
-    from recozoo.models.base import load_model
-    from recozoo.runs import MODEL_FILE
-
     out = Path(out)
     resolved = resolve_models(cfg)
     metrics = effective_metrics(cfg, [c for _, c, _ in resolved])
@@ -233,10 +182,9 @@ def run_compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, c
     split = load_split(cfg.dataset, cfg.source, cfg.split_seed, cfg.data_params or None)
 
     base = {"dataset": cfg.dataset, "split_seed": cfg.split_seed, "data_params": cfg.data_params,
-            "device": device, "split_name": split.name, "split_counts": split.describe(),
-            **({"refit": True} if cfg.refit else {})}   # (absent when off: earlier stores stay valid)
-    hashes = {spec.name: config_hash({**base, "model": spec.name, "settings": s, "preset": spec.preset})
-              for spec, _, s in resolved}
+            "device": device, "split_name": split.name, "split_counts": split.describe(), "refit": cfg.refit}
+    hashes = {spec.name: config_hash({**base, "model": spec.name, "settings": settings_to_dict(s),
+                                      "preset": spec.preset}) for spec, _, s in resolved}
     store = ResultsStore(out)
     manifest = {"dataset": cfg.dataset, "split": split.name, "split_counts": split.describe(),
                 "split_seed": cfg.split_seed, "data_params": cfg.data_params, "device": device,

@@ -25,6 +25,7 @@ from recozoo.compare.runner import TEST_ERRORS
 from recozoo.compare.stats import N_BOOT, paired_bootstrap, pooled_squared_errors
 from recozoo.compare.store import ResultsStore
 from recozoo.errors import RecozooError
+from recozoo.registry import get_dataset
 
 __all__ = ["Leaderboard", "build_leaderboard", "to_json", "to_csv", "to_markdown", "to_rich",
            "TIMING_KEYS"]
@@ -65,7 +66,6 @@ def _mean_std(vals: list[float]) -> tuple[float | None, float | None]:
 
 
 def _published_for(dataset: str) -> dict[str, dict[str, Any]]:
-    from recozoo.registry import get_dataset
     try:
         return dict(getattr(get_dataset(dataset), "published", {}) or {})
     except RecozooError:

@@ -21,6 +21,7 @@ import numpy as np
 from recozoo.data.table import IdMap, RatingsTable
 from recozoo.errors import RecozooError
 from recozoo.io import atomic_open
+from recozoo.splits import day_number
 
 __all__ = ["SyntheticConfig", "generate", "write_netflix_layout", "NETFLIX_LAYOUTS"]
 
@@ -44,7 +45,6 @@ class SyntheticConfig:
 
 
 def _days(date: str) -> int:
-    from recozoo.splits import day_number
     return day_number(date)
 
 
@@ -78,6 +78,18 @@ def generate(n_users: int = 20_000, n_items: int = 2_000, n_ratings: int = 500_0
         release = d0 + (rng.random(n_items) ** 0.7 * span * 0.9).astype(np.int64)
         release[rng.random(n_items) < 0.2] = d0
 
+    users, items, days = _draw_pairs(rng, n_users, n_items, n_ratings, act, pop, release, d0, d1, drift)
+    ratings = _draw_ratings(rng, users, items, days, n_users, n_items, rank, noise, drift, d0, span)
+    return RatingsTable.from_coo(users.astype(np.int32), items.astype(np.int32), ratings,
+                                 days * SECONDS_PER_DAY,
+                                 user_ids=IdMap(np.arange(1, n_users + 1)),
+                                 item_ids=IdMap(np.arange(1, n_items + 1)), check=False)
+
+
+def _draw_pairs(rng, n_users: int, n_items: int, n_ratings: int, act: np.ndarray, pop: np.ndarray,
+                release: np.ndarray, d0: int, d1: int, drift: bool):
+    """``n_ratings`` distinct (user, item, day) triples, users by activity and items by popularity."""
+    span = d1 - d0
     users = np.empty(0, dtype=np.int64)
     items = np.empty(0, dtype=np.int64)
     days = np.empty(0, dtype=np.int64)
@@ -111,16 +123,17 @@ def generate(n_users: int = 20_000, n_items: int = 2_000, n_ratings: int = 500_0
         _, first = np.unique(key, return_index=True)
         if first.size >= n_ratings:
             pick = np.sort(rng.choice(first, size=n_ratings, replace=False))
-            users, items, days = users[pick], items[pick], days[pick]
-            break
+            return users[pick], items[pick], days[pick]
         if first.size - had < 0.25 * need:
             uniform = True
         users, items, days = users[first], items[first], days[first]
         need = n_ratings - first.size
-    else:
-        raise RecozooError("synthetic: could not draw enough distinct pairs; use more users or items")
+    raise RecozooError("synthetic: could not draw enough distinct pairs; use more users or items")
 
-    # ratings from biases + latent factors + noise, rounded to 1..5
+
+def _draw_ratings(rng, users, items, days, n_users: int, n_items: int, rank: int, noise: float, drift: bool,
+                  d0: int, span: int) -> np.ndarray:
+    """Ratings from biases + latent factors (+ drifting biases) + noise, rounded to 1..5."""
     p = rng.normal(0, 1 / np.sqrt(rank), (n_users, rank)).astype(np.float32)
     q = rng.normal(0, 1 / np.sqrt(rank), (n_items, rank)).astype(np.float32)
     bu = rng.normal(0, 0.35, n_users)
@@ -132,11 +145,7 @@ def generate(n_users: int = 20_000, n_items: int = 2_000, n_ratings: int = 500_0
         slope_i = rng.normal(0, 0.6, n_items)
         score = score + slope_u[users] * tt + slope_i[items] * tt
     score = score + rng.normal(0, noise, score.shape[0])
-    ratings = np.clip(np.rint(score), 1, 5).astype(np.float32)
-    return RatingsTable.from_coo(users.astype(np.int32), items.astype(np.int32), ratings,
-                                 days * SECONDS_PER_DAY,
-                                 user_ids=IdMap(np.arange(1, n_users + 1)),
-                                 item_ids=IdMap(np.arange(1, n_items + 1)), check=False)
+    return np.clip(np.rint(score), 1, 5).astype(np.float32)
 
 
 # ------------------------------------------------------ Netflix raw layouts
@@ -147,7 +156,8 @@ def _netflix_blocks(table: RatingsTable, max_ratings: int = 4_000_000):
     """Yield ``(movie_ids, rendered_bytes, block_offsets)`` for groups of movies.
 
     Item-major text rendered by a numba kernel (why: writing 20M lines with
-    Python string formatting would dominate the benchmark's setup time).
+    Python string formatting would dominate the benchmark's setup time). Imported here: generating
+    ratings, the common use of this module, needs no numba compile.
     """
     from recozoo.data._parse import render_netflix
     if table.timestamps is None:

@@ -280,13 +280,6 @@ class RatingsTable:
         return cls.from_coo(u, i, ratings, timestamps, user_ids=user_ids, item_ids=item_ids,
                             source=source)
 
-    @classmethod
-    def empty_like(cls, other: "RatingsTable") -> "RatingsTable":
-        idx = other.items.dtype
-        return cls(np.zeros(other.n_users + 1, dtype=other.indptr.dtype), np.zeros(0, idx),
-                   np.zeros(0, np.float32), None if other.timestamps is None else np.zeros(0, np.int64),
-                   other.user_ids, other.item_ids)
-
     # ------------------------------------------------------------------ shape
     @property
     def n_users(self) -> int:

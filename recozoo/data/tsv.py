@@ -10,7 +10,8 @@ column mapping of :mod:`recozoo.data.generic`: 3 columns mean a rating).
 
 :func:`read_columns` is the shared engine (MovieLens' ``u.data``,
 ``ratings.dat`` and ``ratings.csv`` use it with other separators): a numba
-loop over 32 MiB byte chunks (:func:`recozoo.data._parse.delimited_pass`)
+loop over fixed-size byte chunks (``CHUNK_BYTES`` in :mod:`recozoo.data._parse`,
+via :func:`recozoo.data._parse.delimited_pass`)
 that names the file, line and field of the first bad line — a line is never
 silently dropped.
 """

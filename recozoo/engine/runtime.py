@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import torch
 
+from recozoo.devices import resolve_device
 from recozoo.errors import SettingsError
 
 __all__ = ["Runtime", "autocast_context", "dist_env"]
@@ -42,7 +43,6 @@ class Runtime:
 
     @classmethod
     def create(cls, device: str = "cpu", precision: str = "fp32") -> "Runtime":
-        from recozoo.devices import resolve_device
         rank, world, local = dist_env()
         dev = resolve_device(device)
         if world > 1 and dev == "cuda":
@@ -92,9 +92,9 @@ class Runtime:
 
         Why: a DDP wrapper lives in reference cycles that keep the group (and
         its C++ threads) alive past ``destroy_process_group``; freed later, at
-        interpreter exit, a rank aborted ("terminate called without an active
-        exception"): 4 of 15 runs of the two-process test before, 2 of 40 with
-        the barrier alone, 0 of 80 with the collection and the barrier.
+        interpreter exit, a rank could abort ("terminate called without an
+        active exception"). Collecting, then a barrier, prevents it (measurements
+        in docs/history.md).
         """
         if self.owns_group:
             import gc

@@ -184,6 +184,3 @@ class ALS(BiasedFactorModel):
     def _fold_in_reg(self) -> tuple[float, float]:
         """ALS-WR's own user half-step: λ·n_u on the factors and (with biases) the jointly solved bias."""
         return float(self.settings.reg), float(self.settings.reg)
-
-
-MODELS = (ALS,)

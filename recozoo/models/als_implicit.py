@@ -220,5 +220,3 @@ class ImplicitALS(Model):
             raise ValueError("factor matrices do not match the saved shape")
         self._set_factors(X, Y)
 
-
-MODELS = (ImplicitALS,)

@@ -284,7 +284,6 @@ class AutoencoderModel(Model):
         self.net_: AutoencoderNet | None = None
         self.rows_: RowMatrix | None = None
         self.history_: list[dict[str, Any]] = []
-        self.best_epoch_: int = 0
 
     # subclasses say what to build and how to train
     def _mode(self) -> str:
@@ -454,7 +453,7 @@ class AutoencoderModel(Model):
         net.eval()
         self.net_ = net
         self.rows_ = RowMatrix(state["rows_indptr"], state["rows_cols"], state["rows_vals"], n_cols)
-        self.best_epoch_ = int(state.get("best_epoch", 0))
+        self.best_epoch_ = int(state["best_epoch"])
         self._row_means = self._col_means = None
 
     def n_parameters(self) -> int:

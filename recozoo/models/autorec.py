@@ -16,14 +16,12 @@ estimated on minibatches: ``sse_batch / count_batch + λ/(2N) (‖W‖² + ‖V�
 Where the defaults come from:
 
 * ``hidden=500`` — the paper's setting for its reported results;
-* ``lam=300`` — the paper tunes λ over {0.001, 0.01, 0.1, 1, 100, 1000}; 300
-  was selected on ml-100k u1 VALID among {10, 100, 200, 300, 1000} with full-batch
-  Rprop (docs/deeprec.md records the search); re-tune it for other data;
+* ``lam=300`` — selected on ml-100k u1 VALID with full-batch Rprop (docs/deeprec.md
+  records the search); re-tune it for other data;
 * optimiser — the paper trains with resilient propagation (Rprop) or L-BFGS on
   full batches; the default here is full-batch Rprop (``optimizer=rprop``,
   ``batch_size=0``, initial step 0.01, PyTorch's Rprop defaults otherwise),
-  which on ml-100k beat minibatch Adam clearly (VALID 0.903 vs 0.929). Full
-  batch gathers every rating's hidden vector at once (N x hidden floats), so
+  which on ml-100k beat minibatch Adam clearly. Full batch gathers every rating's hidden vector at once (N x hidden floats), so
   on Netflix-size data use a minibatch optimiser (e.g. ``optimizer=adam
   batch_size=256 lr=0.001``);
 * ``eval_every=5``/``patience=10`` — model selection on VALID (Rprop's VALID
@@ -32,12 +30,11 @@ Where the defaults come from:
 ``optimizer=lbfgs`` (the paper's other optimiser) takes one full-batch L-BFGS
 iteration per epoch (torch ``LBFGS``, strong-Wolfe line search, history 10 —
 scipy L-BFGS-B's default; ``lr=1``, its natural step). On ml-100k u1 VALID it
-beats Rprop (VALID 0.8973 at λ=200 vs 0.9028 for the Rprop defaults) but needs
-a smaller λ than Rprop's early-stopped optimum: λ ∈ {100, 150, 200, 250, 300,
-500, 1000} gave VALID 0.9228 / 0.9025 / 0.8979 / 0.8980 / 0.8995 / 0.9161 / 0.9465,
-so λ=200 with ``eval_every=1`` and ``patience=50`` (VALID 0.8973) is the ``ml-100k`` preset
-(``recozoo fit autorec-i --dataset ml-100k --preset ml-100k``). The defaults
-stay Rprop's: its epochs are cheaper, and the Netflix-scale configurations use them.
+beats Rprop but needs a smaller λ than Rprop's early-stopped optimum: λ=200 with
+``eval_every=1`` and ``patience=50`` is the ``ml-100k`` preset (``recozoo fit
+autorec-i --dataset ml-100k --preset ml-100k``; the λ search is in
+docs/history.md). The defaults stay Rprop's: its epochs are cheaper, and the
+Netflix-scale configurations use them.
 
 The network, sparse fast path (observed inputs only, outputs gathered at the
 observed targets — same loss and gradients as the dense masked computation),
@@ -57,7 +54,7 @@ from recozoo.engine import EngineConfig
 from recozoo.models.autoencoder import AutoencoderModel, AutoencoderTask
 from recozoo.settings import BaseSettings, setting
 
-__all__ = ["AutoRecSettings", "IAutoRec", "UAutoRec", "MODELS"]
+__all__ = ["AutoRecSettings", "IAutoRec", "UAutoRec"]
 
 
 @dataclass(frozen=True)
@@ -128,5 +125,3 @@ class UAutoRec(_AutoRec):
     row_mode = "user"
     summary = "U-AutoRec: user-based one-hidden-layer autoencoder (Sedhain et al. 2015)"
 
-
-MODELS = (IAutoRec, UAutoRec)

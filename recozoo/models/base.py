@@ -36,10 +36,12 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.sparse as sp
 
+from recozoo import __version__
 from recozoo.data.table import RatingsTable
 from recozoo.errors import CheckpointError, RecozooError, SettingsError
 from recozoo.io import atomic_write_bytes
 from recozoo.progress import Reporter, NullReporter
+from recozoo.registry import get_model
 from recozoo.settings import BaseSettings, parse_settings, settings_to_dict
 
 __all__ = ["Model", "FoldIn", "load_model", "NotFittedError", "top_k_rows"]
@@ -109,6 +111,8 @@ class Model(ABC):
         self.n_users_: int | None = None
         self.n_items_: int | None = None
         self.global_mean_: float | None = None
+        #: models that train in epochs and select one on VALID set it (0 = none chosen / no epochs)
+        self.best_epoch_: int = 0
         self._seen: sp.csr_matrix | None = None
 
     # ------------------------------------------------------------------ contract
@@ -172,7 +176,7 @@ class Model(ABC):
         :func:`recozoo.search.refit`.
         """
         self._check_fitted()
-        best = int(getattr(self, "best_epoch_", 0) or 0)
+        best = self.best_epoch_
         fields = set(self.settings.__dataclass_fields__)
         if best > 0 and "epochs" in fields:
             out: dict[str, Any] = {"epochs": best}
@@ -212,10 +216,11 @@ class Model(ABC):
         return out
 
     def _predict_unknown(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """Fallback for out-of-range ids; default: known side's effect via in-range twin.
+        """Scores for pairs with an out-of-range user or item (either index may be out of range).
 
-        The default maps an unknown user or item to "no data": the global mean.
-        Models with biases override it to keep the known side's bias.
+        The default treats an unknown id as "no data" and answers the global
+        mean; models with biases override it to keep the known side's bias
+        (e.g. global mean + the item's bias for an unknown user).
         """
         return np.full(users.shape[0], self.global_mean_, dtype=np.float32)
 
@@ -402,7 +407,6 @@ class Model(ABC):
     def save(self, path: str | Path) -> Path:
         """Write the fitted model to ``path`` (one file, written atomically)."""
         self._check_fitted()
-        from recozoo import __version__
         state = self._get_state()
         header = {"format": FORMAT_VERSION, "model": self.name, "recozoo": __version__,
                   "settings": settings_to_dict(self.settings), "seed": self.seed,
@@ -431,10 +435,6 @@ class Model(ABC):
     def load(cls, path: str | Path) -> "Model":
         """Read a model saved by :meth:`save` (any registered model class)."""
         return load_model(path, expect=cls if cls is not Model else None)
-
-    def info(self) -> dict[str, Any]:
-        return {"model": self.name, "settings": settings_to_dict(self.settings), "seed": self.seed,
-                "n_users": self.n_users_, "n_items": self.n_items_, "fallback": self.fallback}
 
     def n_parameters(self) -> int:
         """Number of learned scalars (for leaderboards)."""
@@ -486,8 +486,6 @@ def _json_default(o):
 
 def load_model(path: str | Path, expect: type | None = None) -> Model:
     """Load any saved model; a corrupt or foreign file is a :class:`CheckpointError`."""
-    from recozoo.registry import get_model
-
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such model file")

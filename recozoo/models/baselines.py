@@ -125,5 +125,3 @@ class Bias(Model):
         if self.user_bias_.shape != (self.n_users_,) or self.item_bias_.shape != (self.n_items_,):
             raise ValueError("bias vectors do not match the saved shape")
 
-
-MODELS = (GlobalMean, Bias)

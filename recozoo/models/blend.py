@@ -37,9 +37,10 @@ import numpy as np
 
 from recozoo.errors import RecozooError, SettingsError
 from recozoo.models.base import FoldIn, Model
+from recozoo.registry import get_model
 from recozoo.settings import BaseSettings, parse_assignments, setting
 
-__all__ = ["Blend", "BlendSettings", "parse_components", "ML100K_COMPONENTS", "MODELS"]
+__all__ = ["Blend", "BlendSettings", "parse_components", "ML100K_COMPONENTS"]
 
 #: components with the settings chosen on ml-100k u1 VALID (docs/zoo.md)
 ML100K_COMPONENTS = ("glocal-k; "
@@ -70,7 +71,6 @@ class BlendSettings(BaseSettings):
                                  "VALID for the training length VALID chose (Netflix Prize practice)")
 
     def validate(self) -> None:
-        from recozoo.registry import get_model
         specs = parse_components(self.components)
         if not specs:
             raise SettingsError("setting 'components': name at least one model")
@@ -108,7 +108,6 @@ class Blend(Model):
         self.valid_cv_rmse_: float | None = None
 
     def _make_components(self) -> list[Model]:
-        from recozoo.registry import get_model
         return [get_model(n)(settings=v, seed=self.seed, device=self.device)
                 for n, v in parse_components(self.settings.components)]
 
@@ -204,5 +203,3 @@ class Blend(Model):
         return int(sum(c.n_parameters() for c in self.components_)) + (
             0 if self.weights_ is None else int(self.weights_.size))
 
-
-MODELS = (Blend,)

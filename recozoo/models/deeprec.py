@@ -41,7 +41,7 @@ from recozoo.errors import SettingsError
 from recozoo.models.autoencoder import ActivationName, AutoencoderModel, AutoencoderTask
 from recozoo.settings import BaseSettings, setting
 
-__all__ = ["DeepRec", "DeepRecSettings", "MODELS"]
+__all__ = ["DeepRec", "DeepRecSettings"]
 
 OptimizerName = Literal["momentum", "sgd", "adam", "adagrad", "rmsprop", "rprop"]
 
@@ -75,7 +75,7 @@ class DeepRecSettings(BaseSettings):
 
 
 def _paper_preset(dataset: str) -> dict[str, Any]:
-    """The paper's best architecture per Netflix split (PROTOCOLS.md), SELU, momentum, refeed 1."""
+    """The best architecture the paper reports per Netflix split, with SELU, SGD momentum and one re-feed."""
     common = {"activation": "selu", "optimizer": "momentum", "lr": 0.005, "refeed": 1,
               "batch_size": 128, "last_linear": True, "tied": False, "mode": "user"}
     arch = {"netflix-3m": ((128, 256, 256), 0.65), "netflix-6m": ((256, 256, 512), 0.8),
@@ -85,16 +85,13 @@ def _paper_preset(dataset: str) -> dict[str, Any]:
 
 
 def _small_preset(dataset: str) -> dict[str, Any]:
-    """Settings selected on ml-100k u1 VALID (see the README's DeepRec section for the search)."""
+    """Settings selected on ml-100k u1 VALID (the search is in docs/history.md)."""
     return dict(SMALL_DATA_SETTINGS)
 
 
-#: chosen on ml-100k u1 VALID among the candidates in benchmarks/deeprec_findings.py (--search and the
-#: findings grid; the README's DeepRec section has the table), then the L2 strength re-searched on VALID by
-#: benchmarks/bench_zoo.py (weight_decay 0.002: VALID 0.8996, TEST 0.9072 +- 0.0006 over 3 seeds; 0.004 gave
-#: VALID 0.9023, TEST 0.9097). On 76K ratings the shallow, item-based, L2-regularised, full-batch Rprop model beat
-#: every deeper user-based variant tried (best of those: 128,128,128 dp 0.5, lr 0.005, refeed 1, momentum:
-#: VALID 0.9437).
+#: chosen on ml-100k u1 VALID (benchmarks/deeprec_findings.py, then the L2 strength by benchmarks/bench_zoo.py;
+#: docs/history.md has the search): on 76K ratings a shallow, item-based, L2-regularised, full-batch Rprop
+#: autoencoder beats the deeper user-based ones.
 SMALL_DATA_SETTINGS: dict[str, Any] = {
     "mode": "item", "layers": "500", "activation": "sigmoid", "dropout": 0.0, "refeed": 0,
     "optimizer": "rprop", "lr": 0.01, "batch_size": 0, "weight_decay": 0.002, "epochs": 600,
@@ -133,5 +130,3 @@ class DeepRec(AutoencoderModel):
         return AutoencoderTask(lambda: self._build_net(n_cols), refeed=self.settings.refeed,
                                noise=self.settings.noise)
 
-
-MODELS = (DeepRec,)

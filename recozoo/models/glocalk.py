@@ -51,7 +51,7 @@ Where the defaults come from (the paper and its reference implementation,
 Our choices (not the paper's):
 
 * model selection on VALID: the reference reports the best *test* RMSE over its
-  fine-tuning rounds (PROTOCOLS.md: "chosen on the test set itself"); recozoo
+  fine-tuning rounds, i.e. the figure is chosen on the test set itself; recozoo
   evaluates VALID every ``eval_every`` iterations, keeps the best checkpoint of
   each stage and stops a stage after ``patience`` evaluations without a VALID
   improvement. Stage 2 starts from stage 1's best-on-VALID weights;
@@ -64,9 +64,7 @@ Our choices (not the paper's):
 * L-BFGS keeps its history across iterations within a stage; the reference's
   scipy interface restarts L-BFGS-B (empty history) every 5 iterations.
 
-Measured on ml-100k u1 (docs/zoo.md; settings chosen on VALID):
-defaults VALID 0.9042 / TEST 0.9025; ``eval_every=1 patience=50`` VALID 0.9026 / TEST 0.9014
-(the paper's 0.8889 is the best of its test evaluations, clipped).
+Measured on ml-100k u1 with settings chosen on VALID: docs/zoo.md.
 
 Scale: training is dense and full batch (the global convolution needs the whole
 matrix), which suits ML-100K/ML-1M/Douban-sized matrices (the paper's), not
@@ -94,7 +92,7 @@ from recozoo.errors import SettingsError
 from recozoo.models.autoencoder import AutoencoderModel
 from recozoo.settings import BaseSettings, setting
 
-__all__ = ["GLocalK", "GLocalKSettings", "GLocalKNet", "KernelLayer", "local_kernel", "MODELS"]
+__all__ = ["GLocalK", "GLocalKSettings", "GLocalKNet", "KernelLayer", "local_kernel"]
 
 
 def local_kernel(u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -352,5 +350,3 @@ class GLocalK(AutoencoderModel):
     def dense_rows(self, rows):
         raise SettingsError("glocal-k: predictions are not a function of one row's TRAIN vector")
 
-
-MODELS = (GLocalK,)

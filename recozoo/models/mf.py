@@ -41,6 +41,7 @@ from typing import Any, Literal
 import numba
 import numpy as np
 
+from recozoo.errors import RecozooError
 from recozoo.models._factors import BiasedFactorModel, padded_rows
 from recozoo.settings import BaseSettings, setting
 
@@ -202,7 +203,6 @@ class _SGDFactorModel(BiasedFactorModel):
                             logistic, self.scale_[0], self.scale_[1], s.lr, h["lr_bias"],
                             h["reg_p"], h["reg_q"], h["reg_bu"], h["reg_bi"], b, gP, gQ, gb)
             if not np.isfinite(sse):
-                from recozoo.errors import RecozooError
                 raise RecozooError(f"{self.name}: training diverged at epoch {epoch + 1} "
                                    f"(lr {s.lr} is too large for this data)")
             figures = {"train_rmse": float(np.sqrt(sse / r.size))}
@@ -315,5 +315,3 @@ class BiasedMF(_SGDFactorModel):
         return {"lr_bias": s.lr if s.lr_bias is None else s.lr_bias, "reg_p": s.reg, "reg_q": s.reg,
                 "reg_bu": rb, "reg_bi": rb}
 
-
-MODELS = (PMF, BiasedMF)

@@ -61,7 +61,7 @@ from recozoo.models.temporal import TimeAwarePredict, days_of
 from recozoo.progress import Reporter
 from recozoo.settings import BaseSettings, setting, settings_to_dict
 
-__all__ = ["TimeSVDpp", "MODELS", "dev_u", "bin_of"]
+__all__ = ["TimeSVDpp", "dev_u", "bin_of"]
 
 # parameter groups: indices into the learning-rate / regularisation vectors
 G_BU, G_AU, G_BUT, G_BI, G_BIB, G_CU, G_CUT, G_P, G_Q, G_Y, G_AUK, G_PUT = range(12)
@@ -488,7 +488,7 @@ class TimeSVDpp(TimeAwarePredict, Model):
         st = {n: getattr(self, n + "_") for n in _PARAMS}
         st.update({"Z": self.Z_, "t_u": self.t_u_, "ud_keys": self.ud_keys_,
                    "mu": float(self.mu_), "d_min": self.d_min_, "d_max": self.d_max_,
-                   "best_epoch": getattr(self, "best_epoch_", 0)})
+                   "best_epoch": self.best_epoch_})
         return st
 
     def _set_state(self, state):
@@ -500,7 +500,5 @@ class TimeSVDpp(TimeAwarePredict, Model):
         self.mu_ = np.float32(state["mu"])
         self.d_min_, self.d_max_ = int(state["d_min"]), int(state["d_max"])
         self.default_day_ = self.d_max_ + 1
-        self.best_epoch_ = int(state.get("best_epoch", 0))
+        self.best_epoch_ = int(state["best_epoch"])
 
-
-MODELS = (TimeSVDpp,)

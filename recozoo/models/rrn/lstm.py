@@ -63,9 +63,9 @@ def run_lstm(side: Side, net: SideNet, lay: Layout, dev, want_c: bool = False,
     The batch is already in the packed, time-major layout of a
     ``PackedSequence``. Without gradients (VALID scoring, the other side's
     states) the fused ``nn.LSTM`` runs the recurrence in one native call. With gradients,
-    :class:`PackedLSTM` runs it with a hand-written backward pass (``nn.LSTM``
-    on a ``PackedSequence`` trained ~3x slower on this CPU: its backward
-    took ~4x an autograd-recorded hand-stepped loop, torch 2.13, 1 thread).
+    :class:`PackedLSTM` runs it with a hand-written backward pass, because
+    ``nn.LSTM``'s backward on a ``PackedSequence`` is several times slower on
+    CPU (measured in docs/history.md).
     Where the cell state after *every* step is wanted (``want_c``: prediction
     inside the history) the recurrence is stepped by hand without autograd.
     """

@@ -45,14 +45,14 @@ No official code exists; these choices are **ours** (settings where open):
   last known step's ratings and no test ratings — the same input rule as in
   training. ``future="calendar"`` instead advances one empty step per calendar
   step up to the predicted one; the LSTM never sees empty steps in training,
-  and on our drifting data this was much worse (VALID RMSE 0.866 vs 0.791
-  for one fitted model of an earlier version), so it is not the default;
+  and on drifting data this was much worse (docs/history.md), so it is not the
+  default;
 * :meth:`RRN.observe` is the paper's "no retraining" experiment, a separately
   named mode: it adds later ratings (e.g. earlier test days) to the history the
   states are computed from, without touching any weight;
 * the rating vector's weights are ``(r − μ)/sqrt(#ratings in the step)``
-  (``indicator=true`` adds a second channel weighted ``1/sqrt(#ratings)``; it
-  did not help on synthetic-drift VALID, so it is off);
+  (``indicator=true`` adds a second channel weighted ``1/sqrt(#ratings)``; off
+  by default: it did not help on synthetic-drift VALID);
 * a batch holds *all* ratings of its users (movies), so the stationary terms'
   gradients are averaged per user (movie) before the SGD step (see
   ``_mean_grads``); summed, they scaled with the rating count and oscillated
@@ -63,8 +63,8 @@ No official code exists; these choices are **ours** (settings where open):
   runs and when the recurrence is stepped by hand.
 
 Defaults that are not the paper's (``reg_stationary`` 0.12, ``lr_stationary``
-0.1, the ours-switches above) were chosen on synthetic-drift VALID only; the
-README's temporal-models section lists what was tried.
+0.1, the ours-switches above) were chosen on synthetic-drift VALID only
+(docs/history.md).
 
 Prediction at a time inside the history re-runs the LSTM over the stored
 history (training ratings by default), so the model keeps that history
@@ -94,7 +94,7 @@ from recozoo.models.rrn.task import RRNTask
 from recozoo.progress import Reporter
 from recozoo.settings import BaseSettings, setting
 
-__all__ = ["RRN", "RRNSettings", "MODELS"]
+__all__ = ["RRN", "RRNSettings"]
 
 
 @dataclass(frozen=True)
@@ -405,14 +405,14 @@ class RRN(TimeAwarePredict, Model):
         ip, it, r, d = self._train_history
         st.update({"train_indptr": ip, "train_items": it, "train_ratings": r, "train_days": d,
                    "d0": self.d0_, "d_max": self.d_max_, "t_mean": self.t_mean_,
-                   "t_std": self.t_std_, "best_epoch": getattr(self, "best_epoch_", 0)})
+                   "t_std": self.t_std_, "best_epoch": self.best_epoch_})
         return st
 
     def _set_state(self, state):
         self.d0_, self.d_max_ = int(state["d0"]), int(state["d_max"])
         self.default_day_ = self.d_max_ + 1
         self.t_mean_, self.t_std_ = float(state["t_mean"]), float(state["t_std"])
-        self.best_epoch_ = int(state.get("best_epoch", 0))
+        self.best_epoch_ = int(state["best_epoch"])
         self._build_nets(self.n_users_, self.n_items_)
         for side, net in (("user", self.user_net_), ("movie", self.movie_net_)):
             sd = {k: torch.from_numpy(np.asarray(state[f"{side}.{k}"])) for k in net.state_dict()}
@@ -429,5 +429,3 @@ class RRN(TimeAwarePredict, Model):
         self._history = self._train_history
         self._make_sides()
 
-
-MODELS = (RRN,)
