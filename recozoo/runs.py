@@ -82,7 +82,7 @@ def resolve_settings(model_cls, overrides: dict[str, Any], preset: str | None, d
     """Defaults < preset(dataset) < explicit overrides; returns the Settings object."""
     values: dict[str, Any] = {}
     if preset:
-        presets = getattr(model_cls, "presets", {}) or {}
+        presets = model_cls.presets
         if preset not in presets:
             raise RecozooError(f"{model_cls.name} has no preset {preset!r} "
                                f"(known: {', '.join(sorted(presets)) or 'none'})")

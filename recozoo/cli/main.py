@@ -56,7 +56,7 @@ def models_cmd(name: Optional[str] = typer.Argument(None, help="show one model's
         rows = settings_table(cls.Settings)
         if as_json:
             _out({"model": name, "settings": rows, "fallback": cls.fallback,
-                  "presets": sorted(getattr(cls, "presets", {}) or {}), "folds_in": cls.folds_in.value,
+                  "presets": sorted(cls.presets), "folds_in": cls.folds_in.value,
                   "fold_in_method": cls.fold_in_method})
             return
         _print_settings(cls, rows)
@@ -86,7 +86,7 @@ def _print_settings(cls, rows) -> None:
         t.add_row(r["name"], r["type"], r["default"], r["help"])
     con = _console()
     con.print(t)
-    presets = sorted(getattr(cls, "presets", {}) or {})
+    presets = sorted(cls.presets)
     if presets:
         con.print(f"presets (--preset NAME): {', '.join(presets)}")
     con.print(f"fallback for unseen users/items: {cls.fallback}")
@@ -338,8 +338,6 @@ def export_cmd(
     """Export a trained torch model for serving outside recozoo (TorchScript or ONNX)."""
     from recozoo.runs import load_run
     _, model = load_run(run_dir)
-    if not hasattr(model, "export"):
-        raise RecozooError(f"{model.name} has no export (only torch models export)")
     path = model.export(out, format=fmt)
     _console(stderr=True).print(f"exported {model.name} to {path}")
 

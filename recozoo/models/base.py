@@ -31,7 +31,7 @@ import zipfile
 from abc import ABC, abstractmethod
 from enum import Enum
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -94,6 +94,10 @@ class Model(ABC):
     warm_starts: ClassVar[bool] = False
     #: one line: what a warm start starts from
     warm_start_method: ClassVar[str] = "no warm start: fit anew on the extended data"
+    #: named settings for ``--preset NAME``: name -> function(dataset name) -> setting values
+    presets: ClassVar[dict[str, Callable[[str], dict[str, Any]]]] = {}
+    #: tiny settings the conformance kit fits with (:func:`recozoo.testing.check_model`)
+    conformance_settings: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, settings: BaseSettings | dict[str, Any] | None = None, *, seed: int = 0,
                  device: str = "cpu", clip: tuple[float, float] | None = None):
@@ -435,6 +439,10 @@ class Model(ABC):
     def load(cls, path: str | Path) -> "Model":
         """Read a model saved by :meth:`save` (any registered model class)."""
         return load_model(path, expect=cls if cls is not Model else None)
+
+    def export(self, path: str | Path, format: str = "torchscript") -> Path:
+        """Write the model for serving outside recozoo (torch models: TorchScript or ONNX); others cannot."""
+        raise RecozooError(f"{self.name} has no export (only torch models export)")
 
     def n_parameters(self) -> int:
         """Number of learned scalars (for leaderboards)."""
