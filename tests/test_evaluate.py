@@ -103,3 +103,34 @@ def test_ranking_when_trailing_users_have_no_ratings():
                                user_ids=users, item_ids=items)
     sp = Split("t", tr, None, te)
     assert evaluate_ranking(Bias().fit(tr), sp, "test", k=1)["n_users"] == 1
+
+
+@pytest.mark.parametrize("policy", ["drop", "fallback"])
+def test_errors_are_the_scored_pairs_in_order(policy):
+    """evaluate_with_errors: prediction - truth for exactly the pairs the figures cover (compare's bootstrap
+    reads them instead of predicting TEST a second time)."""
+    from recozoo.evaluate import evaluate_with_errors
+    sp = _split()
+    m = Bias().fit(sp.train)
+    figures, err = evaluate_with_errors(m, sp, "test", policy=policy)
+    assert figures == {**evaluate(m, sp, "test", policy=policy), "predict_seconds": figures["predict_seconds"]}
+    t = sp.test
+    keep = np.ones(t.nnz, bool) if policy == "fallback" else np.array([True, True, False, False])
+    want = m.predict(t.users[keep], t.items[keep]).astype(np.float64) - t.ratings[keep]
+    assert err.dtype == np.float32 and np.array_equal(err, want.astype(np.float32))
+    assert np.sqrt(np.mean(err.astype(np.float64) ** 2)) == pytest.approx(figures["rmse"], rel=1e-6)
+
+
+def test_errors_of_a_temporal_model_are_at_the_ratings_times():
+    """A temporal model is scored at each rating's own time, and so are its errors (their RMSE is the figure)."""
+    from recozoo.data.synthetic import generate
+    from recozoo.evaluate import evaluate_with_errors
+    from recozoo.models.timesvdpp import TimeSVDpp
+    from recozoo.splits import time_fraction_split
+    sp = time_fraction_split(generate(200, 40, 4000, seed=3, drift=True, start="2005-01-01", end="2005-04-30"),
+                             "t", 0.8, seed=0)
+    m = TimeSVDpp(settings={"factors": 4, "epochs": 2}, seed=0).fit(sp.train, sp.valid)
+    figures, err = evaluate_with_errors(m, sp, "test")
+    assert np.sqrt(np.mean(err.astype(np.float64) ** 2)) == pytest.approx(figures["rmse"], rel=1e-6)
+    at_time = m.predict_table(sp.test) - sp.test.ratings
+    assert np.allclose(err, at_time, atol=1e-6)
