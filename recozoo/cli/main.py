@@ -435,10 +435,10 @@ def data_prepare(
 
 def _known_dataset_or_hint(name: str) -> None:
     """An unknown NAME with --source: say how to split one's own file (the likely intent)."""
+    from recozoo.datasets import get_spec
     from recozoo.errors import DatasetNotFound
-    from recozoo.registry import get_dataset
     try:
-        get_dataset(name)
+        get_spec(name)
     except DatasetNotFound:
         from recozoo.protocols import PROTOCOLS
         raise DatasetNotFound(f"unknown dataset {name!r}: to make a dataset of your own ratings file, "
