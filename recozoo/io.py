@@ -52,12 +52,13 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 def json_default(o: Any) -> Any:
     """``json.dumps(..., default=json_default)`` for records and logs.
 
-    numpy scalars (and anything else with ``.item()``) become Python numbers;
-    other objects (paths, dtypes) their ``str``: a record must never fail to be
-    written because a figure arrived as ``np.float32``.
+    numpy scalars and arrays (and torch tensors: anything with ``.tolist()``)
+    become Python numbers and lists; other objects (paths, dtypes) their
+    ``str``: a record must never fail to be written because a figure arrived
+    as ``np.float32``.
     """
     try:
-        return o.item()
+        return o.tolist()
     except AttributeError:
         return str(o)
 

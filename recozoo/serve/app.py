@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import re
 import time
 from pathlib import Path
@@ -36,6 +37,8 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from recozoo.errors import RecozooError
+from recozoo.io import json_default
+from recozoo.serve.batcher import MicroBatcher
 from recozoo.serve.recommender import MAX_K, ClientError, Recommender, UnknownId
 
 __all__ = ["ServeOptions", "create_app", "parse_json_body", "JSON_DEPTH_LIMIT"]
@@ -76,6 +79,15 @@ class ServeOptions:
 
 
 # ------------------------------------------------------------------ JSON in and out
+def compute_threads(threads: int, workers: int) -> int:
+    """Threads one worker's batch scorer uses: ``threads`` if given (>0), else the cores left after
+    every worker's event loop has one, shared by the workers (at least 1)."""
+    if threads > 0:
+        return threads
+    cores = os.cpu_count() or 1
+    return max(1, (cores - workers) // max(workers, 1))
+
+
 def _error(status: int, message: str, headers: dict | None = None) -> Response:
     line = " ".join(str(message).split())[:500]
     return Response(json.dumps({"error": line}), status_code=status, media_type="application/json",
@@ -84,14 +96,8 @@ def _error(status: int, message: str, headers: dict | None = None) -> Response:
 
 def _ok(body: bytes | dict) -> Response:
     if isinstance(body, dict):
-        body = json.dumps(body, default=_json_default).encode()
+        body = json.dumps(body, default=json_default).encode()
     return Response(body, media_type="application/json")
-
-
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    return str(o)
 
 
 def _int_literal(text: str) -> int:
@@ -183,39 +189,41 @@ class _State:
         return rec.answer(queries)
 
 
-def create_app(options: ServeOptions) -> Starlette:
-    """The Starlette app for ``options`` (the run is loaded at start-up, in the lifespan)."""
-    from recozoo.serve.batcher import MicroBatcher
-    state = _State(options)
+class _Api:
+    """The server's endpoints and lifespan over one :class:`_State` (``create_app`` wires them to routes)."""
+
+    def __init__(self, options: ServeOptions, state: _State):
+        self.options, self.state = options, state
 
     @contextlib.asynccontextmanager
-    async def lifespan(app):
+    async def lifespan(self, app):
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, state.open)
-        state.swap_lock = asyncio.Lock()
-        state.batcher = MicroBatcher(state.run_batch, max_batch=options.max_batch,
-                                     wait_s=options.batch_wait_ms / 1000.0, on_batch=state.metrics.batch)
-        state.batcher.start()
+        await loop.run_in_executor(None, self.state.open)
+        self.state.swap_lock = asyncio.Lock()
+        self.state.batcher = MicroBatcher(self.state.run_batch, max_batch=self.options.max_batch,
+                                          wait_s=self.options.batch_wait_ms / 1000.0,
+                                          on_batch=self.state.metrics.batch)
+        self.state.batcher.start()
         import signal
         try:
-            loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(_swap(None)))
+            loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self._swap(None)))
         except (NotImplementedError, RuntimeError, ValueError):   # not the main thread (tests), Windows
             pass
         yield
-        await state.batcher.stop()
-        state.events.store.close()
+        await self.state.batcher.stop()
+        self.state.events.store.close()
 
-    async def _swap(run_dir: str | None) -> Recommender:
+    async def _swap(self, run_dir: str | None) -> Recommender:
         """Load the new run off the event loop, then switch; in-flight batches keep their run."""
-        async with state.swap_lock:
-            target = Path(run_dir) if run_dir else Path(options.run_dir)
-            rec = await asyncio.get_running_loop().run_in_executor(None, state.load, target)
-            state.rec = rec
-            state.metrics.swaps += 1
+        async with self.state.swap_lock:
+            target = Path(run_dir) if run_dir else Path(self.options.run_dir)
+            rec = await asyncio.get_running_loop().run_in_executor(None, self.state.load, target)
+            self.state.rec = rec
+            self.state.metrics.swaps += 1
             return rec
 
-    async def read_json(request: Request) -> Any:
-        limit = options.max_body_bytes
+    async def read_json(self, request: Request) -> Any:
+        limit = self.options.max_body_bytes
         length = request.headers.get("content-length")
         if length is not None and not (length.isascii() and length.isdigit()):
             raise ClientError("Content-Length is not a number")
@@ -232,62 +240,61 @@ def create_app(options: ServeOptions) -> Starlette:
                 else:
                     chunks.clear()    # too large: read on and discard, so the client gets its 413
         try:
-            await asyncio.wait_for(gather(), options.read_timeout)
+            await asyncio.wait_for(gather(), self.options.read_timeout)
         except asyncio.TimeoutError:
-            raise _Timeout(f"request body not received within {options.read_timeout:g} s") from None
+            raise _Timeout(f"request body not received within {self.options.read_timeout:g} s") from None
         if size > limit:
             raise _TooLarge(f"request body larger than {limit} bytes")
         return parse_json_body(b"".join(chunks))
 
-    async def answer_one(rec: Recommender, query):
-        return await state.batcher.submit(rec, query)
+    async def answer_one(self, rec: Recommender, query):
+        return await self.state.batcher.submit(rec, query)
 
     # ------------------------------------------------------------ endpoints
-    async def health(request: Request) -> Response:
-        return _ok(state.rec.health())
+    async def health(self, request: Request) -> Response:
+        return _ok(self.state.rec.health())
 
-    async def model_info(request: Request) -> Response:
-        info = state.rec.info()
-        info["events"] = {"db": str(state.events.store.path), "users_with_live_events": state.events.users(),
-                          "ignored_through_id": state.events.through}
-        from recozoo.serve.server import compute_threads
-        info["serving"] = {"batch_wait_ms": options.batch_wait_ms, "max_batch": options.max_batch,
-                           "workers": options.workers,
-                           "compute_threads": compute_threads(options.threads, options.workers)}
+    async def model_info(self, request: Request) -> Response:
+        info = self.state.rec.info()
+        info["events"] = {"db": str(self.state.events.store.path), "users_with_live_events": self.state.events.users(),
+                          "ignored_through_id": self.state.events.through}
+        info["serving"] = {"batch_wait_ms": self.options.batch_wait_ms, "max_batch": self.options.max_batch,
+                           "workers": self.options.workers,
+                           "compute_threads": compute_threads(self.options.threads, self.options.workers)}
         return _ok(info)
 
-    async def recommend_get(request: Request) -> Response:
+    async def recommend_get(self, request: Request) -> Response:
         q = request.query_params
         if "user" not in q:
             raise ClientError("missing query parameter 'user'")
         k = _k(q.get("k", "10"))
-        rec = state.rec
-        state.events.refresh()
+        rec = self.state.rec
+        self.state.events.refresh()
         query = rec.query_user(rec.parse_user(q["user"]), k)
-        items, scores = await answer_one(rec, query)
+        items, scores = await self.answer_one(rec, query)
         return _ok(b'{"user":' + json.dumps(q["user"]).encode() + b',"items":'
                    + rec.rows_json(items, scores) + b"}")
 
-    async def recommend_post(request: Request) -> Response:
-        body = await read_json(request)
+    async def recommend_post(self, request: Request) -> Response:
+        body = await self.read_json(request)
         if not isinstance(body, dict):
             raise ClientError("request body must be a JSON object")
         k = _k(body.get("k", 10))
-        rec = state.rec
+        rec = self.state.rec
         query = rec.query_ratings(body.get("ratings"), k)
-        items, scores = await answer_one(rec, query)
+        items, scores = await self.answer_one(rec, query)
         return _ok(b'{"items":' + rec.rows_json(items, scores) + b"}")
 
-    async def recommend_batch(request: Request) -> Response:
-        body = await read_json(request)
+    async def recommend_batch(self, request: Request) -> Response:
+        body = await self.read_json(request)
         if not isinstance(body, dict) or not isinstance(body.get("requests"), list):
             raise ClientError('request body must be {"requests": [{"user": ID} or {"ratings": {...}}, ...]}')
         reqs = body["requests"]
         if not 1 <= len(reqs) <= 1000:
             raise ClientError("'requests' must hold 1 to 1000 entries")
         k_all = _k(body.get("k", 10))
-        rec = state.rec
-        state.events.refresh()
+        rec = self.state.rec
+        self.state.events.refresh()
         queries, errors = [], {}
         for j, r in enumerate(reqs):
             try:
@@ -300,7 +307,7 @@ def create_app(options: ServeOptions) -> Starlette:
                 errors[j] = e
                 queries.append(None)
         live = [q for q in queries if q is not None]
-        answers = iter(await asyncio.gather(*[answer_one(rec, q) for q in live]))
+        answers = iter(await asyncio.gather(*[self.answer_one(rec, q) for q in live]))
         parts = []
         for j, r in enumerate(reqs):
             if j in errors:
@@ -313,25 +320,25 @@ def create_app(options: ServeOptions) -> Starlette:
             parts.append(head + b'"items":' + rec.rows_json(items, scores) + b"}")
         return _ok(b'{"results":[' + b",".join(parts) + b"]}")
 
-    async def predict(request: Request) -> Response:
+    async def predict(self, request: Request) -> Response:
         q = request.query_params
         if "user" not in q or "item" not in q:
             raise ClientError("query parameters 'user' and 'item' are required")
-        rec = state.rec
-        state.events.refresh()
+        rec = self.state.rec
+        self.state.events.refresh()
         user, item = rec.parse_user(q["user"]), rec.parse_item(q["item"])
         value = await asyncio.get_running_loop().run_in_executor(None, rec.predict, user, item)
         return _ok({"user": q["user"], "item": q["item"], "rating": value})
 
-    async def interactions(request: Request) -> Response:
-        body = await read_json(request)
+    async def interactions(self, request: Request) -> Response:
+        body = await self.read_json(request)
         if isinstance(body, dict) and "events" in body:
             events = body["events"]
             if not isinstance(events, list) or not 1 <= len(events) <= 10_000:
                 raise ClientError("'events' must be a list of 1 to 10000 events")
         else:
             events = [body]
-        rec = state.rec
+        rec = self.state.rec
         rows = []
         for e in events:
             if not isinstance(e, dict) or "user" not in e or "item" not in e:
@@ -345,55 +352,60 @@ def create_app(options: ServeOptions) -> Starlette:
                     raise ClientError("'rating' must be a finite number (or absent for an implicit event)")
                 rating = float(rating)
             rows.append((user, item, rating))
-        ids = await asyncio.get_running_loop().run_in_executor(None, state.events.add, rows)
-        state.metrics.interactions += len(ids)
+        ids = await asyncio.get_running_loop().run_in_executor(None, self.state.events.add, rows)
+        self.state.metrics.interactions += len(ids)
         return _ok({"stored": len(ids), "ids": ids, "reflected": rec.folds_in})
 
-    async def metrics(request: Request) -> Response:
-        return Response(state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+    async def metrics(self, request: Request) -> Response:
+        return Response(self.state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
-    async def openapi(request: Request) -> Response:
+    async def openapi(self, request: Request) -> Response:
         from recozoo.serve.openapi import spec
         return _ok(spec())
 
-    async def docs(request: Request) -> Response:
+    async def docs(self, request: Request) -> Response:
         from recozoo.serve.openapi import docs_html
         return HTMLResponse(docs_html())
 
-    async def admin_swap(request: Request) -> Response:
-        token = options.admin_token
+    async def admin_swap(self, request: Request) -> Response:
+        token = self.options.admin_token
         if not token:
             return _error(403, "admin endpoints are off (start the server with --admin-token); "
                                "SIGHUP to the server process reloads RUN_DIR")
         if request.headers.get("authorization", "") != f"Bearer {token}":
             return _error(401, "missing or wrong admin token (Authorization: Bearer TOKEN)")
-        if options.workers > 1:
+        if self.options.workers > 1:
             return _error(409, "with --workers > 1 a swap must reach every worker: send SIGHUP to the "
                                "main process (it restarts the workers gracefully)")
-        body = await read_json(request) if request.headers.get("content-length", "0") != "0" else {}
+        body = await self.read_json(request) if request.headers.get("content-length", "0") != "0" else {}
         if not isinstance(body, dict):
             raise ClientError('request body must be {"run_dir": PATH} or empty')
         target = body.get("run_dir")
         if target is not None and not isinstance(target, str):
             raise ClientError("'run_dir' must be a path")
         try:
-            rec = await _swap(target)
+            rec = await self._swap(target)
         except RecozooError as e:
             return _error(400, f"cannot swap: {e}")
         return _ok({"swapped": True, "run_dir": str(rec.run_dir), "model": rec.model.name})
 
+
+def create_app(options: ServeOptions) -> Starlette:
+    """The Starlette app for ``options`` (the run is loaded at start-up, in the lifespan)."""
+    state = _State(options)
+    api = _Api(options, state)
     routes = [
-        Route("/health", health, methods=["GET"]),
-        Route("/recommend", recommend_get, methods=["GET"]),
-        Route("/recommend", recommend_post, methods=["POST"]),
-        Route("/recommend/batch", recommend_batch, methods=["POST"]),
-        Route("/predict", predict, methods=["GET"]),
-        Route("/model", model_info, methods=["GET"]),
-        Route("/interactions", interactions, methods=["POST"]),
-        Route("/metrics", metrics, methods=["GET"]),
-        Route("/openapi.json", openapi, methods=["GET"]),
-        Route("/docs", docs, methods=["GET"]),
-        Route("/admin/swap", admin_swap, methods=["POST"]),
+        Route("/health", api.health, methods=["GET"]),
+        Route("/recommend", api.recommend_get, methods=["GET"]),
+        Route("/recommend", api.recommend_post, methods=["POST"]),
+        Route("/recommend/batch", api.recommend_batch, methods=["POST"]),
+        Route("/predict", api.predict, methods=["GET"]),
+        Route("/model", api.model_info, methods=["GET"]),
+        Route("/interactions", api.interactions, methods=["POST"]),
+        Route("/metrics", api.metrics, methods=["GET"]),
+        Route("/openapi.json", api.openapi, methods=["GET"]),
+        Route("/docs", api.docs, methods=["GET"]),
+        Route("/admin/swap", api.admin_swap, methods=["POST"]),
     ]
     known = {r.path for r in routes}
     allowed = {}
@@ -416,7 +428,7 @@ def create_app(options: ServeOptions) -> Starlette:
     async def server_error(request: Request, exc: Exception) -> Response:
         return _error(500, f"internal error: {type(exc).__name__}")
 
-    app = Starlette(routes=routes, lifespan=lifespan,
+    app = Starlette(routes=routes, lifespan=api.lifespan,
                     exception_handlers={HTTPException: http_error, ClientError: client_error,
                                         UnknownId: client_error, _HttpStatus: client_error,
                                         Exception: server_error})

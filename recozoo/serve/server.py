@@ -32,7 +32,7 @@ import time
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from recozoo.serve.app import ServeOptions, create_app
+from recozoo.serve.app import ServeOptions, compute_threads, create_app
 
 __all__ = ["serve", "bind_socket", "GuardedHttpToolsProtocol", "ServerThread", "serve_in_thread",
            "OPTIONS_ENV"]
@@ -139,15 +139,6 @@ def create_app_from_env():
     options = ServeOptions.from_json(os.environ[OPTIONS_ENV])
     set_compute_threads(options.threads, options.workers)
     return create_app(options)
-
-
-def compute_threads(threads: int, workers: int) -> int:
-    """Threads one worker's batch scorer uses: ``threads`` if given (>0), else the cores left after
-    every worker's event loop has one, shared by the workers (at least 1)."""
-    if threads > 0:
-        return threads
-    cores = os.cpu_count() or 1
-    return max(1, (cores - workers) // max(workers, 1))
 
 
 def set_compute_threads(threads: int, workers: int) -> int:
