@@ -33,7 +33,7 @@ scipy L-BFGS-B's default; ``lr=1``, its natural step). On ml-100k u1 VALID it
 beats Rprop but needs a smaller λ than Rprop's early-stopped optimum: λ=200 with
 ``eval_every=1`` and ``patience=50`` is the ``ml-100k`` preset (``recozoo fit
 autorec-i --dataset ml-100k --preset ml-100k``; the λ search is in
-docs/history.md). The defaults stay Rprop's: its epochs are cheaper, and the
+docs/zoo.md). The defaults stay Rprop's: its epochs are cheaper, and the
 Netflix-scale configurations use them.
 
 The network, sparse fast path (observed inputs only, outputs gathered at the

@@ -85,12 +85,12 @@ def _paper_preset(dataset: str) -> dict[str, Any]:
 
 
 def _small_preset(dataset: str) -> dict[str, Any]:
-    """Settings selected on ml-100k u1 VALID (the search is in docs/history.md)."""
+    """Settings selected on ml-100k u1 VALID (the search is in docs/deeprec.md)."""
     return dict(SMALL_DATA_SETTINGS)
 
 
 #: chosen on ml-100k u1 VALID (benchmarks/deeprec_findings.py, then the L2 strength by benchmarks/bench_zoo.py;
-#: docs/history.md has the search): on 76K ratings a shallow, item-based, L2-regularised, full-batch Rprop
+#: docs/deeprec.md has the search): on 76K ratings a shallow, item-based, L2-regularised, full-batch Rprop
 #: autoencoder beats the deeper user-based ones.
 SMALL_DATA_SETTINGS: dict[str, Any] = {
     "mode": "item", "layers": "500", "activation": "sigmoid", "dropout": 0.0, "refeed": 0,

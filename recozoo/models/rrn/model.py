@@ -45,7 +45,7 @@ No official code exists; these choices are **ours** (settings where open):
   last known step's ratings and no test ratings — the same input rule as in
   training. ``future="calendar"`` instead advances one empty step per calendar
   step up to the predicted one; the LSTM never sees empty steps in training,
-  and on drifting data this was much worse (docs/history.md), so it is not the
+  and on drifting data this was much worse (docs/temporal.md), so it is not the
   default;
 * :meth:`RRN.observe` is the paper's "no retraining" experiment, a separately
   named mode: it adds later ratings (e.g. earlier test days) to the history the
@@ -64,7 +64,7 @@ No official code exists; these choices are **ours** (settings where open):
 
 Defaults that are not the paper's (``reg_stationary`` 0.12, ``lr_stationary``
 0.1, the ours-switches above) were chosen on synthetic-drift VALID only
-(docs/history.md).
+(docs/history.md lists what was tried).
 
 Prediction at a time inside the history re-runs the LSTM over the stored
 history (training ratings by default), so the model keeps that history
