@@ -27,6 +27,8 @@ _BUILTIN_MODELS = {
     "biasedmf": "recozoo.models.mf:BiasedMF",
     "timesvdpp": "recozoo.models.timesvdpp:TimeSVDpp",
     "rrn": "recozoo.models.rrn.model:RRN",
+    "mult-vae": "recozoo.models.multvae:MultVAE",
+    "mult-dae": "recozoo.models.multvae:MultDAE",
 }
 
 

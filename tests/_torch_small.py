@@ -35,3 +35,15 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+def interrupt_after(epoch: int):
+    """A reporter that raises KeyboardInterrupt when epoch ``epoch`` is logged (after the previous
+    epoch's checkpoint): what a resume test interrupts a fit with."""
+    from recozoo.progress import Reporter
+
+    class _Interrupt(Reporter):
+        def log(self, record):
+            if record["epoch"] == epoch:
+                raise KeyboardInterrupt
+    return _Interrupt()

@@ -14,9 +14,8 @@ from recozoo.engine import EngineConfig, Loss, RowMatrix, Task, Trainer
 from recozoo.engine.checkpoint import BEST, LAST
 from recozoo.models.autoencoder import AutoencoderTask
 from recozoo.models.deeprec import DeepRec
-from recozoo.progress import Reporter
 
-from _torch_small import one_thread, small_split
+from _torch_small import interrupt_after, one_thread, small_split
 
 _threads = pytest.fixture(autouse=True)(one_thread)
 
@@ -88,15 +87,6 @@ def _weights(m):
     return {k: v.clone() for k, v in m.net_.state_dict().items()}
 
 
-class _Interrupt(Reporter):
-    def __init__(self, after):
-        self.after = after
-
-    def log(self, record):
-        if record["epoch"] == self.after:
-            raise KeyboardInterrupt
-
-
 @pytest.mark.parametrize("refeed", [1, 0])       # 0: row-sparse gradients and lazy momentum rows
 def test_deterministic_on_cpu_and_resume_reproduces_uninterrupted(tmp_path, refeed):
     full = _fit(tmp_path / "a", refeed=refeed)
@@ -105,7 +95,7 @@ def test_deterministic_on_cpu_and_resume_reproduces_uninterrupted(tmp_path, refe
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     # interrupt inside epoch 3's bookkeeping (after epoch 2's checkpoint), then resume
     with pytest.raises(KeyboardInterrupt):
-        _fit(tmp_path / "b", reporter=_Interrupt(after=3), refeed=refeed)
+        _fit(tmp_path / "b", reporter=interrupt_after(3), refeed=refeed)
     ck = torch.load(tmp_path / "b" / LAST, weights_only=True)
     assert ck["epoch"] == 2
     resumed = _fit(tmp_path / "b", resume=True, refeed=refeed)
