@@ -16,6 +16,8 @@ A failed check raises :class:`AssertionError` whose message starts with
 ``bad_settings``   an unknown setting, out-of-range / not-a-choice values derived from the
                    settings' declared constraints, and the caller's ``bad_settings`` each
                    raise :class:`~recozoo.errors.SettingsError` at construction
+``search_space``   the class's ``search_space`` is a :class:`~recozoo.search_space.SearchSpace` naming
+                   only its settings, and points sampled from it (seeded) are valid settings
 ``not_fitted``     ``predict`` before ``fit`` raises :class:`~recozoo.models.base.NotFittedError`
 ``fit``            ``fit`` returns the model and sets ``n_users_`` / ``n_items_``
 ``predict``        float32, one finite score per pair, any length (0 included)
@@ -56,12 +58,13 @@ from recozoo.data.synthetic import generate
 from recozoo.errors import SettingsError
 from recozoo.models.base import Model, NotFittedError, load_model
 from recozoo.search import refit
-from recozoo.settings import BaseSettings
+from recozoo.search_space import SearchSpace
+from recozoo.settings import BaseSettings, parse_settings
 from recozoo.splits import random_split
 
-__all__ = ["check_model", "tiny_split", "CHECKS"]
+__all__ = ["check_model", "check_search_space", "tiny_split", "CHECKS"]
 
-CHECKS = ("settings", "bad_settings", "not_fitted", "fit", "predict", "unseen", "ratings",
+CHECKS = ("settings", "bad_settings", "search_space", "not_fitted", "fit", "predict", "unseen", "ratings",
           "score_items", "recommend", "save_load", "determinism", "refit")
 
 _TINY: dict[int, Any] = {}
@@ -175,6 +178,8 @@ def check_model(model_cls_or_factory, *, settings: dict[str, Any] | None = None,
         _check_settings(cls, fail)
     if run("bad_settings"):
         _check_bad_settings(cls, make, bad_settings, fail)
+    if run("search_space"):
+        check_search_space(cls, fail=fail)
     # -- fitting and prediction
     model = make(settings=dict(settings), seed=0)
     if run("not_fitted"):
@@ -234,6 +239,29 @@ def _check_bad_settings(cls, make, bad_settings, fail) -> None:
             fail("bad_settings", False, f"settings {bad!r} raised {type(e).__name__}: {e} "
                                         f"(expected SettingsError)")
         fail("bad_settings", False, f"settings {bad!r} were accepted (expected SettingsError)")
+
+
+def check_search_space(cls, n_points: int = 25, seed: int = 0, fail=None) -> None:
+    """The ``search_space`` check alone: ``n_points`` seeded samples must each be valid settings.
+
+    Why sampled and not proved: a space may hold conditional parts and cross-field rules
+    (``Settings.validate``) that only concrete points exercise; ``recozoo tune`` runs the same
+    check before it writes anything, so a bad space fails there in one line too.
+    """
+    fail = fail or _Fail(getattr(cls, "name", "") or cls.__name__)
+    space = getattr(cls, "search_space", None)
+    fail("search_space", isinstance(space, SearchSpace),
+         "search_space must be a recozoo.search_space.SearchSpace (SearchSpace() = nothing to tune)")
+    known = {f.name for f in dataclasses.fields(cls.Settings)}
+    unknown = sorted(space.setting_names() - known)
+    fail("search_space", not unknown, f"the space names settings the model does not have: {unknown}")
+    rng = np.random.default_rng(seed)
+    for _ in range(n_points if space else 1):
+        point = space.sample_random(rng)
+        try:
+            parse_settings(cls.Settings, point, model=cls.name)
+        except SettingsError as e:
+            fail("search_space", False, f"the sampled point {point!r} is not valid settings: {e}")
 
 
 def _check_not_fitted(model, fail) -> None:

@@ -57,7 +57,7 @@ def models_cmd(name: Optional[str] = typer.Argument(None, help="show one model's
         if as_json:
             _out({"model": name, "settings": rows, "fallback": cls.fallback,
                   "presets": sorted(cls.presets), "folds_in": cls.folds_in.value,
-                  "fold_in_method": cls.fold_in_method})
+                  "fold_in_method": cls.fold_in_method, "search_space": cls.search_space.describe()})
             return
         _print_settings(cls, rows)
         return
@@ -91,6 +91,22 @@ def _print_settings(cls, rows) -> None:
         con.print(f"presets (--preset NAME): {', '.join(presets)}")
     con.print(f"fallback for unseen users/items: {cls.fallback}")
     con.print(f"fold-in of a new user ({cls.folds_in.value}): {cls.fold_in_method}")
+    _print_space(cls, con)
+
+
+def _print_space(cls, con) -> None:
+    """The model's declared search space (what `recozoo tune` samples), or a line saying it has none."""
+    rows = cls.search_space.describe()
+    if not rows:
+        con.print("search space (recozoo tune): none declared")
+        return
+    from rich.table import Table
+    t = Table(title=f"{cls.name} search space (recozoo tune)")
+    for c in ("name", "kind", "values", "scale", "when"):
+        t.add_column(c, overflow="fold")
+    for r in rows:
+        t.add_row(r["name"], r["kind"], r["values"], "log" if r["log"] else "", r["when"])
+    con.print(t)
 
 
 # ------------------------------------------------------------------- fit

@@ -45,6 +45,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recozoo.models._factors import BiasedFactorModel
+from recozoo.search_space import Categorical, Float, Int, SearchSpace
 from recozoo.settings import BaseSettings, setting
 
 __all__ = ["ALS", "ALSSettings", "solve_ridge_rows"]
@@ -119,6 +120,9 @@ class ALS(BiasedFactorModel):
     fold_in_method = ("ALS-WR's user half-step: (Σ y_i y_iᵀ + λ n_u I) x_u = Σ (r_ui − μ − b_i) y_i "
                       "over the new user's ratings, bias solved jointly, item side fixed")
     conformance_settings = {"rank": 4, "iterations": 2}
+    #: what ``recozoo tune als`` tries (VALID RMSE is reported per iteration, so trials prune)
+    search_space = SearchSpace(Int("rank", 2, 128, log=True), Float("reg", 0.01, 1.0, log=True),
+                               Int("iterations", 5, 30), Categorical("biases", (True, False)))
 
     def _fit(self, train, valid, reporter, run_dir, resume):
         s = self.settings

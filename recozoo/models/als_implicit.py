@@ -35,6 +35,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recozoo.models.base import FoldIn, Model
+from recozoo.search_space import Categorical, Float, Int, SearchSpace, When
 from recozoo.settings import BaseSettings, setting
 
 __all__ = ["ImplicitALS", "ImplicitALSSettings"]
@@ -66,6 +67,12 @@ class ImplicitALS(Model):
     fallback = ("unknown or rating-less user: the mean user factor's score (a popularity-like "
                 "preference); unknown or rating-less item: score 0 (no evidence)")
     conformance_settings = {"factors": 4, "iterations": 2}
+    #: what ``recozoo tune als-implicit`` tries (with a ranking metric); ε only for the log confidence
+    search_space = SearchSpace(Int("factors", 16, 256, log=True), Float("reg", 1e-3, 10.0, log=True),
+                               Float("alpha", 1.0, 100.0, log=True),
+                               Categorical("confidence", ("linear", "log", "binary")),
+                               When("confidence", "log", Float("epsilon", 0.1, 10.0, log=True)),
+                               Int("iterations", 5, 30))
     folds_in = FoldIn.YES
     warm_starts = True
     warm_start_method = ("implicit's ALS continues from the run's user and item factors (new users: "

@@ -52,6 +52,7 @@ import torch
 
 from recozoo.engine import EngineConfig
 from recozoo.models.autoencoder import AutoencoderModel, AutoencoderTask
+from recozoo.search_space import Categorical, Float, Int, SearchSpace, When
 from recozoo.settings import BaseSettings, setting
 
 __all__ = ["AutoRecSettings", "IAutoRec", "UAutoRec"]
@@ -86,6 +87,11 @@ class _AutoRec(AutoencoderModel):
     empty_row = "mean"
     #: tiny settings for the conformance kit (recozoo.testing.check_model)
     conformance_settings = {"hidden": 16, "epochs": 20}
+    #: what ``recozoo tune autorec-i|autorec-u`` tries; L-BFGS comes with its own step and schedule
+    search_space = SearchSpace(Int("hidden", 100, 1000, log=True), Float("lam", 1.0, 1000.0, log=True),
+                               Categorical("optimizer", ("rprop", "lbfgs")),
+                               When("optimizer", "lbfgs", fixed={"lr": 1.0, "batch_size": 0, "epochs": 400,
+                                                                 "eval_every": 1, "patience": 50}))
     fallback = ("a row (item for I-AutoRec, user for U-AutoRec) without training ratings: the other "
                 "side's mean training rating (an empty input is never trained on); a column never "
                 "seen in training: the row's mean training rating; global mean if neither is known")

@@ -42,6 +42,7 @@ from recozoo.errors import CheckpointError, RecozooError, SettingsError
 from recozoo.io import atomic_write_bytes
 from recozoo.progress import Reporter, NullReporter
 from recozoo.registry import get_model
+from recozoo.search_space import SearchSpace
 from recozoo.settings import BaseSettings, parse_settings, settings_to_dict
 
 __all__ = ["Model", "FoldIn", "load_model", "NotFittedError", "top_k_rows"]
@@ -98,6 +99,9 @@ class Model(ABC):
     presets: ClassVar[dict[str, Callable[[str], dict[str, Any]]]] = {}
     #: tiny settings the conformance kit fits with (:func:`recozoo.testing.check_model`)
     conformance_settings: ClassVar[dict[str, Any]] = {}
+    #: what ``recozoo tune`` samples, declared beside the settings (:mod:`recozoo.search_space`): every
+    #: point must be valid ``Settings`` (``check_model`` samples it); empty = nothing to tune
+    search_space: ClassVar[SearchSpace] = SearchSpace()
 
     def __init__(self, settings: BaseSettings | dict[str, Any] | None = None, *, seed: int = 0,
                  device: str = "cpu", clip: tuple[float, float] | None = None):

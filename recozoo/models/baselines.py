@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from recozoo.models.base import FoldIn, Model
+from recozoo.search_space import Float, SearchSpace
 from recozoo.settings import BaseSettings, setting
 from dataclasses import dataclass
 
@@ -69,6 +70,8 @@ class Bias(Model):
     fallback = "unknown user: μ + b_i; unknown item: μ + b_u; both unknown: μ"
     folds_in = FoldIn.YES
     fold_in_method = "b_u = Σ(r − μ − b_i) / (reg_user + n), the training update, with the item biases fixed"
+    #: what ``recozoo tune bias`` tries: the two shrinkages
+    search_space = SearchSpace(Float("reg_user", 0.1, 100.0, log=True), Float("reg_item", 0.1, 100.0, log=True))
     warm_starts = True
     warm_start_method = ("alternating closed-form passes refitted on TRAIN + events (they converge to the "
                          "same biases from any start)")

@@ -38,6 +38,7 @@ import numpy as np
 from recozoo.errors import RecozooError, SettingsError
 from recozoo.models.base import FoldIn, Model
 from recozoo.registry import get_model
+from recozoo.search_space import Float, SearchSpace
 from recozoo.settings import BaseSettings, parse_assignments, setting
 
 __all__ = ["Blend", "BlendSettings", "parse_components", "ML100K_COMPONENTS"]
@@ -100,6 +101,8 @@ class Blend(Model):
     presets: ClassVar[dict[str, Callable[[str], dict[str, Any]]]] = {"ml-100k": _ml100k_preset}
     #: tiny settings for the conformance kit (recozoo.testing.check_model)
     conformance_settings = {"components": "bias; biasedmf epochs=5 factors=4"}
+    #: what ``recozoo tune blend`` tries: the ridge on the weights (the components are given)
+    search_space = SearchSpace(Float("ridge", 0.01, 100.0, log=True))
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -39,6 +39,7 @@ from typing import Any, Callable, ClassVar, Literal
 from recozoo.engine import EngineConfig
 from recozoo.errors import SettingsError
 from recozoo.models.autoencoder import ActivationName, AutoencoderModel, AutoencoderTask
+from recozoo.search_space import Categorical, Float, Layers, SearchSpace, When
 from recozoo.settings import BaseSettings, setting
 
 __all__ = ["DeepRec", "DeepRecSettings"]
@@ -114,6 +115,18 @@ class DeepRec(AutoencoderModel):
         "paper": _paper_preset, "ml-100k": _small_preset}
     #: tiny settings for the conformance kit (recozoo.testing.check_model)
     conformance_settings = {"layers": "32,16", "epochs": 10, "optimizer": "adam", "lr": 0.01, "dropout": 0.2}
+    #: what ``recozoo tune deeprec`` tries: a sampled depth with a width per layer, and the optimiser's
+    #: own parts (rprop is full-batch; minibatch optimisers draw a batch size and a learning rate)
+    search_space = SearchSpace(
+        Categorical("mode", ("item", "user")), Layers("layers", depth=(1, 3), width=(64, 1024)),
+        Categorical("activation", ("selu", "sigmoid", "elu", "swish", "tanh")), Float("dropout", 0.0, 0.9),
+        Categorical("refeed", (0, 1)), Float("weight_decay", 1e-6, 1e-2, log=True),
+        Categorical("optimizer", ("rprop", "adam", "momentum")),
+        When("optimizer", "rprop", fixed={"batch_size": 0, "lr": 0.01}),
+        When("optimizer", ("adam", "momentum"), Float("lr", 1e-4, 0.05, log=True),
+             Categorical("batch_size", (32, 64, 128, 256))),
+        When("optimizer", "momentum", Float("momentum", 0.5, 0.99)),
+        fixed={"epochs": 300, "eval_every": 5, "patience": 6})
 
     def _mode(self) -> str:
         return self.settings.mode

@@ -90,6 +90,7 @@ from torch import nn
 from recozoo.engine import EngineConfig, Loss, RowBatch, RowMatrix, Task, Trainer
 from recozoo.errors import SettingsError
 from recozoo.models.autoencoder import AutoencoderModel
+from recozoo.search_space import Categorical, Float, Int, Layers, SearchSpace
 from recozoo.settings import BaseSettings, setting
 
 __all__ = ["GLocalK", "GLocalKSettings", "GLocalKNet", "KernelLayer", "local_kernel"]
@@ -263,6 +264,10 @@ class GLocalK(AutoencoderModel):
                 "training ratings: the item's mean training rating; global mean if neither is known")
     #: tiny settings for the conformance kit (recozoo.testing.check_model)
     conformance_settings = {"layers": "16,16", "pre_epochs": 6, "fine_epochs": 4, "eval_every": 2}
+    #: what ``recozoo tune glocal-k`` tries; early stopping (patience) ends each stage on VALID
+    search_space = SearchSpace(Layers("layers", depth=(1, 3), width=(100, 1000)), Int("kernel_dim", 3, 10),
+                               Float("lambda_2", 1.0, 100.0, log=True), Float("lambda_s", 1e-4, 0.1, log=True),
+                               Float("dot_scale", 0.1, 10.0, log=True), Categorical("gk_size", (3, 5)))
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

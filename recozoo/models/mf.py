@@ -43,6 +43,7 @@ import numpy as np
 
 from recozoo.errors import RecozooError
 from recozoo.models._factors import BiasedFactorModel, padded_rows
+from recozoo.search_space import Categorical, Float, Int, SearchSpace
 from recozoo.settings import BaseSettings, setting
 
 __all__ = ["PMF", "BiasedMF", "PMFSettings", "BiasedMFSettings", "sgd_epoch"]
@@ -269,6 +270,10 @@ class PMF(_SGDFactorModel):
     fold_in_method = ("MAP of the user's factor with the items fixed: Σ (r − g(U·V_i))² + n λ_U ‖U‖², "
                       "one ridge solve (linear link) or Gauss-Newton iterations (logistic link)")
     _use_bias = False
+    #: what ``recozoo tune pmf`` tries
+    search_space = SearchSpace(Int("factors", 5, 100, log=True), Int("epochs", 20, 150),
+                               Float("lr", 1e-3, 0.1, log=True), Float("reg_user", 1e-3, 1.0, log=True),
+                               Float("reg_item", 1e-3, 1.0, log=True), Categorical("link", ("logistic", "linear")))
 
     def _score_new_users(self, ratings):
         """Linear link: the ridge solve of the base class. Logistic link: the same objective,
@@ -308,6 +313,10 @@ class BiasedMF(_SGDFactorModel):
     fold_in_method = ("p_u and b_u minimise Σ (r − μ − b_i − b_u − p_u·q_i)² + n (reg ‖p_u‖² + "
                       "reg_bias b_u²) (the SGD objective), items fixed: one small ridge solve")
     _use_bias = True
+    #: what ``recozoo tune biasedmf`` tries
+    search_space = SearchSpace(Int("factors", 8, 256, log=True), Int("epochs", 10, 80),
+                               Float("lr", 1e-3, 0.03, log=True), Float("reg", 1e-3, 0.3, log=True),
+                               Float("reg_bias", 1e-3, 0.3, log=True), Float("init_std", 0.01, 0.2, log=True))
 
     def _hyper(self):
         s = self.settings

@@ -59,6 +59,7 @@ from recozoo.models._factors import fold_in_ridge, keep_entries, with_ones
 from recozoo.models.base import FoldIn, Model
 from recozoo.models.temporal import TimeAwarePredict, days_of
 from recozoo.progress import Reporter
+from recozoo.search_space import Categorical, Float, Int, SearchSpace
 from recozoo.settings import BaseSettings, setting, settings_to_dict
 
 __all__ = ["TimeSVDpp", "dev_u", "bin_of"]
@@ -253,6 +254,12 @@ class TimeSVDpp(TimeAwarePredict, Model):
     conformance_settings = {"epochs": 3, "factors": 4, "scaling": True, "day_factors": True}
     #: named settings (``recozoo fit timesvdpp --preset small``); the defaults stay BellKor's
     presets = {"small": _small_preset}
+    #: what ``recozoo tune timesvdpp`` tries; VALID stops each trial (patience) and prunes it per pass
+    search_space = SearchSpace(Int("factors", 5, 100, log=True), Float("lr_factors", 1e-3, 0.03, log=True),
+                               Float("reg_factors", 1e-4, 0.1, log=True), Float("lr_decay", 0.8, 0.99),
+                               Float("reg_bu", 1e-3, 0.1, log=True), Float("reg_bi", 1e-3, 0.1, log=True),
+                               Categorical("scaling", (True, False)), Categorical("day_bias", (True, False)),
+                               fixed={"epochs": 40, "patience": 3})
     folds_in = FoldIn.YES
     fold_in_method = ("static part only: b_u and p_u solve the per-user SGD objective Σ e² + n (reg_bu b_u² "
                       "+ reg_factors ‖p_u‖²) with items, y_j and the implicit term fixed; every new rating "

@@ -92,6 +92,7 @@ from recozoo.models.rrn.layout import Layout, Side, length_batches
 from recozoo.models.rrn.lstm import SideNet, run_lstm, step_dim
 from recozoo.models.rrn.task import RRNTask
 from recozoo.progress import Reporter
+from recozoo.search_space import Float, Int, SearchSpace
 from recozoo.settings import BaseSettings, setting
 
 __all__ = ["RRN", "RRNSettings"]
@@ -164,6 +165,11 @@ class RRN(TimeAwarePredict, Model):
     summary = "RRN (Wu et al. WSDM 2017): user and movie LSTMs over time steps + stationary factors"
     #: tiny settings for the conformance kit (recozoo.testing.check_model)
     conformance_settings = {"epochs": 2, "hidden": 8, "embed": 8, "dynamic": 4, "stationary": 4}
+    #: what ``recozoo tune rrn`` tries (epochs and patience stay the settings': VALID stops a trial)
+    search_space = SearchSpace(Int("hidden", 16, 128, log=True), Int("embed", 16, 128, log=True),
+                               Int("dynamic", 5, 50, log=True), Int("stationary", 5, 50, log=True),
+                               Float("lr", 1e-4, 1e-2, log=True), Float("dropout", 0.0, 0.6),
+                               Float("reg_stationary", 0.01, 1.0, log=True))
 
     # ----------------------------------------------------------------- building
     def _build_nets(self, n_users: int, n_items: int) -> None:

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 from recozoo.models.base import FoldIn, Model
+from recozoo.search_space import Float, SearchSpace
 from recozoo.settings import BaseSettings, setting
 
 __all__ = ["EASE", "EASESettings"]
@@ -50,6 +51,8 @@ class EASE(Model):
     fallback = ("user without training interactions (or unknown): the item's popularity "
                 "(column sums of X) scaled to [0, 1]; unknown item: score 0")
     conformance_settings = {"reg": 10.0}
+    #: what ``recozoo tune ease --metric ndcg@10`` tries: λ over four decades (the paper's 200..1000 inside)
+    search_space = SearchSpace(Float("reg", 1.0, 10000.0, log=True))
     folds_in = FoldIn.YES
     warm_starts = True
     warm_start_method = "closed form: refitted on TRAIN + events (no learned state to start from)"
