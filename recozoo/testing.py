@@ -30,6 +30,12 @@ A failed check raises :class:`AssertionError` whose message starts with
 ``recommend``      k distinct items per user, none seen in training, scores sorted
                    descending and equal to ``predict``; the array form matches the
                    one-user form; ``exclude_seen=False`` may return seen items
+``fold_in``        the class declares ``folds_in`` (a :class:`~recozoo.models.base.FoldIn`) and a
+                   one-line ``fold_in_method``; a fitted model that cannot fold in refuses
+                   ``score_new_users`` with a one-line error (and ``folds_in = YES`` may not); one
+                   that can returns (users x n_items) finite float32 scores, the same for a
+                   batch as for each user alone and in any order, the unknown-user fallback for
+                   a user without ratings, and ``recommend_new_users`` excludes the rated items
 ``save_load``      ``save`` + ``load_model`` give identical predictions and recommendations
 ``determinism``    two fits with one seed give the same predictions
 ``refit``          ``refit_settings()`` is a dict the model's settings accept, it survives
@@ -55,8 +61,8 @@ import numpy as np
 
 from recozoo import registry
 from recozoo.data.synthetic import generate
-from recozoo.errors import SettingsError
-from recozoo.models.base import Model, NotFittedError, load_model
+from recozoo.errors import RecozooError, SettingsError
+from recozoo.models.base import FoldIn, Model, NotFittedError, load_model
 from recozoo.search import refit
 from recozoo.search_space import SearchSpace
 from recozoo.settings import BaseSettings, parse_settings
@@ -65,7 +71,7 @@ from recozoo.splits import random_split
 __all__ = ["check_model", "check_search_space", "tiny_split", "CHECKS"]
 
 CHECKS = ("settings", "bad_settings", "search_space", "not_fitted", "fit", "predict", "unseen", "ratings",
-          "score_items", "recommend", "save_load", "determinism", "refit")
+          "score_items", "recommend", "fold_in", "save_load", "determinism", "refit")
 
 _TINY: dict[int, Any] = {}
 
@@ -204,6 +210,8 @@ def check_model(model_cls_or_factory, *, settings: dict[str, Any] | None = None,
         _check_score_items(model, users, train.n_items, fail)
     if run("recommend"):
         _check_recommend(model, users, k, train, fail)
+    if run("fold_in"):
+        _check_fold_in(model, users, fail)
     # -- persistence and determinism
     pu, pi = _all_pairs(min(train.n_users, 30), train.n_items)
     before = model.predict(pu, pi)
@@ -357,6 +365,53 @@ def _check_recommend(model, users: np.ndarray, k: int, train, fail) -> None:
     far = model.recommend(np.array([model.n_users_ + 7]), k=k)
     fail("recommend", np.shape(far[0]) == (1, k), "recommend for an unknown user must still "
                                                   "return k items (the fallback ranking)")
+
+
+def _fold_in_batch(model, users: np.ndarray):
+    """New users for the fold-in check: training users' histories (as new users), one user without
+    ratings and one who rated three items."""
+    import scipy.sparse as sp
+    hist = model.history(users[:6])
+    n = model.n_items_
+    extra = sp.csr_matrix((np.array([5.0, 1.0, 4.0], dtype=np.float32), np.array([0, n // 2, n - 1]),
+                           np.array([0, 0, 3])), shape=(2, n))
+    return sp.vstack([hist, extra]).tocsr()
+
+
+def _check_fold_in(model, users: np.ndarray, fail) -> None:
+    cls = type(model)
+    method = getattr(cls, "fold_in_method", "")
+    fail("fold_in", isinstance(getattr(cls, "folds_in", None), FoldIn) and bool(method) and "\n" not in method,
+         "the class must declare folds_in (a FoldIn) and a one-line fold_in_method")
+    if not model.can_fold_in():
+        fail("fold_in", cls.folds_in is not FoldIn.YES, "folds_in = YES but can_fold_in() is False")
+        try:
+            model.score_new_users(np.zeros((1, model.n_items_), dtype=np.float32))
+            refused = ""
+        except RecozooError as e:
+            refused = str(e)
+        fail("fold_in", bool(refused) and "\n" not in refused,
+             "a model that cannot fold in must refuse score_new_users with a one-line RecozooError")
+        return
+    R = _fold_in_batch(model, users)
+    sc = model.score_new_users(R)
+    fail("fold_in", isinstance(sc, np.ndarray) and sc.shape == R.shape and sc.dtype == np.float32
+         and bool(np.all(np.isfinite(sc))), f"score_new_users must return finite {R.shape} float32, got "
+                                            f"{getattr(sc, 'shape', None)} {getattr(sc, 'dtype', None)}")
+    alone = np.vstack([model.score_new_users(R[b]) for b in range(R.shape[0])])
+    fail("fold_in", np.allclose(sc, alone, rtol=1e-4, atol=1e-4),
+         f"a user's fold-in depends on the batch (max difference {np.abs(sc - alone).max():.3g})")
+    rev = model.score_new_users(R[::-1])[::-1]
+    fail("fold_in", np.allclose(sc, rev, rtol=1e-4, atol=1e-4), "fold-in depends on the users' order")
+    n = model.n_items_
+    fb = model.predict(np.full(n, -1, dtype=np.int64), np.arange(n, dtype=np.int64))
+    fail("fold_in", np.allclose(sc[-2], fb, rtol=1e-4, atol=1e-4),
+         "a new user without ratings must get the unknown-user fallback of predict")
+    k = min(5, n - 3)
+    items, scores = model.recommend_new_users(R[-1:], k=k)
+    fail("fold_in", not {0, n // 2, n - 1} & set(items[0].tolist())
+         and np.allclose(scores[0], sc[-1, items[0]], rtol=1e-4, atol=1e-4),
+         "recommend_new_users must exclude the rated items and score like score_new_users")
 
 
 def _check_save_load(model, cls, users: np.ndarray, k: int, pu, pi, before: np.ndarray, fail) -> None:

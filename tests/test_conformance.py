@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from recozoo.models.baselines import Bias
 from recozoo.registry import list_models
@@ -17,7 +18,7 @@ from recozoo.testing import check_model
 @pytest.mark.parametrize("entry", list_models(), ids=lambda e: e.name)
 def test_every_registered_model_conforms(entry):
     report = check_model(entry.cls)
-    assert report["save_load"] == "ok" and report["recommend"] == "ok"
+    assert report["save_load"] == "ok" and report["recommend"] == "ok" and report["fold_in"] == "ok"
     assert report["ratings"] == ("ok" if entry.cls.predicts_ratings else "skipped")
 
 
@@ -95,6 +96,15 @@ class Scores(Bias):
         return super()._predict_unknown(users, items) * 40
 
 
+class MixesUsers(Bias):
+    """Folds a batch in as one pooled user (each answer depends on its batch companions)."""
+    name = "broken-fold-in"
+
+    def _score_new_users(self, ratings):
+        pooled = super()._score_new_users(sp.csr_matrix(ratings.sum(axis=0)))
+        return np.repeat(pooled, ratings.shape[0], axis=0)
+
+
 class AcceptsAnything(Bias):
     """Accepts a setting the caller says is bad (range checks missing in validate)."""
     name = "broken-bad-settings"
@@ -108,6 +118,7 @@ class AcceptsAnything(Bias):
     (Crashes, "unseen", {}),
     (Lax, "settings", {}),
     (Scores, "ratings", {}),
+    (MixesUsers, "fold_in", {}),
     (AcceptsAnything, "bad_settings", {"bad_settings": [{"iterations": 3}]}),
 ])
 def test_the_kit_catches_a_broken_model(cls, check, kwargs):

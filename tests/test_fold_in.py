@@ -183,6 +183,74 @@ def test_blend_fold_in_is_the_weighted_sum_of_its_components(split):
         m.score_new_users(R)
 
 
+def _forward_np(net, x, act):
+    """The autoencoder's forward pass written out in numpy from its weights (eval mode: no dropout)."""
+    w = {k: v.detach().double().numpy() for k, v in net.state_dict().items()}
+    h = act(x @ w["w_in"] + w["b_in"])
+    n_enc = sum(k.startswith("enc_w.") for k in w)
+    for j in range(n_enc):
+        h = act(h @ w[f"enc_w.{j}"].T + w[f"enc_b.{j}"])
+    for j in range(n_enc):
+        h = act(h @ w[f"dec_w.{j}"].T + w[f"dec_b.{j}"])
+    return h @ w["w_out"].T + w["b_out"]
+
+
+def _selu(z):
+    return 1.0507009873554805 * np.where(z > 0, z, 1.6732632423543772 * np.expm1(np.minimum(z, 0)))
+
+
+def _sigmoid(z):
+    return 1 / (1 + np.exp(-z))
+
+
+def _without_item_ratings(table, items):
+    """``table`` with every rating of ``items`` removed (same id maps): columns never seen in training."""
+    from recozoo.data.table import RatingsTable
+    keep = ~np.isin(table.items, items)
+    return RatingsTable.from_coo(table.users[keep], table.items[keep], table.ratings[keep], None,
+                                 user_ids=table.user_ids, item_ids=table.item_ids)
+
+
+@pytest.mark.parametrize("name,settings_,act", [
+    ("deeprec", {"layers": "12,6", "epochs": 3, "optimizer": "adam", "lr": 0.01, "dropout": 0.3}, _selu),
+    ("autorec-u", {"hidden": 8, "epochs": 5}, _sigmoid)])
+def test_user_mode_autoencoder_fold_in_is_the_forward_pass(split, name, settings_, act):
+    cold = np.array([2, 11])                      # items without training ratings
+    train = _without_item_ratings(split.train, cold)
+    m = get_model(name)(settings=settings_, seed=1).fit(train)
+    assert m.can_fold_in() and get_model(name).folds_in is not FoldIn.NO
+    R = _new_users(m.n_items_, seed=8)
+    R = sp.csr_matrix((np.r_[R.data, 4.0], np.r_[R.indices, cold[0]], R.indptr + np.r_[0, np.ones(5, int)]),
+                      shape=R.shape)          # user 0 also rated a cold item: its entry is left out
+    R.sort_indices()
+    got = m.score_new_users(R)
+    x = R.toarray().astype(np.float64)
+    x[:, cold] = 0.0
+    want = _forward_np(m.net_, x, act)
+    rated = np.diff(R.indptr) > 0
+    kept = x != 0
+    want[:, cold] = (x.sum(1) / np.maximum(kept.sum(1), 1))[:, None]       # the row's mean rating
+    want[~rated] = m.predict(np.full(m.n_items_, -1), np.arange(m.n_items_))   # unknown-user fallback
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    # folding a training user's own TRAIN row in gives exactly that user's scores
+    users = np.flatnonzero(np.diff(m.seen_items().indptr) > 0)[:9]
+    np.testing.assert_array_equal(m.score_new_users(m.history(users)), m.score_items(users))
+    items, _ = m.recommend_new_users(R, k=5)
+    assert not set(items[0].tolist()) & set(R[0].indices.tolist())
+
+
+@pytest.mark.parametrize("name,settings_", [("deeprec", {"layers": "8", "epochs": 1, "mode": "item"}),
+                                            ("autorec-i", {"hidden": 4, "epochs": 1}),
+                                            ("glocal-k", {"layers": "4,4", "pre_epochs": 1, "fine_epochs": 0})])
+def test_item_mode_networks_say_they_cannot_fold_in(split, name, settings_):
+    m = _fit(name, split, **settings_)
+    assert not m.can_fold_in()
+    with pytest.raises(RecozooError, match="cannot score a new user.*new input column") as e:
+        m.score_new_users(_new_users(m.n_items_))
+    assert "\n" not in str(e.value)
+    assert get_model("rrn").folds_in is FoldIn.NO and "LSTM" in get_model("rrn").fold_in_method
+
+
 def test_batched_fold_in_equals_one_user_at_a_time(split):
     for name, st_ in (("als", {"rank": 4, "iterations": 2}), ("biasedmf", {"factors": 4, "epochs": 2}),
                       ("timesvdpp", {"factors": 3, "epochs": 2}), ("pmf", {"factors": 3, "epochs": 2})):
@@ -213,7 +281,8 @@ def test_every_model_declares_its_fold_in():
         assert e.cls.fold_in_method and "\n" not in e.cls.fold_in_method, e.name
     rows = {r["name"]: r for r in run_json("models")}
     assert rows["als"]["folds_in"] == "yes" and rows["ease"]["folds_in"] == "yes"
-    assert rows["autorec-i"]["folds_in"] == "no"
+    assert rows["autorec-i"]["folds_in"] == "no" and rows["autorec-u"]["folds_in"] == "yes"
+    assert rows["deeprec"]["folds_in"] == "depends on settings" and rows["glocal-k"]["folds_in"] == "no"
     assert "fold_in_method" in run_json("models", "als")
 
 

@@ -33,6 +33,8 @@ def runs(ml100k_split, tmp_path_factory):
     d = tmp_path_factory.mktemp("serve")
     fit_run(RunConfig(model="bias", dataset="ml-100k", settings={}), d / "bias", split=ml100k_split)
     fit_run(RunConfig(model="als", dataset="ml-100k", settings={"iterations": 5}), d / "als", split=ml100k_split)
+    fit_run(RunConfig(model="deeprec", dataset="ml-100k", settings={"layers": "16", "epochs": 2, "dropout": 0.0}),
+            d / "deeprec", split=ml100k_split)
     return d
 
 
@@ -383,6 +385,8 @@ def test_recommend_cli_known_and_new_user(runs, tmp_path):
     f.write_text(json.dumps({"50": 5, "181": 4}))
     n = run_json("recommend", runs / "als", "--ratings", f, "--k", "4")
     assert len(n["items"]) == 4
+    d = run_json("recommend", runs / "deeprec", "--ratings", f, "--k", "4")      # user mode folds in
+    assert len(d["items"]) == 4 and not {50, 181} & {r["item"] for r in d["items"]}
     assert_one_line_error(run_cli("recommend", runs / "bias", "--user", "424242", check=False), "unknown user")
     f.write_text("{not json")
     assert_one_line_error(run_cli("recommend", runs / "bias", "--ratings", f, check=False), "not valid json")

@@ -56,7 +56,8 @@ from recozoo.engine import EngineConfig, Loss, RowBatch, RowMatrix, RowSparseMod
 from recozoo.engine.sparse_ops import CompactPattern, csr_matmul, sampled_dot, sampled_dot_at
 from recozoo.errors import SettingsError
 from recozoo.io import atomic_write_bytes
-from recozoo.models.base import Model
+from recozoo.models._factors import keep_entries
+from recozoo.models.base import FoldIn, Model
 
 __all__ = ["AutoencoderNet", "AutoencoderTask", "AutoencoderModel", "ACTIVATIONS", "ActivationName",
            "CSR_DEVICES"]
@@ -278,6 +279,12 @@ class AutoencoderModel(Model):
     #: rows without training ratings: "network" = output for an empty input row,
     #: "mean" = the column's mean training rating (global mean if none)
     empty_row: ClassVar[str] = "network"
+    #: user mode folds a new user in by one forward pass; item mode cannot (see :meth:`can_fold_in`)
+    folds_in: ClassVar[FoldIn] = FoldIn.SETTINGS
+    fold_in_method: ClassVar[str] = (
+        "user mode: the forward pass on the new user's ratings vector (entries on items without training "
+        "ratings left out: their input weights never learned); item mode cannot: a new user is a new "
+        "input column of every item's vector, which the network has no weights for")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -426,6 +433,46 @@ class AutoencoderModel(Model):
             bad = ~self._col_known()[users]
             if bad.any():
                 out[bad] = self._row_mean()[None, :].repeat(int(bad.sum()), 0)
+        return out
+
+    # ---------------------------------------------------------------- fold-in
+    def can_fold_in(self) -> bool:
+        """User mode only: a user's row is the network's input, so a new row is one forward pass."""
+        return self.folds_in is not FoldIn.NO and self._mode() == "user"
+
+    @torch.no_grad()
+    def _score_new_users(self, ratings) -> np.ndarray:
+        """The forward pass on each new user's ratings vector, with :meth:`score_items`'s fallbacks.
+
+        Why the same code path as :meth:`score_items` (sparse first layer, dense
+        decoder): folding in a training user's own TRAIN row must give exactly
+        that user's scores. Ratings of items without training data are dropped
+        from the input (their ``w_in`` rows never learned); a row left empty gets
+        the unknown-user fallback; items without training data get the row's
+        mean of the kept ratings, as a training user gets its training mean.
+        """
+        known_col = self._col_known()
+        keep = known_col[ratings.indices]
+        if not keep.all():
+            ratings = keep_entries(ratings, keep)
+        n_rows, n = ratings.shape
+        out = np.empty((n_rows, n), dtype=np.float32)
+        counts = np.diff(ratings.indptr)
+        live = np.flatnonzero(counts > 0)
+        dev = self._device()
+        for s in range(0, live.size, 1024):
+            sub = ratings[live[s:s + 1024]]
+            h = self.net_.encode_sparse(torch.from_numpy(sub.indptr.astype(np.int64)).to(dev),
+                                        torch.from_numpy(sub.indices.astype(np.int64)).to(dev),
+                                        torch.from_numpy(sub.data.astype(np.float32)).to(dev))
+            out[live[s:s + 1024]] = self.net_.decode_dense(h).float().cpu().numpy()
+        empty = counts == 0
+        if empty.any():
+            it = np.arange(n, dtype=np.int64)
+            out[empty] = self._predict_unknown(np.full(n, -1, dtype=np.int64), it)
+        if (~known_col).any() and live.size:
+            sums = np.add.reduceat(ratings.data.astype(np.float64), ratings.indptr[live])
+            out[np.ix_(live, np.flatnonzero(~known_col))] = (sums / counts[live])[:, None]
         return out
 
     # ------------------------------------------------------------ persistence

@@ -52,6 +52,7 @@ import torch
 
 from recozoo.engine import EngineConfig
 from recozoo.models.autoencoder import AutoencoderModel, AutoencoderTask
+from recozoo.models.base import FoldIn
 from recozoo.search_space import Categorical, Float, Int, SearchSpace, When
 from recozoo.settings import BaseSettings, setting
 
@@ -122,6 +123,9 @@ class IAutoRec(_AutoRec):
     #: ``--preset ml-100k``: full-batch L-BFGS, λ=200 (chosen on ml-100k u1 VALID; I-AutoRec only)
     presets: ClassVar[dict[str, Callable[[str], dict[str, Any]]]] = {"ml-100k": _ml100k_preset}
     summary = "I-AutoRec: item-based one-hidden-layer autoencoder (Sedhain et al. 2015)"
+    folds_in = FoldIn.NO
+    fold_in_method = ("cannot: item-based, a new user is a new input column of every item's vector, which "
+                      "the network has no weights for (refit, or use autorec-u)")
 
 
 class UAutoRec(_AutoRec):
@@ -130,4 +134,7 @@ class UAutoRec(_AutoRec):
     name = "autorec-u"
     row_mode = "user"
     summary = "U-AutoRec: user-based one-hidden-layer autoencoder (Sedhain et al. 2015)"
+    folds_in = FoldIn.YES
+    fold_in_method = ("the forward pass on the new user's ratings vector (entries on items without training "
+                      "ratings left out: their input weights never learned)")
 

@@ -90,6 +90,7 @@ from torch import nn
 from recozoo.engine import EngineConfig, Loss, RowBatch, RowMatrix, Task, Trainer
 from recozoo.errors import SettingsError
 from recozoo.models.autoencoder import AutoencoderModel
+from recozoo.models.base import FoldIn
 from recozoo.search_space import Categorical, Float, Int, Layers, SearchSpace
 from recozoo.settings import BaseSettings, setting
 
@@ -260,6 +261,9 @@ class GLocalK(AutoencoderModel):
     summary = "GLocal-K: item autoencoder with local-kernel weights + global conv kernel (Han et al. 2021)"
     row_mode = "item"
     empty_row = "mean"
+    folds_in = FoldIn.NO
+    fold_in_method = ("cannot: item-based, a new user is a new input column of every item's vector (and of "
+                      "the global kernel's convolution over the whole matrix); refit")
     fallback = ("an item without training ratings: the user's mean training rating; a user without "
                 "training ratings: the item's mean training rating; global mean if neither is known")
     #: tiny settings for the conformance kit (recozoo.testing.check_model)

@@ -163,6 +163,9 @@ class RRN(TimeAwarePredict, Model):
     fallback = ("global mean for out-of-range ids; a user/movie without history gets the "
                 "new-user/new-movie state")
     summary = "RRN (Wu et al. WSDM 2017): user and movie LSTMs over time steps + stationary factors"
+    fold_in_method = ("cannot from a ratings vector: the user LSTM walks the ratings' days, which a new user's "
+                      "(items x ratings) row lacks, and a new user has no stationary factor; the paper's "
+                      "no-retraining mode is RRN.observe (later timed ratings of known users)")
     #: tiny settings for the conformance kit (recozoo.testing.check_model)
     conformance_settings = {"epochs": 2, "hidden": 8, "embed": 8, "dynamic": 4, "stationary": 4}
     #: what ``recozoo tune rrn`` tries (epochs and patience stay the settings': VALID stops a trial)
