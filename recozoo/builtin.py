@@ -29,6 +29,9 @@ _BUILTIN_MODELS = {
     "rrn": "recozoo.models.rrn.model:RRN",
     "mult-vae": "recozoo.models.multvae:MultVAE",
     "mult-dae": "recozoo.models.multvae:MultDAE",
+    "pop": "recozoo.models.popularity:Popularity",
+    "itemknn": "recozoo.models.itemknn:ItemKNN",
+    "bpr": "recozoo.models.bpr:BPR",
 }
 
 

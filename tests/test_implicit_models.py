@@ -1,0 +1,114 @@
+"""pop, itemknn, bpr: each against its definition; fold-in on held-out users; `recozoo fit` on a
+prepared (memory-mapped) strong-generalisation split for every implicit model (~25 s).
+
+Expected values are computed here directly (loops over items and users), never by calling the
+code under test twice.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from recozoo.data.table import RatingsTable
+from recozoo.registry import get_model
+from recozoo.strong_generalization import strong_generalization_split
+
+from cli_helpers import run_json
+
+#: tiny settings per model for the fold-in and CLI checks
+TINY = {"pop": {}, "itemknn": {"neighbours": 8}, "bpr": {"factors": 6, "iterations": 20},
+        "mult-vae": {"layers": "16,8", "epochs": 3}, "mult-dae": {"layers": "8", "epochs": 3}}
+
+
+@pytest.fixture(scope="module")
+def strong():
+    rng = np.random.default_rng(5)
+    u = np.repeat(np.arange(160), 10)
+    i = np.concatenate([rng.choice(40, 10, replace=False, p=_skew(40)) for _ in range(160)])
+    return strong_generalization_split(RatingsTable.from_raw(u, i, np.ones(u.size, np.float32)), "x", 20)
+
+
+def _skew(n):
+    p = 1.0 / np.arange(1, n + 1)
+    return p / p.sum()
+
+
+def _fit(name, split, **extra):
+    return get_model(name)({**TINY[name], **extra}, seed=1).fit(split.train, split.valid)
+
+
+def test_itemknn_is_cosine_top_k(strong):
+    m = _fit("itemknn", strong, neighbours=5, shrink=2.0)
+    X = (strong.train.to_csr().toarray() > 0).astype(np.float64)
+    n = X.shape[1]
+    norms = np.sqrt(X.sum(0))
+    W = np.zeros((n, n))
+    for j in range(n):
+        sim = np.array([X[:, i] @ X[:, j] / (norms[i] * norms[j] + 2.0) if i != j else 0.0 for i in range(n)])
+        top = sorted(range(n), key=lambda i: (-sim[i], i))[:5]
+        W[top, j] = np.where(sim[top] > 0, sim[top], 0)
+    np.testing.assert_allclose(m.weights_.toarray(), W, rtol=1e-6, atol=1e-7)
+    users = np.arange(30)
+    np.testing.assert_allclose(m.score_items(users), X[users] @ W, rtol=1e-5, atol=1e-6)
+
+
+def test_pop_scores_are_the_training_counts(strong):
+    m = _fit("pop", strong)
+    counts = np.bincount(np.asarray(strong.train.items), minlength=strong.train.n_items)
+    fold = strong.test_fold_in.to_csr()[strong.held_out_users("test")]
+    np.testing.assert_array_equal(m.score_new_users(fold), np.tile(counts, (fold.shape[0], 1)))
+
+
+def test_bpr_fold_in_maximises_its_objective(strong):
+    m = _fit("bpr", strong, fold_in_negatives=15, fold_in_iterations=400)
+    users = strong.held_out_users("test")[:6]
+    R = strong.test_fold_in.to_csr()[users]
+    got = m.score_new_users(R)
+    Q = m.item_factors_.astype(np.float64)
+    S = m.fold_in_negatives_
+    for b in range(R.shape[0]):
+        items = R[b].indices
+        neg = np.array([j for j in S if j not in set(items)])
+        p = np.linalg.lstsq(Q[:, :-1], got[b] - Q[:, -1], rcond=None)[0]     # the vector behind the scores
+        d = (Q[items][:, None, :-1] - Q[neg][None, :, :-1]).reshape(-1, Q.shape[1] - 1)
+        x = d @ p + (Q[items][:, None, -1] - Q[neg][None, :, -1]).reshape(-1)
+        grad = (d / (1 + np.exp(x))[:, None]).mean(0) - m.settings.reg * p
+        assert np.abs(grad).max() < 1e-4, (b, np.abs(grad).max())
+        np.testing.assert_allclose(got[b], m.score_new_users(R[b])[0], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_fold_in_items_are_never_recommended(name, strong):
+    m = _fit(name, strong)
+    assert m.can_fold_in()
+    users = strong.held_out_users("test")
+    fold = strong.test_fold_in.to_csr()
+    items, scores = m.recommend_new_users(fold[users], k=25)
+    assert np.isfinite(scores).all()
+    for row, u in enumerate(users):
+        assert not set(items[row].tolist()) & set(fold[u].indices.tolist())
+    # a user folded in with an empty history gets the popularity fallback
+    empty = m.score_new_users(sp.csr_matrix((1, m.n_items_)))[0]
+    np.testing.assert_array_equal(empty, np.bincount(np.asarray(strong.train.items),
+                                                     minlength=m.n_items_).astype(np.float32))
+
+
+def test_every_implicit_model_fits_on_a_prepared_split(tmp_path):
+    rng = np.random.default_rng(0)
+    lines = ["uid,sku"] + [f"u{u},{i}" for u in range(150)
+                           for i in rng.choice(60, size=int(rng.integers(5, 20)), replace=False)]
+    (tmp_path / "clicks.csv").write_text("\n".join(lines) + "\n")
+    home = {"RECOZOO_DATA": str(tmp_path / "home")}
+    run_json("data", "prepare", "clicks", "--source", tmp_path / "clicks.csv", "--protocol", "strong",
+             "--columns", "user=uid,item=sku,rating=none,string_ids=true", "--data-param", "heldout_users=15",
+             env=home)
+    for name, st in TINY.items():
+        sets = [a for k, v in st.items() for a in ("--set", f"{k}={v}")]
+        s = run_json("fit", name, "--dataset", "clicks", "--out", tmp_path / name, "-q", *sets, env=home)
+        assert s["predicts_ratings"] is False and s["split"]["test_fold_in"]["users"] == 15, name
+        assert (tmp_path / name / "model.rcz").exists() and json.loads((tmp_path / name / "summary.json")
+                                                                       .read_text())["model"] == name
