@@ -33,6 +33,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recozoo.models._interactions import InteractionModel
+from recozoo.search_space import Float, Int, SearchSpace
 from recozoo.settings import BaseSettings, setting
 
 __all__ = ["BPR", "BPRSettings", "bpr_fold_in"]
@@ -93,6 +94,8 @@ class BPR(InteractionModel):
     fold_in_method = ("the user vector maximising BPR's objective against the fixed item factors (pairs "
                       "of the user's items and a fixed seeded negative set), by gradient ascent")
     conformance_settings = {"factors": 4, "iterations": 3, "fold_in_negatives": 20, "fold_in_iterations": 20}
+    search_space = SearchSpace(Int("factors", 16, 256, log=True), Float("lr", 1e-3, 0.1, log=True),
+                               Float("reg", 1e-4, 1.0, log=True), Int("iterations", 20, 300, log=True))
 
     def _fit_interactions(self, X, reporter):
         import threadpoolctl

@@ -27,6 +27,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recozoo.models._interactions import InteractionModel
+from recozoo.search_space import Float, Int, SearchSpace
 from recozoo.settings import BaseSettings, setting
 
 __all__ = ["ItemKNN", "ItemKNNSettings", "cosine_top_k"]
@@ -77,6 +78,7 @@ class ItemKNN(InteractionModel):
                 "counts; an unknown item: 0")
     fold_in_method = "the sum of the neighbour similarities of the user's items (x_u · W, no refit)"
     conformance_settings = {"neighbours": 10}
+    search_space = SearchSpace(Int("neighbours", 5, 1000, log=True), Float("shrink", 0.0, 200.0))
 
     def _fit_interactions(self, X, reporter):
         self.weights_ = cosine_top_k(X, self.settings.neighbours, self.settings.shrink)

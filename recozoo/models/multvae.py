@@ -63,6 +63,7 @@ from torch import nn
 from recozoo.engine import EngineConfig, Loss, RowBatch, RowMatrix, RowSparseModule, Task, Trainer
 from recozoo.errors import SettingsError
 from recozoo.models.base import FoldIn, Model
+from recozoo.search_space import Float, Int, Layers, SearchSpace
 from recozoo.settings import BaseSettings, setting
 
 __all__ = ["MultVAE", "MultDAE", "MultNet", "MultTask", "MultVAESettings", "MultDAESettings",
@@ -361,6 +362,10 @@ class MultVAE(_MultModel):
     variational = True
     summary = "Mult-VAE: variational autoencoder with a multinomial likelihood (Liang et al. 2018)"
     conformance_settings = {"layers": "16,8", "epochs": 3, "batch_size": 32, "total_anneal_steps": 10}
+    #: what ``recozoo tune mult-vae`` tries: the paper's two layers, around its sizes, and the β cap
+    search_space = SearchSpace(Layers("layers", depth=(2, 2), width=(50, 800)), Float("dropout", 0.0, 0.8),
+                               Float("anneal_cap", 0.0, 1.0), Float("lr", 1e-4, 1e-2, log=True),
+                               Int("epochs", 20, 200, log=True))
 
 
 class MultDAE(_MultModel):
@@ -370,3 +375,6 @@ class MultDAE(_MultModel):
     variational = False
     summary = "Mult-DAE: denoising autoencoder with a multinomial likelihood (Liang et al. 2018)"
     conformance_settings = {"layers": "16", "epochs": 3, "batch_size": 32}
+    search_space = SearchSpace(Layers("layers", depth=(1, 2), width=(50, 800)), Float("dropout", 0.0, 0.8),
+                               Float("reg", 1e-5, 1e-1, log=True), Float("lr", 1e-4, 1e-2, log=True),
+                               Int("epochs", 20, 200, log=True))
