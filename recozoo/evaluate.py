@@ -22,13 +22,13 @@ import time
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from recozoo.errors import RecozooError
-from recozoo.metrics import mae, ranking_metrics, rmse
+from recozoo.metrics import mae, rmse
+from recozoo.rank_eval import evaluate_ranking, rank_part
 from recozoo.splits import Split
 
-__all__ = ["evaluate", "evaluate_with_errors", "evaluate_ranking", "POLICIES"]
+__all__ = ["evaluate", "evaluate_with_errors", "evaluate_ranking", "rank_part", "POLICIES"]
 
 POLICIES = ("drop", "fallback")
 
@@ -97,34 +97,3 @@ def _predict(model, table, sel: np.ndarray, users: np.ndarray, items: np.ndarray
         else:
             pred[s:s + chunk] = model.predict(users[s:s + chunk], items[s:s + chunk], timestamps=ts[s:s + chunk])
     return pred
-
-
-def evaluate_ranking(model, split: Split, part: str = "test", *, k: int = 10,
-                     threshold: float = 4.0, batch: int = 1024) -> dict[str, Any]:
-    """NDCG/Recall/MAP/HitRate@k over held-out positives (rating >= threshold).
-
-    Users counted: those with a TRAIN rating and at least one positive in
-    ``part``; their TRAIN items are excluded from the ranking.
-    """
-    table = split.table(part)
-    csr = table.to_csr()
-    # build the positives from copies: the split's arrays may be read-only memory maps
-    # and must never be pruned in place
-    keep = np.asarray(csr.data) >= threshold
-    before = np.concatenate([[0], np.cumsum(keep, dtype=np.int64)])
-    indptr = before[np.asarray(csr.indptr, dtype=np.int64)]
-    pos = sp.csr_matrix((np.ones(int(keep.sum()), dtype=np.float32), np.asarray(csr.indices)[keep],
-                         indptr), shape=csr.shape)
-    known = split.train.user_counts() > 0
-    users = np.flatnonzero((np.diff(pos.indptr) > 0) & known)
-    t0 = time.perf_counter()
-    recs = np.empty((users.size, min(k, split.train.n_items)), dtype=np.int64)
-    for s in range(0, users.size, batch):
-        items, _ = model.recommend(users[s:s + batch], k=k, exclude_seen=True)
-        recs[s:s + batch] = items
-    seconds = time.perf_counter() - t0
-    out: dict[str, Any] = {"part": part, "k": k, "threshold": threshold, "n_users": int(users.size),
-                           "recommend_seconds": seconds}
-    if users.size:
-        out.update(ranking_metrics(recs, pos[users], k))
-    return out

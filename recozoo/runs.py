@@ -28,6 +28,7 @@ from recozoo.data.table import IdMap
 from recozoo.datasets import load_split
 from recozoo.errors import RecozooError
 from recozoo.evaluate import evaluate_ranking, evaluate_with_errors
+from recozoo.rank_eval import default_ks, is_implicit
 from recozoo.io import atomic_write_json
 from recozoo.models.base import load_model
 from recozoo.progress import NullReporter, Reporter
@@ -235,12 +236,12 @@ class _Scores:
 
     def score(self, model, part: str) -> None:
         t = time.perf_counter()
-        if model.predicts_ratings:
+        if model.predicts_ratings and not is_implicit(self.split):
             self.metrics[part], errors = evaluate_with_errors(model, self.split, part, clip=self.clip)
             if part == "test":
                 self.test_errors = errors
-        else:
-            self.metrics[part] = evaluate_ranking(model, self.split, part)
+        else:   # ranking-only models, and every model on implicit data (where a "rating" is a 1)
+            self.metrics[part] = evaluate_ranking(model, self.split, part, ks=default_ks(self.split))
         self.seconds += time.perf_counter() - t
 
 

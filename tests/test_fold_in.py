@@ -15,7 +15,8 @@ import scipy.sparse as sp
 from hypothesis import given, settings, strategies as st
 
 from recozoo.errors import RecozooError
-from recozoo.models.base import FoldIn, top_k_rows
+from recozoo.models.base import FoldIn
+from recozoo.topk import top_k_rows
 from recozoo.registry import get_model, list_models
 from recozoo.testing import tiny_split
 

@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from recozoo.metrics import (hit_rate_at_k, mae, map_at_k, masked_mse, masked_mse_torch, masked_sse_torch,
-                             ndcg_at_k, ranking_metrics, recall_at_k, rmse)
+                             ndcg_at_k, ranking_metrics, ranking_per_user, recall_at_k,
+                             recall_std_at_k, rmse)
 
 FAST = settings(max_examples=80, deadline=None)
 
@@ -185,8 +186,11 @@ def test_hand_computed_several_hits():
     for f in (recall_at_k, hit_rate_at_k, ndcg_at_k, map_at_k):
         assert f(perfect, rel, 3) == pytest.approx(1.0)
     assert ranking_metrics(rec, rel, 4) == {
-        "ndcg@4": ndcg_at_k(rec, rel, 4), "recall@4": 1.0, "map@4": map_at_k(rec, rel, 4),
-        "hitrate@4": 1.0}
+        "ndcg@4": ndcg_at_k(rec, rel, 4), "recall@4": 1.0, "recall_std@4": 1.0,
+        "map@4": map_at_k(rec, rel, 4), "hitrate@4": 1.0}
+    # the two recalls differ once K < |relevant|: 1 hit of 3 relevant at K = 2
+    assert recall_at_k(rec, rel, 2) == pytest.approx(1 / 2)
+    assert recall_std_at_k(rec, rel, 2) == pytest.approx(1 / 3)
 
 
 def test_fewer_recommendations_than_k_still_count_at_k():
@@ -218,7 +222,7 @@ def _naive(rec_row, rel_set, k):
     dcg = sum(h / math.log2(j + 2) for j, h in enumerate(hits))
     idcg = sum(1 / math.log2(j + 2) for j in range(m))
     ap = sum(sum(hits[:j + 1]) / (j + 1) for j, h in enumerate(hits) if h) / m
-    return recall, dcg / idcg, ap, float(any(hits))
+    return recall, dcg / idcg, ap, float(any(hits)), sum(hits) / len(rel_set)
 
 
 @FAST
@@ -233,7 +237,14 @@ def test_ranking_metrics_match_a_naive_per_user_version(n_users, n_items, k, dat
     assert got[f"ndcg@{k}"] == pytest.approx(ref[1])
     assert got[f"map@{k}"] == pytest.approx(ref[2])
     assert got[f"hitrate@{k}"] == pytest.approx(ref[3])
+    assert got[f"recall_std@{k}"] == pytest.approx(ref[4])
     assert all(0 <= v <= 1 + 1e-12 for v in got.values())
+    # per user too, at several cut-offs from one ranking (users with fewer positives than K included)
+    per = ranking_per_user(rec, _csr(rel, n_items), [1, k])
+    for kk in (1, k):
+        ref = np.array([_naive(rec[u], set(rel[u]), kk) for u in range(n_users)])
+        for j, name in enumerate(("recall", "ndcg", "map", "hitrate", "recall_std")):
+            np.testing.assert_allclose(per[f"{name}@{kk}"], ref[:, j], rtol=1e-12)
 
 
 def test_explicit_zeros_and_duplicates_in_relevant_are_not_extra_items():

@@ -46,3 +46,16 @@ def test_state_round_trip():
     b = Selection(uses_valid=True, patience=3)
     b.load_state_dict(a.state_dict())
     assert b == a and set(a.state_dict()) == {"best_epoch", "best_rmse", "bad", "stopped"}
+
+
+@given(st.lists(_rmse, min_size=1, max_size=40), st.integers(0, 5))
+def test_a_ranking_metric_selects_the_first_maximum(scores, patience):
+    """higher_is_better (NDCG on VALID): the mirror image of the RMSE rule."""
+    up = Selection(uses_valid=True, patience=patience, higher_is_better=True)
+    down = Selection(uses_valid=True, patience=patience)
+    for epoch, v in enumerate(scores, start=1):
+        assert up.update(epoch, v) == down.update(epoch, None if v is None else -v)
+        assert (up.best_epoch, up.bad, up.stopped) == (down.best_epoch, down.bad, down.stopped)
+        assert up.best_rmse == (None if down.best_rmse is None else -down.best_rmse)
+        if up.stopped:
+            break

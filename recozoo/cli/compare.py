@@ -66,7 +66,8 @@ def register(app: typer.Typer) -> None:
         out: Optional[Path] = typer.Option(None, "--out", help="output folder (default runs/compare-DATASET)"),
         fmt: str = typer.Option("table", "--format", help="table|markdown|csv|json"),
         metrics: Optional[str] = typer.Option(None, "--metrics",
-                                              help="rmse,mae,ndcg@K,recall@K,map@K,hitrate@K (default rmse,mae)"),
+                                              help="rmse,mae,ndcg@K,recall@K,recall_std@K,map@K,"
+                                                   "hitrate@K,coverage@K,popularity@K (default rmse,mae)"),
         split_seed: Optional[int] = typer.Option(None, "--split-seed", help="seed of the valid/test split"),
         device: Optional[str] = typer.Option(None, "--device", help="auto|cpu|cuda|cuda:N|mps"),
         source: Optional[Path] = typer.Option(None, "--source", help="raw data path (first use of a source)"),

@@ -39,11 +39,11 @@ __all__ = ["ModelSpec", "CompareConfig", "load_config_file", "parse_metrics", "p
            "RANKING_METRICS", "DEFAULT_RANKING"]
 
 RATING_METRICS = ("rmse", "mae")
-RANKING_METRICS = ("ndcg", "recall", "map", "hitrate")
+RANKING_METRICS = ("ndcg", "recall", "recall_std", "map", "hitrate", "coverage", "popularity")
 #: added when a ranking-only model is compared and no ranking metric was asked for,
 #: so that its row is never empty
 DEFAULT_RANKING = ("ndcg@10", "recall@10")
-_RANK_RE = re.compile(r"^(ndcg|recall|map|hitrate)@([1-9][0-9]*)$")
+_RANK_RE = re.compile(r"^(ndcg|recall|recall_std|map|hitrate|coverage|popularity)@([1-9][0-9]*)$")
 _TOP_KEYS = {"dataset", "models", "seeds", "metrics", "split_seed", "device", "source", "data_params",
              "model", "refit"}
 
@@ -85,7 +85,8 @@ def parse_metrics(value: str | list[str] | None) -> list[str]:
             continue
         if m not in RATING_METRICS and not _RANK_RE.match(m):
             raise SettingsError(f"unknown metric {raw.strip()!r} (known: rmse, mae, ndcg@K, recall@K, "
-                                "map@K, hitrate@K)")
+                                "recall_std@K, map@K, hitrate@K, coverage@K, popularity@K; "
+                                "docs/evaluation.md)")
         if m not in out:
             out.append(m)
     if not out:

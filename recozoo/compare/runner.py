@@ -144,11 +144,12 @@ def _fit_one(cfg: CompareConfig, spec, cls, settings: BaseSettings, seed: int, d
     summary = outcome.summary
     m = summary["metrics"]
     test_ranking: dict[str, Any] = {}
-    if cls.predicts_ratings:
+    if outcome.test_errors is not None:
         _save_npy(rdir / TEST_ERRORS, outcome.test_errors)
         predict_s = m["test"]["predict_seconds"]
-    else:
-        test_ranking[str(m["test"]["k"])] = m["test"]
+    else:   # TEST was ranked (a ranking-only model, or any model on implicit data)
+        for k in m["test"].get("ks", [m["test"]["k"]]):
+            test_ranking[str(k)] = m["test"]
         predict_s = m["test"]["recommend_seconds"]
     test_ranking = _ranking(outcome.model, split, ks, test_ranking)
     del outcome

@@ -214,7 +214,8 @@ def _columns(lb: Leaderboard) -> list[_Col]:
             cols.append(_Col(f"test {m.upper()}", f"test_{m}", "metric", "min"))
         else:
             name, k = m.split("@")
-            label = {"ndcg": "NDCG", "recall": "Recall", "map": "MAP", "hitrate": "HitRate"}[name]
+            label = {"ndcg": "NDCG", "recall": "Recall", "recall_std": "Recall(std)", "map": "MAP",
+                     "hitrate": "HitRate", "coverage": "Coverage", "popularity": "Popularity"}[name]
             cols.append(_Col(f"{label}@{k}", f"test_{m}", "metric", "max"))
     if "rmse" in lb.metrics:
         cols.append(_Col("valid RMSE", "valid_rmse", "metric", "min"))

@@ -1,9 +1,11 @@
 """Model selection on VALID, shared by every epoch loop: which epoch to keep, and when to stop.
 
 One rule for the torch engine (:class:`recozoo.engine.Trainer`) and for models
-with their own epoch loop (TimeSVD++'s numba passes): an epoch whose VALID RMSE
-is strictly below the best so far becomes the best (its weights are the ones
-kept); ``patience`` evaluations in a row without such an improvement stop
+with their own epoch loop (TimeSVD++'s numba passes): an epoch whose VALID figure
+is strictly better than the best so far becomes the best (its weights are the
+ones kept) — strictly below for an error such as RMSE, strictly above for a
+ranking metric such as NDCG@100 (``higher_is_better``; the first of equal
+figures stays the best either way); ``patience`` evaluations in a row without such an improvement stop
 training (0 = never). Without VALID every epoch is the best, so the last one is
 kept. The state is a few numbers, stored in checkpoints so that a resumed run
 selects exactly as an uninterrupted one.
@@ -26,14 +28,19 @@ class Selection:
     #: stop after this many evaluations without improvement (0 = never)
     patience: int = 0
     best_epoch: int = 0
+    #: the best VALID figure so far (the name predates ranking metrics; with ``higher_is_better`` it
+    #: holds e.g. the best NDCG)
     best_rmse: float | None = None
     #: evaluations since the last improvement
     bad: int = 0
     #: the patience ran out at the last evaluation
     stopped: bool = False
+    #: the VALID figure is a score to maximise (a ranking metric), not an error to minimise
+    higher_is_better: bool = False
 
     def update(self, epoch: int, valid_rmse: float | None) -> bool:
-        """Record ``epoch``; ``valid_rmse`` is None when VALID was not scored after it.
+        """Record ``epoch``; ``valid_rmse`` (the VALID figure, whatever the metric) is None when VALID
+        was not scored after it.
 
         Returns True when the epoch is the new best (the caller keeps its weights).
         """
@@ -43,7 +50,9 @@ class Selection:
         if valid_rmse is None:
             self.stopped = False
             return False
-        if self.best_rmse is None or valid_rmse < self.best_rmse:
+        better = (self.best_rmse is None or
+                  (valid_rmse > self.best_rmse if self.higher_is_better else valid_rmse < self.best_rmse))
+        if better:
             self.best_epoch, self.best_rmse, self.bad = epoch, valid_rmse, 0
             self.stopped = False
             return True
@@ -52,9 +61,10 @@ class Selection:
         return False
 
     def state_dict(self) -> dict[str, Any]:
-        """What a checkpoint stores (``uses_valid`` and ``patience`` come from the run's settings)."""
+        """What a checkpoint stores (``uses_valid``, ``patience`` and ``higher_is_better`` come from the
+        run's settings)."""
         d = asdict(self)
-        del d["uses_valid"], d["patience"]
+        del d["uses_valid"], d["patience"], d["higher_is_better"]
         return d
 
     def load_state_dict(self, state: dict[str, Any]) -> None:

@@ -127,6 +127,11 @@ class Task(ABC):
 
     #: True: the task brings its own batches (:meth:`epoch_batches`) instead of the engine's row batches
     own_batches: ClassVar[bool] = False
+    #: the VALID figure epochs are selected on: "rmse" (the engine's own, or :meth:`valid_rmse`), or a
+    #: metric the task computes in :meth:`valid_score` (e.g. "ndcg@100" of a ranking model)
+    valid_metric: ClassVar[str] = "rmse"
+    #: True when :attr:`valid_metric` is a score to maximise (ranking metrics), False for an error
+    higher_is_better: ClassVar[bool] = False
     #: False: decline row-sparse gradients with lazy row updates even where the module and the optimiser
     #: allow them (e.g. a weight penalty reads every row at every step, so nothing is gained)
     row_sparse_updates: bool = True
@@ -150,6 +155,12 @@ class Task(ABC):
         """VALID's RMSE computed by the task itself (module in eval mode, no_grad), or None: the engine
         scores VALID's target rows with :meth:`eval_sse` (the default)."""
         return None
+
+    def valid_score(self, module: torch.nn.Module, valid: Any) -> float | None:
+        """VALID's :attr:`valid_metric` computed by the task (module in eval mode, no_grad), or None
+        for the engine's RMSE. The default is :meth:`valid_rmse`; a ranking task returns e.g. its
+        NDCG@100 on VALID (:func:`recozoo.rank_eval.rank_part` ranks exactly as the evaluator does)."""
+        return self.valid_rmse(module, valid)
 
     def epoch_batches(self, epoch: int) -> Sized | Iterable[tuple[Any, int]]:
         """``own_batches`` tasks: the epoch's batches, sized (``len`` = progress units); iterating yields
@@ -428,7 +439,8 @@ class Trainer:
             torch.manual_seed(cfg.seed + 7919 * rt.rank)   # different dropout masks per rank
         opts = self.task.make_optimizers(module)
         opts = dict(opts) if opts is not None else {"main": _make_optimizer(cfg, module.parameters())}
-        run = _Run(module, opts, None, None, Selection(uses_valid=valid is not None, patience=cfg.patience))
+        run = _Run(module, opts, None, None, Selection(uses_valid=valid is not None, patience=cfg.patience,
+                                                   higher_is_better=self.task.higher_is_better))
         self._enable_row_sparse(module, run.opt)
         run.sched = _make_scheduler(cfg, run.opt)
         run.scaler = torch.amp.GradScaler(rt.device.type) if cfg.precision == "fp16" else None
@@ -605,7 +617,7 @@ class Trainer:
             return None
         module.eval()
         with torch.no_grad():
-            own = self.task.valid_rmse(module, valid)
+            own = self.task.valid_score(module, valid)
         module.train()
         if own is not None:
             return float(own)
@@ -616,10 +628,14 @@ class Trainer:
         """The epoch's line of ``metrics.jsonl``: to the history, the reporter and TensorBoard."""
         train_rmse = math.sqrt(sums[0].item() / sums[1].item()) if sums[1].item() else float("nan")
         seconds = time.perf_counter() - t0
-        rec = {"epoch": epoch + 1, "train_rmse": train_rmse, "valid_rmse": valid_rmse,
+        metric = self.task.valid_metric
+        rec = {"epoch": epoch + 1, "train_rmse": train_rmse,
+               "valid_rmse": valid_rmse if metric == "rmse" else None,
                "seconds": round(seconds, 4), "train_seconds": round(train_seconds, 4),
                "ratings_per_s": round(float(sums[1].item()) / train_seconds, 1) if train_seconds else None,
                "lr": run.opt.param_groups[0]["lr"], "best_epoch": run.selection.best_epoch}
+        if metric != "rmse":
+            rec[f"valid_{metric}"] = valid_rmse
         run.history.append(rec)
         self.reporter.log(rec)
         if tb is not None:

@@ -10,8 +10,9 @@ cells count (with confidence 1), which is what makes it a *ranking* model.
 ``implicit`` (Ben Frederickson) already solves this well — native code,
 conjugate-gradient or Cholesky solves, multi-threaded top-k — so this module
 only translates: ratings become confidences, our seed becomes its
-``random_state``, and :meth:`recommend` calls its ``recommend`` with the seen
-items of the training table as the filter (our ``exclude_seen``). We pass
+``random_state``, and the fold-in is its ``recalculate_user``; ``recommend`` is the
+base class's dense x_u·Y ranking through :func:`recozoo.topk.top_k_rows`, so its
+ties go to the lower item index like every other model's. We pass
 c_ui itself and ``alpha=1`` to ``implicit``, whose solver reads the matrix
 value as the confidence, so α and the confidence scheme stay ours and
 visible.
@@ -133,7 +134,7 @@ class ImplicitALS(Model):
         self._implicit = None    # the serving engine caches YᵀY: rebuilt for these factors
 
     def _engine(self):
-        """The ``implicit`` model serving ``recommend`` and the fold-in, holding our factors (built once
+        """The ``implicit`` model serving the fold-in, holding our factors (built once
         per set of factors: it caches YᵀY; ``regularization`` is ours, ``alpha`` 1 as in training)."""
         model = getattr(self, "_implicit", None)
         if model is None:
@@ -186,31 +187,6 @@ class ImplicitALS(Model):
         cold = np.diff(cui.indptr) == 0
         X[cold] = self.mean_user_factor_
         return (X @ self.item_factors_.T).astype(np.float32)
-
-    def recommend(self, users, k: int = 10, exclude_seen: bool = True):
-        """Top-``k`` through ``implicit``'s multi-threaded top-k (same contract as the base).
-
-        Users with training data are served by ``implicit.recommend`` with their
-        training items as the filter; out-of-range or rating-less users fall
-        back to the base class (mean-user-factor scores).
-        """
-        self._check_fitted()
-        single = np.ndim(users) == 0
-        users = np.atleast_1d(np.asarray(users, dtype=np.int64))
-        known = (users >= 0) & (users < self.n_users_)
-        known[known] &= self.user_known_[users[known]]
-        if not known.all() or k < 1:
-            return super().recommend(users[0] if single else users, k, exclude_seen)
-        k = min(k, self.n_items_)
-        seen = self._seen[users].astype(np.float32).tocsr()
-        ids, scores = self._engine().recommend(users, seen, N=k,
-                                               filter_already_liked_items=exclude_seen)
-        ids = np.asarray(ids, dtype=np.int64)
-        scores = np.asarray(scores, dtype=np.float32)
-        # implicit scores filtered items -FLT_MAX (they come last when k exceeds the unseen
-        # items); the base contract says -inf
-        scores[scores <= np.finfo(np.float32).min] = -np.inf
-        return (ids[0], scores[0]) if single else (ids, scores)
 
     # ------------------------------------------------------------ persistence
     def _get_state(self) -> dict[str, Any]:

@@ -44,6 +44,7 @@ from recozoo.progress import Reporter, NullReporter
 from recozoo.registry import get_model
 from recozoo.search_space import SearchSpace
 from recozoo.settings import BaseSettings, parse_settings, settings_to_dict
+from recozoo.topk import top_k_rows
 
 __all__ = ["Model", "FoldIn", "load_model", "NotFittedError", "top_k_rows"]
 
@@ -456,36 +457,6 @@ class Model(ABC):
             return 0
         return int(sum(v.size for v in state.values() if isinstance(v, np.ndarray)
                        and v.dtype.kind == "f"))
-
-
-def top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top-``k`` columns of every row of ``scores`` (B x n), best first: ``(items, scores)``, each B x k.
-
-    Deterministic, whatever the batch: ties are broken by the lower column index
-    (why: a server that scores requests in micro-batches must return exactly
-    what it returns for one request alone, and ``argpartition`` alone picks among
-    tied values by position in its own work order). ``k`` is capped at ``n``.
-    """
-    scores = np.asarray(scores)
-    n_rows, n = scores.shape
-    k = max(1, min(int(k), n))
-    if k == n:
-        top = np.broadcast_to(np.arange(n), (n_rows, n))
-    else:
-        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        part = np.take_along_axis(scores, top, axis=1)
-        cut = part.min(axis=1)
-        # rows where values equal to the cut spill over the k slots: take those ties by index
-        spill = np.flatnonzero((scores >= cut[:, None]).sum(axis=1) > k)
-        if spill.size:
-            top = top.copy()
-            for r in spill:           # rare (exact float ties at the boundary); per affected row only
-                above = np.flatnonzero(scores[r] > cut[r])
-                tied = np.flatnonzero(scores[r] == cut[r])
-                top[r] = np.concatenate([above, tied[:k - above.size]])
-    part = np.take_along_axis(scores, top, axis=1)
-    order = np.lexsort((top, -part), axis=1)
-    return np.take_along_axis(top, order, axis=1), np.take_along_axis(part, order, axis=1)
 
 
 def _json_default(o):

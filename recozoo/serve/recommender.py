@@ -6,7 +6,7 @@ user with live events (their training history and events folded in, see
 :mod:`recozoo.serve.store`). :meth:`Recommender.answer` scores many queries in
 one pass — one ``score_items`` call for the known users, one
 ``score_new_users`` call for the fold-ins — and picks every top-k at once
-(:func:`recozoo.models.base.top_k_rows`), which is what the server's
+(:func:`recozoo.topk.top_k_rows`), which is what the server's
 micro-batcher calls.
 
 Batch-invariance: a query's answer must not depend on which other queries
@@ -223,7 +223,7 @@ class Recommender:
 
     def answer(self, queries: list[Query]) -> list[tuple[np.ndarray, np.ndarray]]:
         """Top-k (items, scores) per query, scored together; excluded items never appear."""
-        from recozoo.models.base import top_k_rows
+        from recozoo.topk import top_k_rows
         if not queries:
             return []
         s = self.scores(queries)
