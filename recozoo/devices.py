@@ -10,7 +10,7 @@ import re
 
 from recozoo.errors import SettingsError
 
-__all__ = ["resolve_device", "check_device_name"]
+__all__ = ["resolve_device", "check_device_name", "require_device"]
 
 
 def check_device_name(name: str) -> str:
@@ -18,6 +18,19 @@ def check_device_name(name: str) -> str:
     name = (name or "auto").strip().lower()
     if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", name):
         raise SettingsError(f"--device {name!r}: expected auto, cpu, cuda, cuda:N or mps")
+    return name
+
+
+def require_device(name: str) -> str:
+    """Check, before anything else happens, that a named device exists here; return the name.
+
+    ``auto`` and ``cpu`` always pass, without importing torch (a torch-free model's fit stays
+    light); ``cuda``, ``cuda:N`` and ``mps`` import torch and fail with one line when absent —
+    before a run directory is written or data is loaded, whichever model asked.
+    """
+    name = check_device_name(name)
+    if name not in ("auto", "cpu"):
+        resolve_device(name)
     return name
 
 

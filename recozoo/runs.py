@@ -26,6 +26,7 @@ import numpy as np
 
 from recozoo.data.table import IdMap
 from recozoo.datasets import load_split
+from recozoo.devices import require_device
 from recozoo.errors import RecozooError
 from recozoo.evaluate import evaluate_ranking, evaluate_with_errors
 from recozoo.rank_eval import default_ks, is_implicit
@@ -38,19 +39,21 @@ from recozoo.settings import BaseSettings, parse_settings, settings_to_dict
 from recozoo.warm import warm_start_split
 
 __all__ = ["RunConfig", "fit_run", "fit_and_score", "FitOutcome", "load_run", "resolve_settings",
-           "default_run_dir", "versions", "MODEL_FILE"]
+           "default_run_dir", "versions", "read_config", "MODEL_FILE"]
 
 MODEL_FILE = "model.rcz"
 
 
 def versions() -> dict[str, str]:
-    import numpy
+    """Versions recorded beside a run. Read from the installed packages' metadata, not by
+    importing them: importing torch only to record its version cost a torch-free model
+    (``fit bias``) ~150 MB of memory and seconds of start-up (docs/reliability.md)."""
+    from importlib import metadata
     out = {"recozoo": __import__("recozoo").__version__, "python": platform.python_version(),
-           "numpy": numpy.__version__}
+           "numpy": np.__version__}
     try:
-        import torch
-        out["torch"] = torch.__version__
-    except ImportError:  # pragma: no cover
+        out["torch"] = metadata.version("torch")
+    except metadata.PackageNotFoundError:  # pragma: no cover
         pass
     return out
 
@@ -133,6 +136,7 @@ def fit_and_score(cfg: RunConfig, run_dir: str | Path | None = None, *, resume: 
     ``cfg.settings`` may be the model's parsed ``Settings`` (what the CLI and ``compare`` pass:
     parsed once, where the user's values arrive) or a plain dict, parsed here.
     """
+    require_device(cfg.device)      # a device this machine lacks: fail before any file or data
     reporter = reporter or NullReporter()
     cls = get_model(cfg.model)
     settings = cfg.settings if isinstance(cfg.settings, cls.Settings) else \
@@ -178,7 +182,7 @@ def fit_and_score(cfg: RunConfig, run_dir: str | Path | None = None, *, resume: 
             scores.score(model, part)
     summary = {"model": cfg.model, "dataset": cfg.dataset, "run_dir": str(run_dir),
                "settings": settings_to_dict(settings), "seed": cfg.seed, "split_seed": cfg.split_seed,
-               "device": cfg.device, "metrics": scores.metrics,
+               "device": model.device_used(), "device_requested": cfg.device, "metrics": scores.metrics,
                "seconds": {"data": t_data, "fit": t_fit, "evaluate": scores.seconds},
                "n_parameters": model.n_parameters(), "split": split.describe(),
                "split_info": split.info, "fallback": model.fallback,
@@ -204,10 +208,11 @@ def _warm_start(model, warm_start: str | Path, split, resume: bool, reporter: Re
 
 
 def _check_resumable(run_dir: Path, cfg: RunConfig, settings) -> None:
-    old = run_dir / "config.json"
-    if not old.exists():
+    if not (run_dir / "config.json").exists():
         raise RecozooError(f"--resume: {run_dir} holds no run to resume (no config.json)")
-    prev = json.loads(old.read_text())
+    prev = read_config(run_dir)
+    if prev["model"] != cfg.model:
+        raise RecozooError(f"--resume: {run_dir} holds a {prev['model']} run, not {cfg.model}")
     if prev.get("settings") != settings_to_dict(settings) or prev.get("dataset") != cfg.dataset \
             or prev.get("seed") != cfg.seed:
         raise RecozooError(f"--resume: {run_dir} was started with other settings, dataset or seed")
@@ -264,11 +269,21 @@ def load_ids(run_dir: str | Path):
 def load_run(run_dir: str | Path):
     """(config dict, model) of a finished run."""
     run_dir = Path(run_dir)
-    cfg_path = run_dir / "config.json"
-    if not cfg_path.exists():
+    return read_config(run_dir), load_model(run_dir / MODEL_FILE)
+
+
+def read_config(run_dir: str | Path) -> dict[str, Any]:
+    """A run's ``config.json``, checked: a JSON object naming its model and dataset (one-line errors)."""
+    cfg_path = Path(run_dir) / "config.json"
+    if not cfg_path.is_file():
         raise RecozooError(f"{run_dir}: not a run directory (no config.json)")
     try:
         cfg = json.loads(cfg_path.read_text())
-    except ValueError as e:
+    except (ValueError, OSError) as e:
         raise RecozooError(f"{cfg_path}: unreadable ({e})") from None
-    return cfg, load_model(run_dir / MODEL_FILE)
+    if not isinstance(cfg, dict):
+        raise RecozooError(f"{cfg_path}: must be a JSON object, got {type(cfg).__name__}")
+    for key in ("model", "dataset"):
+        if not isinstance(cfg.get(key), str):
+            raise RecozooError(f"{cfg_path}: field {key!r} must be a string, got {cfg.get(key)!r}")
+    return cfg

@@ -143,6 +143,7 @@ def fit_cmd(
     if help_settings:
         _print_settings(cls, settings_table(cls.Settings))
         return
+    device = _device(device)
     if warm_start is not None:
         from recozoo.warm import read_run_config
         prev = read_run_config(warm_start)
@@ -167,7 +168,7 @@ def fit_cmd(
         overrides = {**(prev.get("settings") or {}), **overrides}
     settings = resolve_settings(cls, overrides, preset, dataset)     # parsed once, here
     cfg = RunConfig(model=model, dataset=dataset, settings=settings, seed=seed,
-                    split_seed=split_seed, device=_device(device), data_params=_params(data_param),
+                    split_seed=split_seed, device=device, data_params=_params(data_param),
                     source=str(source) if source else None, clip=_clip(clip), preset=preset,
                     refit=refit)
     reporter = RichReporter(enabled=not quiet)
@@ -182,9 +183,10 @@ def fit_cmd(
 
 
 def _device(d: str) -> str:
-    """Check the device name's form now; torch models resolve it (without torch for the rest)."""
-    from recozoo.devices import check_device_name
-    return check_device_name(d)
+    """Check the device now, before any file or data: its name's form, and for an explicit
+    cuda/mps that this machine has one (``auto``/``cpu`` need no torch import)."""
+    from recozoo.devices import require_device
+    return require_device(d)
 
 
 def _clip(c: Optional[str]):

@@ -18,7 +18,7 @@ import torch
 from recozoo.errors import CheckpointError
 from recozoo.io import atomic_write_bytes
 
-__all__ = ["save_checkpoint", "load_checkpoint", "check_signature", "LAST", "BEST"]
+__all__ = ["save_checkpoint", "load_checkpoint", "check_signature", "rng_state", "LAST", "BEST"]
 
 LAST = "last.pt"
 BEST = "best.pt"
@@ -30,14 +30,36 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     atomic_write_bytes(Path(path), buf.getvalue())
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
+def load_checkpoint(path: Path, required: dict[str, type | tuple[type, ...]] | None = None) -> dict[str, Any]:
+    """The checkpoint at ``path`` (a dict; tensors only, never pickled code).
+
+    ``required``: keys the checkpoint must hold and the type of each; a missing or
+    wrong-typed one is a one-line :class:`CheckpointError` naming it (a hand-edited or
+    foreign file must not end in a KeyError or TypeError deep in a resume).
+    """
     path = Path(path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        ck = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such checkpoint") from None
     except Exception as e:  # torch raises many types for a corrupt file
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__})") from None
+    if not isinstance(ck, dict):
+        raise CheckpointError(f"{path}: not a recozoo checkpoint (holds a {type(ck).__name__}, not a dict)")
+    for key, types in (required or {}).items():
+        if key not in ck:
+            raise CheckpointError(f"{path}: checkpoint has no {key!r}")
+        if not isinstance(ck[key], types) or isinstance(ck[key], bool):
+            raise CheckpointError(f"{path}: checkpoint field {key!r} has the wrong type ({type(ck[key]).__name__})")
+    return ck
+
+
+def rng_state(ck: dict[str, Any], rank: int, path: Path) -> torch.Tensor:
+    """The RNG state a resuming rank restores (its own, or rank 0's when the world grew), checked."""
+    states = ck["rng"]
+    if not states or not all(isinstance(t, torch.Tensor) and t.dtype == torch.uint8 for t in states):
+        raise CheckpointError(f"{path}: checkpoint field 'rng' must be a list of byte tensors")
+    return states[rank] if rank < len(states) else states[0]
 
 
 def check_signature(ck: dict[str, Any], signature: dict[str, Any], path: Path) -> None:

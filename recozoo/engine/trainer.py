@@ -40,7 +40,7 @@ from typing import Any, Callable, ClassVar, Iterable, Iterator, Sized
 import numpy as np
 import torch
 
-from recozoo.engine.checkpoint import BEST, LAST, check_signature, load_checkpoint, save_checkpoint
+from recozoo.engine.checkpoint import BEST, LAST, check_signature, load_checkpoint, rng_state, save_checkpoint
 from recozoo.engine.heap import heap_for_large_tensors
 from recozoo.engine.lazy_sgd import LazySGD, RowSparseModule
 from recozoo.engine.rows import RowBatch, RowMatrix
@@ -458,26 +458,28 @@ class Trainer:
 
     def _resume(self, run: _Run, path: Path) -> None:
         """Continue from ``last.pt``: weights, optimisers, schedule, scaler, RNG, selection and history."""
-        ck = load_checkpoint(path)
+        ck = load_checkpoint(path, {"module": dict, "optimizers": dict, "rng": list, "epoch": int,
+                                    "history": list})
         check_signature(ck, self.signature, path)
+        rng = rng_state(ck, self.rt.rank, path)
         try:
             run.module.load_state_dict(ck["module"])
             for name, o in run.opts.items():
                 o.load_state_dict(ck["optimizers"][name])
             self.task.load_state_dict(ck["task"])
             run.selection.load_state_dict(ck)
-        except (RuntimeError, ValueError, KeyError) as e:
-            raise CheckpointError(f"{path}: does not fit this model ({str(e).splitlines()[0]})") from None
-        if run.sched is not None and ck.get("scheduler"):
-            run.sched.load_state_dict(ck["scheduler"])
-        if run.scaler is not None and ck.get("scaler"):
-            run.scaler.load_state_dict(ck["scaler"])
-        rt = self.rt
-        torch.set_rng_state(ck["rng"][rt.rank] if rt.rank < len(ck["rng"]) else ck["rng"][0])
+            if run.sched is not None and ck.get("scheduler"):
+                run.sched.load_state_dict(ck["scheduler"])
+            if run.scaler is not None and ck.get("scaler"):
+                run.scaler.load_state_dict(ck["scaler"])
+        except (RuntimeError, ValueError, KeyError, TypeError, AttributeError, IndexError) as e:
+            raise CheckpointError(f"{path}: does not fit this model "
+                                  f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+        torch.set_rng_state(rng)
         run.start_epoch = ck["epoch"]
         run.history = list(ck["history"])
         if (self.run_dir / BEST).exists():
-            run.best_state = load_checkpoint(self.run_dir / BEST)["module"]
+            run.best_state = load_checkpoint(self.run_dir / BEST, {"module": dict})["module"]
         self.reporter.message(f"resuming from epoch {run.start_epoch} ({path})")
 
     # ------------------------------------------------------------ one epoch

@@ -285,6 +285,7 @@ class AutoencoderModel(Model):
         "user mode: the forward pass on the new user's ratings vector (entries on items without training "
         "ratings left out: their input weights never learned); item mode cannot: a new user is a new "
         "input column of every item's vector, which the network has no weights for")
+    uses_device = True
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -103,6 +103,9 @@ class Model(ABC):
     #: what ``recozoo tune`` samples, declared beside the settings (:mod:`recozoo.search_space`): every
     #: point must be valid ``Settings`` (``check_model`` samples it); empty = nothing to tune
     search_space: ClassVar[SearchSpace] = SearchSpace()
+    #: True for models that compute with torch on ``device`` (the autoencoders, RRN); the others
+    #: run on the CPU whatever ``--device`` says, and their runs record "cpu" (:meth:`device_used`)
+    uses_device: ClassVar[bool] = False
 
     def __init__(self, settings: BaseSettings | dict[str, Any] | None = None, *, seed: int = 0,
                  device: str = "cpu", clip: tuple[float, float] | None = None):
@@ -449,6 +452,14 @@ class Model(ABC):
         """Write the model for serving outside recozoo (torch models: TorchScript or ONNX); others cannot."""
         raise RecozooError(f"{self.name} has no export (only torch models export)")
 
+    def device_used(self) -> str:
+        """The device this model computes on — what a run records: ``device`` resolved for models
+        that use one (:attr:`uses_device`), "cpu" for the rest."""
+        if not self.uses_device:
+            return "cpu"
+        from recozoo.devices import resolve_device
+        return resolve_device(self.device)
+
     def n_parameters(self) -> int:
         """Number of learned scalars (for leaderboards)."""
         try:
@@ -481,25 +492,69 @@ def load_model(path: str | Path, expect: type | None = None) -> Model:
                     arrays[n[:-4]] = np.load(io.BytesIO(zf.read(n)), allow_pickle=False)
     except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError) as e:
         raise CheckpointError(f"{path}: not a readable recozoo model ({e})") from None
-    if header.get("format") != FORMAT_VERSION:
-        raise CheckpointError(f"{path}: unsupported model format {header.get('format')!r}")
+    _check_header(header, path)
     cls = get_model(header["model"])
     if expect is not None and not issubclass(cls, expect):
         raise CheckpointError(f"{path}: holds a {header['model']} model, not {expect.name}")
     model = cls(settings=header["settings"], seed=header["seed"],
-                clip=tuple(header["clip"]) if header.get("clip") else None)
+                clip=tuple(header["clip"]) if header["clip"] is not None else None)
     model.n_users_, model.n_items_ = header["n_users"], header["n_items"]
     model.global_mean_ = header["global_mean"]
-    ip, ix = arrays.pop("__seen_indptr"), arrays.pop("__seen_indices")
-    model._seen = sp.csr_matrix((np.ones(ix.size, dtype=np.bool_), ix, ip),
-                                shape=(model.n_users_, model.n_items_))
-    model._seen_ratings = arrays.pop("__seen_ratings", None)
-    if model._seen_ratings is not None and model._seen_ratings.shape != ix.shape:
-        raise CheckpointError(f"{path}: the saved training ratings do not match the seen pattern")
-    state: dict[str, Any] = dict(header.get("scalars", {}))
+    model._seen, model._seen_ratings = _seen_pattern(arrays, model.n_users_, model.n_items_, path)
+    state: dict[str, Any] = dict(header["scalars"])
     state.update(arrays)
     try:
         model._set_state(state)
-    except (KeyError, ValueError, TypeError) as e:
-        raise CheckpointError(f"{path}: model state does not fit {header['model']} ({e})") from None
+    except (KeyError, ValueError, TypeError, AttributeError, IndexError) as e:
+        raise CheckpointError(f"{path}: model state does not fit {header['model']} "
+                              f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
     return model
+
+
+#: header fields of a saved model and the JSON types each may hold
+_HEADER_FIELDS: dict[str, tuple[type, ...]] = {
+    "model": (str,), "settings": (dict,), "seed": (int,), "n_users": (int,), "n_items": (int,),
+    "global_mean": (int, float), "clip": (list, type(None)), "scalars": (dict,)}
+
+
+def _check_header(header: Any, path: Path) -> None:
+    """Every field a model file's header must hold, with its type: a hand-edited or foreign header
+    is a one-line :class:`CheckpointError` naming the field, never a KeyError deep in loading."""
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: header.json must be a JSON object, got {type(header).__name__}")
+    if header.get("format") != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: unsupported model format {header.get('format')!r}")
+    for key, types in _HEADER_FIELDS.items():
+        if key not in header:
+            raise CheckpointError(f"{path}: header.json has no {key!r}")
+        v = header[key]
+        if not isinstance(v, types) or isinstance(v, bool):
+            raise CheckpointError(f"{path}: header.json field {key!r} has the wrong type "
+                                  f"({type(v).__name__}: {str(v)[:40]})")
+    for key in ("n_users", "n_items"):
+        if header[key] < 1:
+            raise CheckpointError(f"{path}: header.json field {key!r} must be >= 1, got {header[key]}")
+    clip = header["clip"]
+    if clip is not None and (len(clip) != 2 or not all(isinstance(c, (int, float)) for c in clip)):
+        raise CheckpointError(f"{path}: header.json field 'clip' must be [lo, hi] or null, got {clip}")
+
+
+def _seen_pattern(arrays: dict[str, np.ndarray], n_users: int, n_items: int, path: Path):
+    """The training pattern (and ratings) saved beside the state, checked against the header's shape."""
+    try:
+        ip, ix = arrays.pop("__seen_indptr"), arrays.pop("__seen_indices")
+    except KeyError as e:
+        raise CheckpointError(f"{path}: the model file lacks {e.args[0]}.npy") from None
+    ratings = arrays.pop("__seen_ratings", None)
+    if ip.ndim != 1 or ip.size != n_users + 1:
+        raise CheckpointError(f"{path}: header says n_users={n_users}, the saved training pattern has "
+                              f"{max(ip.size - 1, 0)} users")
+    try:
+        seen = sp.csr_matrix((np.ones(ix.size, dtype=np.bool_), ix, ip), shape=(n_users, n_items))
+        seen.check_format(full_check=True)
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"{path}: the saved training pattern does not fit {n_users} x {n_items} "
+                              f"({str(e).splitlines()[0]})") from None
+    if ratings is not None and ratings.shape != ix.shape:
+        raise CheckpointError(f"{path}: the saved training ratings do not match the seen pattern")
+    return seen, ratings

@@ -110,6 +110,11 @@ class Blend(Model):
         self.weights_: np.ndarray | None = None
         self.valid_cv_rmse_: float | None = None
 
+    def device_used(self) -> str:
+        """A torch component's device when one computed on it, else "cpu"."""
+        devices = {c.device_used() for c in self.components_} - {"cpu"}
+        return min(devices) if devices else "cpu"
+
     def _make_components(self) -> list[Model]:
         return [get_model(n)(settings=v, seed=self.seed, device=self.device)
                 for n, v in parse_components(self.settings.components)]
