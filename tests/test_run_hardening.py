@@ -203,3 +203,15 @@ def test_pickled_payload_in_a_checkpoint_never_runs(small_run, tmp_path):
     with pytest.raises(CheckpointError):
         DeepRec(SMALL_SETTINGS, seed=1).fit(split.train, split.valid, run_dir=bad, resume=True)
     assert not marker.exists()
+
+
+def test_every_model_that_trains_on_the_engine_declares_its_device():
+    """A model whose module hands ``device`` to the torch engine declares ``uses_device`` (so its runs
+    record the device it resolved to, not "cpu"); the others record "cpu"."""
+    import inspect
+
+    from recozoo.registry import list_models
+    for entry in list_models():
+        source = inspect.getsource(inspect.getmodule(entry.cls))
+        on_engine = "EngineConfig" in source or "resolve_device" in source
+        assert entry.cls.uses_device == on_engine, entry.name

@@ -259,6 +259,7 @@ class _MultModel(Model):
 
     variational: ClassVar[bool] = True
     predicts_ratings = False
+    uses_device = True
     folds_in = FoldIn.YES
     fold_in_method = ("the encoder's mean for the user's L2-normalised interaction vector (every stored "
                       "entry is one interaction), decoded into logits: the paper's held-out-user scoring")
