@@ -28,8 +28,8 @@ from recozoo.data.table import IdMap
 from recozoo.datasets import load_split
 from recozoo.devices import require_device
 from recozoo.errors import RecozooError
-from recozoo.evaluate import evaluate_ranking, evaluate_with_errors
-from recozoo.rank_eval import default_ks, is_implicit
+from recozoo.evaluate import evaluate_with_errors
+from recozoo.rank_eval import default_ks, is_implicit, rank_part
 from recozoo.io import atomic_write_json
 from recozoo.models.base import load_model
 from recozoo.progress import NullReporter, Reporter
@@ -109,11 +109,14 @@ def _rank() -> int:
 class FitOutcome:
     """What :func:`fit_and_score` hands back: the summary (also written to ``summary.json``), the
     fitted model and TEST's per-rating errors exactly as the evaluator scored them (prediction −
-    truth, float32, in its order; rating models only, else None)."""
+    truth, float32, in its order; rating models only, else None) or TEST's ranking with its per-user
+    values (ranking-only models, and every model on implicit data)."""
 
     summary: dict[str, Any]
     model: Any
     test_errors: np.ndarray | None = None
+    #: TEST ranked (:class:`recozoo.rank_eval.RankedPart`, per-user values) when TEST was ranked, else None
+    test_ranked: Any = None
 
 
 def fit_run(cfg: RunConfig, run_dir: str | Path | None = None, *, resume: bool = False,
@@ -191,7 +194,7 @@ def fit_and_score(cfg: RunConfig, run_dir: str | Path | None = None, *, resume: 
         if info is not None:
             summary[key] = info
     atomic_write_json(run_dir / "summary.json", summary)
-    return FitOutcome(summary, model, scores.test_errors)
+    return FitOutcome(summary, model, scores.test_errors, scores.test_ranked)
 
 
 def _warm_start(model, warm_start: str | Path, split, resume: bool, reporter: Reporter):
@@ -238,6 +241,7 @@ class _Scores:
         self.metrics: dict[str, Any] = {}
         self.seconds = 0.0
         self.test_errors: np.ndarray | None = None
+        self.test_ranked = None
 
     def score(self, model, part: str) -> None:
         t = time.perf_counter()
@@ -246,7 +250,10 @@ class _Scores:
             if part == "test":
                 self.test_errors = errors
         else:   # ranking-only models, and every model on implicit data (where a "rating" is a 1)
-            self.metrics[part] = evaluate_ranking(model, self.split, part, ks=default_ks(self.split))
+            ranked = rank_part(model, self.split, part, default_ks(self.split))
+            self.metrics[part] = ranked.summary
+            if part == "test":
+                self.test_ranked = ranked
         self.seconds += time.perf_counter() - t
 
 

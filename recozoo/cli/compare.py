@@ -67,7 +67,10 @@ def register(app: typer.Typer) -> None:
         fmt: str = typer.Option("table", "--format", help="table|markdown|csv|json"),
         metrics: Optional[str] = typer.Option(None, "--metrics",
                                               help="rmse,mae,ndcg@K,recall@K,recall_std@K,map@K,"
-                                                   "hitrate@K,coverage@K,popularity@K (default rmse,mae)"),
+                                                   "hitrate@K,coverage@K,popularity@K (default rmse,mae; "
+                                                   "implicit data: ndcg@100,recall@20,recall@50)"),
+        sort: Optional[str] = typer.Option(None, "--sort", help="sort rows by this metric (default: test RMSE; "
+                                           "implicit data: ndcg@100)"),
         split_seed: Optional[int] = typer.Option(None, "--split-seed", help="seed of the valid/test split"),
         device: Optional[str] = typer.Option(None, "--device", help="auto|cpu|cuda|cuda:N|mps"),
         source: Optional[Path] = typer.Option(None, "--source", help="raw data path (first use of a source)"),
@@ -96,7 +99,7 @@ def register(app: typer.Typer) -> None:
         if res["skipped"]:
             sys.stderr.write(f"reused {len(res['skipped'])} finished fit(s) from {out_dir / 'results.jsonl'}; "
                              f"fitted {len(res['fitted'])}\n")
-        _emit(build_leaderboard(out_dir), f)
+        _emit(build_leaderboard(out_dir, sort=sort), f)
 
     @app.command("leaderboard")
     def leaderboard_cmd(
@@ -104,8 +107,9 @@ def register(app: typer.Typer) -> None:
         fmt: str = typer.Option("table", "--format", help="table|markdown|csv|json"),
         metrics: Optional[str] = typer.Option(None, "--metrics",
                                               help="columns among the metrics the comparison computed"),
+        sort: Optional[str] = typer.Option(None, "--sort", help="sort rows by this metric (one of the columns)"),
     ):
         """Redraw a comparison's table and figures from its results store, without refitting."""
         from recozoo.compare.table import build_leaderboard
         f = _check_format(fmt)
-        _emit(build_leaderboard(folder, metrics), f)
+        _emit(build_leaderboard(folder, metrics, sort), f)

@@ -69,6 +69,9 @@ class CompareConfig:
     data_params: dict[str, Any] = field(default_factory=dict)
     #: refit every fit on TRAIN ∪ VALID with the recipe VALID chose before scoring TEST (`recozoo fit --refit`)
     refit: bool = False
+    #: no metric was named (CLI or file): the dataset's defaults apply (RMSE/MAE, or NDCG@100,
+    #: Recall@20/50 on implicit data)
+    metrics_default: bool = False
 
 
 def parse_metrics(value: str | list[str] | None) -> list[str]:
@@ -246,7 +249,8 @@ def build_config(*, file: dict[str, Any] | None = None, dataset: str | None = No
         device=device or file.get("device", "auto"),
         source=source or file.get("source"),
         data_params={**file.get("data_params", {}), **(data_params or {})},
-        refit=refit if refit is not None else file.get("refit", False))
+        refit=refit if refit is not None else file.get("refit", False),
+        metrics_default=metrics is None and "metrics" not in file)
 
 
 def config_hash(obj: Any) -> str:

@@ -12,8 +12,12 @@ is removed and fitted again from the start.
 Beyond the run's summary, each rating model's per-rating test errors
 (``test_errors.npy``: prediction - truth, as the evaluator scored TEST) are kept
 for the paired bootstrap, and ranking metrics at the requested cut-offs are
-computed from the fitted model with :func:`recozoo.evaluate.evaluate_ranking`
-(from the saved model when a finished record only lacks a new cut-off).
+computed from the fitted model with :func:`recozoo.rank_eval.rank_part` in one
+pass for all cut-offs (from the saved model when a finished record only lacks a
+new cut-off), their per-user values kept in ``test_ranking.npz`` for the paired
+bootstrap of ranking metrics. On implicit data (``info["implicit"]`` or held-out
+users) every model is ranked and the default metrics are NDCG@100, Recall@20
+and Recall@50.
 """
 
 from __future__ import annotations
@@ -34,18 +38,21 @@ from recozoo.compare.memory import PeakMemory
 from recozoo.compare.store import ResultsStore, record_key
 from recozoo.datasets import load_split
 from recozoo.devices import resolve_device
-from recozoo.evaluate import evaluate_ranking
+from recozoo.errors import SettingsError
 from recozoo.io import atomic_write_bytes
 from recozoo.models.base import load_model
 from recozoo.progress import JsonlLog, RichReporter
+from recozoo.rank_eval import RankedPart, is_implicit, rank_part
 from recozoo.registry import get_model
 from recozoo.runs import MODEL_FILE, RunConfig, fit_and_score, resolve_settings, versions
 from recozoo.settings import BaseSettings, settings_to_dict
 
-__all__ = ["run_compare", "resolve_models", "CompareReporter", "TEST_ERRORS", "LOG_FILE", "run_dir_name",
-           "machine"]
+__all__ = ["run_compare", "resolve_models", "CompareReporter", "TEST_ERRORS", "TEST_RANKING", "LOG_FILE",
+           "run_dir_name", "machine", "IMPLICIT_METRICS"]
 
 TEST_ERRORS = "test_errors.npy"
+#: TEST's per-user ranking values of a fit ("users" + one array per "ndcg@100" ...), for the bootstrap
+TEST_RANKING = "test_ranking.npz"
 #: what the model reported through ``reporter.log`` during the fit (one JSON record a line)
 LOG_FILE = "log.jsonl"
 
@@ -105,21 +112,58 @@ def resolve_models(cfg: CompareConfig) -> list[tuple[Any, type, BaseSettings]]:
     return out
 
 
-def effective_metrics(cfg: CompareConfig, classes: list[type]) -> list[str]:
-    """The asked-for metrics, plus default ranking ones when a ranking-only model has none."""
+#: what a comparison on implicit data shows when no metric was asked for (Liang et al. 2018's figures)
+IMPLICIT_METRICS = ("ndcg@100", "recall@20", "recall@50")
+
+
+def effective_metrics(cfg: CompareConfig, classes: list[type], implicit: bool = False) -> list[str]:
+    """The asked-for metrics; on implicit data :data:`IMPLICIT_METRICS` unless metrics were named (a
+    rating metric there is a one-line error); elsewhere default ranking ones are added when a
+    ranking-only model has none."""
     metrics = list(cfg.metrics)
+    if implicit:
+        if cfg.metrics_default:
+            return list(IMPLICIT_METRICS)
+        rated = [m for m in metrics if "@" not in m]
+        if rated:
+            raise SettingsError(f"{cfg.dataset} is implicit feedback: {', '.join(rated)} cannot be computed "
+                                f"(ranking metrics only, e.g. --metrics {','.join(IMPLICIT_METRICS)})")
+        return metrics
     if any(not c.predicts_ratings for c in classes) and not any("@" in m for m in metrics):
         metrics += list(DEFAULT_RANKING)
     return metrics
 
 
-def _ranking(model, split, ks: list[int], have: dict[str, Any]) -> dict[str, Any]:
-    """TEST's ranking metrics at every cut-off in ``ks`` that ``have`` lacks."""
+def _ranking(model, split, ks: list[int], have: dict[str, Any], rdir: Path,
+             ranked: RankedPart | None = None) -> dict[str, Any]:
+    """TEST's ranking summaries at every cut-off in ``ks`` that ``have`` lacks, from ``ranked`` when it
+    holds them or one :func:`~recozoo.rank_eval.rank_part` pass for all of them; the per-user values
+    go to ``rdir/test_ranking.npz`` (the paired bootstrap's pairs)."""
     out = dict(have)
-    for k in ks:
-        if str(k) not in out:
-            out[str(k)] = evaluate_ranking(model, split, "test", k=k)
+    missing = [k for k in ks if str(k) not in out]
+    if ranked is not None:
+        _save_per_user(rdir / TEST_RANKING, ranked)
+    if missing:
+        if ranked is None or not set(missing) <= set(ranked.ks):
+            ranked = rank_part(model, split, "test", missing)
+            _save_per_user(rdir / TEST_RANKING, ranked)
+        for k in missing:
+            out[str(k)] = ranked.summary
     return out
+
+
+def _save_per_user(path: Path, ranked: RankedPart) -> None:
+    """Merge ``ranked``'s per-user values into ``path`` (same users; new cut-offs join the old)."""
+    arrays: dict[str, np.ndarray] = {}
+    if path.exists():
+        with np.load(path, allow_pickle=False) as old:
+            if np.array_equal(old["users"], ranked.users):
+                arrays = {k: old[k] for k in old.files}
+    arrays.update(ranked.per_user)
+    arrays["users"] = ranked.users
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def _fit_one(cfg: CompareConfig, spec, cls, settings: BaseSettings, seed: int, device: str, split,
@@ -148,10 +192,10 @@ def _fit_one(cfg: CompareConfig, spec, cls, settings: BaseSettings, seed: int, d
         _save_npy(rdir / TEST_ERRORS, outcome.test_errors)
         predict_s = m["test"]["predict_seconds"]
     else:   # TEST was ranked (a ranking-only model, or any model on implicit data)
-        for k in m["test"].get("ks", [m["test"]["k"]]):
+        for k in m["test"]["ks"]:
             test_ranking[str(k)] = m["test"]
         predict_s = m["test"]["recommend_seconds"]
-    test_ranking = _ranking(outcome.model, split, ks, test_ranking)
+    test_ranking = _ranking(outcome.model, split, ks, test_ranking, rdir, outcome.test_ranked)
     del outcome
     rec = {"model": spec.name, "seed": seed, "config_hash": chash,
            "dataset": cfg.dataset, "split": split.name,
@@ -177,10 +221,11 @@ def run_compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, c
     """
     out = Path(out)
     resolved = resolve_models(cfg)
-    metrics = effective_metrics(cfg, [c for _, c, _ in resolved])
-    ks = sorted({int(m.split("@")[1]) for m in metrics if "@" in m})
     device = resolve_device(cfg.device)
     split = load_split(cfg.dataset, cfg.source, cfg.split_seed, cfg.data_params or None)
+    implicit = is_implicit(split)
+    metrics = effective_metrics(cfg, [c for _, c, _ in resolved], implicit)
+    ks = sorted({int(m.split("@")[1]) for m in metrics if "@" in m})
 
     base = {"dataset": cfg.dataset, "split_seed": cfg.split_seed, "data_params": cfg.data_params,
             "device": device, "split_name": split.name, "split_counts": split.describe(), "refit": cfg.refit}
@@ -192,7 +237,7 @@ def run_compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, c
                 "models": [spec.name for spec, _, _ in resolved], "seeds": cfg.seeds, "metrics": metrics,
                 "config_hashes": hashes, "policy": split.default_policy,
                 "presets": {spec.name: spec.preset for spec, _, _ in resolved if spec.preset},
-                "refit": cfg.refit}
+                "refit": cfg.refit, "implicit": implicit}
     store.write_manifest(manifest)
     latest = store.latest()
 
@@ -212,7 +257,7 @@ def run_compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, c
                         # new cut-offs asked for: score the saved model, no refit
                         model = load_model(rdir / MODEL_FILE)
                         rec = {**rec, "metrics": {**rec["metrics"], "test_ranking": _ranking(
-                            model, split, ks, rec["metrics"].get("test_ranking", {}))}}
+                            model, split, ks, rec["metrics"].get("test_ranking", {}), rdir)}}
                         store.append(rec)
                         missing = []
                     if not missing:  # (a record whose model file is gone is refitted below)

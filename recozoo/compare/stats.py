@@ -1,4 +1,5 @@
-"""Paired bootstrap of test-RMSE differences: which gaps in the table are real.
+"""Paired bootstrap of test differences (RMSE over ratings, ranking metrics over users): which gaps
+in the table are real.
 
 Pairs are the TEST ratings: every model is scored on the same ratings (one
 split, one evaluator), so resampling *ratings* with replacement and applying
@@ -12,6 +13,10 @@ from one seed. The statistic of a resample is
 on the full test set (the pooled-over-seeds RMSE gap, which equals the gap of
 mean RMSEs up to seed spread), and the interval is the 2.5th–97.5th percentile
 over ``n_boot`` resamples drawn with a fixed seed (tables are reproducible).
+
+Ranking metrics pair *users* instead (every model ranks the same TEST users):
+per user the metric averaged over seeds, the statistic the difference of means
+(:func:`paired_bootstrap` with ``root=False``).
 """
 
 from __future__ import annotations
@@ -30,11 +35,13 @@ def pooled_squared_errors(errors: list[np.ndarray]) -> np.ndarray:
 
 
 def paired_bootstrap(best: np.ndarray, others: dict[str, np.ndarray], *, n_boot: int = N_BOOT,
-                     seed: int = 0, level: float = 0.95) -> dict[str, dict[str, float]]:
+                     seed: int = 0, level: float = 0.95, root: bool = True) -> dict[str, dict[str, float]]:
     """RMSE(other) - RMSE(best) with a percentile interval, for each other model.
 
     ``best`` and every ``others[name]`` are pooled squared errors over the same
-    test ratings in the same order. Resamples are shared by all models.
+    test ratings in the same order. Resamples are shared by all models. With
+    ``root=False`` they are per-user metric values and the statistic is the
+    difference of their means (e.g. NDCG@100(other) - NDCG@100(best)).
     """
     names = list(others)
     if not names:
@@ -42,7 +49,7 @@ def paired_bootstrap(best: np.ndarray, others: dict[str, np.ndarray], *, n_boot:
     n = best.shape[0]
     for k in names:
         if others[k].shape != best.shape:
-            raise ValueError(f"{k}: {others[k].shape[0]} test errors, the best model has {n}")
+            raise ValueError(f"{k}: {others[k].shape[0]} test values, the best model has {n}")
     sq = np.stack([best] + [others[k] for k in names])            # (1 + M, n)
     rng = np.random.default_rng(seed)
     stats = np.empty((n_boot, len(names)))
@@ -50,11 +57,13 @@ def paired_bootstrap(best: np.ndarray, others: dict[str, np.ndarray], *, n_boot:
     for s in range(0, n_boot, block):
         b = min(block, n_boot - s)
         idx = rng.integers(0, n, size=(b, n))
-        rmse = np.sqrt(sq[:, idx].mean(axis=-1))                  # (1 + M, b)
-        stats[s:s + b] = (rmse[1:] - rmse[0]).T
-    point = np.sqrt(sq.mean(axis=1))
+        means = sq[:, idx].mean(axis=-1)                          # (1 + M, b)
+        stat = np.sqrt(means) if root else means
+        stats[s:s + b] = (stat[1:] - stat[0]).T
+    point = np.sqrt(sq.mean(axis=1)) if root else sq.mean(axis=1)
     alpha = (1 - level) / 2
     lo, hi = np.quantile(stats, [alpha, 1 - alpha], axis=0)
     return {k: {"estimate": float(point[j + 1] - point[0]), "ci_low": float(lo[j]),
-                "ci_high": float(hi[j]), "n_ratings": int(n), "n_boot": n_boot, "level": level}
+                "ci_high": float(hi[j]), "n_ratings" if root else "n_users": int(n), "n_boot": n_boot,
+                "level": level}
             for j, k in enumerate(names)}

@@ -3,10 +3,13 @@
 Rows aggregate a model's records over seeds: mean and sample std (``ddof=1``;
 none with one seed) of each metric, mean timings, the largest peak memory,
 parameter count, the published figure when the dataset has one, and the paired
-bootstrap interval of its test-RMSE gap to the best model. Ranking-only models
+bootstrap interval of its test-RMSE gap to the best model — over users, for each
+ranking metric, from the per-user values every fit keeps. Ranking-only models
 (``predicts_ratings`` False) have ``None`` in every rating column — never a
-made-up RMSE. Rows are sorted by mean test RMSE; ranking-only models follow,
-by their first ranking metric.
+made-up RMSE. Rows are sorted by ``sort`` (rating metrics low first, ranking
+metrics high first); by default by mean test RMSE with ranking-only models
+following by their first ranking metric, and on implicit data by NDCG@100 (the
+first ranking metric when it was not computed).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from recozoo.compare.config import RATING_METRICS, parse_metrics
-from recozoo.compare.runner import TEST_ERRORS
+from recozoo.compare.runner import TEST_ERRORS, TEST_RANKING
 from recozoo.compare.stats import N_BOOT, paired_bootstrap, pooled_squared_errors
 from recozoo.compare.store import ResultsStore
 from recozoo.errors import RecozooError
@@ -51,6 +54,12 @@ class Leaderboard:
     run_dirs: dict[str, list[str]] = field(default_factory=dict)
     #: TEST scored by models refitted on TRAIN ∪ VALID (`recozoo compare --refit`)
     refit: bool = False
+    #: the metric the rows are sorted by (None: RMSE, then ranking-only models)
+    sort: str | None = None
+    #: the comparison ran on implicit data (ranking metrics only)
+    implicit: bool = False
+    #: users paired in the ranking-metric bootstrap (None when none was drawn)
+    n_users: int | None = None
 
     @property
     def has_published(self) -> bool:
@@ -138,23 +147,49 @@ def _row(model: str, recs: list[dict], metrics: list[str], published: dict) -> d
     pub = published.get(model)
     row["published_test_rmse"] = pub.get("test_rmse") if pub else None
     row["published_source"] = pub.get("source") if pub else None
+    for metric in metrics:
+        if "@" in metric and pub and pub.get(f"test_{metric}") is not None:
+            row[f"published_test_{metric}"] = pub[f"test_{metric}"]
     row["delta_test_rmse_vs_best"] = None
     return row
 
 
-def _sort_key(metrics: list[str]):
+def _sort_key(metrics: list[str], sort: str | None):
     rank = next((m for m in metrics if "@" in m), None)
 
-    def key(row):
+    def by_sort(row):
+        v = row.get(f"test_{sort}_mean")
+        if v is None:
+            return (1, 0.0, row["model"])
+        return (0, v if sort in RATING_METRICS else -v, row["model"])
+
+    def default(row):
         if row["test_rmse_mean"] is not None:
             return (0, row["test_rmse_mean"], row["model"])
         v = row.get(f"test_{rank}_mean") if rank else None
         return (1, -v if v is not None else math.inf, row["model"])
-    return key
+    return by_sort if sort else default
+
+
+def _default_sort(metrics: list[str], implicit: bool) -> str | None:
+    """NDCG@100 on implicit data (else its first ranking metric); None elsewhere (RMSE first)."""
+    if not implicit:
+        return None
+    return "ndcg@100" if "ndcg@100" in metrics else next((m for m in metrics if "@" in m), None)
+
+
+def _check_sort(sort: str, metrics: list[str], folder: Path) -> str:
+    m = parse_metrics(sort)
+    if len(m) != 1:
+        raise RecozooError(f"--sort takes one metric, got {sort!r}")
+    if m[0] not in metrics:
+        raise RecozooError(f"--sort {m[0]}: not among the table's metrics ({', '.join(metrics)}) in {folder}; "
+                           f"add it with --metrics")
+    return m[0]
 
 
 def _bootstrap(folder: Path, rows: list[dict], recs: dict[str, list[dict]]) -> int | None:
-    rated = [r for r in rows if r["test_rmse_mean"] is not None]
+    rated = sorted((r for r in rows if r["test_rmse_mean"] is not None), key=lambda r: r["test_rmse_mean"])
     if len(rated) < 2:
         return None
     pooled: dict[str, np.ndarray] = {}
@@ -174,8 +209,52 @@ def _bootstrap(folder: Path, rows: list[dict], recs: dict[str, list[dict]]) -> i
     return n
 
 
-def build_leaderboard(folder: str | Path, metrics: str | list[str] | None = None) -> Leaderboard:
-    """Redraw a comparison's table from its results store (no fitting)."""
+#: ranking metrics whose gaps get a paired interval (higher is better; coverage is not per user)
+_BOOTSTRAPPED = ("ndcg", "recall", "recall_std", "map", "hitrate")
+
+
+def _per_user(folder: Path, recs: list[dict], metric: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(users, the metric per user averaged over seeds) from the fits' ``test_ranking.npz``, or None."""
+    users, vals = None, []
+    for rec in recs:
+        path = folder / rec["run_dir"] / TEST_RANKING
+        if not path.exists():
+            return None
+        with np.load(path, allow_pickle=False) as z:
+            if metric not in z.files or (users is not None and not np.array_equal(users, z["users"])):
+                return None
+            users = z["users"]
+            vals.append(z[metric])
+    return users, np.mean(vals, axis=0)
+
+
+def _bootstrap_ranking(folder: Path, rows: list[dict], recs: dict[str, list[dict]],
+                       metrics: list[str]) -> int | None:
+    """``delta_test_{m}_vs_best`` for every bootstrapped ranking metric: each row's gap to the row with
+    the best mean, paired over TEST users (the same users for every model)."""
+    n_users = None
+    for m in metrics:
+        if "@" not in m or m.split("@")[0] not in _BOOTSTRAPPED:
+            continue
+        got = {r["model"]: _per_user(folder, recs[r["model"]], m) for r in rows
+               if r.get(f"test_{m}_mean") is not None}
+        got = {k: v for k, v in got.items() if v is not None}
+        if len(got) < 2:
+            continue
+        best = max(got, key=lambda k: (float(got[k][1].mean()), k))
+        users = got[best][0]
+        others = {k: v[1] for k, v in got.items() if k != best and np.array_equal(v[0], users)}
+        res = paired_bootstrap(got[best][1], others, n_boot=N_BOOT, seed=0, root=False)
+        for r in rows:
+            if r["model"] in res:
+                r[f"delta_test_{m}_vs_best"] = {"vs": best, **res[r["model"]]}
+        n_users = int(users.size)
+    return n_users
+
+
+def build_leaderboard(folder: str | Path, metrics: str | list[str] | None = None,
+                      sort: str | None = None) -> Leaderboard:
+    """Redraw a comparison's table from its results store (no fitting), sorted by ``sort``."""
     folder = Path(folder)
     if not folder.is_dir():
         raise RecozooError(f"{folder}: no such comparison folder")
@@ -190,12 +269,15 @@ def build_leaderboard(folder: str | Path, metrics: str | list[str] | None = None
         if "@" in m and all(r.get(f"test_{m}_mean") is None for r in rows):
             raise RecozooError(f"{m} was not computed in {folder}: rerun the same `recozoo compare` with "
                                f"--metrics {','.join(mets)} (the saved models are scored, not refitted)")
-    rows.sort(key=_sort_key(mets))
+    implicit = bool(man.get("implicit", False))
+    sort = _check_sort(sort, mets, folder) if sort else _default_sort(mets, implicit)
+    rows.sort(key=_sort_key(mets, sort))
     n_test = _bootstrap(folder, rows, recs)
+    n_users = _bootstrap_ranking(folder, rows, recs, mets)
     return Leaderboard(folder, man["dataset"], man.get("split", man["dataset"]), man.get("policy"),
                        mets, rows, {m: v for m, v in published.items() if m in recs}, missing, n_test,
                        run_dirs={m: [str(folder / x["run_dir"]) for x in r] for m, r in recs.items()},
-                       refit=bool(man.get("refit", False)))
+                       refit=bool(man.get("refit", False)), sort=sort, implicit=implicit, n_users=n_users)
 
 
 # ------------------------------------------------------------------- columns
@@ -207,16 +289,37 @@ class _Col:
     better: str | None  # "min" | "max" | None
 
 
+_LABELS = {"ndcg": "NDCG", "recall": "Recall", "recall_std": "Recall(std)", "map": "MAP",
+           "hitrate": "HitRate", "coverage": "Coverage", "popularity": "Popularity"}
+
+
+def _label(metric: str) -> str:
+    if metric in RATING_METRICS:
+        return metric.upper()
+    name, k = metric.split("@")
+    return f"{_LABELS[name]}@{k}"
+
+
+def _ranking_extras(lb: Leaderboard) -> list[_Col]:
+    """The sort metric's paired interval, and published ranking figures where the dataset has them."""
+    cols = []
+    if lb.sort and "@" in lb.sort and any(r.get(f"delta_test_{lb.sort}_vs_best") for r in lb.rows):
+        cols.append(_Col(f"Δ {_label(lb.sort)} vs best [95% CI]", f"delta_test_{lb.sort}_vs_best", "delta",
+                         None))
+    for m in lb.metrics:
+        if "@" in m and any(r.get(f"published_test_{m}") is not None for r in lb.rows):
+            cols.append(_Col(f"published {_label(m)}", f"published_test_{m}", "published", None))
+    return cols
+
+
 def _columns(lb: Leaderboard) -> list[_Col]:
     cols = []
     for m in lb.metrics:
         if m in RATING_METRICS:
             cols.append(_Col(f"test {m.upper()}", f"test_{m}", "metric", "min"))
         else:
-            name, k = m.split("@")
-            label = {"ndcg": "NDCG", "recall": "Recall", "recall_std": "Recall(std)", "map": "MAP",
-                     "hitrate": "HitRate", "coverage": "Coverage", "popularity": "Popularity"}[name]
-            cols.append(_Col(f"{label}@{k}", f"test_{m}", "metric", "max"))
+            cols.append(_Col(_label(m), f"test_{m}", "metric", "min" if m.startswith("popularity") else "max"))
+    cols += _ranking_extras(lb)
     if "rmse" in lb.metrics:
         cols.append(_Col("valid RMSE", "valid_rmse", "metric", "min"))
         if sum(r["test_rmse_mean"] is not None for r in lb.rows) >= 2:
@@ -246,10 +349,9 @@ def _text(row: dict, col: _Col, lb: Leaderboard) -> str:
         s = row.get(f"{col.key}_std")
         return f"{v:.4f} ± {s:.4f}" if s is not None else f"{v:.4f}"
     if col.kind == "delta":
-        if row["test_rmse_mean"] is None:
-            return "—"
         if v is None:
-            return "best" if lb.rows and row is _first_rated(lb) else "—"
+            best = next((r[col.key]["vs"] for r in lb.rows if r.get(col.key)), None)
+            return "best" if row["model"] == best else "—"
         return f"{v['estimate']:+.4f} [{v['ci_low']:+.4f}, {v['ci_high']:+.4f}]"
     if v is None:
         return "—"
@@ -262,10 +364,6 @@ def _text(row: dict, col: _Col, lb: Leaderboard) -> str:
     if col.kind == "mb":
         return f"{v:.1f}"
     return str(v)
-
-
-def _first_rated(lb: Leaderboard):
-    return next((r for r in lb.rows if r["test_rmse_mean"] is not None), None)
 
 
 def _best(lb: Leaderboard, col: _Col):
@@ -283,7 +381,13 @@ def _notes(lb: Leaderboard) -> list[str]:
     if lb.n_test is not None:
         notes.append(f"Δ: paired bootstrap over the {lb.n_test:,} test ratings ({N_BOOT} resamples, "
                      "squared errors averaged over seeds); an interval that excludes 0 is a real gap.")
-    if any(not r["predicts_ratings"] for r in lb.rows):
+    if lb.n_users is not None:
+        notes.append(f"Δ of a ranking metric: paired bootstrap over the {lb.n_users:,} test users ({N_BOOT} "
+                     "resamples, per-user values averaged over seeds), gap to the model with the best mean.")
+    if lb.sort:
+        notes.append(f"sorted by test {_label(lb.sort)}; ranking metrics as defined in docs/evaluation.md "
+                     "(recall@K divides by min(K, positives), recall_std@K by the positives).")
+    if any(not r["predicts_ratings"] for r in lb.rows) and any(m in RATING_METRICS for m in lb.metrics):
         notes.append("— in rating columns: the model ranks items and predicts no ratings.")
     if lb.refit:
         notes.append("refit: each fit was refitted on TRAIN + VALID with the settings and epoch count VALID "
@@ -292,7 +396,8 @@ def _notes(lb: Leaderboard) -> list[str]:
     notes.append("peak +MB: rise of the process's resident memory during a fit over its size before it "
                  f"({method}), median over seeds.")
     for m, p in lb.published.items():
-        notes.append(f"published {m} {p['test_rmse']:.4f}: {p['source']}")
+        figs = ", ".join(f"{_label(k[5:])} {v:.4f}" for k, v in p.items() if k.startswith("test_"))
+        notes.append(f"published {m} {figs}: {p['source']}")
     for m, s in lb.missing:
         notes.append(f"missing: {m} seed {s} (not fitted yet; rerun compare to continue)")
     return notes
@@ -353,6 +458,11 @@ def _flat(lb: Leaderboard) -> tuple[list[str], list[dict[str, Any]]]:
                    "delta_ci_low", "delta_ci_high"]
         if lb.has_published:
             header += ["published_test_rmse", "published_source"]
+    ranked_delta = f"delta_test_{lb.sort}_vs_best" if lb.sort and "@" in lb.sort else None
+    if ranked_delta:
+        header += [ranked_delta, f"delta_{lb.sort}_ci_low", f"delta_{lb.sort}_ci_high"]
+    header += [f"published_test_{m}" for m in lb.metrics
+               if "@" in m and any(r.get(f"published_test_{m}") is not None for r in lb.rows)]
     header += ["fit_seconds_mean", "predict_seconds_mean", "n_parameters", "peak_memory_mb"]
     if any(r.get("gpu_peak_mb") is not None for r in lb.rows):
         header.append("gpu_peak_mb")
@@ -364,6 +474,10 @@ def _flat(lb: Leaderboard) -> tuple[list[str], list[dict[str, Any]]]:
             delta = r.get("delta_test_rmse_vs_best") or {}
             d["delta_test_rmse_vs_best"] = delta.get("estimate")
             d["delta_ci_low"], d["delta_ci_high"] = delta.get("ci_low"), delta.get("ci_high")
+        if ranked_delta:
+            delta = r.get(ranked_delta) or {}
+            d[ranked_delta] = delta.get("estimate")
+            d[f"delta_{lb.sort}_ci_low"], d[f"delta_{lb.sort}_ci_high"] = delta.get("ci_low"), delta.get("ci_high")
         out.append(d)
     return header, out
 
@@ -383,9 +497,11 @@ def to_json(lb: Leaderboard) -> dict[str, Any]:
     for r in lb.rows:
         rows.append({k: v for k, v in r.items()})
     return {"dataset": lb.dataset, "split": lb.split, "policy": lb.policy, "refit": lb.refit,
-            "metrics": lb.metrics,
+            "metrics": lb.metrics, "sort": lb.sort, "implicit": lb.implicit,
             "rows": rows, "missing": [{"model": m, "seed": s} for m, s in lb.missing],
             "bootstrap": {"n_ratings": lb.n_test, "n_boot": N_BOOT, "level": 0.95,
                           "pairs": "test ratings; squared errors averaged over seeds"},
+            "bootstrap_ranking": {"n_users": lb.n_users, "n_boot": N_BOOT, "level": 0.95,
+                                  "pairs": "test users; per-user values averaged over seeds"},
             "published_sources": {m: p["source"] for m, p in lb.published.items()},
             "files": dict(lb.files)}

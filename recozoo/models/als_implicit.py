@@ -99,10 +99,10 @@ class ImplicitALS(Model):
         csr = train.to_csr()
         keep = np.asarray(csr.data) >= s.min_rating
         conf = np.where(keep, self._confidence(np.asarray(csr.data, dtype=np.float32)), 0).astype(np.float32)
-        if keep.all():
-            cui = sp.csr_matrix((conf, csr.indices, csr.indptr), shape=csr.shape)
-        else:  # copies: eliminate_zeros works in place and must not touch the (shared) table
-            cui = sp.csr_matrix((conf, csr.indices.copy(), csr.indptr.copy()), shape=csr.shape)
+        # copies: implicit's solver needs writable buffers (a cached split's columns are read-only
+        # memory maps), and eliminate_zeros works in place and must not touch the (shared) table
+        cui = sp.csr_matrix((conf, np.array(csr.indices), np.array(csr.indptr)), shape=csr.shape)
+        if not keep.all():
             cui.eliminate_zeros()
         self.user_known_ = np.diff(cui.indptr) > 0
         self.item_known_ = np.bincount(cui.indices, minlength=train.n_items) > 0

@@ -1,0 +1,72 @@
+"""Ranking leaderboards through the real CLI on ml-100k-implicit (held-out users, fold-in): default
+metrics, NDCG@100 order, --sort, JSON keys, paired intervals over users (~40 s)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from cli_helpers import assert_one_line_error, run_cli
+
+from recozoo.compare.runner import TEST_RANKING
+from recozoo.compare.store import ResultsStore
+
+
+@pytest.fixture(scope="module")
+def implicit_run(tmp_path_factory, ml100k_dir):
+    base = tmp_path_factory.mktemp("cmp-implicit")
+    env = {"RECOZOO_DATA": str(base / "home")}
+    out = base / "out"
+    p = run_cli("compare", "--dataset", "ml-100k-implicit", "--source", ml100k_dir, "--models", "bias,pop",
+                "--seeds", "2", "--out", out, "--format", "json", "-q", env=env)
+    return {"out": out, "env": env, "json": json.loads(p.stdout)}
+
+
+def test_defaults_order_and_json_keys(implicit_run):
+    lb = implicit_run["json"]
+    assert lb["implicit"] and lb["sort"] == "ndcg@100"
+    assert lb["metrics"] == ["ndcg@100", "recall@20", "recall@50"]
+    rows = lb["rows"]
+    means = [r["test_ndcg@100_mean"] for r in rows]
+    assert means == sorted(means, reverse=True) and [r["model"] for r in rows] == ["pop", "bias"]
+    for r in rows:
+        for key in ("test_ndcg@100_mean", "test_recall@20_mean", "test_recall@50_mean", "test_ndcg@100_std"):
+            assert isinstance(r[key], float), key
+        assert r["test_rmse_mean"] is None          # implicit data: no rating metric, for any model
+    # the gap to the best is paired over the same held-out users and equals the gap of the means
+    best, other = rows
+    assert "delta_test_ndcg@100_vs_best" not in best or best["delta_test_ndcg@100_vs_best"] is None
+    d = other["delta_test_ndcg@100_vs_best"]
+    assert d["vs"] == "pop" and d["n_users"] == lb["bootstrap_ranking"]["n_users"] > 0
+    assert d["estimate"] == pytest.approx(other["test_ndcg@100_mean"] - best["test_ndcg@100_mean"])
+    assert d["ci_low"] <= d["estimate"] <= d["ci_high"] < 0
+
+
+def test_records_are_fold_in_rankings_with_per_user_values(implicit_run):
+    out = implicit_run["out"]
+    for rec in ResultsStore(out).latest().values():
+        test = rec["metrics"]["test"]
+        assert test["scored_by"] == "fold-in" and test["excluded"] == "test_fold_in"
+        assert "rmse" not in test and test["threshold"] is None
+        with np.load(out / rec["run_dir"] / TEST_RANKING) as z:
+            assert z["users"].size == test["n_users"]
+            for m in ("ndcg@100", "recall@20", "recall_std@20", "map@50", "hitrate@20"):
+                assert float(z[m].mean()) == pytest.approx(test[m])
+
+
+def test_sort_and_metric_errors(implicit_run):
+    out, env = implicit_run["out"], implicit_run["env"]
+    p = run_cli("leaderboard", out, "--metrics", "recall@50,ndcg@100", "--sort", "recall@50",
+                "--format", "json", env=env)
+    lb = json.loads(p.stdout)
+    vals = [r["test_recall@50_mean"] for r in lb["rows"]]
+    assert lb["sort"] == "recall@50" and vals == sorted(vals, reverse=True)
+    md = run_cli("leaderboard", out, "--format", "markdown", env=env).stdout
+    assert "Δ NDCG@100 vs best [95% CI]" in md and "| pop |" in md
+    assert_one_line_error(run_cli("leaderboard", out, "--sort", "recall@20", "--metrics", "ndcg@100",
+                                  env=env, check=False), "--sort recall@20", "not among")
+    assert_one_line_error(run_cli("compare", "--dataset", "ml-100k-implicit", "--models", "pop", "--seeds", "1",
+                                  "--metrics", "rmse,ndcg@10", "--out", out.parent / "o2", "-q", env=env,
+                                  check=False), "implicit", "rmse")
