@@ -33,7 +33,11 @@ from typing import Any, Iterable, Mapping, Protocol
 
 import numpy as np
 
-__all__ = ["SearchSpace", "Float", "Int", "Categorical", "Layers", "When", "RandomSuggest", "Suggest"]
+from recozoo.errors import SettingsError
+from recozoo.settings import parse_settings
+
+__all__ = ["SearchSpace", "Float", "Int", "Categorical", "Layers", "When", "RandomSuggest", "Suggest",
+           "first_invalid_point"]
 
 
 class Suggest(Protocol):
@@ -259,6 +263,21 @@ class SearchSpace:
         drop = set(names)
         return SearchSpace(*(d for d in self.dims if isinstance(d, When) or d.name not in drop),
                            fixed={k: v for k, v in self.fixed.items() if k not in drop})
+
+
+def first_invalid_point(space: SearchSpace, settings_cls: type, model: str, *, fixed: Mapping[str, Any] | None = None,
+                        n_points: int = 25, seed: int = 0) -> tuple[dict[str, Any], str] | None:
+    """``(point, error)`` of the first of ``n_points`` seeded samples (plus ``fixed``) that is not valid
+    ``settings_cls``, or None when all are valid. What ``check_model`` and ``recozoo tune`` (before it
+    writes anything) run: conditional parts and cross-field rules only show on concrete points."""
+    rng = np.random.default_rng(seed)
+    for _ in range(n_points if space else 1):
+        point = {**space.sample_random(rng), **(fixed or {})}
+        try:
+            parse_settings(settings_cls, point, model=model)
+        except SettingsError as e:
+            return point, str(e)
+    return None
 
 
 def _optuna_names(d) -> list[str]:

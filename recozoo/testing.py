@@ -64,8 +64,8 @@ from recozoo.data.synthetic import generate
 from recozoo.errors import RecozooError, SettingsError
 from recozoo.models.base import FoldIn, Model, NotFittedError, load_model
 from recozoo.search import refit
-from recozoo.search_space import SearchSpace
-from recozoo.settings import BaseSettings, parse_settings
+from recozoo.search_space import SearchSpace, first_invalid_point
+from recozoo.settings import BaseSettings
 from recozoo.splits import random_split
 
 __all__ = ["check_model", "check_search_space", "tiny_split", "CHECKS"]
@@ -263,13 +263,8 @@ def check_search_space(cls, n_points: int = 25, seed: int = 0, fail=None) -> Non
     known = {f.name for f in dataclasses.fields(cls.Settings)}
     unknown = sorted(space.setting_names() - known)
     fail("search_space", not unknown, f"the space names settings the model does not have: {unknown}")
-    rng = np.random.default_rng(seed)
-    for _ in range(n_points if space else 1):
-        point = space.sample_random(rng)
-        try:
-            parse_settings(cls.Settings, point, model=cls.name)
-        except SettingsError as e:
-            fail("search_space", False, f"the sampled point {point!r} is not valid settings: {e}")
+    bad = first_invalid_point(space, cls.Settings, cls.name, n_points=n_points, seed=seed)
+    fail("search_space", bad is None, f"the sampled point {bad and bad[0]!r} is not valid settings: {bad and bad[1]}")
 
 
 def _check_not_fitted(model, fail) -> None:

@@ -502,7 +502,7 @@ def _print_describe(name: str, desc: dict) -> None:
 def _load_extra_commands() -> None:
     """Command groups that live in their own modules register themselves here."""
     import importlib
-    for mod in ("recozoo.cli.compare",):
+    for mod in ("recozoo.cli.compare", "recozoo.cli.tune"):
         try:
             m = importlib.import_module(mod)
         except ModuleNotFoundError as e:

@@ -1,0 +1,101 @@
+"""One trial: sample settings, fit on TRAIN, score VALID; prune from the per-epoch VALID score.
+
+TEST is never read here (the split's ``test`` part is not touched): a trial's
+value is its VALID score only. Pruning listens to what models already send to
+``reporter.log`` after each epoch (the torch engine, TimeSVD++) or iteration
+(ALS): ``valid_rmse``. For ``rmse`` and ``mae`` that curve is reported to the
+trial, and Optuna's median pruner stops a trial whose VALID RMSE at an epoch is
+worse than the median of earlier trials at that epoch. Ranking metrics have no
+per-epoch curve to compare, so their trials run to the end.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from recozoo.errors import RecozooError, SettingsError
+from recozoo.evaluate import evaluate, evaluate_ranking
+from recozoo.progress import Reporter
+from recozoo.search import LOWER_IS_BETTER
+from recozoo.settings import parse_settings, settings_to_dict
+
+__all__ = ["Objective", "PruningReporter", "FailedFit", "valid_score"]
+
+
+class FailedFit(Exception):
+    """A trial's fit failed with a RecozooError (e.g. SGD diverged): a failed trial, not a failed study."""
+
+
+class PruningReporter(Reporter):
+    """Reports each epoch's VALID RMSE to the trial; raises ``TrialPruned`` when the pruner says so."""
+
+    def __init__(self, trial, prune: bool):
+        self.trial = trial
+        self.prune = prune
+        self.last_step = 0
+        self.pruned_at: int | None = None
+
+    def log(self, record: dict[str, Any]) -> None:
+        value = record.get("valid_rmse")
+        step = record.get("epoch", record.get("iteration"))
+        if value is None or step is None:
+            return
+        self.last_step = int(step)
+        if not self.prune:
+            return
+        self.trial.report(float(value), int(step))
+        if self.trial.should_prune():
+            import optuna
+            self.pruned_at = int(step)
+            raise optuna.TrialPruned(f"pruned at epoch {step} (VALID RMSE {value:.4f})")
+
+
+def valid_score(model, split, metric: str, k: int) -> dict[str, float]:
+    """The trial's figures on VALID: ``metric`` and, for rating models, rmse and mae."""
+    if metric in LOWER_IS_BETTER:
+        m = evaluate(model, split, "valid")
+        return {"rmse": float(m["rmse"]), "mae": float(m["mae"])}
+    m = evaluate_ranking(model, split, "valid", k=k)
+    if metric not in m:
+        raise RecozooError(f"{model.name}: VALID has no user with a positive to rank, so {metric} is undefined")
+    return {metric: float(m[metric])}
+
+
+class Objective:
+    """Callable for ``study.optimize``: the model class, its space, the split, the metric."""
+
+    def __init__(self, model_cls, space, split, metric: str, k: int, *, fixed: dict[str, Any],
+                 seed: int, device: str):
+        self.cls, self.space, self.split = model_cls, space, split
+        self.metric, self.k, self.fixed = metric, k, dict(fixed)
+        self.seed, self.device = seed, device
+
+    def settings(self, trial):
+        """The trial's settings: a sampled point, then the user's fixed values; bad ones stop the study."""
+        point = {**self.space.sample(trial), **self.fixed}
+        try:
+            return parse_settings(self.cls.Settings, point, model=self.cls.name)
+        except SettingsError as e:
+            raise RecozooError(f"{self.cls.name}: its search space yielded invalid settings in trial "
+                               f"{trial.number} ({e})") from None
+
+    def __call__(self, trial) -> float:
+        settings = self.settings(trial)
+        model = self.cls(settings=settings, seed=self.seed, device=self.device)
+        reporter = PruningReporter(trial, prune=self.metric in LOWER_IS_BETTER)
+        # one user attribute, written once (each write is a database commit)
+        info: dict[str, Any] = {"settings": settings_to_dict(settings)}
+        t0 = time.perf_counter()
+        try:
+            model.fit(self.split.train, self.split.valid, reporter=reporter)
+            info["best_epoch"] = int(model.best_epoch_)
+            info["valid"] = valid_score(model, self.split, self.metric, self.k)
+        except RecozooError as e:
+            info["error"] = str(e)
+            raise FailedFit(str(e)) from None
+        finally:
+            info.update(fit_seconds=round(time.perf_counter() - t0, 3), epochs_run=reporter.last_step,
+                        pruned_at=reporter.pruned_at)
+            trial.set_user_attr("info", info)
+        return info["valid"][self.metric]

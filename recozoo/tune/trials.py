@@ -1,0 +1,85 @@
+"""The trials themselves: the seeded sampler, the pruner, and one process's optimisation loop.
+
+Shared by ``recozoo tune`` in one process (:mod:`recozoo.tune.run`) and by its ``--jobs``
+workers (:mod:`recozoo.tune.workers`), which open the study from its storage themselves.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from recozoo.datasets import load_split
+from recozoo.progress import NullReporter, Reporter
+from recozoo.registry import get_model
+from recozoo.tune.config import TuneConfig, parse_metric
+from recozoo.tune.objective import FailedFit, Objective
+from recozoo.tune.outputs import info
+from recozoo.tune.study import counts, default_url, open_storage, quiet_optuna
+
+__all__ = ["sampler", "pruner", "run_worker", "Progress"]
+
+
+def sampler(cfg: TuneConfig, worker: int, done: int = 0):
+    """Seeded TPE: one worker with one seed samples the same sequence every time. The seed is
+    ``seed + worker + done`` (``done``: trials already in the study), so a resumed study does not
+    replay the random start-up points its first session drew."""
+    optuna = quiet_optuna()
+    startup = 10 if cfg.trials is None else max(3, min(10, cfg.trials // 3))
+    return optuna.samplers.TPESampler(seed=cfg.seed + worker + done, n_startup_trials=startup, multivariate=True,
+                                      group=True, constant_liar=cfg.jobs > 1)
+
+
+def pruner():
+    """Median pruning from each epoch's VALID RMSE, once three trials have finished; the first three
+    epochs are never pruned (a first pass's VALID RMSE says little about where a fit ends)."""
+    return quiet_optuna().pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=4)
+
+
+def run_worker(cfg: TuneConfig, worker: int, *, split=None, study=None, cls=None, reporter: Reporter | None = None,
+               seconds: float | None = None) -> None:
+    """One process's share of the trials (the only one when ``jobs=1``); workers open the study themselves."""
+    optuna = quiet_optuna()
+    cls = cls or get_model(cfg.model)
+    if study is None:
+        storage = open_storage(cfg.storage or default_url(cfg.out), shared=cfg.storage is not None)
+        study = optuna.load_study(study_name=cfg.study_name, storage=storage, sampler=None, pruner=pruner())
+        study.sampler = sampler(cfg, worker, len(study.get_trials(deepcopy=False)))
+    if split is None:
+        split = load_split(cfg.dataset, cfg.source, cfg.split_seed, cfg.data_params)
+    _, k = parse_metric(cfg.metric)
+    objective = Objective(cls, cls.search_space.without(cfg.fixed), split, cfg.metric, k, fixed=cfg.fixed,
+                          seed=cfg.seed, device=cfg.device)
+    callbacks: list[Any] = [Progress(cfg, reporter or NullReporter(), worker)]
+    n_trials = None
+    if cfg.trials is not None:
+        states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+        callbacks.append(optuna.study.MaxTrialsCallback(cfg.trials, states=states))
+        n_trials = 3 * cfg.trials + 5            # a cap, so that fits failing every time cannot loop forever
+    study.optimize(objective, n_trials=n_trials, timeout=seconds, catch=(FailedFit,), callbacks=callbacks)
+
+
+class Progress:
+    """After each trial, one line on stderr: its outcome and the best VALID so far."""
+
+    def __init__(self, cfg: TuneConfig, reporter: Reporter, worker: int):
+        self.cfg, self.reporter, self.worker = cfg, reporter, worker
+        self.t0 = time.perf_counter()
+
+    def __call__(self, study, trial) -> None:
+        state = trial.state.name.lower()
+        if state == "complete":
+            what = f"{self.cfg.metric} {trial.value:.4f}"
+        elif state == "pruned":
+            what = f"pruned at epoch {info(trial).get('pruned_at', '?')}"
+        else:
+            what = f"failed: {info(trial).get('error', 'see the study')}"
+        c = counts(study)
+        try:
+            best = f"best {study.best_value:.4f} (trial {study.best_trial.number})"
+        except ValueError:
+            best = "no completed trial yet"
+        goal = f"/{self.cfg.trials}" if self.cfg.trials else ""
+        who = f"worker {self.worker}: " if self.cfg.jobs > 1 else ""
+        self.reporter.message(f"{who}trial {trial.number} {what} | {best} | {c['complete'] + c['pruned']}{goal} "
+                              f"finished, {time.perf_counter() - self.t0:.0f} s")

@@ -1,0 +1,223 @@
+"""``recozoo tune``: Optuna on VALID only, seeded, resumable after kill -9, pruning, one-line errors.
+
+Real Optuna studies in real SQLite files, real fits (``bias`` and ``als`` on small
+generated data, plus one test model whose learning curve is chosen by a setting).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from recozoo.data.synthetic import generate
+from recozoo.data.table import RatingsTable
+from recozoo.errors import RecozooError
+from recozoo.models.baselines import Bias, BiasSettings
+from recozoo.registry import register_temporarily
+from recozoo.search_space import Categorical, Float, SearchSpace
+from recozoo.settings import setting
+from recozoo.splits import random_split
+from recozoo.tune import TuneConfig, parse_budget, parse_metric, tune
+from recozoo.evaluate import evaluate
+from recozoo.runs import load_run
+from cli_helpers import RECOZOO, assert_one_line_error, run_cli
+
+SMALL = ("--dataset", "synthetic", "--data-param", "n_users=300", "--data-param", "n_items=120",
+         "--data-param", "n_ratings=10000")
+
+
+@pytest.fixture(scope="module")
+def split():
+    table = generate(n_users=300, n_items=120, n_ratings=9000, seed=4)
+    return random_split(table, "tiny-tune", test_fraction=0.1, valid_fraction=0.1, seed=0)
+
+
+def _trials(out):
+    with open(out / "trials.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_parse_budget_and_metric():
+    assert parse_budget("90") == 90 and parse_budget("90s") == 90 and parse_budget("10m") == 600
+    assert parse_budget("1.5h") == 5400 and parse_budget("1h30m") == 5400 and parse_budget(None) is None
+    for bad in ("abc", "10x", "", "m", "0s"):
+        with pytest.raises(RecozooError, match="budget"):
+            parse_budget(bad)
+    assert parse_metric("RMSE") == ("rmse", 10) and parse_metric("ndcg@20") == ("ndcg@20", 20)
+    for bad in ("foo", "ndcg", "ndcg@0", "auc@10"):
+        with pytest.raises(RecozooError, match="unknown metric"):
+            parse_metric(bad)
+
+
+def test_same_seed_same_trials_and_test_never_read(split, tmp_path):
+    """One worker, one seed: the same sequence of trials; a poisoned TEST changes nothing VALID chose."""
+    cfg = dict(model="bias", dataset="tiny-tune", trials=6, seed=5, plots=False)
+    a = tune(TuneConfig(**cfg, out=tmp_path / "a"), split=split)
+    b = tune(TuneConfig(**cfg, out=tmp_path / "b"), split=split)
+    rng = np.random.default_rng(9)
+    t = split.test
+    poisoned = RatingsTable(t.indptr, t.items, rng.uniform(1, 5, t.nnz).astype(t.ratings.dtype), t.timestamps,
+                            t.user_ids, t.item_ids)
+    c = tune(TuneConfig(**cfg, out=tmp_path / "c"), split=dataclasses.replace(split, test=poisoned))
+    seq = [[(r["number"], r["state"], r["value"], r["reg_user"], r["reg_item"]) for r in _trials(tmp_path / x)]
+           for x in "abc"]
+    assert len(seq[0]) == 6 and seq[0] == seq[1] == seq[2]
+    same = ("number", "value", "params", "settings", "valid")
+    assert [a["best"][k] for k in same] == [b["best"][k] for k in same] == [c["best"][k] for k in same]
+    assert a["test"]["rmse"] == b["test"]["rmse"] != c["test"]["rmse"]      # TEST read once, at the end
+    assert a["valid"]["rmse"] == c["valid"]["rmse"]
+    tune(TuneConfig(**{**cfg, "seed": 6, "trials": 3}, out=tmp_path / "d"), split=split)
+    assert [r["reg_user"] for r in _trials(tmp_path / "d")] != [s[3] for s in seq[0][:3]]
+
+
+def test_run_directory_and_rerun_reuses_everything(split, tmp_path):
+    out = tmp_path / "t"
+    r = tune(TuneConfig("bias", "tiny-tune", trials=5, seed=1, out=out), split=split)
+    for f in ("config.json", "model.rcz", "summary.json", "trials.csv", "best.json", "history.png",
+              "importances.png", "study.sqlite3"):
+        assert (out / f).is_file(), f
+    best = json.loads((out / "best.json").read_text())
+    assert best["best"]["settings"]["reg_user"] == best["best"]["params"]["reg_user"]
+    assert best["refit"] is True and r["run"]["refit"]["train_ratings"] == split.train.nnz + split.valid.nnz
+    assert best["plots"] == {"history.png": "written", "importances.png": "written"}
+    cfg, model = load_run(out)                         # an ordinary run directory
+    assert cfg["model"] == "bias" and cfg["refit"] is True
+    assert evaluate(model, split, "test")["rmse"] == pytest.approx(r["test"]["rmse"])
+    mtime = (out / "model.rcz").stat().st_mtime_ns
+    again = tune(TuneConfig("bias", "tiny-tune", trials=5, seed=1, out=out, plots=False), split=split)
+    assert again["trials"]["complete"] == 5 and again["best"] == r["best"]
+    assert (out / "model.rcz").stat().st_mtime_ns == mtime              # same best: the run is kept
+    more = tune(TuneConfig("bias", "tiny-tune", trials=7, seed=1, out=out, plots=False), split=split)
+    assert more["trials"]["complete"] == 7                              # 2 more trials, 5 kept
+    with pytest.raises(RecozooError, match="started with other metric"):
+        tune(TuneConfig("bias", "tiny-tune", trials=7, seed=1, out=out, metric="mae",
+                        study_name="recozoo-bias-tiny-tune-rmse"), split=split)
+
+
+# ----------------------------------------------------------------------- pruning
+@dataclass(frozen=True)
+class _CurveSettings(BiasSettings):
+    curve: str = setting("good", "learning curve shape", choices=("good", "bad"))
+
+
+class _Curve(Bias):
+    """A bias model that reports a VALID curve per epoch: falling ('good') or high and flat ('bad')."""
+    name = "tune-curve"
+    Settings = _CurveSettings
+    search_space = SearchSpace(Categorical("curve", ("good", "bad")), Float("reg_user", 1.0, 50.0, log=True))
+    epochs_run: list = []
+
+    def _fit(self, train, valid, reporter, run_dir, resume):
+        super()._fit(train, valid, reporter, run_dir, resume)
+        self.epochs_run.append(0)
+        for epoch in range(1, 21):
+            self.epochs_run[-1] = epoch
+            v = 1.0 - 0.01 * epoch if self.settings.curve == "good" else 2.0 + 0.001 * epoch
+            reporter.log({"epoch": epoch, "valid_rmse": v})
+
+    def _predict(self, users, items):
+        return super()._predict(users, items) + (0.0 if self.settings.curve == "good" else 2.0)
+
+
+def test_pruning_stops_a_bad_learning_curve_early(split, tmp_path):
+    with register_temporarily(_Curve, "tests"):
+        _Curve.epochs_run.clear()
+        r = tune(TuneConfig("tune-curve", "tiny-tune", trials=12, seed=2, out=tmp_path / "p", refit=False,
+                            plots=False),
+                 split=split)
+    rows = _trials(tmp_path / "p")
+    pruned = [x for x in rows if x["state"] == "pruned"]
+    assert pruned and all(x["curve"] == "bad" for x in pruned), rows
+    assert all(x["pruned_at"] == "4" for x in pruned)           # stopped at the first epoch after warm-up
+    # the fits themselves stopped: pruned trials ran 4 of their 20 epochs, the others all 20
+    runs = _Curve.epochs_run[:len(rows)]
+    assert sorted(runs[int(x["number"])] for x in pruned) == [4] * len(pruned)
+    assert all(runs[int(x["number"])] == 20 for x in rows if x["state"] == "complete")
+    assert r["best"]["params"]["curve"] == "good"
+
+
+class _BadSpace(Bias):
+    name = "tune-bad-space"
+    search_space = SearchSpace(Float("reg_user", -5.0, 5.0))
+
+
+def test_a_space_yielding_invalid_settings_fails_before_writing(split, tmp_path):
+    with register_temporarily(_BadSpace, "tests"):
+        with pytest.raises(RecozooError, match="search space yields invalid settings"):
+            tune(TuneConfig("tune-bad-space", "tiny-tune", trials=3, out=tmp_path / "x"), split=split)
+    assert not (tmp_path / "x").exists()
+
+
+def test_two_workers_share_one_study(split, tmp_path):
+    r = tune(TuneConfig("bias", "tiny-tune", trials=6, jobs=2, seed=3, out=tmp_path / "j", plots=False),
+             split=split)
+    assert r["trials"]["complete"] >= 6 and r["trials"]["running"] == 0
+    assert (tmp_path / "j" / "model.rcz").is_file()
+
+
+# ------------------------------------------------------------------------- the CLI
+def test_cli_bad_input_is_one_line_and_writes_nothing(tmp_path):
+    out = tmp_path / "never"
+    cases = [(("--metric", "foo"), ("unknown metric",)), (("--budget", "abc"), ("--budget", "abc")),
+             (("--storage", f"sqlite:///{tmp_path}/no/such/dir/s.db"), ("--storage", "cannot open")),
+             (("--set", "reg_user=-1"), ("invalid settings",))]
+    for args, needles in cases:
+        p = run_cli("tune", "bias", *SMALL, "--out", out, *args, check=False)
+        assert_one_line_error(p, *needles)
+        assert not out.exists(), args
+
+
+def _states(db):
+    if not db.exists():
+        return []
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as con:
+            return con.execute("select number, state, datetime_complete, (select count(*) from trial_params p "
+                               "where p.trial_id = t.trial_id) from trials t order by number").fetchall()
+    except sqlite3.OperationalError:           # not created yet, or locked for a moment
+        return []
+
+
+def test_kill_9_then_rerun_resumes(tmp_path):
+    """Killed mid-trial: the rerun keeps every finished trial, redoes the killed one, reaches the target."""
+    out = tmp_path / "k"
+    args = ["tune", "als", *SMALL, "--trials", "5", "--seed", "3", "--set", "iterations=12", "--out", str(out)]
+    env = {**os.environ, "COLUMNS": "200"}
+    proc = subprocess.Popen([RECOZOO, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    deadline = time.monotonic() + 300
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            rows = _states(out / "study.sqlite3")
+            done = [r for r in rows if r[1] in ("COMPLETE", "PRUNED")]
+            if len(done) >= 2 and any(r[1] == "RUNNING" and r[3] for r in rows):     # mid-fit
+                proc.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.05)
+    finally:
+        proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed mid-trial"
+    before = _states(out / "study.sqlite3")
+    killed = [n for n, s, _, _ in before if s == "RUNNING"]
+    assert len(killed) == 1
+    r = run_cli(*args, "--json")
+    res = json.loads(r.stdout)
+    assert "resuming" in r.stderr and f"interrupted trial(s) {killed[0]} queued again" in r.stderr
+    after = {n: (s, c) for n, s, c, _ in _states(out / "study.sqlite3")}
+    for n, s, c, _ in before:                         # finished trials untouched: not fitted again
+        if s in ("COMPLETE", "PRUNED"):
+            assert after[n] == (s, c)
+    assert after[killed[0]][0] == "FAIL" and res["redone"] == killed
+    assert res["trials"]["complete"] + res["trials"]["pruned"] == 5
+    rows = {int(x["number"]): x for x in _trials(out)}
+    redo = [x for x in rows.values() if x["redo_of"] == str(killed[0])]
+    assert len(redo) == 1 and redo[0]["rank"] == rows[killed[0]]["rank"] and redo[0]["reg"] == rows[killed[0]]["reg"]
