@@ -221,3 +221,12 @@ def test_kill_9_then_rerun_resumes(tmp_path):
     rows = {int(x["number"]): x for x in _trials(out)}
     redo = [x for x in rows.values() if x["redo_of"] == str(killed[0])]
     assert len(redo) == 1 and redo[0]["rank"] == rows[killed[0]]["rank"] and redo[0]["reg"] == rows[killed[0]]["reg"]
+
+
+def test_a_ranking_model_is_tuned_on_a_ranking_metric_maximised(split, tmp_path):
+    r = tune(TuneConfig("ease", "tiny-tune", trials=4, seed=0, out=tmp_path / "e", plots=False), split=split)
+    assert r["metric"] == "ndcg@10" and r["direction"] == "maximize"        # the default for ranking-only
+    values = [float(x["value"]) for x in _trials(tmp_path / "e") if x["state"] == "complete"]
+    assert r["best"]["value"] == max(values) and "ndcg@10" in r["test"]
+    with pytest.raises(RecozooError, match="predicts no ratings"):
+        tune(TuneConfig("ease", "tiny-tune", metric="rmse", trials=2, out=tmp_path / "f"), split=split)

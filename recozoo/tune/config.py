@@ -14,13 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from recozoo.errors import RecozooError
+from recozoo.metrics import RANKING_METRICS
 from recozoo.search import LOWER_IS_BETTER
 from recozoo.search_space import first_invalid_point
 
 __all__ = ["TuneConfig", "parse_budget", "parse_metric", "RANKING_METRICS", "DEFAULT_TRIALS"]
 
-#: ranking metrics ``--metric NAME@K`` accepts (what :func:`recozoo.evaluate.evaluate_ranking` reports)
-RANKING_METRICS = ("ndcg", "recall", "map", "hitrate")
 #: trials when neither ``--trials`` nor ``--budget`` is given
 DEFAULT_TRIALS = 20
 
@@ -48,7 +47,7 @@ def parse_metric(text: str) -> tuple[str, int]:
     t = str(text).strip().lower()
     if t in LOWER_IS_BETTER:
         return t, 10
-    m = re.fullmatch(r"([a-z]+)@(\d+)", t)
+    m = re.fullmatch(r"([a-z_]+)@(\d+)", t)
     if m and m.group(1) in RANKING_METRICS and int(m.group(2)) >= 1:
         return f"{m.group(1)}@{int(m.group(2))}", int(m.group(2))
     raise RecozooError(f"unknown metric {text!r} (use rmse, mae or {'|'.join(RANKING_METRICS)}@K, e.g. ndcg@10)")
