@@ -116,7 +116,8 @@ def resolve_models(cfg: CompareConfig) -> list[tuple[Any, type, BaseSettings]]:
 IMPLICIT_METRICS = ("ndcg@100", "recall@20", "recall@50")
 
 
-def effective_metrics(cfg: CompareConfig, classes: list[type], implicit: bool = False) -> list[str]:
+def effective_metrics(cfg: CompareConfig, models: list[tuple[type, BaseSettings]],
+                      implicit: bool = False) -> list[str]:
     """The asked-for metrics; on implicit data :data:`IMPLICIT_METRICS` unless metrics were named (a
     rating metric there is a one-line error); elsewhere default ranking ones are added when a
     ranking-only model has none."""
@@ -129,7 +130,7 @@ def effective_metrics(cfg: CompareConfig, classes: list[type], implicit: bool = 
             raise SettingsError(f"{cfg.dataset} is implicit feedback: {', '.join(rated)} cannot be computed "
                                 f"(ranking metrics only, e.g. --metrics {','.join(IMPLICIT_METRICS)})")
         return metrics
-    if any(not c.predicts_ratings for c in classes) and not any("@" in m for m in metrics):
+    if any(not c.predicts_ratings_with(s) for c, s in models) and not any("@" in m for m in metrics):
         metrics += list(DEFAULT_RANKING)
     return metrics
 
@@ -201,7 +202,7 @@ def _fit_one(cfg: CompareConfig, spec, cls, settings: BaseSettings, seed: int, d
            "dataset": cfg.dataset, "split": split.name,
            "config": {**base, "model": spec.name, "settings": summary["settings"],
                       "preset": spec.preset, "seed": seed},
-           "predicts_ratings": bool(cls.predicts_ratings),
+           "predicts_ratings": bool(cls.predicts_ratings_with(settings)),
            "metrics": {"valid": m.get("valid"), "test": m["test"],
                        "test_ranking": test_ranking},
            "seconds": {"fit": summary["seconds"]["fit"], "predict": predict_s,
@@ -224,7 +225,7 @@ def run_compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, c
     device = resolve_device(cfg.device)
     split = load_split(cfg.dataset, cfg.source, cfg.split_seed, cfg.data_params or None)
     implicit = is_implicit(split)
-    metrics = effective_metrics(cfg, [c for _, c, _ in resolved], implicit)
+    metrics = effective_metrics(cfg, [(c, s) for _, c, s in resolved], implicit)
     ks = sorted({int(m.split("@")[1]) for m in metrics if "@" in m})
 
     base = {"dataset": cfg.dataset, "split_seed": cfg.split_seed, "data_params": cfg.data_params,

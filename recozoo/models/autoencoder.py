@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterator, Literal
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -60,7 +61,7 @@ from recozoo.models._factors import keep_entries
 from recozoo.models.base import FoldIn, Model
 
 __all__ = ["AutoencoderNet", "AutoencoderTask", "AutoencoderModel", "ACTIVATIONS", "ActivationName",
-           "CSR_DEVICES"]
+           "CSR_DEVICES", "LossName", "binary_rows"]
 
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "selu": F.selu, "elu": F.elu, "lrelu": F.leaky_relu, "relu": F.relu, "relu6": F.relu6,
@@ -69,6 +70,16 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 #: devices with torch's sparse CSR kernels (csr_matmul / sampled_dot); elsewhere (mps) a gather path
 CSR_DEVICES = ("cpu", "cuda")
 ActivationName = Literal["selu", "elu", "lrelu", "relu", "relu6", "sigmoid", "tanh", "swish", "none"]
+#: what a row autoencoder minimises: "mse" = squared error at the observed ratings (explicit feedback,
+#: the default); on implicit feedback, with binary input (every stored entry = 1), the negative
+#: log-likelihood of the row under a "multinomial" (softmax over all columns, Liang et al. 2018) or a
+#: "logistic" (independent Bernoulli per column, every column counting) output
+LossName = Literal["mse", "multinomial", "logistic"]
+
+
+def binary_rows(rows: RowMatrix) -> RowMatrix:
+    """The same rows with every stored entry as value 1 (an interaction)."""
+    return RowMatrix(rows.indptr, rows.cols, np.ones(rows.nnz, dtype=np.float32), rows.n_cols)
 
 
 # --------------------------------------------------------------------------- network
@@ -188,6 +199,8 @@ class AutoencoderNet(RowSparseModule):
     def forward(self, kind: str, *args, want_dense: bool = False):
         if kind == "dense":
             return self.dense(args[0])
+        if kind == "rows":                         # (offsets, cols, values): sparse input, dense output
+            return self.decode_dense(self.encode_sparse(*args))
         if kind == "compact":                      # (pattern, input values): targets = the input entries
             pred, h = self.sparse_step(*args)
         else:
@@ -217,12 +230,16 @@ class AutoencoderTask(Task):
     """DeepRec/AutoRec loss hooks for :class:`recozoo.engine.Trainer`."""
 
     def __init__(self, build: Callable[[], AutoencoderNet], refeed: int = 0, noise: float = 0.0,
-                 penalty: Callable[[nn.Module], torch.Tensor] | None = None):
+                 penalty: Callable[[nn.Module], torch.Tensor] | None = None, loss: LossName = "mse"):
         self.build, self.refeed, self.noise, self.penalty = build, int(refeed), float(noise), penalty
+        self.loss = loss
+        if loss != "mse" and self.refeed:
+            raise SettingsError(f"loss={loss}: dense re-feeding fits squared error; set refeed=0")
         #: lazy row-sparse updates (see Trainer._enable_row_sparse); a weight penalty reads every row
         #: at every step, so AutoRec's L2 term rules them out. With re-feeding they still pay: the sparse
-        #: step moves only the touched rows, and the dense step catches the others up in one pass
-        self.row_sparse_updates = penalty is None
+        #: step moves only the touched rows, and the dense step catches the others up in one pass.
+        #: An implicit loss reads every output row at every step: no gain either
+        self.row_sparse_updates = penalty is None and loss == "mse"
 
     def build_module(self) -> nn.Module:
         return self.build()
@@ -232,10 +249,25 @@ class AutoencoderTask(Task):
             return None
         return self.penalty(getattr(net, "module", net))
 
+    def implicit_nll(self, out: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """Negative log-likelihood, summed over rows, of binary rows stored at (rows, cols) given the
+        network's dense output (logits) under the task's implicit loss."""
+        out = out.float()
+        if self.loss == "multinomial":
+            return -torch.log_softmax(out, dim=1)[rows, cols].sum()
+        target = torch.zeros_like(out)
+        target[rows, cols] = 1.0
+        return F.binary_cross_entropy_with_logits(out, target, reduction="sum")
+
     def train_losses(self, net, batch: RowBatch) -> Iterator[Loss]:
         vals = batch.vals
         if self.noise > 0:
             vals = F.dropout(vals, self.noise, training=True)
+        if self.loss != "mse":                 # binary rows in, the whole output row scored
+            out = net("rows", batch.offsets, batch.cols, vals)
+            yield Loss(self.implicit_nll(out, batch.row_index(), batch.cols), batch.n_rows,
+                       self._penalty(net), ends_batch=True)
+            return
         if batch.cols.device.type in CSR_DEVICES:         # CSR kernels; the gather path elsewhere (mps)
             pred, y = net("compact", batch.pattern, vals, want_dense=self.refeed > 0)
         else:
@@ -265,6 +297,11 @@ class AutoencoderTask(Task):
         return {module.w_in: batch.pattern.cols_global}
 
     def eval_sse(self, module, inputs: RowBatch, targets: RowBatch):
+        """Squared error at VALID's ratings; under an implicit loss, the multinomial negative
+        log-likelihood of VALID's entries instead (so ``valid_rmse`` is the root of its mean)."""
+        if self.loss != "mse":
+            out = module.decode_dense(module.encode_sparse(inputs.offsets, inputs.cols, inputs.vals))
+            return -torch.log_softmax(out.float(), dim=1)[targets.row_index(), targets.cols].sum(), targets.nnz
         pred = module.decode_at(module.encode_sparse(inputs.offsets, inputs.cols, inputs.vals),
                                 targets.row_index(), targets.cols)
         return ((pred.float() - targets.vals) ** 2).sum(), targets.nnz
@@ -309,6 +346,22 @@ class AutoencoderModel(Model):
     def _build_net(self, n_cols: int) -> AutoencoderNet:
         return AutoencoderNet(n_cols, **self._net_kwargs())
 
+    def _loss(self) -> LossName:
+        """What the model minimises (:data:`LossName`); models with a ``loss`` setting return it."""
+        return "mse"
+
+    def _fallback_cols(self) -> np.ndarray:
+        """Columns whose outputs get the fallback: under squared error those never rated in training
+        (their output weights never learned); none under an implicit loss, whose every step scores
+        every column."""
+        if self._loss() != "mse":
+            return np.zeros(self.rows_.n_cols, dtype=bool)
+        return ~self._col_known()
+
+    def _empty_row(self) -> str:
+        """:attr:`empty_row`, except under an implicit loss: the network's output for an empty input."""
+        return self.empty_row if self._loss() == "mse" else "network"
+
     # --------------------------------------------------------------- fitting
     def _fit(self, train, valid, reporter, run_dir, resume):
         mode = self._mode()
@@ -316,6 +369,9 @@ class AutoencoderModel(Model):
         vpair = None
         if valid is not None and valid.nnz:
             vpair = (rows, RowMatrix.from_table(valid, mode))
+        if self._loss() != "mse":             # implicit feedback: every stored entry is one interaction
+            rows = binary_rows(rows)
+            vpair = None if vpair is None else (rows, binary_rows(vpair[1]))
         trainer = Trainer(self._task(rows.n_cols, rows.nnz), self._engine_config(), reporter=reporter,
                           run_dir=run_dir, resume=resume,
                           signature={"model": self.name, "mode": mode, "n_rows": rows.n_rows,
@@ -377,10 +433,10 @@ class AutoencoderModel(Model):
     def _predict(self, users, items):
         rows, cols = self._to_rows_cols(users, items)
         out = self._scores_at(rows, cols)
-        unknown_col = ~self._col_known()[cols]
+        unknown_col = self._fallback_cols()[cols]
         if unknown_col.any():
             out[unknown_col] = self._row_mean()[rows[unknown_col]]
-        if self.empty_row == "mean":
+        if self._empty_row() == "mean":
             empty = (self.rows_.lengths()[rows] == 0) & ~unknown_col
             if empty.any():
                 out[empty] = self._col_mean()[cols[empty]]
@@ -400,7 +456,7 @@ class AutoencoderModel(Model):
         out = np.full(rows.shape[0], self.global_mean_, dtype=np.float32)
         ok = (cols >= 0) & (cols < self.rows_.n_cols) & ((rows < 0) | (rows >= self.rows_.n_rows))
         ok &= np.where(ok, self._col_known()[np.clip(cols, 0, self.rows_.n_cols - 1)], False)
-        if ok.any() and self.empty_row == "mean":
+        if ok.any() and self._empty_row() == "mean":
             out[ok] = self._col_mean()[cols[ok]]
         elif ok.any():
             with torch.no_grad():
@@ -427,11 +483,11 @@ class AutoencoderModel(Model):
             rows = np.repeat(np.arange(self.n_items_, dtype=np.int64), users.size)
             cols = np.tile(users, self.n_items_)
             out = self._scores_at(rows, cols).reshape(self.n_items_, users.size).T.copy()
-        unknown = ~self._col_known() if self._mode() == "user" else None
+        unknown = self._fallback_cols() if self._mode() == "user" else None
         if unknown is not None and unknown.any():
             out[:, unknown] = self._row_mean()[users][:, None]
         elif self._mode() == "item":
-            bad = ~self._col_known()[users]
+            bad = self._fallback_cols()[users]
             if bad.any():
                 out[bad] = self._row_mean()[None, :].repeat(int(bad.sum()), 0)
         return out
@@ -456,6 +512,9 @@ class AutoencoderModel(Model):
         keep = known_col[ratings.indices]
         if not keep.all():
             ratings = keep_entries(ratings, keep)
+        if self._loss() != "mse":
+            ratings = sp.csr_matrix((np.ones(ratings.nnz, dtype=np.float32), ratings.indices, ratings.indptr),
+                                    shape=ratings.shape)
         n_rows, n = ratings.shape
         out = np.empty((n_rows, n), dtype=np.float32)
         counts = np.diff(ratings.indptr)
@@ -471,7 +530,7 @@ class AutoencoderModel(Model):
         if empty.any():
             it = np.arange(n, dtype=np.int64)
             out[empty] = self._predict_unknown(np.full(n, -1, dtype=np.int64), it)
-        if (~known_col).any() and live.size:
+        if self._fallback_cols().any() and live.size:
             sums = np.add.reduceat(ratings.data.astype(np.float64), ratings.indptr[live])
             out[np.ix_(live, np.flatnonzero(~known_col))] = (sums / counts[live])[:, None]
         return out

@@ -51,7 +51,7 @@ from typing import Any, Callable, ClassVar, Literal
 import torch
 
 from recozoo.engine import EngineConfig
-from recozoo.models.autoencoder import AutoencoderModel, AutoencoderTask
+from recozoo.models.autoencoder import AutoencoderModel, AutoencoderTask, LossName
 from recozoo.models.base import FoldIn
 from recozoo.search_space import Categorical, Float, Int, SearchSpace, When
 from recozoo.settings import BaseSettings, setting
@@ -72,6 +72,8 @@ class AutoRecSettings(BaseSettings):
     patience: int = setting(10, "early stop after N evaluations without VALID improvement (0 = off)",
                             min=0)
     precision: Literal["fp32", "bf16", "fp16"] = setting("fp32", "fp32, bf16 (CPU/GPU) or fp16 (GPU)")
+    loss: LossName = setting("mse", "mse on ratings (the paper's); multinomial or logistic: implicit "
+                                    "feedback (binary input, the whole row scored; a ranking model)")
 
 
 #: chosen on ml-100k u1 VALID with full-batch L-BFGS (see the module docstring for the λ search)
@@ -101,6 +103,14 @@ class _AutoRec(AutoencoderModel):
         return {"layers": (self.settings.hidden,), "activation": "sigmoid", "tied": False,
                 "dropout": 0.0, "last_linear": True}
 
+    def _loss(self) -> LossName:
+        return self.settings.loss
+
+    @classmethod
+    def predicts_ratings_with(cls, settings) -> bool:
+        """Ratings under ``loss=mse``; an implicit loss ranks (its outputs are logits)."""
+        return settings.loss == "mse"
+
     def _engine_config(self) -> EngineConfig:
         # the paper's L2 term is the task's penalty, not the optimiser's weight decay; no lr schedule
         return EngineConfig.from_settings(self.settings, device=self.device, seed=self.seed, milestones=())
@@ -112,7 +122,7 @@ class _AutoRec(AutoencoderModel):
             return scale * (net.w_in.float().pow(2).sum() + net.w_out.float().pow(2).sum())
 
         return AutoencoderTask(lambda: self._build_net(n_cols), refeed=0, noise=0.0,
-                               penalty=penalty if scale > 0 else None)
+                               penalty=penalty if scale > 0 else None, loss=self.settings.loss)
 
 
 class IAutoRec(_AutoRec):

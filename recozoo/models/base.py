@@ -116,6 +116,8 @@ class Model(ABC):
         if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
             raise SettingsError(f"seed must be an integer, got {seed!r}")
         self.settings = settings
+        #: the class's :attr:`predicts_ratings`, unless these settings change it (:meth:`predicts_ratings_with`)
+        self.predicts_ratings = self.predicts_ratings_with(settings)
         self.seed = int(seed)
         self.device = device
         #: explicit rating-scale clipping of ``predict`` (None = no clipping, the default)
@@ -126,6 +128,17 @@ class Model(ABC):
         #: models that train in epochs and select one on VALID set it (0 = none chosen / no epochs)
         self.best_epoch_: int = 0
         self._seen: sp.csr_matrix | None = None
+
+    @classmethod
+    def predicts_ratings_with(cls, settings: BaseSettings) -> bool:
+        """Whether a model of this class fitted with ``settings`` predicts ratings.
+
+        :attr:`predicts_ratings` unless the settings decide it (an autoencoder
+        trained with an implicit loss ranks instead); what ``compare`` asks
+        before it has a model, what a model instance answers as its own
+        ``predicts_ratings``.
+        """
+        return cls.predicts_ratings
 
     # ------------------------------------------------------------------ contract
     @abstractmethod

@@ -38,7 +38,7 @@ from typing import Any, Callable, ClassVar, Literal
 
 from recozoo.engine import EngineConfig
 from recozoo.errors import SettingsError
-from recozoo.models.autoencoder import ActivationName, AutoencoderModel, AutoencoderTask
+from recozoo.models.autoencoder import ActivationName, AutoencoderModel, AutoencoderTask, LossName
 from recozoo.search_space import Categorical, Float, Layers, SearchSpace, When
 from recozoo.settings import BaseSettings, setting
 
@@ -69,10 +69,14 @@ class DeepRecSettings(BaseSettings):
     eval_every: int = setting(1, "evaluate VALID every N epochs", min=1)
     patience: int = setting(0, "early stop after N evaluations without VALID improvement (0 = off)", min=0)
     precision: Literal["fp32", "bf16", "fp16"] = setting("fp32", "fp32, bf16 (CPU/GPU) or fp16 (GPU)")
+    loss: LossName = setting("mse", "mse on ratings; multinomial or logistic: implicit feedback (binary "
+                                    "input, the whole row scored; a ranking model; needs refeed=0)")
 
     def validate(self) -> None:
         if not self.layers:
             raise SettingsError("setting 'layers': give at least one encoder layer size, e.g. 512,512,1024")
+        if self.loss != "mse" and self.refeed:
+            raise SettingsError(f"loss={self.loss}: dense re-feeding fits squared error; set refeed=0")
 
 
 def _paper_preset(dataset: str) -> dict[str, Any]:
@@ -131,6 +135,14 @@ class DeepRec(AutoencoderModel):
     def _mode(self) -> str:
         return self.settings.mode
 
+    def _loss(self) -> LossName:
+        return self.settings.loss
+
+    @classmethod
+    def predicts_ratings_with(cls, settings) -> bool:
+        """Ratings under ``loss=mse``; an implicit loss ranks (its outputs are logits)."""
+        return settings.loss == "mse"
+
     def _net_kwargs(self) -> dict[str, Any]:
         s = self.settings
         return {"layers": s.layers, "activation": s.activation, "tied": s.tied, "dropout": s.dropout,
@@ -141,5 +153,5 @@ class DeepRec(AutoencoderModel):
 
     def _task(self, n_cols: int, n_train: int) -> AutoencoderTask:
         return AutoencoderTask(lambda: self._build_net(n_cols), refeed=self.settings.refeed,
-                               noise=self.settings.noise)
+                               noise=self.settings.noise, loss=self.settings.loss)
 
