@@ -238,6 +238,22 @@ def _implicit(source: str, name: str, protocol: str, loader: Callable[[Path], An
     return build
 
 
+#: published TEST figures on the strong-generalisation splits (PROTOCOLS.md "Implicit feedback"):
+#: NDCG@100, Recall@20, Recall@50, Recall as in rule 6 (recozoo's recall@K)
+_IMPLICIT_PUBLISHED = {
+    "ml-20m": {"mult-vae": (0.426, 0.395, 0.537), "mult-dae": (0.419, 0.387, 0.524), "ease": (0.420, 0.391, 0.521)},
+    "netflix": {"mult-vae": (0.386, 0.351, 0.444), "mult-dae": (0.380, 0.344, 0.438),
+                "ease": (0.393, 0.362, 0.445)},
+}
+_IMPLICIT_SOURCES = {"mult-vae": "Liang et al. WWW 2018 (PROTOCOLS.md)", "mult-dae": "Liang et al. WWW 2018 (PROTOCOLS.md)",
+                     "ease": "Steck WWW 2019 (PROTOCOLS.md)"}
+
+
+def _implicit_published(source: str) -> dict[str, dict[str, Any]]:
+    return {m: {"test_ndcg@100": a, "test_recall@20": b, "test_recall@50": c, "source": _IMPLICIT_SOURCES[m]}
+            for m, (a, b, c) in _IMPLICIT_PUBLISHED.get(source, {}).items()}
+
+
 def _implicit_specs(source: str, loader: Callable[[Path], Any], what: str) -> list[DatasetSpec]:
     out = []
     for suffix, (protocol, fixed, how) in _IMPLICIT_VARIANTS.items():
@@ -247,7 +263,8 @@ def _implicit_specs(source: str, loader: Callable[[Path], Any], what: str) -> li
                     "; N scaled to the data (docs/datasets.md)")
         out.append(DatasetSpec(f"{source}-{suffix}", f"{what}, implicit: {how}",
                                _implicit(source, f"{source}-{suffix}", protocol, loader), source,
-                               _implicit_params(source, protocol, fixed)))
+                               _implicit_params(source, protocol, fixed),
+                               _implicit_published(source) if protocol == "strong" else {}))
     return out
 
 

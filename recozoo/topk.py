@@ -41,9 +41,8 @@ def top_k_rows(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     n_rows, n = given.shape
     k = max(1, min(int(k), n))
     s = given if given.dtype.kind == "f" else given.astype(np.float64)
-    nan = np.isnan(s)
-    if nan.any():
-        s = np.where(nan, -np.inf, s)
+    if np.isnan(s.max(axis=1, initial=-np.inf)).any():    # (a reduction: no B x n mask unless needed)
+        s = np.where(np.isnan(s), -np.inf, s)
     if k == n:
         top = np.broadcast_to(np.arange(n), (n_rows, n))
     elif n >= _SAMPLED_FROM * k and s.dtype == np.float32 and n < 2**31:

@@ -4,6 +4,7 @@ metrics, NDCG@100 order, --sort, JSON keys, paired intervals over users (~40 s).
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -70,3 +71,31 @@ def test_sort_and_metric_errors(implicit_run):
     assert_one_line_error(run_cli("compare", "--dataset", "ml-100k-implicit", "--models", "pop", "--seeds", "1",
                                   "--metrics", "rmse,ndcg@10", "--out", out.parent / "o2", "-q", env=env,
                                   check=False), "implicit", "rmse")
+
+
+def test_published_ranking_figures_and_the_configs(tmp_path):
+    """ml-20m-implicit's published NDCG@100/Recall@20/50 print beside recozoo's; the TOML configs of the
+    strong-generalisation comparisons load and name registered models."""
+    from recozoo.compare.config import build_config, load_config_file
+    from recozoo.compare.runner import resolve_models
+    from recozoo.compare.table import build_leaderboard, to_markdown
+    store = ResultsStore(tmp_path)
+    for m, v in (("mult-vae", 0.41), ("pop", 0.19)):
+        store.append({"config_hash": "h", "dataset": "ml-20m-implicit", "split": "ml-20m-implicit",
+                      "config": {}, "seconds": {"fit": 1.0, "predict": 0.1}, "n_parameters": 10,
+                      "memory": {"delta_mb": 1.0, "peak_mb": 2.0, "method": "VmHWM"}, "run_dir": "runs/x",
+                      "model": m, "seed": 0, "predicts_ratings": False,
+                      "metrics": {"test": {}, "test_ranking": {k: {"ndcg@100": v, "recall@20": v / 2,
+                                                                   "recall@50": v} for k in ("100", "20", "50")}}})
+    lb = build_leaderboard(tmp_path, "ndcg@100,recall@20,recall@50", sort="ndcg@100")
+    rows = {r["model"]: r for r in lb.rows}
+    assert rows["mult-vae"]["published_test_ndcg@100"] == 0.426
+    assert rows["mult-vae"]["published_test_recall@50"] == 0.537
+    assert "published_test_ndcg@100" not in rows["pop"]
+    md = to_markdown(lb)
+    assert "published NDCG@100" in md.splitlines()[2] and "| 0.4260 |" in md and "Liang et al." in md
+    root = Path(__file__).resolve().parents[1] / "benchmarks" / "configs"
+    for name in ("ml-20m-implicit", "netflix-implicit"):
+        cfg = build_config(file=load_config_file(root / f"{name}.toml"))
+        assert cfg.dataset == name and "ndcg@100" in cfg.metrics
+        assert {s.name for s, _, _ in resolve_models(cfg)} >= {"mult-vae", "mult-dae", "pop"}
