@@ -57,6 +57,13 @@ def test_records_are_fold_in_rankings_with_per_user_values(implicit_run):
                 assert float(z[m].mean()) == pytest.approx(test[m])
 
 
+def test_evaluate_ranks_a_run_on_implicit_data_like_fit(implicit_run):
+    out, env = implicit_run["out"], implicit_run["env"]
+    rec = next(r for r in ResultsStore(out).latest().values() if r["model"] == "bias")   # a rating model
+    got = json.loads(run_cli("evaluate", out / rec["run_dir"], "--json", env=env).stdout)["metrics"]
+    assert got["ndcg@100"] == rec["metrics"]["test"]["ndcg@100"] and got["scored_by"] == "fold-in"
+
+
 def test_sort_and_metric_errors(implicit_run):
     out, env = implicit_run["out"], implicit_run["env"]
     p = run_cli("leaderboard", out, "--metrics", "recall@50,ndcg@100", "--sort", "recall@50",

@@ -217,6 +217,27 @@ def test_task_with_own_batches_and_optimisers(tmp_path):
     assert [h["epoch"] for h in again.history] == [1, 2]
 
 
+class _RankedTask(_OwnBatchesTask):
+    """Selection on a score to maximise (a ranking metric on VALID): the task's valid_score."""
+
+    valid_metric = "ndcg@100"
+    higher_is_better = True
+
+    def valid_score(self, module, valid):
+        return float((module.a.sum() + module.b.sum()).abs())
+
+
+def test_selection_on_a_ranking_metric_keeps_the_highest_epoch():
+    cfg = EngineConfig(epochs=3, optimizer="adam", eval_every=1, tensorboard=False)
+    low = Trainer(_OwnBatchesTask(), cfg).fit(None, valid="anything")
+    high = Trainer(_RankedTask(), cfg).fit(None, valid="anything")
+    scores = [h["valid_rmse"] for h in low.history]
+    assert [h["valid_ndcg@100"] for h in high.history] == pytest.approx(scores, rel=1e-6)
+    assert all(h["valid_rmse"] is None for h in high.history)
+    assert len(set(scores)) == 3 and high.best_epoch == int(np.argmax(scores)) + 1
+    assert low.best_epoch == int(np.argmin(scores)) + 1
+
+
 @settings(max_examples=300, deadline=None)
 @given(world=st.integers(1, 64), count=st.integers(1, 2**40), sse=st.floats(0, 1e9, width=32, allow_subnormal=False))
 @example(world=3, count=7, sse=1.0)          # world / count rounds differently from reciprocal * world

@@ -236,12 +236,14 @@ def evaluate_cmd(
     split: str = typer.Option("test", "--split", help="valid|test"),
     policy: Optional[str] = typer.Option(None, "--policy", help="drop|fallback (default: the protocol's)"),
     clip: Optional[str] = typer.Option(None, "--clip", help="also report metrics clipped to LO,HI"),
-    k: int = typer.Option(10, "--k", help="cut-off for ranking metrics"),
+    k: Optional[int] = typer.Option(None, "--k", help="cut-off for ranking metrics (default 10; implicit "
+                                                      "data: 20, 50 and 100)"),
     as_json: bool = typer.Option(False, "--json"),
 ):
     """Score a saved run's model on its dataset's VALID or TEST part."""
     from recozoo.datasets import load_split
     from recozoo.evaluate import evaluate, evaluate_ranking
+    from recozoo.rank_eval import default_ks, is_implicit
     from recozoo.runs import load_run
     if split not in ("valid", "test"):
         raise RecozooError(f"--split must be valid or test, got {split!r}")
@@ -249,10 +251,10 @@ def evaluate_cmd(
     sp = load_split(cfg["dataset"], cfg.get("source"), cfg.get("split_seed", 0), cfg.get("data_params"))
     if model.n_users_ != sp.train.n_users or model.n_items_ != sp.train.n_items:
         raise RecozooError(f"{run_dir}: the model's shape does not match dataset {cfg['dataset']}")
-    if model.predicts_ratings:
+    if model.predicts_ratings and not is_implicit(sp):
         m = evaluate(model, sp, split, policy=policy, clip=_clip(clip))
-    else:
-        m = evaluate_ranking(model, sp, split, k=k)
+    else:   # ranking-only models, and every model on implicit data (as `recozoo fit` scores them)
+        m = evaluate_ranking(model, sp, split, ks=(k,) if k else default_ks(sp))
     result = {"model": cfg["model"], "dataset": cfg["dataset"], "run_dir": str(run_dir), "split": split,
               "metrics": m}
     if as_json:
