@@ -37,6 +37,9 @@ class Reporter:
     def message(self, text: str) -> None:
         """A human line (stderr in the CLI)."""
 
+    def close(self) -> None:
+        """Stop any live display (the CLI calls it once the command is done)."""
+
 
 class NullReporter(Reporter):
     """Reports nothing (the library default)."""

@@ -175,7 +175,8 @@ def fit_and_score(cfg: RunConfig, run_dir: str | Path | None = None, *, resume: 
         if lead:   # VALID is scored by the model that VALID chose (the refitted one has trained on it)
             scores.score(model, "valid")
         model, refit_info = _refit(model, split, reporter, run_dir)
-    if not lead:
+    if not lead:   # rank 0 scores, writes and speaks for the run; this rank says so in its own log
+        _write_rank_log(run_dir, t_fit)
         return FitOutcome({"model": cfg.model, "dataset": cfg.dataset, "run_dir": str(run_dir),
                            "rank": _rank()}, model)
     model.save(run_dir / MODEL_FILE)
@@ -195,6 +196,17 @@ def fit_and_score(cfg: RunConfig, run_dir: str | Path | None = None, *, resume: 
             summary[key] = info
     atomic_write_json(run_dir / "summary.json", summary)
     return FitOutcome(summary, model, scores.test_errors, scores.test_ranked)
+
+
+def _write_rank_log(run_dir: Path, fit_seconds: float) -> None:
+    """``rank-N.log``: what a rank other than 0 did, since it prints nothing (one JSON document on
+    stdout and one progress bar per run, whatever the number of processes)."""
+    rank, world = _rank(), int(os.environ.get("WORLD_SIZE", "1") or 1)
+    text = (f"{datetime.now(timezone.utc).isoformat()} rank {rank} of {world}: trained its shard of every "
+            f"batch for {fit_seconds:.2f} s; quiet on stdout and stderr (rank 0 prints the summary and "
+            "progress, and writes the model and summary.json)\n")
+    with open(run_dir / f"rank-{rank}.log", "a") as f:
+        f.write(text)
 
 
 def _warm_start(model, warm_start: str | Path, split, resume: bool, reporter: Reporter):

@@ -215,3 +215,67 @@ def test_every_model_that_trains_on_the_engine_declares_its_device():
         source = inspect.getsource(inspect.getmodule(entry.cls))
         on_engine = "EngineConfig" in source or "resolve_device" in source
         assert entry.cls.uses_device == on_engine, entry.name
+
+
+def _contents(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_out_onto_another_run_is_refused_and_force_replaces_it_whole(runs, ml100k_env, tmp_path):
+    """Item 11: ``fit bias --out`` a deeprec run used to mix the two runs' files."""
+    run = tmp_path / "run"
+    shutil.copytree(runs[0] / "deeprec", run)
+    before = _contents(run)
+    p = run_cli("fit", "bias", "--dataset", "ml-100k", "--out", run, "-q", check=False, env=ml100k_env)
+    assert_one_line_error(p, "holds a deeprec run", "--force")
+    assert _contents(run) == before
+    # --force, but the new fit fails: the old run is untouched and nothing is left beside it
+    p = run_cli("fit", "bias", "--dataset", "no-such-data", "--out", run, "--force", "-q", check=False,
+                env=ml100k_env)
+    assert_one_line_error(p, "no-such-data")
+    assert _contents(run) == before and sorted(x.name for x in tmp_path.iterdir()) == ["run"]
+    # --force and a good fit: the folder holds the bias run alone, and its summary names the folder
+    s = run_json("fit", "bias", "--dataset", "ml-100k", "--out", run, "--force", "-q", env=ml100k_env)
+    assert sorted(_contents(run)) == ["config.json", "item_ids.npy", "model.rcz", "summary.json", "user_ids.npy"]
+    assert json.loads((run / "config.json").read_text())["model"] == "bias"
+    assert s["run_dir"] == str(run) == json.loads((run / "summary.json").read_text())["run_dir"]
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["run"]
+
+
+def test_a_failed_fit_leaves_no_run_dir(ml100k_env, tmp_path):
+    out = tmp_path / "new"
+    p = run_cli("fit", "bias", "--dataset", "no-such-data", "--out", out, "-q", check=False, env=ml100k_env)
+    assert_one_line_error(p, "no-such-data")
+    assert not out.exists()
+
+
+def test_force_never_replaces_a_folder_that_is_not_a_run(tmp_path):
+    from recozoo.rundir import RunDir
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    from recozoo.errors import RecozooError
+    with pytest.raises(RecozooError, match="holds no run"):
+        RunDir(tmp_path / "mine", force=True)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_under_torchrun_only_rank_0_speaks(ml100k_env, tmp_path):
+    """Item 14: ``torchrun --nproc_per_node 2 recozoo fit deeprec ... --json`` printed one JSON
+    document per rank. Two gloo processes on CPU (as tests/test_ddp.py), through the real CLI."""
+    import os
+    import subprocess
+    import sys
+
+    from cli_helpers import RECOZOO
+    run = tmp_path / "run"
+    env = {**os.environ, **ml100k_env, **NO_CUDA, "GLOO_SOCKET_IFNAME": "lo", "COLUMNS": "200"}
+    p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                        RECOZOO, "fit", "deeprec", "--dataset", "ml-100k", *TINY_DEEPREC, "--out", str(run),
+                        "--json"], capture_output=True, text=True, env=env, timeout=600, stdin=subprocess.DEVNULL)
+    assert p.returncode == 0, p.stderr[-3000:]
+    summary = json.loads(p.stdout)               # exactly one document
+    assert summary["run_dir"] == str(run) and "rank" not in summary
+    assert p.stderr.count("epoch 1/1") <= 1, p.stderr   # one progress bar (rank 0's)
+    log = (run / "rank-1.log").read_text()
+    assert "rank 1 of 2" in log and "quiet" in log
+    assert not (run / "rank-0.log").exists()

@@ -14,6 +14,7 @@ circle: the package has none, ``tests/test_structure.py`` checks it.)
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -123,6 +124,8 @@ def fit_cmd(
     data_param: Optional[List[str]] = typer.Option(None, "--data-param", help="dataset parameter NAME=VALUE"),
     out: Optional[Path] = typer.Option(None, "--out", help="run directory (default runs/MODEL-DATASET-TIME)"),
     resume: bool = typer.Option(False, "--resume", help="continue the interrupted run in --out"),
+    force: bool = typer.Option(False, "--force", help="replace the run in --out (kept intact until the new "
+                               "run is whole)"),
     refit: bool = typer.Option(False, "--refit", help="after selecting on VALID, refit on TRAIN+VALID with "
                                "the chosen settings and epoch count; TEST is scored by the refitted model"),
     warm_start: Optional[Path] = typer.Option(None, "--warm-start",
@@ -134,9 +137,10 @@ def fit_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
 ):
     """Fit MODEL on a dataset's TRAIN, select on VALID, score TEST once; save a run directory."""
-    from recozoo.progress import RichReporter
+    from recozoo.progress import NullReporter, RichReporter
     from recozoo.registry import get_model
-    from recozoo.runs import RunConfig, fit_run, resolve_settings
+    from recozoo.rundir import process_rank, writing_run
+    from recozoo.runs import RunConfig, default_run_dir, fit_run, resolve_settings
     from recozoo.settings import settings_table
 
     cls = get_model(model)
@@ -171,11 +175,16 @@ def fit_cmd(
                     split_seed=split_seed, device=device, data_params=_params(data_param),
                     source=str(source) if source else None, clip=_clip(clip), preset=preset,
                     refit=refit)
-    reporter = RichReporter(enabled=not quiet)
+    rank, _ = process_rank()         # under torchrun only rank 0 speaks (the others: rank-N.log in the run)
+    reporter = RichReporter(enabled=not quiet) if rank == 0 else NullReporter()
     try:
-        summary = fit_run(cfg, out, resume=resume, reporter=reporter, warm_start=warm_start)
+        with writing_run(out or default_run_dir(model, dataset), force=force, resume=resume) as run_dir:
+            summary = run_dir.commit(fit_run(cfg, run_dir.path, resume=resume, reporter=reporter,
+                                             warm_start=warm_start))
     finally:
         reporter.close()
+    if rank != 0:
+        return
     if as_json:
         _out(summary)
     else:
@@ -517,10 +526,42 @@ def _load_extra_commands() -> None:
 _load_extra_commands()
 
 
+#: options that take NAME=VALUE pairs: after one of them, further NAME=VALUE words belong to it
+MULTI_VALUE_OPTIONS = ("--data-param",)
+_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_.]*=")
+
+
+def expand_assignments(argv: List[str]) -> List[str]:
+    """``--data-param a=1 b=2`` -> ``--data-param a=1 --data-param b=2`` (the docs' form, as well as
+    the repeated one). Why here: click options take one value each, and a word that follows is
+    otherwise an "unexpected extra argument". Only words shaped ``NAME=VALUE`` are taken, so a
+    positional (a dataset name, a path) after the pairs stays a positional; ``--`` ends it all."""
+    out: List[str] = []
+    option = None          # the multi-value option whose further pairs are being read
+    own_value = False      # the next word is that option's own value, whatever its shape
+    for i, word in enumerate(argv):
+        if word == "--":
+            return out + argv[i:]
+        name, eq, value = word.partition("=")
+        if name in MULTI_VALUE_OPTIONS:
+            option, own_value = name, not eq
+            out += [name, value] if eq else [word]
+        elif own_value:
+            out.append(word)
+            own_value = False
+        elif option and _ASSIGNMENT.match(word):
+            out += [option, word]
+        else:
+            option = None
+            out.append(word)
+    return out
+
+
 def main() -> None:
     """Entry point: RecozooError -> one line on stderr and its exit code, never a traceback."""
     try:
-        app()  # standalone mode: Typer handles --help, usage errors and exits itself
+        # standalone mode: Typer handles --help, usage errors and exits itself
+        app(args=expand_assignments(sys.argv[1:]), prog_name="recozoo")
     except RecozooError as e:
         sys.stderr.write(f"recozoo: error: {e}\n")
         sys.exit(e.exit_code)
