@@ -230,3 +230,45 @@ def test_a_ranking_model_is_tuned_on_a_ranking_metric_maximised(split, tmp_path)
     assert r["best"]["value"] == max(values) and "ndcg@10" in r["test"]
     with pytest.raises(RecozooError, match="predicts no ratings"):
         tune(TuneConfig("ease", "tiny-tune", metric="rmse", trials=2, out=tmp_path / "f"), split=split)
+
+
+# ------------------------------------------------------------------ compare --tune
+def test_compare_tune_tunes_refits_and_a_rerun_resumes(tmp_path):
+    from recozoo.compare.config import TuneSpec, build_config, load_config_file
+    from recozoo.compare.runner import run_compare
+    from recozoo.compare.table import build_leaderboard, to_markdown
+    f = tmp_path / "exp.toml"
+    f.write_text('dataset = "synthetic"\nmodels = ["bias"]\nseeds = 1\ntune = { trials = 4 }\n'
+                 '[data_params]\nn_users = 300\nn_items = 120\nn_ratings = 9000\n')
+    cfg = build_config(file=load_config_file(f))
+    assert cfg.tune == TuneSpec(trials=4) and cfg.refit is True          # tuned rows are refitted
+    out = tmp_path / "cmp"
+    fits: list = []
+    run_compare(cfg, out, progress=False, on_fit=lambda m, s: fits.append(m))
+    lb = build_leaderboard(out)
+    row = lb.rows[0]
+    best = json.loads((out / "studies" / "bias" / "best.json").read_text())
+    assert lb.tuned and row["tune_trials"] == 4 and row["tune_best_valid"] == best["best"]["value"]
+    assert best["test"] is None and best["run_dir"]                     # the study never read TEST
+    rec = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()][0]
+    assert rec["config"]["settings"] == best["best"]["settings"]          # the fit used the tuned settings
+    assert "best VALID (tuned on)" in to_markdown(lb) and fits == ["bias"]
+    again = run_compare(cfg, out, progress=False, on_fit=lambda m, s: fits.append(m))
+    assert again["fitted"] == [] and fits == ["bias"]                     # study resumed (done), fit reused
+    assert len(_trials(out / "studies" / "bias")) == 4
+
+
+def test_compare_tune_options_are_checked():
+    from recozoo.cli.compare import _tune_spec
+    from recozoo.compare.config import TuneSpec, build_config, parse_tune
+    from recozoo.errors import SettingsError
+    assert parse_tune({"budget": "5m"}) == TuneSpec(budget=300.0) and parse_tune(False) is None
+    assert parse_tune(True) == TuneSpec()
+    for bad in ({"budget": "abc"}, {"trials": 0}, {"bogus": 1}, "5m"):
+        with pytest.raises(RecozooError):
+            parse_tune(bad)
+    with pytest.raises(RecozooError, match="go with --tune"):
+        _tune_spec(False, "5m", None)
+    assert _tune_spec(True, "90s", None) == TuneSpec(budget=90.0)
+    with pytest.raises(SettingsError, match="drop its preset"):
+        build_config(dataset="ml-100k", models="deeprec", presets=["deeprec=ml-100k"], tune=TuneSpec())

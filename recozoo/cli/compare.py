@@ -52,6 +52,19 @@ def _emit(lb, fmt: str) -> None:
             err.print(f"{name.replace('_', ' ')}: {files[name]}")
 
 
+def _tune_spec(tune: bool, budget: Optional[str], trials: Optional[int]):
+    """--tune [--budget PER_MODEL | --tune-trials N] as a TuneSpec (None without --tune)."""
+    from recozoo.compare.config import TuneSpec
+    from recozoo.tune.config import parse_budget
+    if not tune:
+        if budget is not None or trials is not None:
+            raise RecozooError("--budget and --tune-trials go with --tune")
+        return None
+    if trials is not None and trials < 1:
+        raise RecozooError(f"--tune-trials must be >= 1, got {trials}")
+    return TuneSpec(budget=parse_budget(budget), trials=trials)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("compare")
     def compare_cmd(
@@ -78,6 +91,10 @@ def register(app: typer.Typer) -> None:
         refit: Optional[bool] = typer.Option(None, "--refit/--no-refit",
                                              help="refit each fit on TRAIN+VALID with the settings and epoch "
                                                   "count VALID chose; TEST scores the refitted models"),
+        tune: bool = typer.Option(False, "--tune", help="tune each model's settings on VALID first (recozoo "
+                                  "tune; studies kept in OUT/studies), then refit on TRAIN+VALID"),
+        budget: Optional[str] = typer.Option(None, "--budget", help="with --tune: wall clock per model, e.g. 5m"),
+        tune_trials: Optional[int] = typer.Option(None, "--tune-trials", help="with --tune: trials per model"),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
     ):
         """Fit several models x seeds on one split and print a leaderboard (resumable)."""
@@ -88,12 +105,13 @@ def register(app: typer.Typer) -> None:
         from recozoo.settings import parse_assignments
         f = _check_format(fmt)
         file = load_config_file(config) if config else None
+        tune_spec = _tune_spec(tune, budget, tune_trials)
         cfg = build_config(file=file, dataset=dataset, models=models, seeds=seeds, metrics=metrics,
                            sets=set_, presets=preset, split_seed=split_seed,
                            device=check_device_name(device) if device else None,
                            source=str(source) if source else None,
                            data_params=parse_assignments(data_param) if data_param else None,
-                           refit=refit)
+                           refit=refit, tune=tune_spec)
         out_dir = out or Path("runs") / f"compare-{cfg.dataset}"
         res = run_compare(cfg, out_dir, progress=not quiet)
         if res["skipped"]:

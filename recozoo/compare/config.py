@@ -18,6 +18,9 @@ win. A TOML experiment file::
     preset = "paper"
     epochs = 20
 
+    # optional, like --tune --budget 5m: each model's settings tuned on VALID first
+    # tune = { budget = "5m" }   # or { trials = 20 }; `tune = true` = 20 trials each
+
 Everything is validated before the first fit, so a typo fails in a second with
 one line, not an hour into the run.
 """
@@ -36,7 +39,7 @@ from recozoo.errors import RecozooError, SettingsError
 
 __all__ = ["ModelSpec", "CompareConfig", "load_config_file", "parse_metrics", "parse_seeds",
            "parse_model_list", "parse_model_sets", "build_config", "config_hash", "RATING_METRICS",
-           "RANKING_METRICS", "DEFAULT_RANKING"]
+           "RANKING_METRICS", "DEFAULT_RANKING", "TuneSpec", "parse_tune"]
 
 RATING_METRICS = ("rmse", "mae")
 RANKING_METRICS = ("ndcg", "recall", "recall_std", "map", "hitrate", "coverage", "popularity")
@@ -45,7 +48,7 @@ RANKING_METRICS = ("ndcg", "recall", "recall_std", "map", "hitrate", "coverage",
 DEFAULT_RANKING = ("ndcg@10", "recall@10")
 _RANK_RE = re.compile(r"^(ndcg|recall|recall_std|map|hitrate|coverage|popularity)@([1-9][0-9]*)$")
 _TOP_KEYS = {"dataset", "models", "seeds", "metrics", "split_seed", "device", "source", "data_params",
-             "model", "refit"}
+             "model", "refit", "tune"}
 
 
 @dataclass
@@ -55,6 +58,30 @@ class ModelSpec:
     name: str
     settings: dict[str, Any] = field(default_factory=dict)
     preset: str | None = None
+
+
+@dataclass
+class TuneSpec:
+    """``compare --tune``: each model's settings chosen by ``recozoo tune`` on VALID, per model."""
+
+    #: wall-clock seconds per model (None: by trials)
+    budget: float | None = None
+    #: finished trials per model (None with no budget: recozoo tune's default)
+    trials: int | None = None
+
+
+def parse_tune(value: Any, where: str = "tune") -> TuneSpec | None:
+    """``true`` / ``{budget = "5m"}`` / ``{trials = 20}`` (TOML) -> a :class:`TuneSpec`; ``false`` -> None."""
+    from recozoo.tune.config import parse_budget
+    if isinstance(value, bool):
+        return TuneSpec() if value else None
+    if not isinstance(value, dict) or set(value) - {"budget", "trials"}:
+        raise RecozooError(f"{where}: expected true or a table with budget and/or trials, e.g. "
+                           f"tune = {{ budget = \"5m\" }}, got {value!r}")
+    trials = value.get("trials")
+    if trials is not None and (not isinstance(trials, int) or isinstance(trials, bool) or trials < 1):
+        raise RecozooError(f"{where}: trials must be an integer >= 1, got {trials!r}")
+    return TuneSpec(budget=parse_budget(value.get("budget")), trials=trials)
 
 
 @dataclass
@@ -72,6 +99,8 @@ class CompareConfig:
     #: no metric was named (CLI or file): the dataset's defaults apply (RMSE/MAE, or NDCG@100,
     #: Recall@20/50 on implicit data)
     metrics_default: bool = False
+    #: tune every model on VALID first (`compare --tune`); refit is then on unless asked off
+    tune: TuneSpec | None = None
 
 
 def parse_metrics(value: str | list[str] | None) -> list[str]:
@@ -189,6 +218,8 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
             if not isinstance(raw[key], str):
                 raise RecozooError(f"{path}: {key} must be a string")
             out[key] = raw[key]
+    if "tune" in raw:
+        out["tune"] = parse_tune(raw["tune"], f"{path}: tune")
     if "data_params" in raw:
         if not isinstance(raw["data_params"], dict):
             raise RecozooError(f"{path}: [data_params] must be a table")
@@ -215,9 +246,11 @@ def build_config(*, file: dict[str, Any] | None = None, dataset: str | None = No
                  models: str | None = None, seeds: str | None = None, metrics: str | None = None,
                  sets: list[str] | None = None, presets: list[str] | None = None,
                  split_seed: int | None = None, device: str | None = None, source: str | None = None,
-                 data_params: dict[str, Any] | None = None, refit: bool | None = None) -> CompareConfig:
-    """Merge a loaded file (if any) with CLI options; CLI options win."""
+                 data_params: dict[str, Any] | None = None, refit: bool | None = None,
+                 tune: TuneSpec | None = None) -> CompareConfig:
+    """Merge a loaded file (if any) with CLI options; CLI options win (``tune``: the CLI's --tune)."""
     file = file or {}
+    tune = tune or file.get("tune")
     ds = dataset or file.get("dataset")
     if not ds:
         raise RecozooError("compare needs --dataset NAME (or dataset = \"...\" in --config)")
@@ -240,6 +273,11 @@ def build_config(*, file: dict[str, Any] | None = None, dataset: str | None = No
         if model.strip() not in by_name:
             raise SettingsError(f"--preset {p}: {model.strip()!r} is not one of the compared models")
         by_name[model.strip()].preset = name.strip()
+    if tune is not None:
+        preset = next((s for s in specs if s.preset), None)
+        if preset is not None:
+            raise SettingsError(f"--tune chooses {preset.name}'s settings on VALID: drop its preset "
+                                f"{preset.preset!r} (fix single settings with --set {preset.name}.NAME=VALUE)")
     return CompareConfig(
         dataset=ds, models=specs,
         seeds=parse_seeds(seeds) if seeds is not None else file.get("seeds", [0, 1, 2]),
@@ -249,8 +287,8 @@ def build_config(*, file: dict[str, Any] | None = None, dataset: str | None = No
         device=device or file.get("device", "auto"),
         source=source or file.get("source"),
         data_params={**file.get("data_params", {}), **(data_params or {})},
-        refit=refit if refit is not None else file.get("refit", False),
-        metrics_default=metrics is None and "metrics" not in file)
+        refit=refit if refit is not None else file.get("refit", tune is not None),
+        metrics_default=metrics is None and "metrics" not in file, tune=tune)
 
 
 def config_hash(obj: Any) -> str:

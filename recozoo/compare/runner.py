@@ -227,6 +227,11 @@ def run_compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, c
     implicit = is_implicit(split)
     metrics = effective_metrics(cfg, [(c, s) for _, c, s in resolved], implicit)
     ks = sorted({int(m.split("@")[1]) for m in metrics if "@" in m})
+    tuned: dict[str, Any] = {}
+    if cfg.tune is not None:       # settings chosen on VALID first (recozoo.compare.tuning)
+        from recozoo.compare.tuning import tune_models
+        messages = RichReporter(enabled=progress, console=console)
+        resolved, tuned = tune_models(cfg, resolved, split, out, metrics, device, messages)
 
     base = {"dataset": cfg.dataset, "split_seed": cfg.split_seed, "data_params": cfg.data_params,
             "device": device, "split_name": split.name, "split_counts": split.describe(), "refit": cfg.refit}
@@ -238,7 +243,7 @@ def run_compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, c
                 "models": [spec.name for spec, _, _ in resolved], "seeds": cfg.seeds, "metrics": metrics,
                 "config_hashes": hashes, "policy": split.default_policy,
                 "presets": {spec.name: spec.preset for spec, _, _ in resolved if spec.preset},
-                "refit": cfg.refit, "implicit": implicit}
+                "refit": cfg.refit, "implicit": implicit, "tune": tuned or None}
     store.write_manifest(manifest)
     latest = store.latest()
 

@@ -60,6 +60,8 @@ class Leaderboard:
     implicit: bool = False
     #: users paired in the ranking-metric bootstrap (None when none was drawn)
     n_users: int | None = None
+    #: each model's settings were tuned on VALID first (`recozoo compare --tune`)
+    tuned: bool = False
 
     @property
     def has_published(self) -> bool:
@@ -265,6 +267,11 @@ def build_leaderboard(folder: str | Path, metrics: str | list[str] | None = None
     mets = parse_metrics(metrics) if metrics is not None else list(man.get("metrics") or RATING_METRICS)
     published = _published_for(man["dataset"])
     rows = [_row(m, r, mets, published) for m, r in recs.items()]
+    tuned = man.get("tune") or {}
+    for r in rows:
+        t = tuned.get(r["model"]) or {}
+        r["tune_trials"] = (t["trials"]["complete"] + t["trials"]["pruned"]) if t else None
+        r["tune_best_valid"], r["tune_metric"] = t.get("best_valid"), t.get("metric")
     for m in mets:
         if "@" in m and all(r.get(f"test_{m}_mean") is None for r in rows):
             raise RecozooError(f"{m} was not computed in {folder}: rerun the same `recozoo compare` with "
@@ -277,7 +284,8 @@ def build_leaderboard(folder: str | Path, metrics: str | list[str] | None = None
     return Leaderboard(folder, man["dataset"], man.get("split", man["dataset"]), man.get("policy"),
                        mets, rows, {m: v for m, v in published.items() if m in recs}, missing, n_test,
                        run_dirs={m: [str(folder / x["run_dir"]) for x in r] for m, r in recs.items()},
-                       refit=bool(man.get("refit", False)), sort=sort, implicit=implicit, n_users=n_users)
+                       refit=bool(man.get("refit", False)), sort=sort, implicit=implicit, n_users=n_users,
+                       tuned=bool(tuned))
 
 
 # ------------------------------------------------------------------- columns
@@ -326,6 +334,9 @@ def _columns(lb: Leaderboard) -> list[_Col]:
             cols.append(_Col("Δ RMSE vs best [95% CI]", "delta_test_rmse_vs_best", "delta", None))
         if lb.has_published:
             cols.append(_Col("published test RMSE", "published_test_rmse", "published", None))
+    if lb.tuned:
+        cols += [_Col("trials", "tune_trials", "int", None), _Col("best VALID (tuned on)", "tune_best_valid",
+                                                                "tuned", None)]
     cols += [_Col("fit s", "fit_seconds_mean", "seconds", "min"),
              _Col("predict s", "predict_seconds_mean", "seconds", "min"),
              _Col("params", "n_parameters", "int", "min"),
@@ -357,6 +368,8 @@ def _text(row: dict, col: _Col, lb: Leaderboard) -> str:
         return "—"
     if col.kind == "published":
         return f"{v:.4f}"
+    if col.kind == "tuned":
+        return f"{v:.4f} ({row['tune_metric']})"
     if col.kind == "seconds":
         return f"{v:.2f}" if v >= 1 else (f"{v:.3f}" if v >= 0.001 else "<0.001")
     if col.kind == "int":
@@ -389,6 +402,10 @@ def _notes(lb: Leaderboard) -> list[str]:
                      "(recall@K divides by min(K, positives), recall_std@K by the positives).")
     if any(not r["predicts_ratings"] for r in lb.rows) and any(m in RATING_METRICS for m in lb.metrics):
         notes.append("— in rating columns: the model ranks items and predicts no ratings.")
+    if lb.tuned:
+        notes.append("tuned: each model's settings were chosen by recozoo tune on VALID (Optuna TPE; trials = "
+                     "completed + pruned, best VALID of the study, studies in studies/MODEL), then fitted per "
+                     "seed and refitted on TRAIN + VALID; TEST was scored once per fit.")
     if lb.refit:
         notes.append("refit: each fit was refitted on TRAIN + VALID with the settings and epoch count VALID "
                      "chose; TEST columns score the refitted models, VALID columns the selected ones.")
@@ -463,6 +480,8 @@ def _flat(lb: Leaderboard) -> tuple[list[str], list[dict[str, Any]]]:
         header += [ranked_delta, f"delta_{lb.sort}_ci_low", f"delta_{lb.sort}_ci_high"]
     header += [f"published_test_{m}" for m in lb.metrics
                if "@" in m and any(r.get(f"published_test_{m}") is not None for r in lb.rows)]
+    if lb.tuned:
+        header += ["tune_trials", "tune_best_valid", "tune_metric"]
     header += ["fit_seconds_mean", "predict_seconds_mean", "n_parameters", "peak_memory_mb"]
     if any(r.get("gpu_peak_mb") is not None for r in lb.rows):
         header.append("gpu_peak_mb")
@@ -496,7 +515,7 @@ def to_json(lb: Leaderboard) -> dict[str, Any]:
     rows = []
     for r in lb.rows:
         rows.append({k: v for k, v in r.items()})
-    return {"dataset": lb.dataset, "split": lb.split, "policy": lb.policy, "refit": lb.refit,
+    return {"dataset": lb.dataset, "split": lb.split, "policy": lb.policy, "refit": lb.refit, "tuned": lb.tuned,
             "metrics": lb.metrics, "sort": lb.sort, "implicit": lb.implicit,
             "rows": rows, "missing": [{"model": m, "seed": s} for m, s in lb.missing],
             "bootstrap": {"n_ratings": lb.n_test, "n_boot": N_BOOT, "level": 0.95,

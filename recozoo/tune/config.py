@@ -82,6 +82,8 @@ class TuneConfig:
     study_name: str | None = None
     #: write history.png and importances.png (matplotlib and fANOVA cost a few seconds)
     plots: bool = True
+    #: fit the best settings and score TEST at the end (off: the study only, TEST never read)
+    final: bool = True
 
     def resolved(self, model_cls) -> "TuneConfig":
         """This config checked against the model (see the module docstring), defaults filled in."""

@@ -96,7 +96,8 @@ def _run_trials(cfg: TuneConfig, study, cls, split, reporter: Reporter) -> None:
 
 
 def _finish(cfg: TuneConfig, study, split, reporter: Reporter, redone: list[int]) -> dict[str, Any]:
-    """trials.csv, the PNGs, the final fit (unless the same best was already fitted) and best.json."""
+    """trials.csv, the PNGs, the final fit (unless the same best was already fitted, or ``final`` is off:
+    ``compare --tune`` fits the chosen settings itself) and best.json."""
     c = counts(study)
     write_trials_csv(study, cfg.out / TRIALS_FILE)
     if c["complete"] == 0:
@@ -105,7 +106,7 @@ def _finish(cfg: TuneConfig, study, split, reporter: Reporter, redone: list[int]
                            + (f"; first error: {first})" if first else ")"))
     best = study.best_trial
     plots = write_plots(study, cfg.out) if cfg.plots else {}
-    summary = _final_run(cfg, best, split, reporter)
+    summary = _final_run(cfg, best, split, reporter) if cfg.final else {"metrics": {}}
     out = {"model": cfg.model, "dataset": cfg.dataset, "metric": cfg.metric,
            "direction": "minimize" if cfg.metric in LOWER_IS_BETTER else "maximize",
            "study": study.study_name, "storage": safe_url(cfg.storage or default_url(cfg.out)),
@@ -115,7 +116,7 @@ def _finish(cfg: TuneConfig, study, split, reporter: Reporter, redone: list[int]
            "test": summary["metrics"].get("test"), "run_dir": str(cfg.out), "plots": plots}
     from recozoo.io import atomic_write_json
     atomic_write_json(cfg.out / BEST_FILE, out)
-    return {**out, "run": summary}
+    return {**out, "run": summary if cfg.final else None}
 
 
 def _final_run(cfg: TuneConfig, best, split, reporter: Reporter) -> dict[str, Any]:

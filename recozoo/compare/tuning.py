@@ -1,0 +1,55 @@
+"""``compare --tune``: each model's settings chosen on VALID by ``recozoo tune`` before the fits.
+
+Per model, one Optuna study lives in ``OUT/studies/MODEL/`` (SQLite, with its
+``trials.csv``, ``best.json`` and PNGs), run on the comparison's one split
+object: trials fit on TRAIN and are scored on VALID; TEST is not read here
+(``TuneConfig.final`` is off). The chosen settings then go through the
+ordinary comparison — every seed fitted, refitted on TRAIN ∪ VALID, TEST scored
+once per fit — so a tuned row is made exactly like an untuned one. A rerun
+resumes each study (a finished one runs no trial) and, with the same best
+settings, the same config hash: its fits are reused from the results store.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from recozoo.compare.config import CompareConfig
+from recozoo.progress import Reporter
+from recozoo.settings import parse_settings
+
+__all__ = ["tune_models", "tune_metric", "STUDIES"]
+
+#: where the studies live inside a comparison's output folder
+STUDIES = "studies"
+
+
+def tune_metric(cfg: CompareConfig, cls, metrics: list[str]) -> str:
+    """What a model is tuned on: the comparison's first metric that the model reports (rmse for
+    rating models when asked for), else ndcg@10."""
+    usable = [m for m in metrics if cls.predicts_ratings or "@" in m]
+    usable = [m for m in usable if m.split("@")[0] not in ("coverage", "popularity")]
+    return usable[0] if usable else "ndcg@10"
+
+
+def tune_models(cfg: CompareConfig, resolved: list, split, out: Path, metrics: list[str], device: str,
+                reporter: Reporter) -> tuple[list, dict[str, dict[str, Any]]]:
+    """``resolved`` with each model's settings replaced by its study's best, and per model what the
+    table shows (trials, best VALID, metric, study folder)."""
+    from recozoo.tune import TuneConfig, tune
+    tuned, info = [], {}
+    for spec, cls, _ in resolved:
+        tc = TuneConfig(model=spec.name, dataset=cfg.dataset, metric=tune_metric(cfg, cls, metrics),
+                        budget=cfg.tune.budget, trials=cfg.tune.trials, seed=cfg.seeds[0],
+                        out=Path(out) / STUDIES / spec.name, fixed=dict(spec.settings),
+                        split_seed=cfg.split_seed, data_params=cfg.data_params or None, source=cfg.source,
+                        device=device, final=False)
+        reporter.message(f"tuning {spec.name} on VALID ({tc.metric or 'default metric'})")
+        res = tune(tc, reporter=reporter, split=split)
+        settings = parse_settings(cls.Settings, res["best"]["settings"], model=spec.name)
+        tuned.append((spec, cls, settings))
+        info[spec.name] = {"metric": res["metric"], "best_valid": res["best"]["value"],
+                           "best_trial": res["best"]["number"], "trials": res["trials"],
+                           "seconds": res["seconds"], "study": f"{STUDIES}/{spec.name}"}
+    return tuned, info
