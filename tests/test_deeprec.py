@@ -127,6 +127,39 @@ def test_item_mode():
     assert np.allclose(s[1, known], m.predict(np.ones(5, dtype=np.int64), known), atol=1e-5)
 
 
+@pytest.mark.parametrize("whole_output", [True, False])
+def test_item_mode_scores_from_cached_item_codes_equal_the_network_pass_by_pass(tmp_path, monkeypatch,
+                                                                                 whole_output):
+    from recozoo.data.table import RatingsTable
+    if not whole_output:       # data too big to keep the whole output: per-request products of the codes
+        monkeypatch.setattr("recozoo.models.autoencoder.FULL_CACHE_CELLS", 0)
+    split = small_split()
+    t = split.train
+    keep = ~np.isin(t.items, [3, 7]) & ~np.isin(t.users, [5])      # items and a user without training data
+    train = RatingsTable.from_coo(t.users[keep], t.items[keep], t.ratings[keep], None,
+                                  user_ids=t.user_ids, item_ids=t.item_ids)
+    m = DeepRec(FAST | {"mode": "item"}, seed=0).fit(train)
+    users = np.arange(0, train.n_users, 7)
+    got = m.score_items(users)
+    codes = m._codes
+    assert codes is not None and codes.shape == (train.n_items, 32)
+    # the uncached path: every item row through the network, decoded at (item, user) pairs
+    rows, cols = np.repeat(np.arange(train.n_items), users.size), np.tile(users, train.n_items)
+    plain = m._scores_at(rows, cols).reshape(train.n_items, users.size).T
+    ok = np.ix_(np.isin(users, [5], invert=True), np.isin(np.arange(train.n_items), [3, 7], invert=True))
+    np.testing.assert_allclose(got[ok], plain[ok], rtol=1e-5, atol=1e-5)
+    # and every cell (fallbacks included) is what predict says
+    np.testing.assert_allclose(got, m.predict(np.repeat(users, train.n_items), np.tile(np.arange(train.n_items),
+                                                                                       users.size))
+                               .reshape(users.size, -1), rtol=1e-5, atol=1e-5)
+    assert np.array_equal(m.score_items(users), got) and m._codes is codes       # computed once
+    assert (m._item_mode_out is not None) == whole_output
+    loaded = load_model(m.save(tmp_path / "m.rcz"))
+    assert loaded._codes is None and np.array_equal(loaded.score_items(users), got)
+    m.fit(split.train)                                                         # a new fit drops the cache
+    assert m._codes is None and m._item_mode_out is None
+
+
 def test_fallbacks_documented_behaviour():
     split = small_split()
     m = DeepRec(FAST, seed=0).fit(split.train)

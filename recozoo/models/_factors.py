@@ -19,6 +19,8 @@ __all__ = ["BiasedFactorModel", "fold_in_ridge", "padded_rows", "keep_entries", 
 
 #: users per padded block of the fold-in solve (block memory: users x longest row x rank floats)
 _FOLD_BLOCK = 64
+#: a row's padded length in a block is its rating count rounded up to a multiple of this
+_PAD_STEP = 8
 
 
 def padded_rows(indptr: np.ndarray, max_users: int = _FOLD_BLOCK):
@@ -26,18 +28,26 @@ def padded_rows(indptr: np.ndarray, max_users: int = _FOLD_BLOCK):
 
     Why: a batch of users with different rating counts becomes a few dense
     (users x L x d) stacks, so every Gram matrix is one batched matmul instead
-    of a Python loop over users; rows are sorted by length first so that the
-    padding stays small.
+    of a Python loop over users. Each row's padded length ``L`` is its own
+    count rounded up to a multiple of :data:`_PAD_STEP` — a function of that
+    row alone, never of the other rows in the batch — so a user's solve runs
+    the same arithmetic (same summation lengths) whoever shares the batch: a
+    server that folds users in micro-batches answers exactly what it answers
+    for one user alone (a block padded to its longest row did not: BLAS sums
+    of different lengths round differently).
     """
     counts = np.diff(indptr)
-    order = np.argsort(counts, kind="stable")
-    for s in range(0, order.size, max_users):
-        rows = order[s:s + max_users]
-        length = int(counts[rows].max()) if rows.size else 0
-        offs = np.arange(max(length, 1))
-        mask = offs[None, :] < counts[rows][:, None]
-        pos = np.where(mask, indptr[rows][:, None] + offs[None, :], 0)
-        yield rows, pos, mask
+    width = -(-counts // _PAD_STEP) * _PAD_STEP
+    order = np.argsort(width, kind="stable")
+    for group in np.split(order, np.flatnonzero(np.diff(width[order])) + 1):
+        if group.size == 0:
+            continue
+        offs = np.arange(max(int(width[group[0]]), 1))
+        for s in range(0, group.size, max_users):
+            rows = group[s:s + max_users]
+            mask = offs[None, :] < counts[rows][:, None]
+            pos = np.where(mask, indptr[rows][:, None] + offs[None, :], 0)
+            yield rows, pos, mask
 
 
 def fold_in_ridge(ratings, features, targets: np.ndarray, reg: np.ndarray) -> np.ndarray:
@@ -72,11 +82,11 @@ def fold_in_ridge(ratings, features, targets: np.ndarray, reg: np.ndarray) -> np
         t = np.where(mask, t_all[pos], 0.0)
         gram = np.matmul(F.transpose(0, 2, 1), F)
         gram[:, np.arange(d), np.arange(d)] += n[:, None] * reg[None, :]
-        rhs = np.einsum("bld,bl->bd", F, t)
+        rhs = np.matmul(F.transpose(0, 2, 1), t[:, :, None])                 # (B x d x 1), per user
         try:
-            out[rows] = np.linalg.solve(gram, rhs[:, :, None])[:, :, 0]
+            out[rows] = np.linalg.solve(gram, rhs)[:, :, 0]
         except np.linalg.LinAlgError:
-            out[rows] = np.einsum("bij,bj->bi", np.linalg.pinv(gram), rhs)
+            out[rows] = np.matmul(np.linalg.pinv(gram), rhs)[:, :, 0]
     return out
 
 

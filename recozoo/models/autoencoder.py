@@ -69,6 +69,8 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 }
 #: devices with torch's sparse CSR kernels (csr_matmul / sampled_dot); elsewhere (mps) a gather path
 CSR_DEVICES = ("cpu", "cuda")
+#: item mode keeps the whole network output (users x items, float32) when it has at most this many cells
+FULL_CACHE_CELLS = 1 << 25
 ActivationName = Literal["selu", "elu", "lrelu", "relu", "relu6", "sigmoid", "tanh", "swish", "none"]
 #: what a row autoencoder minimises: "mse" = squared error at the observed ratings (explicit feedback,
 #: the default); on implicit feedback, with binary input (every stored entry = 1), the negative
@@ -316,6 +318,8 @@ class AutoencoderModel(Model):
     #: rows without training ratings: "network" = output for an empty input row,
     #: "mean" = the column's mean training rating (global mean if none)
     empty_row: ClassVar[str] = "network"
+    #: torch products, row gathers and per-row fallbacks: a row's scores never depend on its companions
+    batch_invariant: ClassVar[bool] = True
     #: user mode folds a new user in by one forward pass; item mode cannot (see :meth:`can_fold_in`)
     folds_in: ClassVar[FoldIn] = FoldIn.SETTINGS
     fold_in_method: ClassVar[str] = (
@@ -329,6 +333,10 @@ class AutoencoderModel(Model):
         self.net_: AutoencoderNet | None = None
         self.rows_: RowMatrix | None = None
         self.history_: list[dict[str, Any]] = []
+        #: item mode: every training row's last hidden activations, cached by :meth:`_row_codes`
+        self._codes: torch.Tensor | None = None
+        #: item mode, small data: the whole (users x items) network output, cached by _item_mode_scores
+        self._item_mode_out: np.ndarray | None = None
 
     # subclasses say what to build and how to train
     def _mode(self) -> str:
@@ -382,7 +390,7 @@ class AutoencoderModel(Model):
         self.rows_ = rows
         self.history_ = res.history
         self.best_epoch_ = res.best_epoch
-        self._row_means = self._col_means = None
+        self._row_means = self._col_means = self._codes = self._item_mode_out = None
 
     def _device(self) -> torch.device:
         return next(self.net_.parameters()).device
@@ -480,17 +488,69 @@ class AutoencoderModel(Model):
                     h = self.net_.encode_sparse(b.offsets, b.cols, b.vals)
                     out[s:s + b.n_rows] = self.net_.decode_dense(h).float().cpu().numpy()
         else:
-            rows = np.repeat(np.arange(self.n_items_, dtype=np.int64), users.size)
-            cols = np.tile(users, self.n_items_)
-            out = self._scores_at(rows, cols).reshape(self.n_items_, users.size).T.copy()
-        unknown = self._fallback_cols() if self._mode() == "user" else None
-        if unknown is not None and unknown.any():
-            out[:, unknown] = self._row_mean()[users][:, None]
-        elif self._mode() == "item":
+            out = self._item_mode_scores(users)
+        return self._with_fallbacks(out, users)
+
+    def _with_fallbacks(self, out: np.ndarray, users: np.ndarray) -> np.ndarray:
+        """:meth:`_predict`'s fallbacks on a (users x items) block: rows without training ratings get the
+        column's mean (``empty_row="mean"``), then columns without any get the row's mean."""
+        empty = self.rows_.lengths() == 0
+        if self._mode() == "user":
+            if self._empty_row() == "mean" and empty[users].any():
+                out[empty[users]] = self._col_mean()[None, :].astype(np.float32)
+            unknown = self._fallback_cols()
+            if unknown.any():
+                out[:, unknown] = self._row_mean()[users][:, None]
+        else:
+            if self._empty_row() == "mean" and empty.any():
+                out[:, empty] = self._col_mean()[users][:, None]
             bad = self._fallback_cols()[users]
             if bad.any():
-                out[bad] = self._row_mean()[None, :].repeat(int(bad.sum()), 0)
+                out[bad] = self._row_mean()[None, :]
         return out
+
+    @torch.no_grad()
+    def _item_mode_scores(self, users: np.ndarray) -> np.ndarray:
+        """Item mode: (users x n_items) network outputs at the users' columns, from the cached item codes.
+
+        Why cached: a user's scores are the decoder's output at that user's column
+        for every item row, and the item rows' inputs (their training vectors)
+        never change after fitting, so neither do their last hidden activations;
+        a request then costs one ``(users x h) · (h x n_items)`` product instead of
+        a pass of every item row through the network — or, where the whole
+        (users x items) output fits in :data:`FULL_CACHE_CELLS` (ML-100K: 1.6M
+        cells, 6 MB), a row of that output, computed once. The values are the
+        network's, as :meth:`_scores_at` computes them pair by pair (tested).
+        """
+        if self._item_mode_out is not None or self.n_users_ * self.n_items_ <= FULL_CACHE_CELLS:
+            if self._item_mode_out is None:
+                every = np.arange(self.n_users_, dtype=np.int64)
+                self._item_mode_out = np.concatenate([self._decode_columns(every[s:s + 1024])
+                                             for s in range(0, every.size, 1024)])
+            return self._item_mode_out[users]
+        return self._decode_columns(users)
+
+    def _decode_columns(self, users: np.ndarray) -> np.ndarray:
+        """Item mode: the network's outputs at ``users``' columns for every item row (users x n_items)."""
+        codes = self._row_codes()
+        net = self.net_
+        u = torch.from_numpy(np.ascontiguousarray(users, dtype=np.int64)).to(codes.device)
+        z = F.linear(net.out_weight()[u].to(codes.dtype), codes) + net.b_out[u][:, None]
+        return net._out(z).float().cpu().numpy()
+
+    def _row_codes(self) -> torch.Tensor:
+        """Last hidden decoder activations of every training row (n_rows x layers[0]), computed once per
+        fitted or loaded model (a fit or load resets them; a server's hot swap loads a new model)."""
+        if self._codes is None:
+            with torch.no_grad():
+                dev = self._device()
+                n = self.rows_.n_rows
+                parts = []
+                for s in range(0, n, 2048):
+                    b = self.rows_.take(np.arange(s, min(s + 2048, n), dtype=np.int64)).to(dev)
+                    parts.append(self.net_.encode_sparse(b.offsets, b.cols, b.vals))
+                self._codes = torch.cat(parts) if parts else torch.zeros(0, self.net_.layers[0], device=dev)
+        return self._codes
 
     # ---------------------------------------------------------------- fold-in
     def can_fold_in(self) -> bool:
@@ -561,7 +621,7 @@ class AutoencoderModel(Model):
         self.net_ = net
         self.rows_ = RowMatrix(state["rows_indptr"], state["rows_cols"], state["rows_vals"], n_cols)
         self.best_epoch_ = int(state["best_epoch"])
-        self._row_means = self._col_means = None
+        self._row_means = self._col_means = self._codes = self._item_mode_out = None
 
     def n_parameters(self) -> int:
         if self.net_ is None:

@@ -96,6 +96,12 @@ class Model(ABC):
     warm_starts: ClassVar[bool] = False
     #: one line: what a warm start starts from
     warm_start_method: ClassVar[str] = "no warm start: fit anew on the extended data"
+    #: True when each row of :meth:`score_items` / :meth:`score_new_users` comes out of the same
+    #: arithmetic whatever the other rows of the call, so a server may score many users in one call
+    #: and answer each exactly as alone. Torch's CPU products with 8 or more rows were in every test
+    #: (recozoo.serve.recommender); numpy's OpenBLAS products are not (a row's rounding depends on its
+    #: position in the kernel's tiles), so numpy models leave it False and are scored user by user
+    batch_invariant: ClassVar[bool] = False
     #: named settings for ``--preset NAME``: name -> function(dataset name) -> setting values
     presets: ClassVar[dict[str, Callable[[str], dict[str, Any]]]] = {}
     #: tiny settings the conformance kit fits with (:func:`recozoo.testing.check_model`)

@@ -352,6 +352,10 @@ class GLocalK(AutoencoderModel):
         """Output of the network at (item, user) pairs (the whole prediction matrix is cached)."""
         return self._full_matrix()[rows, cols].astype(np.float32)
 
+    def _item_mode_scores(self, users: np.ndarray) -> np.ndarray:
+        """(users x n_items) from the cached prediction matrix (no per-row network pass)."""
+        return np.ascontiguousarray(self._full_matrix()[:, users].T, dtype=np.float32)
+
     def export(self, path, format: str = "torchscript"):
         raise SettingsError("glocal-k: no export — a prediction needs the whole training matrix "
                             "(the global convolution mixes neighbouring rows)")

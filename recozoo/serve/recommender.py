@@ -10,12 +10,18 @@ one pass — one ``score_items`` call for the known users, one
 micro-batcher calls.
 
 Batch-invariance: a query's answer must not depend on which other queries
-share its batch. Rows of a BLAS matrix product are reproducible whatever the
-other rows only when the number of rows takes the same kernel path; measured on
-this project's CPU builds (torch 2.13, numpy's OpenBLAS), products whose row
-count is a multiple of 8 gave bit-identical rows for every batch composition
-tried, while 1-7 rows (a GEMV path) did not. So every batch is padded to a
-multiple of :data:`ROW_ALIGN` rows; the padding rows are discarded.
+share its batch. Rows of a BLAS matrix product are not always reproducible
+whatever the other rows: measured on this project's CPU builds, numpy's
+OpenBLAS rounds a row differently by its position in the kernel's tiles (rows
+6-11 of every 12 differ from rows 0-5 on an AMD EPYC host), by the product's
+row count (8 vs 16) and by the thread split (2 threads, 32 rows or more);
+torch's CPU products with 8 or more rows gave identical rows in every
+composition, position and thread count tried, 1-7 rows did not. So a model
+that declares ``batch_invariant`` (the torch autoencoders) is called on
+exactly :data:`SCORE_ROWS` rows at a time — the batch in blocks of that many,
+the last padded, the padding discarded — and any other model (numpy
+products, cheap per user) on one user per call. Either way every query's row
+goes through the same arithmetic whoever shares its batch.
 """
 
 from __future__ import annotations
@@ -30,11 +36,11 @@ import scipy.sparse as sp
 
 from recozoo.errors import RecozooError
 
-__all__ = ["Recommender", "Query", "UnknownId", "ClientError", "parse_raw_id", "ROW_ALIGN",
+__all__ = ["Recommender", "Query", "UnknownId", "ClientError", "parse_raw_id", "SCORE_ROWS",
            "MAX_ID_CHARS", "MAX_K"]
 
-#: batches are padded to a multiple of this many rows (see the module docstring)
-ROW_ALIGN = 8
+#: the model is always called on exactly this many rows (see the module docstring)
+SCORE_ROWS = 16
 #: longest raw id accepted (characters), and the most digits of an integer id (int64 range)
 MAX_ID_CHARS = 256
 MAX_INT_DIGITS = 18
@@ -117,6 +123,8 @@ class Recommender:
         self._item_json = [b'{"item":' + json.dumps(r).encode() + b',"score":' for r in self.item_ids.to_list()]
         self._fallback = self.model.predict(np.full(n, -1, dtype=np.int64), np.arange(n, dtype=np.int64))
         self._plain_values = not self.model.predicts_ratings
+        #: rows per model call: a fixed block where the model's rows are batch-invariant, else one user
+        self._block = SCORE_ROWS if self.model.batch_invariant else 1
 
     # ------------------------------------------------------------------ ids
     def user_index(self, raw) -> int:
@@ -197,29 +205,39 @@ class Recommender:
                 out[j] = self._fallback
         if plain:
             users = np.array([queries[j].user for j in plain], dtype=np.int64)
-            out[plain] = self.model.score_items(_pad(users, users[0]))[:len(plain)]
-            seen = self.model.seen_items(users)
-            out[np.asarray(plain)[np.repeat(np.arange(len(plain)), np.diff(seen.indptr))],
-                seen.indices] = -np.inf
+            out[plain] = self._in_blocks(users, lambda u: self.model.score_items(_pad(u, u[0], self._block)))
+            rows, cols = _seen_cells(self.model.seen_items(), users)
+            out[np.asarray(plain)[rows], cols] = -np.inf
         if folded:
-            rows = [queries[j].fold for j in folded]
-            lengths = np.array([r[0].size for r in rows])
-            pad = -len(rows) % ROW_ALIGN
-            indptr = np.zeros(len(rows) + pad + 1, dtype=np.int64)
-            np.cumsum(np.r_[lengths, np.zeros(pad, dtype=np.int64)], out=indptr[1:])
-            cols = np.concatenate([r[0] for r in rows]) if rows else np.zeros(0, np.int64)
-            vals = np.concatenate([r[1] for r in rows]) if rows else np.zeros(0, np.float32)
-            csr = sp.csr_matrix((vals, cols, indptr), shape=(len(rows) + pad, n))
-            csr.sort_indices()
-            out[folded] = self.model.score_new_users(csr)[:len(rows)]
-            seen_known = [queries[j].user for j in folded]
-            for j, u in zip(folded, seen_known):
-                if u >= 0:
-                    out[j, self.model.seen_items([u]).indices] = -np.inf
+            out[folded] = self._in_blocks(np.asarray(folded), lambda js: self._fold_block(
+                [queries[j].fold for j in js]))
+            known = [(j, queries[j].user) for j in folded if queries[j].user >= 0]
+            if known:
+                rows, cols = _seen_cells(self.model.seen_items(), np.array([u for _, u in known]))
+                out[np.array([j for j, _ in known])[rows], cols] = -np.inf
         for j, q in enumerate(queries):
             if q.exclude is not None and q.exclude.size:
                 out[j, q.exclude] = -np.inf
         return out
+
+    def _in_blocks(self, keys: np.ndarray, score) -> np.ndarray:
+        """``score(block)`` over blocks of ``self._block`` keys (each call pads to that many rows)."""
+        out = np.empty((keys.size, self.model.n_items_), dtype=np.float32)
+        for s in range(0, keys.size, self._block):
+            block = keys[s:s + self._block]
+            out[s:s + block.size] = score(block)[:block.size]
+        return out
+
+    def _fold_block(self, rows: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+        """Fold-in scores of up to ``self._block`` (items, values) rows, padded with empty rows."""
+        n, size = self.model.n_items_, self._block
+        lengths = np.array([r[0].size for r in rows] + [0] * (size - len(rows)), dtype=np.int64)
+        indptr = np.zeros(size + 1, dtype=np.int64)
+        np.cumsum(lengths, out=indptr[1:])
+        csr = sp.csr_matrix((np.concatenate([r[1] for r in rows]), np.concatenate([r[0] for r in rows]),
+                             indptr), shape=(size, n))
+        csr.sort_indices()
+        return self.model.score_new_users(csr)
 
     def answer(self, queries: list[Query]) -> list[tuple[np.ndarray, np.ndarray]]:
         """Top-k (items, scores) per query, scored together; excluded items never appear."""
@@ -238,7 +256,7 @@ class Recommender:
     def warm_up(self) -> None:
         """Score one batch of known users (and one fold-in) before serving: first calls pay for lazy
         initialisation (torch kernels, caches), which should not land on a client's request."""
-        users = np.flatnonzero(np.diff(self.model.seen_items().indptr) > 0)[:ROW_ALIGN]
+        users = np.flatnonzero(np.diff(self.model.seen_items().indptr) > 0)[:SCORE_ROWS]
         queries = [Query(int(u), 10) for u in users]
         if self.folds_in and users.size:
             h = self.model.history(users[:1])
@@ -275,9 +293,7 @@ class Recommender:
             return float(self.model.predict([q.user], [i])[0])
         if q.fallback:
             return float(self._fallback[i])
-        csr = sp.csr_matrix((q.fold[1], q.fold[0], [0, q.fold[0].size]), shape=(1, self.model.n_items_))
-        csr.sort_indices()
-        return float(self.model.score_new_users(csr)[0, i])
+        return float(self._fold_block([q.fold])[0, i])         # the arithmetic /recommend uses
 
     def health(self) -> dict[str, Any]:
         return {"status": "ok", "model": self.model.name, "dataset": self.config.get("dataset"),
@@ -296,9 +312,19 @@ class Recommender:
                 "warm_start": self.config.get("warm_start")}
 
 
-def _pad(a: np.ndarray, fill) -> np.ndarray:
-    """``a`` padded with ``fill`` to a multiple of :data:`ROW_ALIGN` entries."""
-    pad = -a.size % ROW_ALIGN
+def _seen_cells(seen: sp.csr_matrix, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(row in ``users``, item) of every training item of ``users``, straight from the CSR arrays
+    (scipy's fancy row indexing cost ~3 ms per batch under load, more than the network)."""
+    starts = seen.indptr[users]
+    lens = seen.indptr[users + 1] - starts
+    rows = np.repeat(np.arange(users.size), lens)
+    pos = np.arange(rows.size) - np.repeat(np.cumsum(lens) - lens, lens) + np.repeat(starts, lens)
+    return rows, seen.indices[pos]
+
+
+def _pad(a: np.ndarray, fill, size: int) -> np.ndarray:
+    """``a`` padded with ``fill`` to ``size`` entries."""
+    pad = size - a.size
     return a if pad == 0 else np.concatenate([a, np.full(pad, fill, dtype=a.dtype)])
 
 
