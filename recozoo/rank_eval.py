@@ -22,9 +22,9 @@ Who is scored, and how (docs/evaluation.md):
 Positives: every interaction on implicit splits (``info["implicit"]`` or a
 fold-in part); a rating ``>= threshold`` on rated ones.
 
-Cost: users go in blocks of about 16M scores (64 MiB of float32); each block's
-top-k runs on ``threads`` threads (numpy releases the GIL), nothing loops in
-Python per user.
+Cost: users go in blocks of about 16M scores (64 MiB of float32); each block is
+ranked in chunks of :data:`ROWS` users on ``threads`` threads (numpy releases the
+GIL); nothing loops in Python per user.
 """
 
 from __future__ import annotations
@@ -47,6 +47,8 @@ __all__ = ["RankedPart", "rank_part", "evaluate_ranking", "default_ks", "is_impl
 
 #: scores held at once per block (users x items)
 BLOCK_SCORES = 1 << 24
+#: users ranked together inside a block (one thread's job)
+ROWS = 64
 #: the cut-offs of the implicit-feedback literature (NDCG@100, Recall@20, Recall@50; Liang et al. 2018)
 IMPLICIT_KS = (20, 50, 100)
 
@@ -116,16 +118,19 @@ def _block_scores(model, users: np.ndarray, fold_in: sp.csr_matrix | None) -> np
 
 
 def _rank_rows(scores: np.ndarray, known: sp.csr_matrix, pos: sp.csr_matrix, k: int):
-    """Top-k items and their hits for a block: ``known`` items excluded, an excluded or NaN-scored
-    slot (a list shorter than k) never a hit."""
+    """Top-k items and their hits for a few rows: ``known`` items excluded, an excluded or NaN-scored
+    slot (a list shorter than k) never a hit nor an item (-1)."""
+    n = scores.shape[1]
     rows = np.repeat(np.arange(known.shape[0]), np.diff(known.indptr))
     scores[rows, known.indices] = -np.inf
     items, top = top_k_rows(scores, k)
-    rel = np.zeros(scores.shape, dtype=bool)
-    rel[np.repeat(np.arange(pos.shape[0]), np.diff(pos.indptr)), pos.indices] = True
-    hits = np.take_along_axis(rel, items, axis=1) & (top > -np.inf)
-    items = np.where(top > -np.inf, items, -1)   # no recommendation in that slot
-    return items, hits
+    ok = top > -np.inf
+    # hits: each (row, item) looked up among the positives' sorted (row, item) keys
+    keys = np.repeat(np.arange(pos.shape[0], dtype=np.int64), np.diff(pos.indptr)) * n + pos.indices
+    want = np.arange(items.shape[0], dtype=np.int64)[:, None] * n + items
+    at = np.minimum(np.searchsorted(keys, want), max(keys.size - 1, 0))
+    hits = (keys[at] == want) & ok if keys.size else np.zeros(items.shape, dtype=bool)
+    return np.where(ok, items, -1), hits
 
 
 def rank_part(model, split: Split, part: str = "test", ks=(10,), *, threshold: float = 4.0,
@@ -167,7 +172,8 @@ def rank_part(model, split: Split, part: str = "test", ks=(10,), *, threshold: f
 
 
 def _rank_blocks(model, users, known, pos, fold_in, k, n_items, threads, block):
-    """(items, hits), each (users x k), block by block; a block's top-k split over ``threads``."""
+    """(items, hits), each (users x k): scores block by block, each block ranked in chunks of
+    :data:`ROWS` users spread over ``threads`` threads (chunks keep the masks in cache)."""
     threads = max(1, int(threads or min(2, _cpus())))
     step = int(block or max(1, BLOCK_SCORES // max(n_items, 1)))
     items = np.full((users.size, k), -1, dtype=np.int64)
@@ -179,12 +185,11 @@ def _rank_blocks(model, users, known, pos, fold_in, k, n_items, threads, block):
             if scores.shape != (u.size, n_items):
                 raise RecozooError(f"{model.name}: scores of shape {scores.shape}, expected "
                                    f"{(u.size, n_items)}")
-            cuts = np.linspace(0, u.size, threads + 1).astype(int)
-            jobs = [(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
-            done = pool.map(lambda ab: _rank_rows(scores[ab[0]:ab[1]], known[u[ab[0]:ab[1]]],
-                                                  pos[u[ab[0]:ab[1]]], k), jobs)
-            for (a, b), (it, h) in zip(jobs, done):
-                items[s + a:s + b], hits[s + a:s + b] = it, h
+            starts = range(0, u.size, ROWS)
+            done = pool.map(lambda a: _rank_rows(scores[a:a + ROWS], known[u[a:a + ROWS]],
+                                                 pos[u[a:a + ROWS]], k), starts)
+            for a, (it, h) in zip(starts, done):
+                items[s + a:s + a + it.shape[0]], hits[s + a:s + a + it.shape[0]] = it, h
     return items, hits
 
 
