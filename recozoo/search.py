@@ -26,6 +26,7 @@ import numpy as np
 
 from recozoo.errors import RecozooError, SettingsError
 from recozoo.evaluate import evaluate, evaluate_ranking
+from recozoo.rank_eval import is_implicit
 from recozoo.registry import get_model
 from recozoo.settings import parse_settings, settings_to_dict
 from recozoo.splits import Split
@@ -91,6 +92,9 @@ def search(model_name: str, split: Split, grid: dict[str, list], n_iter: int | N
     if not split.has_valid:
         raise RecozooError(f"search needs a VALID part, and {split.name} has none")
     cls = get_model(model_name)
+    if metric in LOWER_IS_BETTER and is_implicit(split):
+        raise SettingsError(f"{split.name} is implicit feedback: search {model_name} with a ranking metric "
+                            f"(e.g. metric='ndcg', k=100)")
     if metric in LOWER_IS_BETTER and not cls.predicts_ratings:
         raise SettingsError(f"{model_name} predicts no ratings: search it with a ranking metric "
                             f"(e.g. metric='ndcg')")

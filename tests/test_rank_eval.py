@@ -136,3 +136,17 @@ def test_coverage_popularity_and_bad_input():
         rank_part(model, split, "train")
     with pytest.raises(RecozooError, match="cut-offs must be >= 1"):
         rank_part(model, split, "test", (0,))
+
+
+def test_search_on_implicit_data_selects_on_a_ranking_metric():
+    from recozoo.errors import SettingsError
+    from recozoo.search import search
+    split = strong_generalization_split(_interactions(7, 80, 30), "t", 8, threshold=None)
+    with pytest.raises(SettingsError, match="implicit feedback"):
+        search("bias", split, {"reg_user": [1.0]}, metric="rmse")
+    res = search("als-implicit", split, {"factors": [2, 4]}, metric="ndcg", k=10,
+                 base={"iterations": 2})
+    scores = [r["ndcg"] for r in res.results]
+    assert res.best["ndcg"] == max(scores)
+    model = ImplicitALS(settings={**res.best["settings"]}, seed=0).fit(split.train)
+    assert rank_part(model, split, "valid", (10,)).summary["ndcg@10"] == pytest.approx(res.best["ndcg"])
