@@ -30,7 +30,9 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -46,7 +48,8 @@ from recozoo.splits import (NETFLIX_PRESETS, Split, holdout_split, random_split,
 
 __all__ = ["DatasetSpec", "data_home", "load_split", "build_split", "builtin_datasets",
            "register_user_dataset", "register_protocol_dataset", "user_dataset", "user_datasets",
-           "get_spec", "resolve_source",
+           "get_spec", "resolve_source", "record_source", "check_dataset_name", "load_prepared",
+           "load_run_split",
            "source_table", "SOURCES_INFO", "IMPLICIT_PUBLISHED_HELDOUT"]
 
 #: bump when a protocol implementation changes, to invalidate caches
@@ -91,14 +94,16 @@ def _record_path(source: str) -> Path:
 
 
 def resolve_source(source: str, given: str | Path | None = None) -> Path:
-    """Where the raw files of ``source`` are: given > recorded > downloaded."""
+    """Where the raw files of ``source`` are: given > recorded > downloaded.
+
+    Records nothing: a given path is remembered by :func:`record_source` only once a
+    split has been read from it (:func:`load_split`), so a bad ``--source`` never
+    replaces a good one.
+    """
     if given is not None:
         p = Path(given).expanduser().resolve()
         if not p.exists():
             raise DatasetNotFound(f"--source {given}: no such file or folder")
-        rec = _record_path(source)
-        rec.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(rec, json.dumps({"path": str(p)}).encode())
         return p
     rec = _record_path(source)
     if rec.exists():
@@ -113,6 +118,11 @@ def resolve_source(source: str, given: str | Path | None = None) -> Path:
     if raw.exists():
         return raw
     raise DatasetNotFound(f"{source} is not available yet: {_source_hint(source)}")
+
+
+def record_source(source: str, path: str | Path) -> None:
+    """Remember ``path`` as where the files of ``source`` are (``sources/<source>.json``)."""
+    atomic_write_bytes(_record_path(source), json.dumps({"path": str(Path(path).resolve())}).encode())
 
 
 def fingerprint(path: Path) -> str:
@@ -139,7 +149,7 @@ def source_table(source: str, path: Path, loader: Callable[[Path], Any]):
         ids_i = IdMap(np.load(folder / "item_ids.npy", allow_pickle=False))
         return RatingsTable.load(folder / "table", ids_u, ids_i)
     table = loader(path)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=_ensure(folder.parent)))
+    tmp = _new_tmp(folder.parent)
     try:
         np.save(tmp / "user_ids.npy", table.user_ids.raw, allow_pickle=False)
         np.save(tmp / "item_ids.npy", table.item_ids.raw, allow_pickle=False)
@@ -154,6 +164,47 @@ def source_table(source: str, path: Path, loader: Callable[[Path], Any]):
 def _ensure(p: Path) -> Path:
     p.mkdir(parents=True, exist_ok=True)
     return p
+
+
+#: a temp folder of another machine (or of a process whose pid cannot be checked) is stale after this
+STALE_TMP_SECONDS = 24 * 3600
+
+
+def _tmp_prefix() -> str:
+    host = "".join(c if c.isalnum() else "_" for c in socket.gethostname())[:40] or "host"
+    return f".tmp-{host}-{os.getpid()}-"
+
+
+def _tmp_is_stale(path: Path) -> bool:
+    """Whether a ``.tmp-HOST-PID-*`` folder's writer is gone (dead pid here, or old)."""
+    parts = path.name.split("-")
+    host = _tmp_prefix().split("-")[1]
+    if len(parts) >= 4 and parts[1] == host and parts[2].isdigit():
+        try:
+            os.kill(int(parts[2]), 0)
+        except ProcessLookupError:
+            return True
+        except (PermissionError, OverflowError, ValueError):
+            pass
+    try:
+        return time.time() - path.stat().st_mtime > STALE_TMP_SECONDS
+    except OSError:
+        return False
+
+
+def _sweep_stale_tmp(parent: Path) -> None:
+    """Remove the temp folders a killed save left in ``parent`` (a live writer's are kept)."""
+    if not parent.is_dir():
+        return
+    for p in parent.glob(".tmp-*"):
+        if p.is_dir() and _tmp_is_stale(p):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def _new_tmp(parent: Path) -> Path:
+    """A temp folder in ``parent`` to write a cache entry into, once the stale ones are gone."""
+    _sweep_stale_tmp(parent)
+    return Path(tempfile.mkdtemp(prefix=_tmp_prefix(), dir=_ensure(parent)))
 
 
 def _replace_dir(tmp: Path, final: Path) -> None:
@@ -273,12 +324,17 @@ def _implicit_specs(source: str, loader: Callable[[Path], Any], what: str) -> li
 SYNTHETIC_IMPLICIT_DEFAULTS = {"n_users": 20_000, "n_items": 2_000, "n_ratings": 500_000, "data_seed": 0}
 
 
+def _generator_params(params: dict, defaults: dict) -> dict:
+    """The generator's counts and seed of ``params`` as ints; a one-line error for a bad value."""
+    from recozoo.protocols import parse_count
+    return {k: parse_count(k, params.get(k, v), 0 if k == "data_seed" else 1) for k, v in defaults.items()}
+
+
 def _synthetic_implicit(name: str):
     def build(path: Path | None, seed: int, params: dict) -> Split:
         from recozoo.data.synthetic import generate
-        from recozoo.protocols import apply_protocol, parse_count
-        gen = {k: parse_count(k, params[k], 0 if k == "data_seed" else 1)
-               for k in SYNTHETIC_IMPLICIT_DEFAULTS}
+        from recozoo.protocols import apply_protocol
+        gen = _generator_params(params, SYNTHETIC_IMPLICIT_DEFAULTS)
         table = generate(gen["n_users"], gen["n_items"], gen["n_ratings"], seed=gen["data_seed"])
         s = apply_protocol(table, name, "strong", seed,
                            {k: v for k, v in params.items() if k not in gen})
@@ -298,9 +354,8 @@ SYNTHETIC_DEFAULTS = {"n_users": 20_000, "n_items": 2_000, "n_ratings": 500_000,
 def _synthetic(drift: bool, name: str):
     def build(path: Path | None, seed: int, params: dict) -> Split:
         from recozoo.data.synthetic import generate
-        p = {**SYNTHETIC_DEFAULTS, **params}
-        table = generate(int(p["n_users"]), int(p["n_items"]), int(p["n_ratings"]),
-                         seed=int(p["data_seed"]), drift=drift)
+        p = _generator_params(params, SYNTHETIC_DEFAULTS)
+        table = generate(p["n_users"], p["n_items"], p["n_ratings"], seed=p["data_seed"], drift=drift)
         a, b, c, d = NETFLIX_PRESETS["netflix-full"]
         s = time_split(table, name, a, b, c, d, seed=seed)
         s.info.update({"generator": {**p, "drift": drift}})
@@ -370,13 +425,29 @@ def builtin_datasets() -> list[DatasetSpec]:
 
 
 # ------------------------------------------------------------ user datasets
+def check_dataset_name(name: str) -> str:
+    """``name`` if it is a plain name; a one-line error otherwise.
+
+    Why: a dataset's name becomes ``user/NAME.json`` and ``prepared/NAME/`` in the data home, so a
+    path separator, ``..`` or a leading dot would write (or read) outside it, or hide the files.
+    """
+    if not name or "/" in name or "\\" in name or ".." in name or name.startswith(".") \
+            or any(ord(c) < 32 for c in name):
+        raise RecozooError(f"dataset name {name!r}: a name may not be empty, start with '.', or hold "
+                           "'/', '\\', '..' or control characters")
+    return name
+
+
 def _user_record(name: str) -> Path:
-    return data_home() / "user" / f"{name}.json"
+    return data_home() / "user" / f"{check_dataset_name(name)}.json"
 
 
 def register_user_dataset(name: str, train: str | Path, test: str | Path, valid: str | Path | None = None,
-                          fmt: str = "auto", columns: dict[str, str] | None = None) -> DatasetSpec:
-    """Register pre-split files (e.g. the reference converter's N3M_TRAIN/VALID/TEST) as NAME."""
+                          fmt: str = "auto", columns: dict[str, str] | None = None,
+                          seed: int = 0) -> Split:
+    """Register pre-split files (e.g. the reference converter's N3M_TRAIN/VALID/TEST) as NAME;
+    return the (cached) split. Files that cannot be read leave NAME as it was (registered or not)."""
+    check_dataset_name(name)
     if registry.has_dataset(name):
         raise RecozooError(f"{name!r} is a built-in dataset name; pick another name for your files")
     paths = {"train": train, "test": test}
@@ -388,8 +459,7 @@ def register_user_dataset(name: str, train: str | Path, test: str | Path, valid:
         if not pp.exists():
             raise DatasetNotFound(f"--{k} {p}: no such file or folder")
         rec[k] = str(pp)
-    atomic_write_bytes(_user_record(name), json.dumps(rec, indent=1).encode())
-    return user_dataset(name)
+    return _register_and_load(name, rec, seed)
 
 
 def register_protocol_dataset(name: str, source: str | Path, protocol: str, fmt: str = "auto",
@@ -400,13 +470,12 @@ def register_protocol_dataset(name: str, source: str | Path, protocol: str, fmt:
     The record holds the source's absolute path, the format, the column
     mapping, the protocol and its canonical parameters (defaults filled in),
     so ``fit --dataset NAME`` rebuilds the identical split; the split cache
-    keys on the record and the source's fingerprint. The split is built
-    before this returns: a source that cannot be read or split leaves the
-    previous record of NAME (if any) as it was.
+    keys on the record and the source's fingerprint.
     """
     from recozoo.data.generic import check_column_options
     from recozoo.data.ratings_source import FORMATS
     from recozoo.protocols import protocol_params
+    check_dataset_name(name)
     if registry.has_dataset(name):
         raise RecozooError(f"{name!r} is a built-in dataset name; pick another name for your data")
     if fmt not in FORMATS:
@@ -417,6 +486,12 @@ def register_protocol_dataset(name: str, source: str | Path, protocol: str, fmt:
     rec = {"name": name, "source": str(src), "format": fmt,
            "columns": check_column_options(columns), "protocol": protocol,
            "params": protocol_params(protocol, params)}
+    return _register_and_load(name, rec, seed)
+
+
+def _register_and_load(name: str, rec: dict, seed: int) -> Split:
+    """Write NAME's record and build its split; the split is built before this returns, and a
+    source that cannot be read or split leaves the previous record of NAME (if any) as it was."""
     path = _user_record(name)
     before = path.read_bytes() if path.exists() else None
     atomic_write_bytes(path, json.dumps(rec, indent=1).encode())
@@ -540,23 +615,71 @@ def split_cache_dir(name: str, source: str | Path | None = None, seed: int = 0,
         fp = [fingerprint(Path(rec[k])) for k in ("source", "train", "valid", "test") if rec.get(k)] + [rec]
     else:
         fp = fingerprint(src) if src is not None else None
-    return data_home() / "prepared" / name / _key(name, fp, seed, _merge_params(spec, params),
-                                                   PROTOCOL_VERSION)
+    key = _key(name, fp, seed, _merge_params(spec, params), PROTOCOL_VERSION)
+    return data_home() / "prepared" / check_dataset_name(name) / key
 
 
 def load_split(name: str, source: str | Path | None = None, seed: int = 0,
-               params: dict | None = None, *, cache: bool = True) -> Split:
-    """The split ``name`` with valid/test seed ``seed``, from the cache when possible."""
+               params: dict | None = None, *, cache: bool = True, remember: bool = True) -> Split:
+    """The split ``name`` with valid/test seed ``seed``, from the cache when possible.
+
+    A given ``source`` is recorded as the dataset's source (``remember``) only after the
+    split was read from it; reading a run passes ``remember=False``: it never re-points
+    the data home.
+    """
     if not cache:
-        return build_split(name, source, seed, params)
-    folder = split_cache_dir(name, source, seed, params)
-    if (folder / "split.json").exists():
-        return Split.load(folder)
-    split = build_split(name, source, seed, params)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=_ensure(folder.parent)))
+        split = build_split(name, source, seed, params)
+    else:
+        folder = split_cache_dir(name, source, seed, params)
+        _sweep_stale_tmp(folder.parent)
+        if not (folder / "split.json").exists():
+            _save_split(build_split(name, source, seed, params), folder)
+        split = Split.load(folder)
+        split.key = folder.name
+    spec = get_spec(name)
+    if remember and source is not None and spec.source and not spec.user_defined:
+        record_source(spec.source, resolve_source(spec.source, source))
+    return split
+
+
+def _save_split(split: Split, folder: Path) -> None:
+    tmp = _new_tmp(folder.parent)
     try:
         split.save(tmp)
         _replace_dir(tmp, folder)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return Split.load(folder)
+
+
+def load_prepared(name: str, key: str) -> Split | None:
+    """The prepared split of ``name`` under cache key ``key``, if this data home holds it."""
+    if not (isinstance(key, str) and len(key) == 16 and all(c in "0123456789abcdef" for c in key)):
+        return None     # a key read from an untrusted run is a name, never a path
+    folder = data_home() / "prepared" / check_dataset_name(name) / key
+    if not (folder / "split.json").exists():
+        return None
+    split = Split.load(folder)
+    split.key = key
+    return split
+
+
+def load_run_split(dataset: str, split_seed: int = 0, data_params: dict | None = None,
+                   key: str | None = None, source: str | Path | None = None) -> Split:
+    """The split a run was fitted on, found without changing the data home.
+
+    By the run's split ``key`` when this data home holds that prepared split; else
+    rebuilt from ``source`` (or the data home's own source of the dataset), which must
+    give the same key when the run recorded one. The run's own record of where its
+    files were is never used: a run copied from elsewhere names paths that mean
+    nothing (or something else) here.
+    """
+    if key and source is None:
+        split = load_prepared(dataset, key)
+        if split is not None:
+            return split
+    split = load_split(dataset, source, split_seed, data_params, remember=False)
+    if key and split.key != key:
+        where = f"--source {source}" if source is not None else "this data home's files"
+        raise DatasetNotFound(f"{where} give another {dataset} split than the one the run was fitted on "
+                              "(its data differ); pass --source PATH to the files the run was fitted on")
+    return split

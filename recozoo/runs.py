@@ -39,7 +39,7 @@ from recozoo.settings import BaseSettings, parse_settings, settings_to_dict
 from recozoo.warm import warm_start_split
 
 __all__ = ["RunConfig", "fit_run", "fit_and_score", "FitOutcome", "load_run", "resolve_settings",
-           "default_run_dir", "versions", "read_config", "MODEL_FILE"]
+           "default_run_dir", "versions", "read_config", "MODEL_FILE", "run_split_key"]
 
 MODEL_FILE = "model.rcz"
 
@@ -189,7 +189,7 @@ def fit_and_score(cfg: RunConfig, run_dir: str | Path | None = None, *, resume: 
                "device": model.device_used(), "device_requested": cfg.device, "metrics": scores.metrics,
                "seconds": {"data": t_data, "fit": t_fit, "evaluate": scores.seconds},
                "n_parameters": model.n_parameters(), "split": split.describe(),
-               "split_info": split.info, "fallback": model.fallback,
+               "split_info": split.info, "split_key": split.key, "fallback": model.fallback,
                "predicts_ratings": model.predicts_ratings}
     for key, info in (("refit", refit_info), ("warm_start", warm_info)):
         if info is not None:
@@ -283,6 +283,15 @@ def load_ids(run_dir: str | Path):
                 IdMap(np.load(run_dir / "item_ids.npy", allow_pickle=False)))
     except (OSError, ValueError) as e:
         raise RecozooError(f"{run_dir}: cannot read the run's id maps ({e})") from None
+
+
+def run_split_key(run_dir: str | Path) -> str | None:
+    """The prepared-split key a run was fitted on (``summary.json``), None for runs that lack it."""
+    try:
+        key = json.loads((Path(run_dir) / "summary.json").read_text()).get("split_key")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return key if isinstance(key, str) else None
 
 
 def load_run(run_dir: str | Path):

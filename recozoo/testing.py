@@ -40,6 +40,11 @@ A failed check raises :class:`AssertionError` whose message starts with
 ``determinism``    two fits with one seed give the same predictions
 ``refit``          ``refit_settings()`` is a dict the model's settings accept, it survives
                    save/load, and :func:`recozoo.search.refit` fits on TRAIN ∪ VALID and predicts
+``prepared``       ``recozoo fit NAME --dataset D`` (the real command, run in-process) exits 0 on
+                   :func:`tiny_split` registered as pre-split files in a temporary data home and
+                   prepared there, so the model trains on read-only memory-mapped arrays, as
+                   every user's second ``fit`` does (a model that writes into its input, or
+                   hands it to native code that wants writable buffers, fails here)
 
 Models that declare ``predicts_ratings = False`` (ranking-only models) skip the
 ``ratings`` check. A model may declare a class attribute
@@ -52,6 +57,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
+import os
 import tempfile
 import typing
 from pathlib import Path
@@ -71,7 +78,7 @@ from recozoo.splits import random_split
 __all__ = ["check_model", "check_search_space", "tiny_split", "CHECKS"]
 
 CHECKS = ("settings", "bad_settings", "search_space", "not_fitted", "fit", "predict", "unseen", "ratings",
-          "score_items", "recommend", "fold_in", "save_load", "determinism", "refit")
+          "score_items", "recommend", "fold_in", "save_load", "determinism", "refit", "prepared")
 
 _TINY: dict[int, Any] = {}
 
@@ -223,6 +230,8 @@ def check_model(model_cls_or_factory, *, settings: dict[str, Any] | None = None,
              f"two fits with seed 0 differ (max difference {np.abs(before - again).max():.3g})")
     if run("refit"):
         _check_refit(model, split, fail, pu, pi)
+    if run("prepared"):
+        _check_prepared(cls, settings, fail)
     return report
 
 
@@ -448,3 +457,52 @@ def _check_refit(model, split, fail, pu, pi) -> None:
     out = new.predict(pu, pi)
     fail("refit", out.dtype == np.float32 and bool(np.all(np.isfinite(out))),
          "the refitted model's predictions must be finite float32")
+
+
+@contextlib.contextmanager
+def _data_home(path: Path):
+    """``RECOZOO_DATA`` pointed at ``path`` while the block runs (the user's data home is untouched)."""
+    before = os.environ.get("RECOZOO_DATA")
+    os.environ["RECOZOO_DATA"] = str(path)
+    try:
+        yield path
+    finally:
+        if before is None:
+            os.environ.pop("RECOZOO_DATA", None)
+        else:
+            os.environ["RECOZOO_DATA"] = before
+
+
+def _cli(args: list[str]):
+    """``recozoo ARGS`` run in-process (the model under test may be registered only here)."""
+    from typer.testing import CliRunner
+
+    from recozoo.cli.main import app
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def _why(result) -> str:
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        return f"{type(result.exception).__name__}: {result.exception}"
+    lines = [ln for ln in (result.output or "").splitlines() if ln.strip()]
+    return lines[-1] if lines else f"exit {result.exit_code}"
+
+
+def _check_prepared(cls, settings: dict[str, Any], fail) -> None:
+    split = tiny_split()
+    with tempfile.TemporaryDirectory() as tmp, _data_home(Path(tmp) / "home"), _registered(cls) as ours:
+        fail("prepared", ours, f"another class is registered as {cls.name!r}")
+        files = []
+        for part in ("train", "valid", "test"):
+            path = Path(tmp) / f"{part}.tsv"
+            getattr(split, part).to_frame().to_csv(path, sep="\t", header=False, index=False)
+            files += [f"--{part}", path]
+        prep = _cli(["data", "prepare", "conformance-kit", *files, "--json"])
+        fail("prepared", prep.exit_code == 0, f"`recozoo data prepare` of the tiny split failed: {_why(prep)}")
+        sets = [a for k, v in settings.items() for a in ("--set", f"{k}={v}")]
+        fit = _cli(["fit", cls.name, "--dataset", "conformance-kit", *sets, "--device", "cpu",
+                    "--out", Path(tmp) / "run", "--json", "--quiet"])
+        fail("prepared", fit.exit_code == 0, f"`recozoo fit {cls.name}` on a prepared (read-only, "
+                                            f"memory-mapped) split failed: {_why(fit)}")
+        metrics = json.loads(fit.stdout)["metrics"]
+        fail("prepared", "test" in metrics, f"`recozoo fit {cls.name}` scored no TEST part: {metrics}")

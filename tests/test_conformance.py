@@ -110,6 +110,16 @@ class AcceptsAnything(Bias):
     name = "broken-bad-settings"
 
 
+class WritesIntoItsInput(Bias):
+    """Shifts the training ratings in place: fine on an in-memory table, fatal on a prepared split's
+    read-only memory maps (what `recozoo fit` trains on from the second run on)."""
+    name = "broken-prepared"
+
+    def _fit(self, train, valid, reporter, run_dir, resume):
+        train.ratings[:] -= 0.0
+        super()._fit(train, valid, reporter, run_dir, resume)
+
+
 @pytest.mark.parametrize("cls,check,kwargs", [
     (Clips, "predict", {}),
     (SeesSeen, "recommend", {}),
@@ -120,6 +130,7 @@ class AcceptsAnything(Bias):
     (Scores, "ratings", {}),
     (MixesUsers, "fold_in", {}),
     (AcceptsAnything, "bad_settings", {"bad_settings": [{"iterations": 3}]}),
+    (WritesIntoItsInput, "prepared", {}),
 ])
 def test_the_kit_catches_a_broken_model(cls, check, kwargs):
     with pytest.raises(AssertionError, match=rf"check_model\[{cls.name}\] {check}:"):

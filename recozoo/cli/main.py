@@ -160,7 +160,7 @@ def fit_cmd(
         dataset = prev["dataset"]
         split_seed, data_param = prev.get("split_seed", 0), [f"{k}={v}" for k, v in
                                                              (prev.get("data_params") or {}).items()]
-        source = source or (Path(prev["source"]) if prev.get("source") else None)
+        # (the run's own record of its source is not used: reading a run never re-points the data home)
         if seed == 0:
             seed = prev.get("seed", 0)
     if not dataset:
@@ -247,17 +247,20 @@ def evaluate_cmd(
     clip: Optional[str] = typer.Option(None, "--clip", help="also report metrics clipped to LO,HI"),
     k: Optional[int] = typer.Option(None, "--k", help="cut-off for ranking metrics (default 10; implicit "
                                                       "data: 20, 50 and 100)"),
+    source: Optional[Path] = typer.Option(None, "--source", help="the raw files the run was fitted on, when "
+                                          "this data home has not prepared its split (not recorded)"),
     as_json: bool = typer.Option(False, "--json"),
 ):
-    """Score a saved run's model on its dataset's VALID or TEST part."""
-    from recozoo.datasets import load_split
+    """Score a saved run's model on its dataset's VALID or TEST part (found by the split's key)."""
+    from recozoo.datasets import load_run_split
     from recozoo.evaluate import evaluate, evaluate_ranking
     from recozoo.rank_eval import default_ks, is_implicit
-    from recozoo.runs import load_run
+    from recozoo.runs import load_run, run_split_key
     if split not in ("valid", "test"):
         raise RecozooError(f"--split must be valid or test, got {split!r}")
     cfg, model = load_run(run_dir)
-    sp = load_split(cfg["dataset"], cfg.get("source"), cfg.get("split_seed", 0), cfg.get("data_params"))
+    sp = load_run_split(cfg["dataset"], cfg.get("split_seed", 0), cfg.get("data_params"),
+                        run_split_key(run_dir), source)
     if model.n_users_ != sp.train.n_users or model.n_items_ != sp.train.n_items:
         raise RecozooError(f"{run_dir}: the model's shape does not match dataset {cfg['dataset']}")
     if model.predicts_ratings and not is_implicit(sp):
@@ -456,8 +459,12 @@ def data_prepare(
         if cols:
             from recozoo.data.generic import check_column_options
             check_column_options(cols)
-        register_user_dataset(name, train, test, valid, fmt=fmt, columns=cols)
-    elif source is not None:
+        if data_param:
+            raise RecozooError("pre-split files take no --data-param")
+        _show_split(name, register_user_dataset(name, train, test, valid, fmt=fmt, columns=cols,
+                                                seed=seed), as_json)
+        return
+    if source is not None:
         _known_dataset_or_hint(name)
     _show_split(name, load_split(name, source, seed, _params(data_param)), as_json)
 

@@ -34,6 +34,10 @@ E_ITEM = 16
 E_TIME = 17
 E_NAN = 18          # rating is not a finite number
 E_CHANGED = 19      # fill pass met a line the count pass did not see
+E_RANGE = 20        # an integer beyond the signed 64-bit range
+
+INT_OK, INT_BAD, INT_RANGE = 0, 1, 2
+INT64_MAX = 9_223_372_036_854_775_807
 
 MAX_ID = 2_147_483_647
 
@@ -321,9 +325,10 @@ def _float(buf, a, b):
 
 @njit(cache=True, nogil=True)
 def _int64(buf, a, b):
-    """(ok, value) of a signed decimal integer in buf[a:b] (also accepts ``N.0``)."""
+    """(code, value) of a signed decimal integer in buf[a:b] (also accepts ``N.0``): code
+    ``INT_OK``, ``INT_BAD`` (not an integer) or ``INT_RANGE`` (beyond ±(2**63 - 1))."""
     if b <= a:
-        return False, 0
+        return INT_BAD, 0
     k = a
     neg = False
     if buf[k] == MINUS or buf[k] == PLUS:
@@ -331,21 +336,26 @@ def _int64(buf, a, b):
         k += 1
     v = 0
     nd = 0
+    big = False
     while k < b and 48 <= buf[k] <= 57:
-        if nd >= 18:
-            return False, 0
-        v = v * 10 + (buf[k] - 48)
+        d = buf[k] - 48
+        if big or v > (INT64_MAX - d) // 10:
+            big = True      # keep scanning: a malformed tail is still "not an integer"
+        else:
+            v = v * 10 + d
         k += 1
         nd += 1
     if nd == 0:
-        return False, 0
+        return INT_BAD, 0
     if k < b and buf[k] == DOT:  # "12.0" written by float-minded tools
         k += 1
         while k < b and buf[k] == 48:
             k += 1
     if k != b:
-        return False, 0
-    return True, -v if neg else v
+        return INT_BAD, 0
+    if big:
+        return INT_RANGE, 0
+    return INT_OK, -v if neg else v
 
 
 @njit(cache=True, nogil=True)
@@ -412,12 +422,12 @@ def delimited_pass(buf, sep, ncols, users, items, ratings, ts):
             ncols = nf
         if nf != ncols:
             return E_FIELDS, i, nf, rows, ncols, lines
-        ok, u = _int64(buf, starts[0], ends[0])
-        if not ok:
-            return E_USER, i, 0, rows, ncols, lines
-        ok, it = _int64(buf, starts[1], ends[1])
-        if not ok:
-            return E_ITEM, i, 1, rows, ncols, lines
+        code, u = _int64(buf, starts[0], ends[0])
+        if code != INT_OK:
+            return E_USER if code == INT_BAD else E_RANGE, i, 0, rows, ncols, lines
+        code, it = _int64(buf, starts[1], ends[1])
+        if code != INT_OK:
+            return E_ITEM if code == INT_BAD else E_RANGE, i, 1, rows, ncols, lines
         r = 1.0
         if ncols >= 3:
             ok, r = _float(buf, starts[2], ends[2])
@@ -426,9 +436,9 @@ def delimited_pass(buf, sep, ncols, users, items, ratings, ts):
             if not np.isfinite(r):
                 return E_NAN, i, 2, rows, ncols, lines
         if ncols == 4:
-            ok, t = _int64(buf, starts[3], ends[3])
-            if not ok:
-                return E_TIME, i, 3, rows, ncols, lines
+            code, t = _int64(buf, starts[3], ends[3])
+            if code != INT_OK:
+                return E_TIME if code == INT_BAD else E_RANGE, i, 3, rows, ncols, lines
             ts[rows] = t
         users[rows] = u
         items[rows] = it

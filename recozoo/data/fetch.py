@@ -157,14 +157,24 @@ def _extract(zip_path: Path, into: Path, label: str) -> None:
             if bad is not None:
                 raise DataError(f"corrupt archive: member {bad!r} fails its CRC check", path=label)
             root = into.resolve()
+            files = {m.filename.rstrip("/") for m in z.infolist() if not m.is_dir()}
             for m in z.infolist():
                 target = (into / m.filename).resolve()
                 if target != root and root not in target.parents:
                     raise DataError(f"archive member {m.filename!r} would land outside the folder",
                                     path=label)
+                parts = m.filename.rstrip("/").split("/")
+                under = next(("/".join(parts[:k]) for k in range(1, len(parts))
+                              if "/".join(parts[:k]) in files), None)
+                if under is not None:
+                    raise DataError(f"archive member {m.filename!r} sits under {under!r}, which the "
+                                    "archive holds as a file", path=label)
             z.extractall(into)
     except zipfile.BadZipFile as e:
         raise DataError(f"not a valid zip archive ({e})", path=label) from None
+    except OSError as e:   # a name the file system refuses, a full disk
+        raise DataError(f"cannot extract the archive ({type(e).__name__}: {e.strerror or e})",
+                        path=label) from None
 
 
 def fetch(name: str, data_home: str | Path, progress: bool | Callable[[int, int | None], None] = True,

@@ -147,17 +147,52 @@ def _fail(path, lines, k: int, field: str, msg: str, value) -> DataError:
     return DataError(f"{row}{msg}: {str(value)[:60]!r}", path=path, field=field, **where)
 
 
+_INT64_MAX = np.iinfo(np.int64).max
+#: the largest magnitude a float64 holds for every integer below it (beyond, ids would merge)
+_EXACT_IN_FLOAT = 2 ** 53
+
+
 def _ints(s, path, lines, field: str) -> np.ndarray:
-    import pandas as pd
+    """Integer ids, exactly: never through float64 beyond 2**53, never wrapped past int64."""
     v = s.to_numpy()
-    if v.dtype.kind in "iu":
+    if v.dtype.kind == "i":
         return v
-    num = pd.to_numeric(s, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    ok = np.isfinite(num) & (num == np.round(num))
+    if v.dtype.kind == "u":      # pandas reads ids above 2**63 - 1 as uint64
+        big = v > _INT64_MAX
+        if big.any():
+            k = int(np.flatnonzero(big)[0])
+            raise _fail(path, lines, k, field, f"{field} does not fit a signed 64-bit integer", v[k])
+        return v.astype(np.int64)
+    if v.dtype.kind == "f":      # "12.0" or a missing value somewhere in the column
+        ok = np.isfinite(v) & (v == np.round(v))
+        if not ok.all():
+            k = int(np.flatnonzero(~ok)[0])
+            raise _fail(path, lines, k, field, f"{field} is not an integer", v[k])
+        big = np.abs(v) > _EXACT_IN_FLOAT
+        if big.any():
+            k = int(np.flatnonzero(big)[0])
+            raise _fail(path, lines, k, field, f"{field} is a decimal number too large to read exactly "
+                        "(write ids without a decimal point)", f"{v[k]:.0f}")
+        return v.astype(np.int64)
+    return _ints_from_text(s, path, lines, field)
+
+
+def _ints_from_text(s, path, lines, field: str) -> np.ndarray:
+    """Ids that pandas kept as text or Python ints (e.g. beyond uint64): parsed as decimal text."""
+    v = s.to_numpy()
+    text = s.astype(str).str.strip()
+    ok = text.str.fullmatch(r"[+-]?\d+(?:\.0*)?").to_numpy(dtype=bool, na_value=False) & ~s.isna().to_numpy()
     if not ok.all():
         k = int(np.flatnonzero(~ok)[0])
         raise _fail(path, lines, k, field, f"{field} is not an integer", v[k])
-    return num.astype(np.int64)
+    digits = text.str.replace(r"\.0*$", "", regex=True).str.lstrip("+")
+    mag = digits.str.lstrip("-").str.lstrip("0")
+    n = mag.str.len().to_numpy()
+    big = (n > 19) | ((n == 19) & (mag > str(_INT64_MAX)).to_numpy(dtype=bool))
+    if big.any():
+        k = int(np.flatnonzero(big)[0])
+        raise _fail(path, lines, k, field, f"{field} does not fit a signed 64-bit integer", v[k])
+    return digits.to_numpy(dtype=str).astype(np.int64)
 
 
 def _strings(s, path, lines, field: str) -> np.ndarray:

@@ -124,7 +124,9 @@ def read_columns(files: Iterable[tuple[str, Callable]], sep: bytes = b"\t", ncol
                         want = f"{ncols_seen}" if ncols_seen else "2, 3 or 4"
                         raise DataError(f"expected {want} fields separated by {sep.decode()!r}, found "
                                         f"{field}: {_line_text(body, pos)}", path=name, line=line)
-                    raise DataError(f"{_ERRORS[st]}: {_line_text(body, pos)}", path=name, line=line,
+                    msg = (f"{_FIELDS[field]} does not fit a signed 64-bit integer" if st == P.E_RANGE
+                           else _ERRORS[st])
+                    raise DataError(f"{msg}: {_line_text(body, pos)}", path=name, line=line,
                                     field=_FIELDS[field])
                 ncols = ncols_seen
                 line_base += m - 1
