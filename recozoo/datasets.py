@@ -444,7 +444,7 @@ def _user_record(name: str) -> Path:
 
 def register_user_dataset(name: str, train: str | Path, test: str | Path, valid: str | Path | None = None,
                           fmt: str = "auto", columns: dict[str, str] | None = None,
-                          seed: int = 0) -> Split:
+                          seed: int = 0, rating_range: tuple[float, float] | None = None) -> Split:
     """Register pre-split files (e.g. the reference converter's N3M_TRAIN/VALID/TEST) as NAME;
     return the (cached) split. Files that cannot be read leave NAME as it was (registered or not)."""
     check_dataset_name(name)
@@ -459,12 +459,12 @@ def register_user_dataset(name: str, train: str | Path, test: str | Path, valid:
         if not pp.exists():
             raise DatasetNotFound(f"--{k} {p}: no such file or folder")
         rec[k] = str(pp)
-    return _register_and_load(name, rec, seed)
+    return _register_and_load(name, rec, seed, rating_range)
 
 
 def register_protocol_dataset(name: str, source: str | Path, protocol: str, fmt: str = "auto",
                               columns: dict[str, str] | None = None, params: dict | None = None,
-                              seed: int = 0) -> Split:
+                              seed: int = 0, rating_range: tuple[float, float] | None = None) -> Split:
     """Register one ratings source split by ``protocol`` as NAME; return its (cached) split.
 
     The record holds the source's absolute path, the format, the column
@@ -486,17 +486,17 @@ def register_protocol_dataset(name: str, source: str | Path, protocol: str, fmt:
     rec = {"name": name, "source": str(src), "format": fmt,
            "columns": check_column_options(columns), "protocol": protocol,
            "params": protocol_params(protocol, params)}
-    return _register_and_load(name, rec, seed)
+    return _register_and_load(name, rec, seed, rating_range)
 
 
-def _register_and_load(name: str, rec: dict, seed: int) -> Split:
+def _register_and_load(name: str, rec: dict, seed: int, rating_range=None) -> Split:
     """Write NAME's record and build its split; the split is built before this returns, and a
     source that cannot be read or split leaves the previous record of NAME (if any) as it was."""
     path = _user_record(name)
     before = path.read_bytes() if path.exists() else None
     atomic_write_bytes(path, json.dumps(rec, indent=1).encode())
     try:
-        return load_split(name, None, seed)
+        return load_split(name, None, seed, rating_range=rating_range)
     except BaseException:
         if before is None:
             path.unlink(missing_ok=True)
@@ -620,21 +620,32 @@ def split_cache_dir(name: str, source: str | Path | None = None, seed: int = 0,
 
 
 def load_split(name: str, source: str | Path | None = None, seed: int = 0,
-               params: dict | None = None, *, cache: bool = True, remember: bool = True) -> Split:
+               params: dict | None = None, *, cache: bool = True, remember: bool = True,
+               rating_range: tuple[float, float] | None = None) -> Split:
     """The split ``name`` with valid/test seed ``seed``, from the cache when possible.
 
     A given ``source`` is recorded as the dataset's source (``remember``) only after the
     split was read from it; reading a run passes ``remember=False``: it never re-points
-    the data home.
+    the data home. Ratings outside ``rating_range`` are an error (the split is then not
+    cached); without it, implausible ratings are a warning
+    (:func:`recozoo.data.plausible.check_ratings`).
     """
+    from recozoo.data.plausible import check_ratings
     if not cache:
         split = build_split(name, source, seed, params)
+        check_ratings(split, name, rating_range)
     else:
         folder = split_cache_dir(name, source, seed, params)
         _sweep_stale_tmp(folder.parent)
         if not (folder / "split.json").exists():
-            _save_split(build_split(name, source, seed, params), folder)
-        split = Split.load(folder)
+            built = build_split(name, source, seed, params)
+            check_ratings(built, name, rating_range)
+            _save_split(built, folder)
+            del built
+            split = Split.load(folder)
+        else:
+            split = Split.load(folder)
+            check_ratings(split, name, rating_range)
         split.key = folder.name
     spec = get_spec(name)
     if remember and source is not None and spec.source and not spec.user_defined:

@@ -52,3 +52,8 @@ class CheckpointError(RecozooError):
 
 class RegistryError(RecozooError):
     """Two plugins registered one name, or a name nobody registered."""
+
+
+class RecozooWarning(UserWarning):
+    """Input that is accepted but probably not meant (e.g. implausible ratings); the CLI shows it as
+    one line on stderr (``recozoo: warning: ...``)."""

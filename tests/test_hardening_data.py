@@ -188,6 +188,37 @@ def test_a_killed_save_leaves_nothing_after_the_next_run(home, tmp_path):
     assert list(prepared.glob(".tmp-*")) == []
 
 
+# ----------------------------------------------------------------- item 6
+def test_implausible_ratings_warn_once_fail_under_a_range_and_show_in_info(home, tmp_path):
+    rows = [(u, i, 1 + (u * i) % 5) for u in range(1, 21) for i in range(1, 9)]
+    rows[4] = (rows[4][0], rows[4][1], "1e30")
+    train, test = _pre_split(tmp_path, rows)
+    p = run_cli("data", "prepare", "odd", "--train", train, "--test", test, "--json", env=home)
+    warn = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert len(warn) == 1 and warn[0].startswith("recozoo: warning: odd: 1 rating (1e+30)"), p.stderr
+    assert "--rating-range" in warn[0]
+    info = json.loads(p.stdout)
+    assert info["train"]["min_rating"] == 1 and info["train"]["max_rating"] == pytest.approx(1e30, rel=1e-6)
+    assert info["test"]["max_rating"] == 4
+    # the cached split warns again where it is used
+    p = run_cli("fit", "bias", "--dataset", "odd", "--out", tmp_path / "run", "-q", env=home)
+    assert "recozoo: warning: odd: 1 rating (1e+30)" in p.stderr
+    p = run_cli("data", "prepare", "odd2", "--train", train, "--test", test, "--rating-range", "1,5",
+                env=home, check=False)
+    assert_one_line_error(p, "odd2", "1 rating (1e+30) outside --rating-range 1,5")
+    assert not (Path(home["RECOZOO_DATA"]) / "user" / "odd2.json").exists()
+    p = run_cli("data", "prepare", "odd3", "--train", train, "--test", test, "--rating-range", "5,1",
+                env=home, check=False)
+    assert_one_line_error(p, "--rating-range", "LO < HI")
+
+
+def test_plausible_ratings_do_not_warn(home, tmp_path):
+    rows = [(u, i, -4 if (u, i) == (1, 1) else 1 + (u * i) % 5) for u in range(1, 21) for i in range(1, 9)]
+    train, test = _pre_split(tmp_path, rows)
+    p = run_cli("data", "prepare", "ok", "--train", train, "--test", test, "--json", env=home)
+    assert p.stderr.strip() == "" and json.loads(p.stdout)["train"]["min_rating"] == -4
+
+
 # ----------------------------------------------------------------- item 7
 @pytest.mark.parametrize("name", ["../../X", "a/b", "..", ".hidden", "a\\b"])
 def test_dataset_names_cannot_escape_the_data_home(home, tmp_path, name):

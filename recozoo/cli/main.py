@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+import warnings
 from pathlib import Path
 from typing import List, Optional
 
@@ -198,15 +199,16 @@ def _device(d: str) -> str:
     return require_device(d)
 
 
-def _clip(c: Optional[str]):
+def _clip(c: Optional[str], option: str = "--clip"):
+    """``"LO,HI"`` of ``option`` as a pair of floats (None when not given)."""
     if c is None:
         return None
     try:
         lo, hi = (float(x) for x in c.split(","))
     except ValueError:
-        raise RecozooError(f"--clip expects LO,HI, got {c!r}") from None
+        raise RecozooError(f"{option} expects LO,HI, got {c!r}") from None
     if not lo < hi:
-        raise RecozooError(f"--clip expects LO < HI, got {c!r}")
+        raise RecozooError(f"{option} expects LO < HI, got {c!r}")
     return (lo, hi)
 
 
@@ -436,19 +438,22 @@ def data_prepare(
     seed: int = typer.Option(0, "--split-seed", help="seed of the valid/test split"),
     data_param: Optional[List[str]] = typer.Option(None, "--data-param",
                                                    help="dataset (or protocol) parameter NAME=VALUE"),
+    rating_range: Optional[str] = typer.Option(None, "--rating-range",
+                                               help="LO,HI: refuse the data if any rating lies outside"),
     as_json: bool = typer.Option(False, "--json"),
 ):
     """Parse a dataset's raw files and cache its split; or register your own data as NAME:
     one source split by --protocol, or pre-split --train/--valid/--test files."""
     from recozoo.datasets import load_split, register_protocol_dataset, register_user_dataset
     cols = _params(columns.split(",")) if columns else None
+    bounds = _clip(rating_range, "--rating-range")
     if protocol is not None:
         if train or test or valid:
             raise RecozooError("--protocol splits one --source; pre-split --train/--test take no protocol")
         if source is None:
             raise RecozooError("--protocol needs --source FILE (the ratings file or folder to split)")
         split = register_protocol_dataset(name, source, protocol, fmt=fmt, columns=cols,
-                                          params=_params(data_param), seed=seed)
+                                          params=_params(data_param), seed=seed, rating_range=bounds)
         _show_split(name, split, as_json)
         return
     if train or test or valid:
@@ -462,11 +467,11 @@ def data_prepare(
         if data_param:
             raise RecozooError("pre-split files take no --data-param")
         _show_split(name, register_user_dataset(name, train, test, valid, fmt=fmt, columns=cols,
-                                                seed=seed), as_json)
+                                                seed=seed, rating_range=bounds), as_json)
         return
     if source is not None:
         _known_dataset_or_hint(name)
-    _show_split(name, load_split(name, source, seed, _params(data_param)), as_json)
+    _show_split(name, load_split(name, source, seed, _params(data_param), rating_range=bounds), as_json)
 
 
 def _known_dataset_or_hint(name: str) -> None:
@@ -497,8 +502,11 @@ def data_info(name: str = typer.Argument(...),
 
 
 def _show_split(name: str, split, as_json: bool) -> bool:
-    """The split's counts as JSON on stdout or as a table; True when it was JSON."""
+    """The split's counts and rating range as JSON on stdout or as a table; True when it was JSON."""
+    from recozoo.data.plausible import rating_bounds
     desc = split.describe()
+    for part, d in desc.items():
+        d["min_rating"], d["max_rating"] = rating_bounds(getattr(split, part)) or (None, None)
     if as_json:
         _out(desc)
     else:
@@ -509,10 +517,11 @@ def _show_split(name: str, split, as_json: bool) -> bool:
 def _print_describe(name: str, desc: dict) -> None:
     from rich.table import Table
     t = Table(title=name)
-    for c in ("split", "ratings", "users", "items"):
+    for c in ("split", "ratings", "users", "items", "min rating", "max rating"):
         t.add_column(c, justify="right")
     for part, d in desc.items():
-        t.add_row(part, f"{d['ratings']:,}", f"{d['users']:,}", f"{d['items']:,}")
+        t.add_row(part, f"{d['ratings']:,}", f"{d['users']:,}", f"{d['items']:,}",
+                  *("-" if d[k] is None else f"{d[k]:g}" for k in ("min_rating", "max_rating")))
     _console().print(t)
 
 
@@ -564,8 +573,21 @@ def expand_assignments(argv: List[str]) -> List[str]:
     return out
 
 
+_python_show_warning = warnings.showwarning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """recozoo's own warnings as one line on stderr; any other warning as Python shows it."""
+    from recozoo.errors import RecozooWarning
+    if issubclass(category, RecozooWarning):
+        sys.stderr.write(f"recozoo: warning: {' '.join(str(message).split())}\n")
+    else:
+        _python_show_warning(message, category, filename, lineno, file, line)
+
+
 def main() -> None:
     """Entry point: RecozooError -> one line on stderr and its exit code, never a traceback."""
+    warnings.showwarning = _show_warning
     try:
         # standalone mode: Typer handles --help, usage errors and exits itself
         app(args=expand_assignments(sys.argv[1:]), prog_name="recozoo")
