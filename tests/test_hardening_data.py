@@ -166,6 +166,48 @@ def test_a_run_evaluates_in_a_fresh_data_home_with_source_and_refuses_other_data
     assert_one_line_error(p, "--source", "fitted on")
 
 
+# ----------------------------------------------------------------- item 4
+def _address_space_limit(gib: int):
+    def limit():
+        import resource
+        resource.setrlimit(resource.RLIMIT_AS, (gib << 30, gib << 30))
+    return limit
+
+
+@pytest.mark.parametrize("big_user, big_movie", [(2147483647, 5), (99, 2000000000)])
+def test_one_huge_netflix_id_does_not_allocate_the_id_range(home, tmp_path, big_user, big_movie):
+    """A lookup table spanning the raw ids took 9 GiB (user 2**31-1) or 16.8 GiB (a movie header
+    2000000000:); under a 3 GiB address-space limit the load must succeed, ids exact."""
+    sparse = tmp_path / "sparse"
+    _write(sparse / "mv_0000001.txt", f"1:\n7,3,2005-10-01\n{big_user},5,2005-12-10\n14,4,2005-12-03\n")
+    _write(sparse / "mv_0000002.txt", f"{big_movie}:\n7,2,2005-11-01\n{big_user},1,2005-10-02\n")
+    p = subprocess.run([sys.executable, "-m", "recozoo", "data", "prepare", "netflix-3m", "--source", str(sparse),
+                        "--json"], capture_output=True, text=True, env={**os.environ, **home},
+                       preexec_fn=_address_space_limit(3), timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert json.loads(p.stdout)["train"]["ratings"] == 3
+    from recozoo.data.netflix import load_netflix
+    dense = tmp_path / "dense"          # the same ratings with small ids take the dense path
+    _write(dense / "mv_0000001.txt", "1:\n7,3,2005-10-01\n9,5,2005-12-10\n14,4,2005-12-03\n")
+    _write(dense / "mv_0000002.txt", "5:\n7,2,2005-11-01\n9,1,2005-10-02\n")
+    a, b = load_netflix(sparse), load_netflix(dense)
+    assert sorted(a.user_ids.raw.tolist()) == sorted({7, 14, big_user})
+    assert sorted(a.item_ids.raw.tolist()) == sorted({1, big_movie})
+    fa, fb = a.to_frame(), b.to_frame()
+    fb["user"] = fb["user"].replace({9: big_user})
+    fb["item"] = fb["item"].replace({5: big_movie})
+    key = ["user", "item"]
+    assert fa.sort_values(key).reset_index(drop=True).equals(fb.sort_values(key).reset_index(drop=True))
+
+
+def test_a_bad_line_on_the_sparse_id_path_names_file_and_line(tmp_path):
+    from recozoo.data.netflix import load_netflix
+    from recozoo.errors import DataError
+    _write(tmp_path / "mv_0000001.txt", "1:\n2147483647,3,2005-10-01\n8,6,2005-10-01\n")
+    with pytest.raises(DataError, match=r"mv_0000001.txt, line 3, field 'rating'"):
+        load_netflix(tmp_path)
+
+
 # ----------------------------------------------------------------- item 5
 def test_a_killed_save_leaves_nothing_after_the_next_run(home, tmp_path):
     """A real process killed by SIGKILL while its temp folder exists; the next prepare removes it."""

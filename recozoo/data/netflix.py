@@ -261,6 +261,15 @@ def _grow(a: np.ndarray, need: int) -> np.ndarray:
     return b
 
 
+#: raw ids below this are counted in tables indexed by raw id (Netflix's users are < 2.65M); a
+#: larger one switches the load to the row path, whose memory follows the ratings, not the id range
+DENSE_ID_LIMIT = 1 << 24
+
+
+class _SparseIds(Exception):
+    """An id too large for the dense count tables (caught by :func:`load_netflix`)."""
+
+
 def _count_pass(batches: Iterator[Batch]):
     """Pass 1: validate every line; count ratings per raw user id and per raw movie id."""
     user_counts = np.zeros(1 << 16, dtype=np.int32)  # grows to the largest user id
@@ -276,6 +285,8 @@ def _count_pass(batches: Iterator[Batch]):
             pos += p
             if st == P.OK:
                 break
+            if st in (P.GROW_USER, P.GROW_MOVIE) and val >= DENSE_ID_LIMIT:
+                raise _SparseIds
             if st == P.GROW_USER:
                 user_counts = _grow(user_counts, val)
             elif st == P.GROW_MOVIE:
@@ -299,15 +310,40 @@ def _fill_pass(batches: Iterator[Batch], user_code, movie_code, indptr, items, r
         raise DataError("the data changed while it was read", path=path)
 
 
+def _rows_pass(batches: Iterator[Batch], path: Path) -> RatingsTable:
+    """The whole load for sparse ids: one row per rating, then the usual id maps (np.unique)."""
+    parts = []
+    movie = -1
+    for b in batches:
+        m = int(np.count_nonzero(b.buf == 10)) + 1
+        u, it = np.empty(m, np.int64), np.empty(m, np.int64)
+        r, d = np.empty(m, np.float32), np.empty(m, np.int64)
+        st, pos, movie, rows = P.netflix_rows(b.buf, b.resets, movie, u, it, r, d)
+        if st != P.OK:
+            raise _error(st, b, pos)
+        parts.append((P.narrow_ints(u[:rows]), P.narrow_ints(it[:rows]), r[:rows].copy(),
+                      P.narrow_ints(d[:rows])))
+        del u, it, r, d
+    if not any(p[0].size for p in parts):
+        raise DataError("no ratings found", path=path)
+    users, items, ratings, days = (np.concatenate([p[k] for p in parts]) for k in range(4))
+    del parts
+    return RatingsTable.from_raw(users, items, ratings, days.astype(np.int64) * 86400, source=str(path))
+
+
 def load_netflix(path: str | Path) -> RatingsTable:
     """Load Netflix Prize ratings from ``path`` (any layout, see the module doc).
 
     Raises a one-line :class:`DataError` naming the file, line and field of a
-    malformed line, for an empty file, and for a truncated archive.
+    malformed line, for an empty file, and for a truncated archive. Ids of
+    ``DENSE_ID_LIMIT`` and above take the row path (:func:`_rows_pass`).
     """
     path = Path(path).expanduser()
     _, pieces = detect_layout(path)
-    user_counts, movie_counts = _count_pass(_batches(_guard(pieces(), path)))
+    try:
+        user_counts, movie_counts = _count_pass(_batches(_guard(pieces(), path)))
+    except _SparseIds:
+        return _rows_pass(_batches(_guard(pieces(), path)), path)
 
     user_raw = np.flatnonzero(user_counts)
     movie_raw = np.flatnonzero(movie_counts)

@@ -69,13 +69,6 @@ def source_files(path: str | Path) -> list[Path]:
     return [path]
 
 
-def _narrow(a: np.ndarray) -> np.ndarray:
-    """int64 -> int32 when every value fits (halves the memory of raw id columns)."""
-    if a.size and a.min() >= np.iinfo(np.int32).min and a.max() <= np.iinfo(np.int32).max:
-        return a.astype(np.int32)
-    return a
-
-
 def _line_text(buf: np.ndarray, pos: int) -> str:
     nl = np.flatnonzero(buf[pos:pos + 200] == 10)
     text = bytes(buf[pos:pos + (int(nl[0]) if nl.size else 200)]).decode("utf-8", "replace").rstrip("\r")
@@ -130,7 +123,7 @@ def read_columns(files: Iterable[tuple[str, Callable]], sep: bytes = b"\t", ncol
                                     field=_FIELDS[field])
                 ncols = ncols_seen
                 line_base += m - 1
-                parts.append((_narrow(u[:rows]), _narrow(i[:rows]), r[:rows].copy(),
+                parts.append((P.narrow_ints(u[:rows]), P.narrow_ints(i[:rows]), r[:rows].copy(),
                               t[:rows].copy() if ncols == 4 else None))
                 del u, i, r, t
     label = label or first_name or "?"
