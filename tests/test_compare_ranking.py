@@ -62,6 +62,10 @@ def test_evaluate_ranks_a_run_on_implicit_data_like_fit(implicit_run):
     rec = next(r for r in ResultsStore(out).latest().values() if r["model"] == "bias")   # a rating model
     got = json.loads(run_cli("evaluate", out / rec["run_dir"], "--json", env=env).stdout)["metrics"]
     assert got["ndcg@100"] == rec["metrics"]["test"]["ndcg@100"] and got["scored_by"] == "fold-in"
+    # `recozoo fit` prints one row per part and cut-off
+    text = run_cli("fit", "pop", "--dataset", "ml-100k-implicit", "--out", out.parent / "fit-pop", env=env).stdout
+    assert "pop on ml-100k-implicit (ranking, full)" in text and "recall_std" in text
+    assert sum(line.count("fold-in") for line in text.splitlines()) == 6       # valid and test at 20, 50, 100
 
 
 def test_sort_and_metric_errors(implicit_run):
@@ -106,3 +110,14 @@ def test_published_ranking_figures_and_the_configs(tmp_path):
         cfg = build_config(file=load_config_file(root / f"{name}.toml"))
         assert cfg.dataset == name and "ndcg@100" in cfg.metrics
         assert {s.name for s, _, _ in resolve_models(cfg)} >= {"mult-vae", "mult-dae", "pop"}
+
+
+def test_bootstrap_of_means_over_users():
+    from recozoo.compare.stats import paired_bootstrap
+    rng = np.random.default_rng(0)
+    best = rng.random(500)
+    other = np.clip(best - 0.05 + 0.02 * rng.standard_normal(500), 0, 1)
+    res = paired_bootstrap(best, {"o": other, "same": best.copy()}, n_boot=300, root=False)
+    assert res["o"]["estimate"] == pytest.approx(other.mean() - best.mean())
+    assert res["o"]["ci_low"] < res["o"]["estimate"] < res["o"]["ci_high"] < 0 and res["o"]["n_users"] == 500
+    assert res["same"]["estimate"] == res["same"]["ci_low"] == res["same"]["ci_high"] == 0.0

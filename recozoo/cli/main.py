@@ -216,22 +216,46 @@ def _fmt(v) -> str:
     return f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
-def _print_summary(s: dict) -> None:
+def _rating_table(title: str, metrics: dict):
     from rich.table import Table
-    con = _console()
-    t = Table(title=f"{s['model']} on {s['dataset']}")
+    t = Table(title=title)
     metric_names = []
-    for m in s["metrics"].values():
+    for m in metrics.values():
         for k in m:
             if (k in ("rmse", "mae", "rmse_clipped", "mae_clipped") or "@" in k) and k not in metric_names:
                 metric_names.append(k)
     t.add_column("split")
     for k in metric_names + ["scored", "policy"]:
         t.add_column(k)
-    for part, m in s["metrics"].items():
+    for part, m in metrics.items():
         t.add_row(part, *[_fmt(m.get(k, "")) for k in metric_names],
                   str(m.get("n_scored", m.get("n_users", ""))), str(m.get("policy", "")))
-    con.print(t)
+    return t
+
+
+def _ranking_table(title: str, metrics: dict):
+    """One row per part and cut-off, one column per ranking metric (docs/evaluation.md)."""
+    from rich.table import Table
+    from recozoo.metrics import RANKING_METRICS
+    names = [*RANKING_METRICS, "coverage", "popularity"]
+    t = Table(title=title)
+    for c in ("split", "K", *names, "users", "scored by"):
+        t.add_column(c)
+    for part, m in metrics.items():
+        for k in m["ks"]:
+            t.add_row(part, str(k), *[_fmt(m.get(f"{n}@{k}", "")) for n in names], str(m.get("n_users", "")),
+                      str(m.get("scored_by", "")))
+    return t
+
+
+def _print_summary(s: dict) -> None:
+    con = _console()
+    rated = {p: m for p, m in s["metrics"].items() if "ks" not in m}
+    ranked = {p: m for p, m in s["metrics"].items() if "ks" in m}
+    if rated:
+        con.print(_rating_table(f"{s['model']} on {s['dataset']}", rated))
+    if ranked:
+        con.print(_ranking_table(f"{s['model']} on {s['dataset']} (ranking, full)", ranked))
     sec = s["seconds"]
     if "refit" in s:
         r = s["refit"]
