@@ -387,6 +387,12 @@ def test_recommend_cli_known_and_new_user(runs, tmp_path):
     assert len(n["items"]) == 4
     d = run_json("recommend", runs / "deeprec", "--ratings", f, "--k", "4")      # user mode folds in
     assert len(d["items"]) == 4 and not {50, 181} & {r["item"] for r in d["items"]}
+    from recozoo.serve.store import EVENTS_FILE, InteractionStore
+    store = InteractionStore(runs / "deeprec" / EVENTS_FILE)          # as `recozoo serve` logs them
+    store.add([(90001, 50, 5.0), (90001, 181, 4.0)])
+    store.close()
+    e = run_json("recommend", runs / "deeprec", "--user", "90001", "--k", "4")    # known through its events
+    assert len(e["items"]) == 4 and not {50, 181} & {r["item"] for r in e["items"]}
     assert_one_line_error(run_cli("recommend", runs / "bias", "--user", "424242", check=False), "unknown user")
     f.write_text("{not json")
     assert_one_line_error(run_cli("recommend", runs / "bias", "--ratings", f, check=False), "not valid json")

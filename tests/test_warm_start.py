@@ -94,3 +94,36 @@ def test_warm_start_errors_are_one_line(mf_run, tmp_path, ml100k_env):
     _events(run, [(1, 999999, 4.0)])
     assert_one_line_error(run_cli("fit", "biasedmf", "--warm-start", run, "--out", tmp_path / "w", check=False,
                                   env=ml100k_env), "outside the run's catalogue")
+
+
+@pytest.mark.parametrize("mode", ["user", "item"])
+def test_torch_warm_start_resumes_from_the_runs_network_and_sees_the_events(ml100k_split, tmp_path, mode):
+    """DeepRec through the one engine: lr 1e-12 for one epoch moves nothing, so the warm fit must end
+    at the run's weights (a cold one does not); its training rows hold the events."""
+    from recozoo.registry import get_model
+    from recozoo.runs import RunConfig, fit_run, load_ids, load_run
+    base = {"layers": "8", "epochs": 1, "dropout": 0.0, "mode": mode, "batch_size": 256, "optimizer": "adam"}
+    fit_run(RunConfig(model="deeprec", dataset="ml-100k", settings={**base, "lr": 0.05, "epochs": 2}),
+            tmp_path / "run", split=ml100k_split)
+    _events(tmp_path / "run", [(1, 50, 1.0), (1, 50, 2.0), (90001, 50, 5.0), (90001, 181, 4.0)])
+    s = fit_run(RunConfig(model="deeprec", dataset="ml-100k", settings={**base, "lr": 1e-12}), tmp_path / "warm",
+                split=ml100k_split, warm_start=tmp_path / "run")
+    assert s["warm_start"]["events_used"] == 3 and s["warm_start"]["new_users"] == 1
+    _, old = load_run(tmp_path / "run")
+    _, new = load_run(tmp_path / "warm")
+    grown = {"w_in", "w_out", "b_out"} if mode == "item" else set()       # item mode: one more user column
+    for name, t in new.net_.state_dict().items():
+        o = old.net_.state_dict()[name]
+        assert t.shape[0] == o.shape[0] + (name in grown)
+        np.testing.assert_allclose(t[:o.shape[0]].numpy(), o.numpy(), atol=1e-6, err_msg=name)
+    cold = get_model("deeprec")(settings={**base, "lr": 1e-12}, seed=0).fit(ml100k_split.train)
+    assert (cold.net_.w_in - old.net_.w_in).abs().max() > 0.01
+    users, items = load_ids(tmp_path / "warm")
+    h = new.history([users.index(90001)])                                 # the new user's TRAIN row
+    assert sorted(items.raw[h.indices].tolist()) == [50, 181] and sorted(h.data.tolist()) == [4.0, 5.0]
+    assert new.history([users.index(1)])[0, items.index(50)] == 2.0       # the latest event won
+    from recozoo.serve import Recommender                                  # (the CLI: tests/test_serve.py)
+    rec = Recommender(tmp_path / "run")
+    rec.read_run_events()                      # what `recozoo recommend` does: the run's events folded in
+    assert sorted(items.raw[rec.query_user(90001, 5).fold[0]].tolist()) == [50, 181] if mode == "user" \
+        else rec.query_user(90001, 5).fallback

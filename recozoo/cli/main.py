@@ -311,13 +311,15 @@ def recommend_cmd(
     k: int = typer.Option(10, "--k", help="how many items"),
     as_json: bool = typer.Option(False, "--json"),
 ):
-    """Top-k items for a known user (--user) or for a new user's ratings (--ratings)."""
+    """Top-k items for a known user (--user: training history + the run's logged events folded in) or
+    for a new user's ratings (--ratings)."""
     from recozoo.serve import Recommender
     if (user is None) == (ratings is None):
         raise RecozooError("give exactly one of --user ID or --ratings FILE")
     if k < 1:
         raise RecozooError(f"--k must be >= 1, got {k}")
     rec = Recommender(run_dir)
+    rec.read_run_events()                     # the events `recozoo serve` logged, folded in as it does
     if user is not None:
         rows = rec.recommend_user(rec.parse_user(user), k)
     else:

@@ -268,11 +268,16 @@ class Trainer:
 
     ``signature``: facts a checkpoint must share to be resumed (e.g. the model
     name and the matrix shape); a mismatch is a one-line :class:`CheckpointError`.
+    ``start_from``: called on the freshly built, seeded module before the
+    optimisers exist — a warm start (``recozoo fit --warm-start``) copies a
+    previous fit's weights into it; training then runs exactly as any fit does
+    (fresh optimiser state, epochs from 0). A resumed checkpoint overrides it.
     """
 
     def __init__(self, task: Task, config: EngineConfig, *, reporter: Reporter | None = None,
                  run_dir: str | Path | None = None, resume: bool = False,
-                 signature: dict[str, Any] | None = None):
+                 signature: dict[str, Any] | None = None,
+                 start_from: Callable[[torch.nn.Module], None] | None = None):
         if not isinstance(task, Task):
             raise TypeError(f"Trainer: the task must subclass recozoo.engine.Task, got {type(task).__name__}")
         if config.epochs < 0 or config.batch_size < 0 or config.eval_every < 1 or config.patience < 0:
@@ -285,6 +290,7 @@ class Trainer:
         self.run_dir = Path(run_dir) if run_dir else None
         self.resume = resume
         self.signature = dict(signature or {})
+        self.start_from = start_from
         self.rt = Runtime.create(config.device, config.precision)
         self.row_sparse = False          # set by fit: whether row-sparse gradients + lazy updates ran
 
@@ -434,7 +440,11 @@ class Trainer:
         """Seeded module, its optimisers, schedule and loss scaler; then the state of ``last.pt`` when resuming."""
         cfg, rt = self.cfg, self.rt
         torch.manual_seed(cfg.seed)
-        module = self.task.build_module().to(rt.device)
+        module = self.task.build_module()
+        if self.start_from is not None:
+            with torch.no_grad():
+                self.start_from(module)
+        module = module.to(rt.device)
         if rt.distributed:
             torch.manual_seed(cfg.seed + 7919 * rt.rank)   # different dropout masks per rank
         opts = self.task.make_optimizers(module)

@@ -60,7 +60,7 @@ from recozoo.io import atomic_write_bytes
 from recozoo.models._factors import keep_entries
 from recozoo.models.base import FoldIn, Model
 
-__all__ = ["AutoencoderNet", "AutoencoderTask", "AutoencoderModel", "ACTIVATIONS", "ActivationName",
+__all__ = ["AutoencoderNet", "AutoencoderTask", "AutoencoderModel", "ACTIVATIONS", "ActivationName", "copy_weights",
            "CSR_DEVICES", "LossName", "binary_rows"]
 
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -227,6 +227,25 @@ class _DenseExport(nn.Module):
         return self.net.dense(x)
 
 
+def copy_weights(source: nn.Module, target: nn.Module) -> None:
+    """Copy ``source``'s weights into ``target`` (a warm start). A tensor whose first dimension grew
+    (item mode: the input/output weights and output bias of users appended since) gets the old rows
+    first and keeps ``target``'s fresh initialisation in the new ones; any other shape difference is
+    a one-line error (other layers, mode or activation)."""
+    from recozoo.errors import RecozooError
+    old = source.state_dict()
+    for name, t in target.state_dict().items():
+        o = old.get(name)
+        if o is not None and o.shape == t.shape:
+            t.copy_(o)
+        elif o is not None and o.dim() and o.shape[1:] == t.shape[1:] and o.shape[0] <= t.shape[0]:
+            t[:o.shape[0]].copy_(o)
+        else:
+            raise RecozooError(f"--warm-start: the run's network has {name} "
+                               f"{tuple(o.shape) if o is not None else 'missing'}, this fit's {tuple(t.shape)} "
+                               "(other layers or mode: warm starts keep the architecture)")
+
+
 # --------------------------------------------------------------------------- engine task
 class AutoencoderTask(Task):
     """DeepRec/AutoRec loss hooks for :class:`recozoo.engine.Trainer`."""
@@ -320,6 +339,10 @@ class AutoencoderModel(Model):
     empty_row: ClassVar[str] = "network"
     #: torch products, row gathers and per-row fallbacks: a row's scores never depend on its companions
     batch_invariant: ClassVar[bool] = True
+    warm_starts: ClassVar[bool] = True
+    warm_start_method: ClassVar[str] = (
+        "the run's network weights (item mode: the input and output weights of users new in the events "
+        "initialised as a fresh fit's); fresh optimiser state, epochs counted from 0 (--set epochs=N)")
     #: user mode folds a new user in by one forward pass; item mode cannot (see :meth:`can_fold_in`)
     folds_in: ClassVar[FoldIn] = FoldIn.SETTINGS
     fold_in_method: ClassVar[str] = (
@@ -380,10 +403,12 @@ class AutoencoderModel(Model):
         if self._loss() != "mse":             # implicit feedback: every stored entry is one interaction
             rows = binary_rows(rows)
             vpair = None if vpair is None else (rows, binary_rows(vpair[1]))
+        prev = self._warm_previous(train.n_users, train.n_items)
         trainer = Trainer(self._task(rows.n_cols, rows.nnz), self._engine_config(), reporter=reporter,
                           run_dir=run_dir, resume=resume,
                           signature={"model": self.name, "mode": mode, "n_rows": rows.n_rows,
-                                     "n_cols": rows.n_cols})
+                                     "n_cols": rows.n_cols},
+                          start_from=None if prev is None else lambda net: copy_weights(prev.net_, net))
         res = trainer.fit(rows, vpair)
         self.net_ = res.module
         self.net_.eval()

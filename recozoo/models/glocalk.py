@@ -262,6 +262,9 @@ class GLocalK(AutoencoderModel):
     row_mode = "item"
     empty_row = "mean"
     folds_in = FoldIn.NO
+    warm_starts = False
+    warm_start_method = ("no warm start: the network holds the training matrix (the global convolution runs "
+                         "over all of it) and trains in two stages; fit anew on the extended data")
     fold_in_method = ("cannot: item-based, a new user is a new input column of every item's vector (and of "
                       "the global kernel's convolution over the whole matrix); refit")
     fallback = ("an item without training ratings: the user's mean training rating; a user without "

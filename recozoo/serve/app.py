@@ -174,10 +174,8 @@ class _State:
         """A Recommender for ``run_dir``; its live events are those after what the run learned."""
         rec = Recommender(run_dir, events=None)
         rec.warm_up()
-        ws = rec.config.get("warm_start") or {}
-        through = 0
-        if ws.get("events_db") and Path(ws["events_db"]).resolve() == self.events.store.path.resolve():
-            through = int(ws.get("events_through", 0))
+        from recozoo.serve.store import learned_through
+        through = learned_through(rec.config, self.events.store.path)
         if through != self.events.through:
             from recozoo.serve.store import EventLog
             self.events = EventLog(self.events.store, through=through)

@@ -126,6 +126,15 @@ class Recommender:
         #: rows per model call: a fixed block where the model's rows are batch-invariant, else one user
         self._block = SCORE_ROWS if self.model.batch_invariant else 1
 
+    def read_run_events(self) -> None:
+        """Fold in the events logged in the run's own database (``RUN_DIR/interactions.sqlite3``, what
+        ``recozoo serve`` stored), as the server does — except those the run already learned by a warm
+        start. Nothing happens when the run has no database."""
+        from recozoo.serve.store import EVENTS_FILE, EventLog, InteractionStore, learned_through
+        db = self.run_dir / EVENTS_FILE
+        if db.is_file():
+            self.events = EventLog(InteractionStore(db), through=learned_through(self.config, db))
+
     # ------------------------------------------------------------------ ids
     def user_index(self, raw) -> int:
         return int(self.user_ids.lookup(np.asarray([raw]))[0])

@@ -31,7 +31,7 @@ from typing import Iterable
 
 from recozoo.errors import RecozooError
 
-__all__ = ["InteractionStore", "EventLog", "EVENTS_FILE", "read_events"]
+__all__ = ["InteractionStore", "EventLog", "EVENTS_FILE", "read_events", "learned_through"]
 
 #: the database's file name inside a run directory
 EVENTS_FILE = "interactions.sqlite3"
@@ -115,6 +115,15 @@ class InteractionStore:
     def close(self) -> None:
         with self._lock:
             self._con.close()
+
+
+def learned_through(config: dict, db: str | Path) -> int:
+    """The last event id of ``db`` that the run with ``config`` already learned (a warm start from that
+    database records it as ``warm_start.events_through``); 0 otherwise."""
+    ws = config.get("warm_start") or {}
+    if ws.get("events_db") and Path(ws["events_db"]).resolve() == Path(db).resolve():
+        return int(ws.get("events_through", 0))
+    return 0
 
 
 def read_events(path: str | Path, after: int = 0) -> list[tuple[int, object, object, float | None]]:
