@@ -146,6 +146,8 @@ def test_evaluating_a_run_never_re_points_the_data_home(home, tmp_path):
     (run / "config.json").write_text(json.dumps({**cfg, "source": str(hostile)}))
     first = run_json("evaluate", run, env=home)
     assert record.read_text() == before
+    run_cli("fit", "bias", "--warm-start", run, "--out", tmp_path / "warm", "-q", env=home)
+    assert record.read_text() == before              # nor does continuing it
     # a run from another machine: its source path means nothing here; the split is found by its key
     (run / "config.json").write_text(json.dumps({**cfg, "source": "/nonexistent/elsewhere"}))
     assert run_json("evaluate", run, env=home)["metrics"]["rmse"] == first["metrics"]["rmse"]
