@@ -95,6 +95,12 @@ def register(app: typer.Typer) -> None:
                                   "tune; studies kept in OUT/studies), then refit on TRAIN+VALID"),
         budget: Optional[str] = typer.Option(None, "--budget", help="with --tune: wall clock per model, e.g. 5m"),
         tune_trials: Optional[int] = typer.Option(None, "--tune-trials", help="with --tune: trials per model"),
+        jobs: Optional[int] = typer.Option(None, "--jobs", "-j",
+                                           help="fits at a time, in local worker processes (default 1); "
+                                                "threads per worker = cores // jobs"),
+        cluster: Optional[str] = typer.Option(None, "--cluster",
+                                              help="Dask scheduler address (tcp://HOST:8786): the fits "
+                                                   "run on its workers (pip install 'recozoo[cluster]')"),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
     ):
         """Fit several models x seeds on one split and print a leaderboard (resumable)."""
@@ -111,7 +117,7 @@ def register(app: typer.Typer) -> None:
                            device=check_device_name(device) if device else None,
                            source=str(source) if source else None,
                            data_params=parse_assignments(data_param) if data_param else None,
-                           refit=refit, tune=tune_spec)
+                           refit=refit, tune=tune_spec, jobs=jobs, cluster=cluster)
         out_dir = out or Path("runs") / f"compare-{cfg.dataset}"
         res = run_compare(cfg, out_dir, progress=not quiet)
         if res["skipped"]:

@@ -10,6 +10,8 @@ win. A TOML experiment file::
     split_seed = 0             # optional
     device = "auto"            # optional
     # source = "/path/to/raw"  # optional, like --source
+    jobs = 2                   # optional, like --jobs: fits run in 2 worker processes
+    # cluster = "tcp://10.0.0.5:8786"  # optional, like --cluster: a Dask scheduler
 
     [data_params]              # optional, like --data-param
     # valid_fraction = 0.05
@@ -36,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from recozoo.errors import RecozooError, SettingsError
+from recozoo.fanout import check_jobs
 
 __all__ = ["ModelSpec", "CompareConfig", "load_config_file", "parse_metrics", "parse_seeds",
            "parse_model_list", "parse_model_sets", "build_config", "config_hash", "RATING_METRICS",
@@ -48,7 +51,7 @@ RANKING_METRICS = ("ndcg", "recall", "recall_std", "map", "hitrate", "coverage",
 DEFAULT_RANKING = ("ndcg@10", "recall@10")
 _RANK_RE = re.compile(r"^(ndcg|recall|recall_std|map|hitrate|coverage|popularity)@([1-9][0-9]*)$")
 _TOP_KEYS = {"dataset", "models", "seeds", "metrics", "split_seed", "device", "source", "data_params",
-             "model", "refit", "tune"}
+             "model", "refit", "tune", "jobs", "cluster"}
 
 
 @dataclass
@@ -101,6 +104,10 @@ class CompareConfig:
     metrics_default: bool = False
     #: tune every model on VALID first (`compare --tune`); refit is then on unless asked off
     tune: TuneSpec | None = None
+    #: fits at a time in local worker processes (1: one after another in this process)
+    jobs: int = 1
+    #: a Dask scheduler address: the fits run on its workers instead (``recozoo.fanout``)
+    cluster: str | None = None
 
 
 def parse_metrics(value: str | list[str] | None) -> list[str]:
@@ -213,7 +220,12 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         if not isinstance(raw["refit"], bool):
             raise RecozooError(f"{path}: refit must be true or false, got {raw['refit']!r}")
         out["refit"] = raw["refit"]
-    for key in ("device", "source"):
+    if "jobs" in raw:
+        try:
+            out["jobs"] = check_jobs(raw["jobs"])
+        except RecozooError as e:
+            raise RecozooError(f"{path}: {e}") from None
+    for key in ("device", "source", "cluster"):
         if key in raw:
             if not isinstance(raw[key], str):
                 raise RecozooError(f"{path}: {key} must be a string")
@@ -247,7 +259,8 @@ def build_config(*, file: dict[str, Any] | None = None, dataset: str | None = No
                  sets: list[str] | None = None, presets: list[str] | None = None,
                  split_seed: int | None = None, device: str | None = None, source: str | None = None,
                  data_params: dict[str, Any] | None = None, refit: bool | None = None,
-                 tune: TuneSpec | None = None) -> CompareConfig:
+                 tune: TuneSpec | None = None, jobs: int | None = None,
+                 cluster: str | None = None) -> CompareConfig:
     """Merge a loaded file (if any) with CLI options; CLI options win (``tune``: the CLI's --tune)."""
     file = file or {}
     tune = tune or file.get("tune")
@@ -288,7 +301,9 @@ def build_config(*, file: dict[str, Any] | None = None, dataset: str | None = No
         source=source or file.get("source"),
         data_params={**file.get("data_params", {}), **(data_params or {})},
         refit=refit if refit is not None else file.get("refit", tune is not None),
-        metrics_default=metrics is None and "metrics" not in file, tune=tune)
+        metrics_default=metrics is None and "metrics" not in file, tune=tune,
+        jobs=check_jobs(jobs) if jobs is not None else file.get("jobs", 1),
+        cluster=cluster or file.get("cluster"))
 
 
 def config_hash(obj: Any) -> str:

@@ -1,0 +1,140 @@
+"""Fits fanned out: ``recozoo.fanout`` and ``recozoo compare --jobs N`` / ``--cluster ADDRESS``.
+
+Real worker processes (spawned), a real Dask cluster of two worker processes on loopback
+(started here), the real results store. The parallel tables must equal the sequential one
+exactly (timings aside), and the store must stay what a sequential run writes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+from cli_helpers import assert_one_line_error, run_cli
+
+from recozoo.compare.config import build_config
+from recozoo.compare.runner import run_compare
+from recozoo.compare.store import ResultsStore
+from recozoo.compare.table import TIMING_KEYS, build_leaderboard
+from recozoo.fanout import ProcessFanout, threads_per_worker
+from recozoo.runs import MODEL_FILE
+
+DATA = {"n_users": "800", "n_items": "150", "n_ratings": "16000"}
+MODELS, SEEDS, SETS = "mean,bias,biasedmf", "2", ["biasedmf.epochs=2"]
+N_FITS = 6
+
+
+def _config(**kw):
+    return build_config(dataset="synthetic", models=MODELS, seeds=SEEDS, sets=SETS, data_params=DATA,
+                        device="cpu", metrics="rmse,mae,ndcg@5", **kw)
+
+
+def _table(out: Path) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in build_leaderboard(out).rows]
+
+
+@pytest.fixture(scope="module")
+def sequential(tmp_path_factory) -> list[dict]:
+    out = tmp_path_factory.mktemp("seq") / "out"
+    run_compare(_config(), out, progress=False)
+    return _table(out)
+
+
+# ------------------------------------------------------------------ the executor
+def _square(shared, job):
+    """A job for the executor tests: waits for ``after`` to exist (if given), touches ``mark``,
+    and reports its result, its thread caps and the shared object."""
+    import torch
+    x, after, mark = job
+    deadline = time.monotonic() + 60
+    while after and not Path(after).exists():
+        assert time.monotonic() < deadline, "the other worker never ran"
+        time.sleep(0.02)
+    if mark:
+        Path(mark).touch()
+    if x < 0:
+        raise ValueError(f"job {x} failed")
+    return x * x, torch.get_num_threads(), os.environ["OMP_NUM_THREADS"], shared
+
+
+def test_process_pool_order_threads_and_failures(tmp_path):
+    finished: list[int] = []
+    mark = str(tmp_path / "job1-ran")
+    with ProcessFanout(2) as fan:    # job 0 waits for job 1, so it finishes after it
+        res = fan.map(_square, [(3, mark, None), (1, None, mark), (2, None, None)], shared="S",
+                      on_result=lambda i, r: finished.append(i))
+    t = threads_per_worker(2)
+    assert res == [(9, t, str(t), "S"), (1, t, str(t), "S"), (4, t, str(t), "S")]   # submission order
+    assert finished.index(1) < finished.index(0) and sorted(finished) == [0, 1, 2]
+    finished.clear()
+    with pytest.raises(ValueError, match="job -1 failed"):   # job 1 fails once job 0 has finished
+        ProcessFanout(2).map(_square, [(5, None, mark + "2"), (-1, mark + "2", None)],
+                             on_result=lambda i, r: finished.append(i))
+    assert finished == [0]                            # the finished job still reached the caller
+
+
+# ------------------------------------------------------------------ compare --jobs
+def test_jobs_2_gives_the_sequential_table(sequential, tmp_path):
+    out = tmp_path / "out"
+    fits = []
+    res = run_compare(_config(jobs=2), out, progress=False, on_fit=lambda m, s: fits.append((m, s)))
+    assert _table(out) == sequential
+    assert len(fits) == N_FITS and sorted(res["fitted"]) == sorted(fits)
+    recs = ResultsStore(out).records()
+    assert len(recs) == N_FITS and len({(r["model"], r["seed"]) for r in recs}) == N_FITS
+    assert {r["machine"]["torch_threads"] for r in recs} == {threads_per_worker(2)}
+    # resume stays exact: nothing refitted, nothing appended
+    again = run_compare(_config(jobs=2), out, progress=False)
+    assert again["fitted"] == [] and len(again["skipped"]) == N_FITS
+    assert ResultsStore(out).records() == recs
+
+
+# ------------------------------------------------------------------ compare --cluster
+@pytest.fixture(scope="module")
+def dask_cluster():
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  protocol="tcp", dashboard_address=None) as cluster:
+        yield cluster.scheduler_address
+
+
+def test_dask_cluster_gives_the_sequential_table(sequential, dask_cluster, tmp_path):
+    out = tmp_path / "out"
+    res = run_compare(_config(cluster=dask_cluster), out, progress=False)
+    assert len(res["fitted"]) == N_FITS
+    assert _table(out) == sequential                  # bootstrap column too: test_errors.npy came back
+    for rec in ResultsStore(out).records():
+        rdir = out / rec["run_dir"]
+        summary = json.loads((rdir / "summary.json").read_text())
+        assert summary["run_dir"] == str(rdir) and (rdir / MODEL_FILE).is_file()
+    assert not list((out / "runs").glob(".*partial"))
+
+
+# ------------------------------------------------------------------ bad input
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--cluster", "tcp://127.0.0.1:FREE"], "no Dask scheduler answers"),
+    (["--cluster", "tcp://127.0.0.1:notaport"], "not a scheduler address"),
+    (["--jobs", "0"], "jobs must be a whole number"),
+    (["--config", "JOBS_TOML"], "jobs must be a whole number"),
+])
+def test_bad_fanout_input_is_one_line_error(args, needle, tmp_path):
+    bad = tmp_path / "jobs.toml"
+    bad.write_text('jobs = "many"\n')
+    args = [a.replace("FREE", str(_free_port())) if "FREE" in a else {"JOBS_TOML": str(bad)}.get(a, a)
+            for a in args]
+    out = tmp_path / "o"
+    p = run_cli("compare", "--dataset", "synthetic", "--models", "bias", "--seeds", "1", "--out", out, *args,
+                check=False, env={"RECOZOO_DATA": str(tmp_path / "home")})
+    assert_one_line_error(p, needle)
+    assert not out.exists()                           # nothing half-written: no manifest, no store
