@@ -146,8 +146,22 @@ _WORKER_SHARED: Any = None
 
 def _init_worker(threads: int, shared: Any) -> None:
     global _WORKER_SHARED
+    _die_with_parent()
     pin_threads(threads)
     _WORKER_SHARED = shared
+
+
+def _die_with_parent() -> None:
+    """Linux: a worker is killed when its parent dies (``kill -9`` of ``compare``), so no orphan
+    goes on writing a run directory that the resumed comparison has removed and refits."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+        import signal
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))   # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # pragma: no cover - not glibc
+        pass
 
 
 def _timed_call(fn, job) -> tuple[Any, float]:
