@@ -3,20 +3,19 @@
 ``last.pt`` is rewritten after every epoch (module, optimiser, scheduler, grad
 scaler, RNG states, epoch, best-so-far, history); ``best.pt`` holds the module
 weights of the best epoch on VALID. Both go through a temp file and a rename
-(:func:`recozoo.io.atomic_write_bytes`), so a run killed mid-write
+(:func:`recozoo.io.atomic_open`), so a run killed mid-write
 leaves the previous checkpoint intact and ``resume`` always finds a whole file.
 """
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from recozoo.errors import CheckpointError
-from recozoo.io import atomic_write_bytes
+from recozoo.io import atomic_open
 
 __all__ = ["save_checkpoint", "load_checkpoint", "check_signature", "rng_state", "LAST", "BEST"]
 
@@ -25,9 +24,11 @@ BEST = "best.pt"
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    atomic_write_bytes(Path(path), buf.getvalue())
+    """``state`` streamed into a temp file renamed over ``path``. Why streamed: serialising to a
+    bytes buffer first held the checkpoint twice more in memory (the buffer and its copy), which
+    was the peak of a whole DeepRec fit (docs/reliability.md, "Memory")."""
+    with atomic_open(Path(path)) as f:
+        torch.save(state, f)
 
 
 def load_checkpoint(path: Path, required: dict[str, type | tuple[type, ...]] | None = None) -> dict[str, Any]:

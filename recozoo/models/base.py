@@ -25,7 +25,6 @@ Usage::
 
 from __future__ import annotations
 
-import io
 import json
 import zipfile
 from abc import ABC, abstractmethod
@@ -39,7 +38,7 @@ import scipy.sparse as sp
 from recozoo import __version__
 from recozoo.data.table import RatingsTable
 from recozoo.errors import CheckpointError, RecozooError, SettingsError
-from recozoo.io import atomic_write_bytes
+from recozoo.io import atomic_open
 from recozoo.progress import Reporter, NullReporter
 from recozoo.registry import get_model
 from recozoo.search_space import SearchSpace
@@ -443,23 +442,23 @@ class Model(ABC):
                   "settings": settings_to_dict(self.settings), "seed": self.seed,
                   "n_users": self.n_users_, "n_items": self.n_items_,
                   "global_mean": self.global_mean_, "clip": self.clip, "scalars": {}}
-        buf = io.BytesIO()
-        with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
-            arrays = {"__seen_indptr": self._seen.indptr, "__seen_indices": self._seen.indices}
-            if getattr(self, "_seen_ratings", None) is not None:
-                arrays["__seen_ratings"] = self._seen_ratings
-            for k, v in state.items():
-                if isinstance(v, np.ndarray):
-                    arrays[k] = v
-                else:
-                    header["scalars"][k] = v
-            for k, a in arrays.items():
-                b = io.BytesIO()
-                np.save(b, np.ascontiguousarray(a), allow_pickle=False)
-                zf.writestr(f"{k}.npy", b.getvalue())
-            zf.writestr("header.json", json.dumps(header, default=_json_default))
+        arrays = {"__seen_indptr": self._seen.indptr, "__seen_indices": self._seen.indices}
+        if getattr(self, "_seen_ratings", None) is not None:
+            arrays["__seen_ratings"] = self._seen_ratings
+        for k, v in state.items():
+            if isinstance(v, np.ndarray):
+                arrays[k] = v
+            else:
+                header["scalars"][k] = v
+        header_text = json.dumps(header, default=_json_default)
         path = Path(path)
-        atomic_write_bytes(path, buf.getvalue())
+        # streamed, array by array, into the temp file: no copy of the model in memory (a bytes
+        # buffer and its copy were the peak of a whole fit; docs/reliability.md, "Memory")
+        with atomic_open(path) as f, zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as zf:
+            for k, a in arrays.items():
+                with zf.open(f"{k}.npy", "w", force_zip64=a.nbytes > 1 << 30) as out:
+                    np.save(out, np.ascontiguousarray(a), allow_pickle=False)
+            zf.writestr("header.json", header_text)
         return path
 
     @classmethod
@@ -508,7 +507,8 @@ def load_model(path: str | Path, expect: type | None = None) -> Model:
             arrays = {}
             for n in zf.namelist():
                 if n.endswith(".npy"):
-                    arrays[n[:-4]] = np.load(io.BytesIO(zf.read(n)), allow_pickle=False)
+                    with zf.open(n) as f:      # read in chunks, not through a bytes copy
+                        arrays[n[:-4]] = np.load(f, allow_pickle=False)
     except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError) as e:
         raise CheckpointError(f"{path}: not a readable recozoo model ({e})") from None
     _check_header(header, path)
