@@ -150,3 +150,17 @@ def test_bench_serve_quick_writes_a_record(tmp_path):
     load = _rendered(out, "load")
     assert "| deeprec-17768 | recozoo | 2 |" in load and "python benchmarks/bench_serve.py --quick" in load, load
     assert "| als |" in _rendered(out, "fold_in")
+
+
+def test_implicit_speed_runs_and_renders(tmp_path):
+    """bench_implicit.py speed at a tiny scale: both first layers fit, the TEST users are ranked, the
+    table renders with the scale it ran at."""
+    script = BENCH.parent / "bench_implicit.py"
+    rec = tmp_path / "implicit-speed.json"
+    p = subprocess.run([sys.executable, str(script), "speed", "--scale", "0.002", "--item-scale", "0.02",
+                        "--record", str(rec)], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    f = json.loads(rec.read_text())["figures"]
+    assert [r["first_layer"] for r in f["rows"]] == ["sparse", "dense"] and f["rank_test"]["users"] > 0
+    assert f["ease_fit_seconds"] >= 0 and f["scale"] == 0.002
+    assert "x0.002 users" in _rendered(rec, "main")
