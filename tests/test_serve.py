@@ -32,8 +32,10 @@ def runs(ml100k_split, tmp_path_factory):
     from recozoo.runs import RunConfig, fit_run
     d = tmp_path_factory.mktemp("serve")
     fit_run(RunConfig(model="bias", dataset="ml-100k", settings={}), d / "bias", split=ml100k_split)
-    fit_run(RunConfig(model="als", dataset="ml-100k", settings={"iterations": 5}), d / "als", split=ml100k_split)
-    fit_run(RunConfig(model="deeprec", dataset="ml-100k", settings={"layers": "16", "epochs": 2, "dropout": 0.0}),
+    fit_run(RunConfig(model="als", dataset="ml-100k", settings={"iterations": 2, "rank": 8}), d / "als",
+            split=ml100k_split)
+    fit_run(RunConfig(model="deeprec", dataset="ml-100k", settings={"layers": "8", "epochs": 1, "dropout": 0.0,
+                                                                    "batch_size": 256}),
             d / "deeprec", split=ml100k_split)
     return d
 
@@ -81,8 +83,10 @@ def _assert_json_error(status, body, code):
     assert isinstance(body, dict) and set(body) == {"error"} and "\n" not in body["error"], body
 
 
-@pytest.fixture()
+@pytest.fixture(scope="module")
 def server(runs):
+    """One server for every test that only reads (endpoints, hostile input, methods): starting one per
+    test cost ~1 s each, 30 times."""
     from recozoo.serve import serve_in_thread
     s = serve_in_thread(runs / "bias", events=str(runs / "bias-events.sqlite3"))
     yield s
@@ -252,6 +256,23 @@ def test_32_concurrent_clients_get_what_a_sequential_client_gets(runs):
         s.stop()
 
 
+def test_a_torch_models_batched_answers_equal_its_single_answers(runs):
+    """The batch-invariant path (one call per batch, padded to 8 rows) for known users and fold-ins."""
+    from recozoo.serve.recommender import Query, Recommender
+    rec = Recommender(runs / "deeprec")
+    assert rec.model.batch_invariant and rec.folds_in
+    rng = np.random.default_rng(1)
+    queries = [Query(int(u), 10) for u in rng.choice(900, 30, replace=False)]
+    for j in range(12):
+        items = rng.choice(1682, 1 + j, replace=False)
+        queries.append(Query(-1, 7, fold=(items, rng.integers(1, 6, items.size).astype(np.float32)), exclude=items))
+    alone = [rec.answer([q])[0] for q in queries]
+    for _ in range(3):
+        order = rng.permutation(len(queries))[:rng.integers(9, len(queries))]
+        for j, (it, sc) in zip(order, rec.answer([queries[j] for j in order])):
+            assert np.array_equal(it, alone[j][0]) and np.array_equal(sc, alone[j][1])
+
+
 def test_interactions_are_reflected_and_new_users_become_recommendable(als_copy):
     from recozoo.serve import serve_in_thread
     s = serve_in_thread(als_copy)
@@ -388,10 +409,10 @@ def test_recommend_cli_known_and_new_user(runs, tmp_path):
     d = run_json("recommend", runs / "deeprec", "--ratings", f, "--k", "4")      # user mode folds in
     assert len(d["items"]) == 4 and not {50, 181} & {r["item"] for r in d["items"]}
     from recozoo.serve.store import EVENTS_FILE, InteractionStore
-    store = InteractionStore(runs / "deeprec" / EVENTS_FILE)          # as `recozoo serve` logs them
-    store.add([(90001, 50, 5.0), (90001, 181, 4.0)])
+    store = InteractionStore(runs / "bias" / EVENTS_FILE)      # as `recozoo serve` logs them (the servers of
+    store.add([(90001, 50, 5.0), (90001, 181, 4.0)])           # this module keep their events elsewhere)
     store.close()
-    e = run_json("recommend", runs / "deeprec", "--user", "90001", "--k", "4")    # known through its events
+    e = run_json("recommend", runs / "bias", "--user", "90001", "--k", "4")       # known through its events
     assert len(e["items"]) == 4 and not {50, 181} & {r["item"] for r in e["items"]}
     assert_one_line_error(run_cli("recommend", runs / "bias", "--user", "424242", check=False), "unknown user")
     f.write_text("{not json")

@@ -15,13 +15,13 @@ whatever the other rows: measured on this project's CPU builds, numpy's
 OpenBLAS rounds a row differently by its position in the kernel's tiles (rows
 6-11 of every 12 differ from rows 0-5 on an AMD EPYC host), by the product's
 row count (8 vs 16) and by the thread split (2 threads, 32 rows or more);
-torch's CPU products with 8 or more rows gave identical rows in every
-composition, position and thread count tried, 1-7 rows did not. So a model
-that declares ``batch_invariant`` (the torch autoencoders) is called on
-exactly :data:`SCORE_ROWS` rows at a time — the batch in blocks of that many,
-the last padded, the padding discarded — and any other model (numpy
-products, cheap per user) on one user per call. Either way every query's row
-goes through the same arithmetic whoever shares its batch.
+torch's CPU products with 8 or more rows gave identical rows for every row
+count, position and thread count tried, 1-7 rows did not. So a model that
+declares ``batch_invariant`` (the torch autoencoders) scores the whole batch
+in one call padded to a multiple of :data:`ROW_ALIGN` rows (the padding
+discarded), and any other model (numpy products, cheap per user) one user per
+call. Either way every query's row goes through the same arithmetic whoever
+shares its batch.
 """
 
 from __future__ import annotations
@@ -36,11 +36,11 @@ import scipy.sparse as sp
 
 from recozoo.errors import RecozooError
 
-__all__ = ["Recommender", "Query", "UnknownId", "ClientError", "parse_raw_id", "SCORE_ROWS",
+__all__ = ["Recommender", "Query", "UnknownId", "ClientError", "parse_raw_id", "ROW_ALIGN",
            "MAX_ID_CHARS", "MAX_K"]
 
-#: the model is always called on exactly this many rows (see the module docstring)
-SCORE_ROWS = 16
+#: a batch-invariant model is called on a multiple of this many rows (see the module docstring)
+ROW_ALIGN = 8
 #: longest raw id accepted (characters), and the most digits of an integer id (int64 range)
 MAX_ID_CHARS = 256
 MAX_INT_DIGITS = 18
@@ -123,8 +123,6 @@ class Recommender:
         self._item_json = [b'{"item":' + json.dumps(r).encode() + b',"score":' for r in self.item_ids.to_list()]
         self._fallback = self.model.predict(np.full(n, -1, dtype=np.int64), np.arange(n, dtype=np.int64))
         self._plain_values = not self.model.predicts_ratings
-        #: rows per model call: a fixed block where the model's rows are batch-invariant, else one user
-        self._block = SCORE_ROWS if self.model.batch_invariant else 1
 
     def read_run_events(self) -> None:
         """Fold in the events logged in the run's own database (``RUN_DIR/interactions.sqlite3``, what
@@ -214,11 +212,12 @@ class Recommender:
                 out[j] = self._fallback
         if plain:
             users = np.array([queries[j].user for j in plain], dtype=np.int64)
-            out[plain] = self._in_blocks(users, lambda u: self.model.score_items(_pad(u, u[0], self._block)))
+            out[plain] = self._batched(users, lambda u: self.model.score_items(
+                _pad(u, u[0], self._rows_for(u.size))))
             rows, cols = _seen_cells(self.model.seen_items(), users)
             out[np.asarray(plain)[rows], cols] = -np.inf
         if folded:
-            out[folded] = self._in_blocks(np.asarray(folded), lambda js: self._fold_block(
+            out[folded] = self._batched(np.asarray(folded), lambda js: self._fold_block(
                 [queries[j].fold for j in js]))
             known = [(j, queries[j].user) for j in folded if queries[j].user >= 0]
             if known:
@@ -229,17 +228,25 @@ class Recommender:
                 out[j, q.exclude] = -np.inf
         return out
 
-    def _in_blocks(self, keys: np.ndarray, score) -> np.ndarray:
-        """``score(block)`` over blocks of ``self._block`` keys (each call pads to that many rows)."""
+    def _batched(self, keys: np.ndarray, score) -> np.ndarray:
+        """``score(block)`` for the whole batch at once (a batch-invariant model; the call pads to a
+        multiple of :data:`ROW_ALIGN` rows), else for one key at a time."""
+        if self.model.batch_invariant:
+            return score(keys)[:keys.size]
         out = np.empty((keys.size, self.model.n_items_), dtype=np.float32)
-        for s in range(0, keys.size, self._block):
-            block = keys[s:s + self._block]
-            out[s:s + block.size] = score(block)[:block.size]
+        for s in range(keys.size):
+            out[s] = score(keys[s:s + 1])[0]
         return out
 
+    def _rows_for(self, n: int) -> int:
+        """Rows a model call for ``n`` queries is made with: a multiple of :data:`ROW_ALIGN` for a
+        batch-invariant model, else ``n`` (always 1)."""
+        return n + (-n % ROW_ALIGN) if self.model.batch_invariant else n
+
+
     def _fold_block(self, rows: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-        """Fold-in scores of up to ``self._block`` (items, values) rows, padded with empty rows."""
-        n, size = self.model.n_items_, self._block
+        """Fold-in scores of (items, values) rows, padded with empty rows to :func:`_rows_for`."""
+        n, size = self.model.n_items_, self._rows_for(len(rows))
         lengths = np.array([r[0].size for r in rows] + [0] * (size - len(rows)), dtype=np.int64)
         indptr = np.zeros(size + 1, dtype=np.int64)
         np.cumsum(lengths, out=indptr[1:])
@@ -265,7 +272,7 @@ class Recommender:
     def warm_up(self) -> None:
         """Score one batch of known users (and one fold-in) before serving: first calls pay for lazy
         initialisation (torch kernels, caches), which should not land on a client's request."""
-        users = np.flatnonzero(np.diff(self.model.seen_items().indptr) > 0)[:SCORE_ROWS]
+        users = np.flatnonzero(np.diff(self.model.seen_items().indptr) > 0)[:ROW_ALIGN]
         queries = [Query(int(u), 10) for u in users]
         if self.folds_in and users.size:
             h = self.model.history(users[:1])
