@@ -39,6 +39,15 @@ def test_fit_bias_and_data_info_import_no_torch(ml100k_env, tmp_path):
     assert _imported(["data", "info", "ml-100k", "--json"], env) == []
 
 
+def test_loading_a_deeprec_model_imports_no_numba():
+    """numba (~57 MiB) compiles LazySGD's kernels on the first optimiser step; serving, evaluating or
+    exporting a DeepRec run takes none, so importing the model and the server must not load it."""
+    p = subprocess.run([sys.executable, "-c", "import sys, recozoo.models.deeprec, recozoo.serve; "
+                        "print('numba' in sys.modules)"], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout.strip() == "False"
+
+
 def _peak_during(fn) -> int:
     """Peak bytes newly allocated by Python and numpy while ``fn`` runs (tracemalloc sees both)."""
     tracemalloc.start()

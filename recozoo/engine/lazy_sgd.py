@@ -44,9 +44,9 @@ double step.
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
-import numba
 import numpy as np
 import torch
 
@@ -69,8 +69,7 @@ class RowSparseModule(torch.nn.Module):
         self.sync_rows: Callable[[torch.Tensor, torch.Tensor | None], None] | None = None
 
 
-@numba.njit(cache=True, nogil=True)
-def _dense_kernel(w, v, g, lr, mu, wd):  # pragma: no cover - compiled
+def _dense_update(w, v, g, lr, mu, wd):  # pragma: no cover - compiled
     """CPU fast path of the dense update, one pass instead of torch's three (1-d views)."""
     for j in range(w.shape[0]):
         vn = mu * v[j] + (g[j] + wd * w[j])
@@ -78,8 +77,7 @@ def _dense_kernel(w, v, g, lr, mu, wd):  # pragma: no cover - compiled
         w[j] = w[j] - lr * vn
 
 
-@numba.njit(cache=True, nogil=True)
-def _rows_kernel(w, v, last, rows, coef, upto, g, lr, mu, wd, ahead):  # pragma: no cover - compiled
+def _rows_update(w, v, last, rows, coef, upto, g, lr, mu, wd, ahead):  # pragma: no cover - compiled
     """CPU fast path, one pass per row: catch ``rows`` up to step ``upto`` with M^k (``coef``); then,
     when ``g`` has rows, take the step ``upto + 1`` with gradient ``g[i]`` for ``rows[i]``; then, where
     ``ahead[rows[i]]`` (an empty ``ahead`` = nowhere), also the zero-gradient step ``upto + 2``."""
@@ -119,6 +117,17 @@ def _rows_kernel(w, v, last, rows, coef, upto, g, lr, mu, wd, ahead):  # pragma:
                 last[r] = upto + 1
         else:
             last[r] = upto
+
+
+@functools.lru_cache(maxsize=None)
+def _kernels():
+    """``(dense, rows)``: the two update loops above, compiled by numba on first use. Why not at
+    import: numba (llvmlite) is ~57 MiB of resident memory, and a process that loads a DeepRec
+    model to serve, evaluate or export it never takes an optimiser step (docs/reliability.md,
+    "Memory"). Same loops, same compiled code, so updates are bit-identical."""
+    import numba
+    jit = numba.njit(cache=True, nogil=True)
+    return jit(_dense_update), jit(_rows_update)
 
 
 _NOWHERE = np.zeros(0, dtype=np.uint8)
@@ -192,7 +201,7 @@ class LazySGD(torch.optim.Optimizer):
         g = (np.zeros((0, w2.shape[1]), dtype=w2.dtype) if grad is None
              else grad.reshape(grad.shape[0], -1).to(p.dtype).contiguous().numpy())
         lr, mu, wd = hp
-        _rows_kernel(w2, v2, last.numpy(), idx, coef, upto, g, lr, mu, wd,
+        _kernels()[1](w2, v2, last.numpy(), idx, coef, upto, g, lr, mu, wd,
                      _NOWHERE if ahead is None else ahead)
 
     def _catch_up(self, p: torch.Tensor, st: dict, hp, rows: torch.Tensor | None, upto: int) -> None:
@@ -347,7 +356,7 @@ class LazySGD(torch.optim.Optimizer):
             st["last"].fill_(t)
             st["oldest"] = t
         if fused:
-            _dense_kernel(p.data.view(-1).numpy(), v.view(-1).numpy(), g.view(-1).numpy(), lr, mu, wd)
+            _kernels()[0](p.data.view(-1).numpy(), v.view(-1).numpy(), g.view(-1).numpy(), lr, mu, wd)
             return
         d = g.add(p.data, alpha=wd) if wd else g
         if mu:
