@@ -345,20 +345,6 @@ def test_kill_9_right_after_a_200_loses_no_event(als_copy):
         p.wait(20)
 
 
-def test_sigterm_lets_in_flight_requests_finish(runs, tmp_path):
-    p, url = _start([runs / "bias", "--events", tmp_path / "ev.sqlite3", "--batch-wait-ms", "900"])
-    out = {}
-    t = threading.Thread(target=lambda: out.setdefault("r", _req(f"{url}/recommend?user=3&k=2")))
-    t.start()
-    time.sleep(0.3)                                  # the request waits in the batcher (900 ms)
-    p.send_signal(signal.SIGTERM)
-    t.join(20)
-    assert out["r"][0] == 200 and len(out["r"][1]["items"]) == 2
-    # uvicorn ends the process by re-raising the signal after the graceful shutdown (exit -15)
-    assert p.wait(20) in (0, -signal.SIGTERM)
-    assert "Traceback" not in p.stderr.read()
-
-
 def test_hot_swap_keeps_in_flight_requests(runs, tmp_path):
     from recozoo.serve import serve_in_thread
     s = serve_in_thread(runs / "bias", events=str(tmp_path / "ev.sqlite3"), admin_token="t0ken")
@@ -400,8 +386,6 @@ def test_hot_swap_keeps_in_flight_requests(runs, tmp_path):
 
 
 def test_recommend_cli_known_and_new_user(runs, tmp_path):
-    r = run_json("recommend", runs / "bias", "--user", "1", "--k", "4")
-    assert len(r["items"]) == 4
     f = tmp_path / "new.json"
     f.write_text(json.dumps({"50": 5, "181": 4}))
     n = run_json("recommend", runs / "als", "--ratings", f, "--k", "4")
@@ -436,10 +420,11 @@ def test_two_workers_share_the_socket_and_the_events(als_copy):
         p.wait(60)
 
 
-def test_sighup_reloads_a_repointed_symlink(runs, tmp_path):
+def test_sighup_reloads_a_repointed_symlink_and_sigterm_lets_in_flight_requests_finish(runs, tmp_path):
+    """One server process for both signals (each `recozoo serve` start costs seconds of imports)."""
     link = tmp_path / "current"
     link.symlink_to(runs / "bias")
-    p, url = _start([link, "--events", tmp_path / "ev.sqlite3"])
+    p, url = _start([link, "--events", tmp_path / "ev.sqlite3", "--batch-wait-ms", "900"])
     try:
         assert _req(f"{url}/health")[1]["model"] == "bias"
         tmp = tmp_path / "next"
@@ -451,6 +436,17 @@ def test_sighup_reloads_a_repointed_symlink(runs, tmp_path):
             assert time.monotonic() < deadline, "SIGHUP did not reload"
             time.sleep(0.2)
         assert _req(f"{url}/recommend?user=1&k=2")[0] == 200
+        out = {}
+        t = threading.Thread(target=lambda: out.setdefault("r", _req(f"{url}/recommend?user=3&k=2")))
+        t.start()
+        time.sleep(0.3)                                  # the request waits in the batcher (900 ms)
+        p.send_signal(signal.SIGTERM)
+        t.join(20)
+        assert out["r"][0] == 200 and len(out["r"][1]["items"]) == 2
+        # uvicorn ends the process by re-raising the signal after the graceful shutdown (exit -15)
+        assert p.wait(20) in (0, -signal.SIGTERM)
+        assert "Traceback" not in p.stderr.read()
     finally:
-        p.terminate()
-        p.wait(30)
+        if p.poll() is None:
+            p.terminate()
+            p.wait(30)
