@@ -25,7 +25,7 @@ def masked_mse(pred: np.ndarray, target: np.ndarray) -> float:
     if n == 0:
         return float("nan")
     d = (pred - target)[mask]
-    return float(np.dot(d, d) / n)
+    return float(np.sum(d * d) / n)      # not np.dot: see rmse
 
 
 def masked_sse_torch(pred, target):
@@ -64,7 +64,10 @@ def rmse(pred: np.ndarray, truth: np.ndarray) -> float:
     if pred.size == 0:
         return float("nan")
     d = (pred - truth).reshape(-1)
-    return float(np.sqrt(np.dot(d, d) / d.size))
+    # numpy's pairwise sum, not np.dot: BLAS splits a long dot product across its threads, so
+    # its last bits depend on the thread count, and `compare --jobs N` (cores // N threads per
+    # worker) must give the table of the sequential run to the last digit
+    return float(np.sqrt(np.sum(d * d) / d.size))
 
 
 def mae(pred: np.ndarray, truth: np.ndarray) -> float:

@@ -13,6 +13,7 @@ import socket
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cli_helpers import assert_one_line_error, run_cli
@@ -76,6 +77,20 @@ def test_process_pool_order_threads_and_failures(tmp_path):
         ProcessFanout(2).map(_square, [(5, None, mark + "2"), (-1, mark + "2", None)],
                              on_result=lambda i, r: finished.append(i))
     assert finished == [0]                            # the finished job still reached the caller
+
+
+def test_rmse_does_not_depend_on_the_blas_thread_count():
+    """A worker runs with cores // jobs BLAS threads; a BLAS dot product's last bits depend on
+    that count (it splits the sum across threads), so RMSE must not be one."""
+    from threadpoolctl import threadpool_limits
+    from recozoo.metrics import masked_mse, rmse
+    rng = np.random.default_rng(0)
+    pred, truth = rng.normal(size=400_000), rng.normal(size=400_000)
+    values = []
+    for n in (1, 2, 4):
+        with threadpool_limits(n):
+            values.append((rmse(pred, truth), masked_mse(pred, truth)))
+    assert values[0] == values[1] == values[2]
 
 
 # ------------------------------------------------------------------ compare --jobs
