@@ -12,10 +12,12 @@ from cli_helpers import assert_one_line_error, run_cli, run_json
 
 
 @pytest.fixture(scope="module")
-def mf_run(ml100k_env, tmp_path_factory):
+def mf_run(ml100k_split, tmp_path_factory):
+    """The run to warm-start from, fitted in process (the warm fit below goes through the CLI)."""
+    from recozoo.runs import RunConfig, fit_run
     d = tmp_path_factory.mktemp("warm")
-    run_cli("fit", "biasedmf", "--dataset", "ml-100k", "--out", d / "run", "-q", "--set", "factors=8",
-            "--set", "epochs=3", env=ml100k_env)
+    fit_run(RunConfig(model="biasedmf", dataset="ml-100k", settings={"factors": 8, "epochs": 3}), d / "run",
+            split=ml100k_split)
     return d / "run"
 
 
