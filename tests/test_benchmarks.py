@@ -117,6 +117,8 @@ SCRIPTS = Path(__file__).resolve().parents[1] / "benchmarks"
     ("bench_zoo.py", ["--models", "mean", "--seeds", "1", "--no-refit", "--source", "{ml100k}"], "main", "| mean | 1 |"),
     ("bench_compare.py", ["--dataset", "ml-100k", "--source", "{ml100k}", "--models", "bias", "--seeds", "1", "-q"],
      "main", "| bias |"),
+    ("bench_tune.py", ["--dataset", "ml-100k", "--source", "{ml100k}", "--models", "bias", "--tune-trials", "2",
+                       "--seeds", "1", "-q", "--no-surprise"], "targets", "| target |"),
     ("bench_rank_eval.py", ["--users", "3000", "--items", "400", "--ratings", "60000", "--heldout", "300",
                             "--models", "pop", "--threads", "1", "--repeats", "1"], "main", "| pop | 1 | 300 |"),
 ])

@@ -121,7 +121,7 @@ class ALS(BiasedFactorModel):
                       "over the new user's ratings, bias solved jointly, item side fixed")
     conformance_settings = {"rank": 4, "iterations": 2}
     #: what ``recozoo tune als`` tries (VALID RMSE is reported per iteration, so trials prune)
-    search_space = SearchSpace(Int("rank", 2, 128, log=True), Float("reg", 0.01, 1.0, log=True),
+    search_space = SearchSpace(Int("rank", 2, 48, log=True), Float("reg", 0.01, 1.0, log=True),
                                Int("iterations", 5, 30), Categorical("biases", (True, False)))
 
     def _fit(self, train, valid, reporter, run_dir, resume):
