@@ -3,14 +3,15 @@
 ``trials.csv``: one row per trial (number, state, VALID value, seconds, the epoch a pruned trial
 stopped at, the epoch VALID chose, an error if the fit failed, then every sampled parameter).
 ``history.png``: Optuna's optimisation history (each trial's VALID value and the best so far).
-``importances.png``: Optuna's parameter importances (fANOVA); it needs at least two completed
-trials with some spread, and is left out with the reason in ``best.json`` otherwise.
+``importances.png``: Optuna's parameter importances (its default evaluator); when Optuna cannot
+compute them the PNG is left out with the reason in ``best.json``.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,9 @@ def write_plots(study, out: Path) -> dict[str, str]:
     done: dict[str, str] = {}
     for name, plot in ((HISTORY_PNG, ovm.plot_optimization_history), (IMPORTANCES_PNG, ovm.plot_param_importances)):
         try:
-            ax = plot(study)
+            with warnings.catch_warnings():     # (e.g. "too few trials": the PNG still says what it can)
+                warnings.simplefilter("ignore")
+                ax = plot(study)
             fig = ax.figure
             fig.set_size_inches(8, 5)
             fig.tight_layout()
