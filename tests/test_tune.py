@@ -272,3 +272,19 @@ def test_compare_tune_options_are_checked():
     assert _tune_spec(True, "90s", None) == TuneSpec(budget=90.0)
     with pytest.raises(SettingsError, match="drop its preset"):
         build_config(dataset="ml-100k", models="deeprec", presets=["deeprec=ml-100k"], tune=TuneSpec())
+
+
+def test_the_budget_stops_a_running_trial_once_the_study_has_a_result():
+    import optuna
+    from recozoo.tune.objective import PruningReporter
+    study = optuna.create_study()                    # (in memory: only the rule is under test)
+    first = study.ask()
+    spent = time.perf_counter() - 1.0                # a deadline already passed
+    PruningReporter(first, prune=False, deadline=spent).log({"epoch": 1, "valid_rmse": 1.0})   # nothing to keep yet
+    study.tell(first, 1.0)
+    second = study.ask()
+    rep = PruningReporter(second, prune=False, deadline=spent)
+    with pytest.raises(optuna.TrialPruned, match="budget"):
+        rep.log({"epoch": 3, "valid_rmse": 0.9})
+    assert (rep.pruned_at, rep.stopped) == (3, "budget")
+    PruningReporter(second, prune=False, deadline=None).log({"epoch": 4, "valid_rmse": 0.9})   # no budget: runs on

@@ -28,20 +28,30 @@ class FailedFit(Exception):
 
 
 class PruningReporter(Reporter):
-    """Reports each epoch's VALID RMSE to the trial; raises ``TrialPruned`` when the pruner says so."""
+    """Reports each epoch's VALID RMSE to the trial; raises ``TrialPruned`` when the pruner says so,
+    or when the budget's ``deadline`` (a ``time.perf_counter`` value) has passed and the study
+    already has a completed trial (so a budget never ends a study with nothing to choose)."""
 
-    def __init__(self, trial, prune: bool):
+    def __init__(self, trial, prune: bool, deadline: float | None = None):
         self.trial = trial
         self.prune = prune
+        self.deadline = deadline
         self.last_step = 0
         self.pruned_at: int | None = None
+        self.stopped: str | None = None
 
     def log(self, record: dict[str, Any]) -> None:
-        value = record.get("valid_rmse")
         step = record.get("epoch", record.get("iteration"))
-        if value is None or step is None:
+        if step is None:
             return
         self.last_step = int(step)
+        if self.deadline is not None and time.perf_counter() > self.deadline and self._study_has_a_result():
+            import optuna
+            self.pruned_at, self.stopped = int(step), "budget"
+            raise optuna.TrialPruned(f"stopped at epoch {step}: the budget is spent")
+        value = record.get("valid_rmse")
+        if value is None:
+            return
         if not self.prune:
             return
         self.trial.report(float(value), int(step))
@@ -49,6 +59,10 @@ class PruningReporter(Reporter):
             import optuna
             self.pruned_at = int(step)
             raise optuna.TrialPruned(f"pruned at epoch {step} (VALID RMSE {value:.4f})")
+
+    def _study_has_a_result(self) -> bool:
+        import optuna
+        return bool(self.trial.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
 
 
 def valid_score(model, split, metric: str, k: int) -> dict[str, float]:
@@ -66,10 +80,10 @@ class Objective:
     """Callable for ``study.optimize``: the model class, its space, the split, the metric."""
 
     def __init__(self, model_cls, space, split, metric: str, k: int, *, fixed: dict[str, Any],
-                 seed: int, device: str):
+                 seed: int, device: str, deadline: float | None = None):
         self.cls, self.space, self.split = model_cls, space, split
         self.metric, self.k, self.fixed = metric, k, dict(fixed)
-        self.seed, self.device = seed, device
+        self.seed, self.device, self.deadline = seed, device, deadline
 
     def settings(self, trial):
         """The trial's settings: a sampled point, then the user's fixed values; bad ones stop the study."""
@@ -83,7 +97,7 @@ class Objective:
     def __call__(self, trial) -> float:
         settings = self.settings(trial)
         model = self.cls(settings=settings, seed=self.seed, device=self.device)
-        reporter = PruningReporter(trial, prune=self.metric in LOWER_IS_BETTER)
+        reporter = PruningReporter(trial, prune=self.metric in LOWER_IS_BETTER, deadline=self.deadline)
         # one user attribute, written once (each write is a database commit)
         info: dict[str, Any] = {"settings": settings_to_dict(settings)}
         t0 = time.perf_counter()
@@ -96,6 +110,6 @@ class Objective:
             raise FailedFit(str(e)) from None
         finally:
             info.update(fit_seconds=round(time.perf_counter() - t0, 3), epochs_run=reporter.last_step,
-                        pruned_at=reporter.pruned_at)
+                        pruned_at=reporter.pruned_at, stopped=reporter.stopped)
             trial.set_user_attr("info", info)
         return info["valid"][self.metric]

@@ -1,7 +1,7 @@
 """What a tuning run leaves beside its run directory: ``trials.csv``, ``best.json`` and two PNGs.
 
 ``trials.csv``: one row per trial (number, state, VALID value, seconds, the epoch a pruned trial
-stopped at, the epoch VALID chose, an error if the fit failed, then every sampled parameter).
+stopped at, ``budget`` when the budget stopped it, the epoch VALID chose, an error if the fit failed, then every sampled parameter).
 ``history.png``: Optuna's optimisation history (each trial's VALID value and the best so far).
 ``importances.png``: Optuna's parameter importances (its default evaluator); when Optuna cannot
 compute them the PNG is left out with the reason in ``best.json``.
@@ -24,7 +24,7 @@ BEST_FILE = "best.json"
 HISTORY_PNG = "history.png"
 IMPORTANCES_PNG = "importances.png"
 
-_FIXED = ["number", "state", "value", "seconds", "pruned_at", "best_epoch", "redo_of", "error"]
+_FIXED = ["number", "state", "value", "seconds", "pruned_at", "stopped", "best_epoch", "redo_of", "error"]
 
 
 def write_trials_csv(study, path: Path) -> int:
@@ -39,7 +39,8 @@ def write_trials_csv(study, path: Path) -> int:
             if t.datetime_complete and t.datetime_start else ""
         a = info(t)
         w.writerow([t.number, t.state.name.lower(), "" if t.value is None else t.value,
-                    f"{seconds:.3f}" if seconds != "" else "", _blank(a.get("pruned_at")), _blank(a.get("best_epoch")),
+                    f"{seconds:.3f}" if seconds != "" else "", _blank(a.get("pruned_at")), _blank(a.get("stopped")),
+                    _blank(a.get("best_epoch")),
                     _blank(t.user_attrs.get("redo_of")), _blank(a.get("error"))] + [t.params.get(p, "") for p in params])
     atomic_write_bytes(path, buf.getvalue().encode())
     return len(trials)

@@ -48,8 +48,9 @@ def run_worker(cfg: TuneConfig, worker: int, *, split=None, study=None, cls=None
     if split is None:
         split = load_split(cfg.dataset, cfg.source, cfg.split_seed, cfg.data_params)
     _, k = parse_metric(cfg.metric)
+    deadline = None if seconds is None else time.perf_counter() + seconds
     objective = Objective(cls, cls.search_space.without(cfg.fixed), split, cfg.metric, k, fixed=cfg.fixed,
-                          seed=cfg.seed, device=cfg.device)
+                          seed=cfg.seed, device=cfg.device, deadline=deadline)
     callbacks: list[Any] = [Progress(cfg, reporter or NullReporter(), worker)]
     n_trials = None
     if cfg.trials is not None:
@@ -71,7 +72,8 @@ class Progress:
         if state == "complete":
             what = f"{self.cfg.metric} {trial.value:.4f}"
         elif state == "pruned":
-            what = f"pruned at epoch {info(trial).get('pruned_at', '?')}"
+            what = f"pruned at epoch {info(trial).get('pruned_at', '?')}" + \
+                (" (the budget is spent)" if info(trial).get("stopped") == "budget" else "")
         else:
             what = f"failed: {info(trial).get('error', 'see the study')}"
         c = counts(study)
