@@ -8,8 +8,9 @@ end: each model tuned on VALID (Optuna, ``--budget`` wall clock or ``--tune-tria
 fitted with the chosen settings, refitted on TRAIN ∪ VALID, TEST scored once. Then Surprise 1.1.5
 (``pip install scikit-surprise``, the ``bench`` extra; left out with a note when it is missing)
 fits SVD, SVD++ and KNNBaseline at Surprise's defaults on the *same* TRAIN ∪ VALID ratings and
-is scored on the *same* TEST pairs (those whose user and item have TRAIN ratings: the split's
-``drop`` policy), with fit seconds. The record (``benchmarks/records/tune-DATASET.json``, or
+is scored on the *same* TEST pairs as recozoo's evaluator (under the split's policy: all of them
+with ``fallback``, Surprise answering unknown ids with its global mean; those whose user and item
+have TRAIN ratings with ``drop``), with fit seconds. The record (``benchmarks/records/tune-DATASET.json``, or
 ``--record``) keeps the leaderboard, the Surprise rows and the issue's targets checked against
 the figures (deeprec ≤ 0.9061, autorec-i ≤ 0.9032, biasedmf ≤ 0.9194, als ≤ 0.9253, best row ≤
 0.885, tuned biasedmf beats SVD in RMSE and fit time, the best row beats SVD++).
@@ -54,6 +55,8 @@ def surprise_rows(dataset: str, seed: int = 0) -> list[dict] | str:
     t = split.test
     users, items = t.users.astype(np.int64), np.asarray(t.items, dtype=np.int64)
     known = (split.train.user_counts()[users] > 0) & (split.train.item_counts()[items] > 0)
+    if split.default_policy == "fallback":       # the pairs recozoo scores: all, unknown ids by fallback
+        known[:] = True
     users, items, truth = users[known], items[known], np.asarray(t.ratings, dtype=np.float64)[known]
     rows = []
     for name in SURPRISE_MODELS:
@@ -100,8 +103,12 @@ def check_targets(board: dict, surprise: list[dict] | str) -> list[dict]:
 def tables(figures: dict) -> dict:
     """The record's tables (``render_docs.py``): the tuned leaderboard, Surprise, the targets."""
     main = parse_leaderboard(figures["markdown"])
-    main["notes"].append(f"{figures['wall_s']:.0f} s wall clock for the whole compare --tune command "
-                         f"({' '.join(figures['compare_args'])}).")
+    if figures.get("resumed"):
+        main["notes"].append(f"{figures['wall_s']:.0f} s wall clock for this run, which resumed an earlier run's "
+                             "folder (--out): its finished studies and fits were reused, not redone.")
+    else:
+        main["notes"].append(f"{figures['wall_s']:.0f} s wall clock for the whole compare --tune command "
+                             f"({' '.join(figures['compare_args'])}).")
     out = {"main": main}
     s = figures["surprise"]
     if isinstance(s, list):
@@ -110,7 +117,8 @@ def tables(figures: dict) -> dict:
                                      f"{r['n_scored']:,}"] for r in s],
                            "align": ["l", "r", "r", "r", "r"],
                            "notes": ["Surprise 1.1.5 at its defaults, fitted on the same TRAIN ∪ VALID, scored "
-                                     "unclipped on the same TEST pairs (user and item known in TRAIN)."]}
+                                     "unclipped on the same TEST pairs as the table above (the split's policy; "
+                                     "unknown ids get Surprise's global mean)."]}
     out["targets"] = {"columns": ["target", "measured", "met"],
                       "rows": [[t["target"], str(t["measured"]), "yes" if t["met"] else "no"]
                                for t in figures["targets"]],
@@ -129,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     run = Run(__file__, argv)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(args.out or Path(tmp) / "compare")
+        resumed = (out / "results.jsonl").exists()
         cmd = [sys.executable, "-m", "recozoo.cli.main", "compare", "--dataset", args.dataset, "--tune", *rest,
                "--out", str(out), "--format", "markdown"]
         t0 = time.perf_counter()
@@ -140,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         markdown = (out / "leaderboard.md").read_text()
         board = json.loads((out / "leaderboard.json").read_text())
     surprise = "left out (--no-surprise)" if args.no_surprise else surprise_rows(args.dataset)
-    figures = {"dataset": args.dataset, "compare_args": ["--tune", *rest], "wall_s": round(wall, 1),
+    figures = {"dataset": args.dataset, "compare_args": ["--tune", *rest], "wall_s": round(wall, 1), "resumed": resumed,
                "markdown": markdown, "leaderboard": board, "surprise": surprise,
                "targets": check_targets(board, surprise)}
     print(markdown)
