@@ -324,7 +324,7 @@ def _start(args, env=None):
     raise AssertionError("server did not come up")
 
 
-def test_kill_9_right_after_a_200_loses_no_event(als_copy):
+def test_kill_9_right_after_a_200_loses_no_event_and_two_workers_share_the_events(als_copy):
     p, url = _start([als_copy])
     try:
         st, r = _req(f"{url}/interactions", "POST", {"user": 4242, "item": 50, "rating": 5})
@@ -336,13 +336,21 @@ def test_kill_9_right_after_a_200_loses_no_event(als_copy):
             p.kill()
     from recozoo.serve.store import read_events
     assert read_events(als_copy / "interactions.sqlite3") == [(r["ids"][0], 4242, 50, 5.0)]
-    p, url = _start([als_copy])                      # and a new server sees it
+    # and a new server sees it: two workers on one socket (one start for both checks; each costs seconds)
+    p, url = _start([als_copy, "--workers", "2"])
     try:
         st, rec = _req(f"{url}/recommend?user=4242&k=2")
         assert st == 200 and len(rec["items"]) == 2
+        st, r = _req(f"{url}/interactions", "POST", {"user": 31337, "item": 50, "rating": 5})
+        assert st == 200
+        for _ in range(6):      # whichever worker answers, it sees the event the other may have stored
+            st, rec = _req(f"{url}/recommend?user=31337&k=2")
+            assert st == 200 and len(rec["items"]) == 2
+        st, body = _req(f"{url}/admin/swap", "POST", {})
+        _assert_json_error(st, body, 403)
     finally:
         p.terminate()
-        p.wait(20)
+        p.wait(60)
 
 
 def test_hot_swap_keeps_in_flight_requests(runs, tmp_path):
@@ -403,21 +411,6 @@ def test_recommend_cli_known_and_new_user(runs, tmp_path):
     assert_one_line_error(run_cli("recommend", runs / "bias", "--ratings", f, check=False), "not valid json")
     assert_one_line_error(run_cli("serve", runs / "bias", "--workers", "0", check=False), "--workers")
     assert_one_line_error(run_cli("serve", tmp_path, check=False), "not a run directory")
-
-
-def test_two_workers_share_the_socket_and_the_events(als_copy):
-    p, url = _start([als_copy, "--workers", "2"])
-    try:
-        st, r = _req(f"{url}/interactions", "POST", {"user": 31337, "item": 50, "rating": 5})
-        assert st == 200
-        for _ in range(6):      # whichever worker answers, it sees the event the other may have stored
-            st, rec = _req(f"{url}/recommend?user=31337&k=2")
-            assert st == 200 and len(rec["items"]) == 2
-        st, body = _req(f"{url}/admin/swap", "POST", {})
-        _assert_json_error(st, body, 403)
-    finally:
-        p.terminate()
-        p.wait(60)
 
 
 def test_sighup_reloads_a_repointed_symlink_and_sigterm_lets_in_flight_requests_finish(runs, tmp_path):
