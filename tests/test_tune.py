@@ -183,7 +183,8 @@ def _states(db):
     try:
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as con:
             return con.execute("select number, state, datetime_complete, (select count(*) from trial_params p "
-                               "where p.trial_id = t.trial_id) from trials t order by number").fetchall()
+                               "where p.trial_id = t.trial_id), (select count(*) from trial_intermediate_values v "
+                               "where v.trial_id = t.trial_id) from trials t order by number").fetchall()
     except sqlite3.OperationalError:           # not created yet, or locked for a moment
         return []
 
@@ -191,7 +192,7 @@ def _states(db):
 def test_kill_9_then_rerun_resumes(tmp_path):
     """Killed mid-trial: the rerun keeps every finished trial, redoes the killed one, reaches the target."""
     out = tmp_path / "k"
-    args = ["tune", "als", *SMALL, "--trials", "5", "--seed", "3", "--set", "iterations=12", "--out", str(out)]
+    args = ["tune", "als", *SMALL, "--trials", "5", "--seed", "3", "--set", "iterations=40", "--out", str(out)]
     env = {**os.environ, "COLUMNS": "200"}
     proc = subprocess.Popen([RECOZOO, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     deadline = time.monotonic() + 300
@@ -199,7 +200,9 @@ def test_kill_9_then_rerun_resumes(tmp_path):
         while time.monotonic() < deadline and proc.poll() is None:
             rows = _states(out / "study.sqlite3")
             done = [r for r in rows if r[1] in ("COMPLETE", "PRUNED")]
-            if len(done) >= 2 and any(r[1] == "RUNNING" and r[3] for r in rows):     # mid-fit
+            # mid-fit: its point drawn and one or two of its 40 iterations reported (pruning, if any,
+            # comes at the 4th), so it is still fitting when the signal lands
+            if len(done) >= 2 and any(r[1] == "RUNNING" and r[3] and 1 <= r[4] <= 2 for r in rows):
                 proc.send_signal(signal.SIGKILL)
                 break
             time.sleep(0.05)
@@ -207,13 +210,13 @@ def test_kill_9_then_rerun_resumes(tmp_path):
         proc.wait(timeout=60)
     assert proc.returncode == -signal.SIGKILL, "the run ended before it could be killed mid-trial"
     before = _states(out / "study.sqlite3")
-    killed = [n for n, s, _, _ in before if s == "RUNNING"]
+    killed = [r[0] for r in before if r[1] == "RUNNING"]
     assert len(killed) == 1
     r = run_cli(*args, "--json")
     res = json.loads(r.stdout)
     assert "resuming" in r.stderr and f"interrupted trial(s) {killed[0]} queued again" in r.stderr
-    after = {n: (s, c) for n, s, c, _ in _states(out / "study.sqlite3")}
-    for n, s, c, _ in before:                         # finished trials untouched: not fitted again
+    after = {r[0]: (r[1], r[2]) for r in _states(out / "study.sqlite3")}
+    for n, s, c, *_ in before:                         # finished trials untouched: not fitted again
         if s in ("COMPLETE", "PRUNED"):
             assert after[n] == (s, c)
     assert after[killed[0]][0] == "FAIL" and res["redone"] == killed
