@@ -73,10 +73,11 @@ def bpr_fold_in(X: sp.csr_matrix, Q: np.ndarray, negatives: np.ndarray, reg: flo
     P = np.zeros((B, Q.shape[1]))
     P[:, -1] = 1.0
     agg = sp.csr_matrix((np.ones(pos.size), (rows, np.arange(pos.size))), shape=(B, pos.size))
+    valid_pairs = valid[rows]                                             # nnz x m, fixed: gathered once
     for _ in range(iterations):
         s_pos = np.einsum("kf,kf->k", Qp, P[rows])                        # nnz
         s_neg = P @ Qn.T                                                  # B x m
-        W = valid[rows] / (1.0 + np.exp(s_pos[:, None] - s_neg[rows]))    # σ(s_j − s_i), nnz x m
+        W = valid_pairs / (1.0 + np.exp(s_pos[:, None] - s_neg[rows]))    # σ(s_j − s_i), nnz x m
         grad = agg @ (W.sum(1)[:, None] * Qp) - (agg @ W) @ Qn            # B x f+1
         grad = grad / np.maximum(n_pairs, 1)[:, None] - reg * P
         grad[:, -1] = 0.0
