@@ -121,6 +121,8 @@ SCRIPTS = Path(__file__).resolve().parents[1] / "benchmarks"
                        "--seeds", "1", "-q", "--no-surprise"], "targets", "| target |"),
     ("bench_rank_eval.py", ["--users", "3000", "--items", "400", "--ratings", "60000", "--heldout", "300",
                             "--models", "pop", "--threads", "1", "--repeats", "1"], "main", "| pop | 1 | 300 |"),
+    ("bench_fanout.py", ["--dataset", "ml-100k", "--source", "{ml100k}", "--models", "mean", "--seeds", "2"],
+     "main", "| 2 | "),
 ])
 def test_benchmark_writes_a_record_the_docs_render(tmp_path, ml100k_dir, ml100k_env, script, args, table, expect):
     """One command per benchmark: the script's run writes its record, and the record renders the
