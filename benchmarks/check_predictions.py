@@ -39,12 +39,19 @@ import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
+#: DeepRec's settings that became "auto" (recozoo.defaults), at the values the cases were recorded with
+_DEEPREC_PINNED = {"mode": "user", "activation": "selu", "optimizer": "momentum", "lr": 0.005,
+                   "weight_decay": 0.0, "batch_size": 128, "eval_every": 1, "patience": 0,
+                   "baseline": "none"}
+
 #: (case name, registered model, settings): short budgets, every optimiser path of the engine
 CASES: list[tuple[str, str, dict]] = [
     ("mean", "mean", {}),
     ("bias", "bias", {}),
-    ("deeprec-refeed1", "deeprec", {"layers": "64,32", "epochs": 3, "refeed": 1, "dropout": 0.2}),
-    ("deeprec-refeed0", "deeprec", {"layers": "64,32", "epochs": 3, "refeed": 0, "dropout": 0.2}),
+    ("deeprec-refeed1", "deeprec", {"layers": "64,32", "epochs": 3, "refeed": 1, "dropout": 0.2,
+                                    **_DEEPREC_PINNED}),
+    ("deeprec-refeed0", "deeprec", {"layers": "64,32", "epochs": 3, "refeed": 0, "dropout": 0.2,
+                                    **_DEEPREC_PINNED}),
     ("autorec-i-rprop", "autorec-i", {"hidden": 50, "epochs": 8, "eval_every": 2}),
     ("autorec-i-lbfgs", "autorec-i", {"hidden": 50, "optimizer": "lbfgs", "lr": 1.0, "lam": 200.0,
                                       "epochs": 4, "eval_every": 1}),
@@ -53,10 +60,10 @@ CASES: list[tuple[str, str, dict]] = [
     ("glocal-k", "glocal-k", {"layers": "32,32", "pre_epochs": 4, "fine_epochs": 3, "eval_every": 2}),
     ("rrn", "rrn", {"epochs": 2, "hidden": 16, "embed": 16, "dynamic": 8, "stationary": 8}),
     ("timesvdpp", "timesvdpp", {"epochs": 3}),
-    ("als", "als", {"iterations": 5}),
-    ("pmf", "pmf", {"epochs": 5}),
-    ("biasedmf", "biasedmf", {"epochs": 3}),
-    ("blend", "blend", {"components": "bias; biasedmf epochs=2"}),
+    ("als", "als", {"iterations": 5, "reg": 0.1, "baseline": "none"}),
+    ("pmf", "pmf", {"epochs": 5, "link": "logistic", "baseline": "none"}),
+    ("biasedmf", "biasedmf", {"epochs": 3, "factors": 100, "reg": 0.02}),
+    ("blend", "blend", {"components": "bias; biasedmf epochs=2 factors=100 reg=0.02"}),
     ("als-implicit", "als-implicit", {"iterations": 3, "threads": 1}),
     ("ease", "ease", {}),
 ]
@@ -64,7 +71,7 @@ CASES: list[tuple[str, str, dict]] = [
 #: one small comparison: the compare path's per-rating TEST errors and ranking metrics (als-implicit is
 #: fitted above only: at 0.1.0 it fails on the compare's memory-mapped, read-only split)
 COMPARE_MODELS = ["bias", "biasedmf", "timesvdpp", "ease"]
-COMPARE_SETTINGS = {"biasedmf": {"epochs": 2}, "timesvdpp": {"epochs": 2}}
+COMPARE_SETTINGS = {"biasedmf": {"epochs": 2, "factors": 100, "reg": 0.02}, "timesvdpp": {"epochs": 2}}
 
 #: keys of result records that measure time or place, not what was computed
 _VOLATILE = {"predict_seconds", "recommend_seconds", "seconds", "wall", "finished", "memory", "machine",

@@ -169,6 +169,10 @@ def fit_and_score(cfg: RunConfig, run_dir: str | Path | None = None, *, resume: 
     t1 = time.perf_counter()
     model.fit(split.train, split.valid, reporter=reporter, run_dir=run_dir, resume=resume)
     t_fit = time.perf_counter() - t1
+    resolved = model.settings                    # "auto" settings, as the rule resolved them for TRAIN
+    if lead and resolved != settings:
+        config["resolved_settings"] = settings_to_dict(resolved)
+        atomic_write_json(run_dir / "config.json", {**config, **({"warm_start": warm_info} if warm_info else {})})
     scores = _Scores(split, cfg.clip)
     refit_info = None
     if cfg.refit:
@@ -185,7 +189,7 @@ def fit_and_score(cfg: RunConfig, run_dir: str | Path | None = None, *, resume: 
         if getattr(split, part) is not None and part not in scores.metrics:
             scores.score(model, part)
     summary = {"model": cfg.model, "dataset": cfg.dataset, "run_dir": str(run_dir),
-               "settings": settings_to_dict(settings), "seed": cfg.seed, "split_seed": cfg.split_seed,
+               "settings": settings_to_dict(resolved), "seed": cfg.seed, "split_seed": cfg.split_seed,
                "device": model.device_used(), "device_requested": cfg.device, "metrics": scores.metrics,
                "seconds": {"data": t_data, "fit": t_fit, "evaluate": scores.seconds},
                "n_parameters": model.n_parameters(), "split": split.describe(),

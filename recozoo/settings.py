@@ -17,15 +17,23 @@ from typing import Any
 from recozoo.errors import SettingsError
 
 __all__ = ["setting", "parse_settings", "settings_table", "settings_to_dict", "BaseSettings",
-           "parse_assignments"]
+           "parse_assignments", "AUTO", "auto_fields"]
+
+#: the value of a setting declared with ``auto=True`` that the model resolves from the training data's
+#: shape when it fits (its rule is in :mod:`recozoo.defaults`; docs/defaults.md)
+AUTO = "auto"
 
 
 def setting(default: Any, help: str, *, choices: tuple | None = None,
             min: float | None = None, max: float | None = None,
-            min_exclusive: bool = False, max_exclusive: bool = False):
-    """Declare one hyperparameter: default, help text and constraints."""
+            min_exclusive: bool = False, max_exclusive: bool = False, auto: bool = False):
+    """Declare one hyperparameter: default, help text and constraints.
+
+    ``auto=True``: the setting also takes the value ``"auto"`` (:data:`AUTO`), which the model
+    replaces at fit time by its rule's value for the training data (:mod:`recozoo.defaults`).
+    """
     meta = {"help": help, "choices": choices, "min": min, "max": max,
-            "min_exclusive": min_exclusive, "max_exclusive": max_exclusive}
+            "min_exclusive": min_exclusive, "max_exclusive": max_exclusive, "auto": auto}
     if isinstance(default, (list, dict, set)):
         raise TypeError("use a tuple for sequence defaults")
     return field(default=default, metadata=meta)
@@ -39,6 +47,9 @@ class BaseSettings:
         hints = typing.get_type_hints(type(self))
         for f in fields(self):
             value = getattr(self, f.name)
+            if f.metadata.get("auto") and isinstance(value, str) and value.strip().lower() == AUTO:
+                object.__setattr__(self, f.name, AUTO)
+                continue
             value = _coerce(f.name, value, hints[f.name])
             object.__setattr__(self, f.name, value)
             _check(f, value)
@@ -185,6 +196,11 @@ def parse_settings(cls: type, values: dict[str, Any] | None = None, *, base=None
     return cls(**values)
 
 
+def auto_fields(s) -> list[str]:
+    """Names of the settings of ``s`` left at ``"auto"`` (resolved when the model fits)."""
+    return [f.name for f in fields(s) if getattr(s, f.name) == AUTO and f.metadata.get("auto")]
+
+
 def settings_to_dict(s) -> dict[str, Any]:
     """JSON-ready dict (tuples become lists)."""
     out = {}
@@ -202,6 +218,7 @@ def settings_table(cls: type) -> list[dict[str, str]]:
         d = f.default if f.default is not MISSING else None
         if isinstance(d, tuple):
             d = ",".join(map(str, d))
-        rows.append({"name": f.name, "type": _type_name(hints[f.name]), "default": str(d),
+        kind = _type_name(hints[f.name]) + (" or auto" if f.metadata.get("auto") else "")
+        rows.append({"name": f.name, "type": kind, "default": str(d),
                      "help": f.metadata.get("help", "")})
     return rows

@@ -16,8 +16,11 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-SETTINGS = {"layers": "16,8", "epochs": 2, "batch_size": 60, "optimizer": "momentum", "lr": 0.02,
-            "dropout": 0.0, "noise": 0.0, "refeed": 1}
+#: DeepRec's fixed pre-"auto" defaults written out (tests/_torch_small.DEEPREC_FIXED; spawned workers
+#: import this module without the tests folder's helpers first)
+SETTINGS = {"mode": "user", "activation": "selu", "weight_decay": 0.0, "eval_every": 1, "patience": 0,
+            "baseline": "none", "layers": "16,8", "epochs": 2, "batch_size": 60, "optimizer": "momentum",
+            "lr": 0.02, "dropout": 0.0, "noise": 0.0, "refeed": 1}
 
 
 def _free_port() -> int:

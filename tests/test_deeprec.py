@@ -13,12 +13,12 @@ from recozoo.models.base import load_model
 from recozoo.models.autoencoder import ACTIVATIONS, AutoencoderNet, AutoencoderTask
 from recozoo.models.deeprec import DeepRec
 
-from _torch_small import one_thread, rmse_on, small_split
+from _torch_small import DEEPREC_FIXED, one_thread, rmse_on, small_split
 
 _threads = pytest.fixture(autouse=True)(one_thread)
 
-FAST = {"layers": "32,16", "epochs": 3, "batch_size": 32, "optimizer": "adam", "lr": 0.003,
-        "dropout": 0.0}
+FAST = {**DEEPREC_FIXED, "layers": "32,16", "epochs": 3, "batch_size": 32, "optimizer": "adam",
+        "lr": 0.003, "dropout": 0.0}
 
 
 def _batch(n_rows=20):

@@ -11,8 +11,12 @@ import torch
 
 from cli_helpers import assert_one_line_error, run_cli, run_json
 
+#: DeepRec's pre-"auto" fixed defaults written out (SELU, one re-feed, no weight decay, VALID every epoch,
+#: no early stopping); mode and batch size last (the resume test drops them)
 SMALL = ["--set", "layers=64,64", "--set", "epochs=4", "--set", "optimizer=adam", "--set", "lr=0.003",
-         "--set", "dropout=0.5", "--set", "mode=item", "--set", "batch_size=32"]
+         "--set", "dropout=0.5", "--set", "activation=selu", "--set", "refeed=1", "--set", "weight_decay=0",
+         "--set", "eval_every=1", "--set", "patience=0", "--set", "baseline=none", "--set", "mode=item",
+         "--set", "batch_size=32"]
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +75,7 @@ def test_resume_with_other_settings_is_refused(env, tmp_path):
 
 def test_checkpoint_from_another_item_count_is_one_line_error(env, tmp_path):
     run = tmp_path / "run"
-    base = ["--set", "layers=8", "--set", "epochs=1", "--set", "mode=user"]
+    base = ["--set", "layers=8", "--set", "epochs=1", "--set", "mode=user", "--set", "optimizer=momentum"]
     run_cli("fit", "deeprec", "--dataset", "ml-100k", *base, "--out", run, "-q", env=env)
     # the same run directory resumed on another dataset (other item count)
     cfg = json.loads((run / "config.json").read_text())

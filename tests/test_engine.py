@@ -15,11 +15,12 @@ from recozoo.engine.checkpoint import BEST, LAST
 from recozoo.models.autoencoder import AutoencoderTask
 from recozoo.models.deeprec import DeepRec
 
-from _torch_small import interrupt_after, one_thread, small_split
+from _torch_small import DEEPREC_FIXED, interrupt_after, one_thread, small_split
 
 _threads = pytest.fixture(autouse=True)(one_thread)
 
-SETTINGS = {"layers": "24,12", "epochs": 4, "batch_size": 32, "optimizer": "momentum", "lr": 0.01,
+SETTINGS = {**DEEPREC_FIXED, "layers": "24,12", "epochs": 4, "batch_size": 32, "optimizer": "momentum",
+            "lr": 0.01,
             "dropout": 0.5, "noise": 0.1, "refeed": 1}
 
 

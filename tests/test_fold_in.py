@@ -80,12 +80,12 @@ def test_als_fold_in_is_the_normal_equation_solution(split):
 def test_biasedmf_and_linear_pmf_fold_in(split):
     m = _fit("biasedmf", split, factors=4, epochs=3, reg=0.05, reg_bias=0.3)
     _check_factor_model(m, _new_users(m.n_items_, seed=2), 0.05, 0.3, True)
-    m = _fit("pmf", split, factors=4, epochs=3, link="linear", reg_user=0.4)
+    m = _fit("pmf", split, factors=4, epochs=3, link="linear", reg_user=0.4, baseline="none")
     _check_factor_model(m, _new_users(m.n_items_, seed=3), 0.4, 0.0, False)
 
 
 def test_logistic_pmf_fold_in_minimises_its_objective(split):
-    m = _fit("pmf", split, factors=4, epochs=5, reg_user=0.1)
+    m = _fit("pmf", split, factors=4, epochs=5, reg_user=0.1, link="logistic", baseline="none")
     R = _new_users(m.n_items_, seed=4)
     got = m.score_new_users(R)
     lo, span = m.scale_
@@ -213,7 +213,9 @@ def _without_item_ratings(table, items):
 
 
 @pytest.mark.parametrize("name,settings_,act", [
-    ("deeprec", {"layers": "12,6", "epochs": 3, "optimizer": "adam", "lr": 0.01, "dropout": 0.3}, _selu),
+    # DeepRec's settings that "auto" would choose from the data pinned to the plain network on raw ratings
+    ("deeprec", {"layers": "12,6", "epochs": 3, "optimizer": "adam", "lr": 0.01, "dropout": 0.3, "mode": "user",
+                 "activation": "selu", "refeed": 1, "baseline": "none", "batch_size": 128}, _selu),
     ("autorec-u", {"hidden": 8, "epochs": 5}, _sigmoid)])
 def test_user_mode_autoencoder_fold_in_is_the_forward_pass(split, name, settings_, act):
     cold = np.array([2, 11])                      # items without training ratings

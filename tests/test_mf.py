@@ -52,7 +52,7 @@ def test_minibatch_gradients_use_batch_start_parameters():
 def test_logistic_pmf_predicts_inside_the_scale_without_clipping():
     """The logistic link keeps predictions in [min, max] by construction; clip stays None."""
     t = generate(n_users=100, n_items=50, n_ratings=2000, seed=2)
-    m = PMF(settings={"epochs": 3, "factors": 4}, seed=0).fit(t)
+    m = PMF(settings={"epochs": 3, "factors": 4, "link": "logistic", "baseline": "none"}, seed=0).fit(t)
     assert m.clip is None
     u, i = np.meshgrid(np.arange(100), np.arange(50))
     p = m.predict(u.ravel(), i.ravel())

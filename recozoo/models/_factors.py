@@ -108,6 +108,9 @@ class BiasedFactorModel(Model):
     warm_starts = True
     warm_start_method = ("the run's user and item factors and biases; new users' factors drawn as in "
                          "a fresh fit")
+    #: under ``baseline=bias`` the biases are the bias model's (fixed), and this is its shrinkage of
+    #: b_u, which a new user's b_u is folded in with (:class:`recozoo.models._baseline.BiasBaseline`)
+    base_reg_user_: float | None = None
 
     def _warm_init(self, P: np.ndarray, Q: np.ndarray, bu: np.ndarray, bi: np.ndarray) -> None:
         """Overwrite freshly initialised arrays (in place) with a warm start's state, if any.
@@ -194,7 +197,12 @@ class BiasedFactorModel(Model):
         k = self._rank()
         Q = self.item_factors_
         t = ratings.data.astype(np.float64) - self.offset_ - self.item_bias_[ratings.indices]
-        if self._uses_bias():
+        if self.base_reg_user_ is not None:     # b_u as the bias model folds it in, then the factors
+            rows = np.repeat(np.arange(ratings.shape[0]), np.diff(ratings.indptr))
+            bu = np.bincount(rows, weights=t, minlength=ratings.shape[0]) / \
+                (self.base_reg_user_ + np.diff(ratings.indptr))
+            X = fold_in_ridge(ratings, lambda c: Q[c], t - bu[rows], np.full(k, lam_p))
+        elif self._uses_bias():
             sol = fold_in_ridge(ratings, lambda c: with_ones(Q[c]), t, np.r_[np.full(k, lam_p), lam_b])
             X, bu = sol[:, :k], sol[:, k]
         else:
@@ -206,7 +214,8 @@ class BiasedFactorModel(Model):
         return {"user_factors": self.user_factors_, "item_factors": self.item_factors_,
                 "user_bias": self.user_bias_, "item_bias": self.item_bias_,
                 "user_known": self.user_known_, "item_known": self.item_known_,
-                "offset": self.offset_}
+                "offset": self.offset_,
+                "baseline_reg_user": -1.0 if self.base_reg_user_ is None else self.base_reg_user_}
 
     def _set_state(self, state):
         self.user_factors_ = np.asarray(state["user_factors"], dtype=np.float32)
@@ -216,6 +225,8 @@ class BiasedFactorModel(Model):
         self.user_known_ = np.asarray(state["user_known"], dtype=bool)
         self.item_known_ = np.asarray(state["item_known"], dtype=bool)
         self.offset_ = float(state["offset"])
+        reg = float(state.get("baseline_reg_user", -1.0))      # absent in models saved before issue 12
+        self.base_reg_user_ = None if reg < 0 else reg
         if self.user_factors_.shape != (self.n_users_, self._rank()) or \
                 self.item_factors_.shape != (self.n_items_, self._rank()):
             raise ValueError("factor matrices do not match the saved shape")

@@ -40,13 +40,17 @@ item's mean rating, as in the paper's step 1).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import scipy.sparse as sp
 
+from recozoo.defaults import als_rule
+from recozoo.errors import SettingsError
+from recozoo.models._baseline import BiasBaseline
 from recozoo.models._factors import BiasedFactorModel
 from recozoo.search_space import Categorical, Float, Int, SearchSpace
-from recozoo.settings import BaseSettings, setting
+from recozoo.settings import AUTO, BaseSettings, setting
 
 __all__ = ["ALS", "ALSSettings", "solve_ridge_rows"]
 
@@ -57,14 +61,23 @@ _GRAM_BLOCK_BYTES = 64 << 20
 @dataclass(frozen=True)
 class ALSSettings(BaseSettings):
     rank: int = setting(10, "number of latent factors d", min=1, max=4096)
-    reg: float = setting(0.1, "λ of the weighted-λ penalty λ·n_u·‖x_u‖² (and λ·n_i·‖y_i‖²); "
-                         "ML-100K VALID picks 0.12",
-                         min=0, min_exclusive=True)
+    reg: float = setting(AUTO, "λ of the weighted-λ penalty λ·n_u·‖x_u‖² (and λ·n_i·‖y_i‖²); "
+                         "ML-100K VALID picks 0.12; auto: docs/defaults.md",
+                         min=0, min_exclusive=True, auto=True)
     iterations: int = setting(15, "alternating passes (each solves users, then items)",
                               min=1, max=10_000)
     biases: bool = setting(True, "learn μ + user and item biases beside the factors "
                            "(False = the paper's pure factor model)")
     init_std: float = setting(0.1, "standard deviation of the random initial item factors", min=0)
+    baseline: Literal["none", "bias"] = setting(
+        AUTO, "bias: factors fitted to the residuals of the bias model μ + b_u + b_i (fitted on TRAIN, "
+        "kept fixed; needs biases=true); none: biases solved jointly with the factors; auto: docs/defaults.md",
+        auto=True)
+
+    def validate(self) -> None:
+        if self.baseline == "bias" and not self.biases:
+            raise SettingsError("setting 'baseline': bias takes μ, b_u and b_i from the bias model; "
+                                "with biases=false use baseline=none")
 
 
 def solve_ridge_rows(indptr: np.ndarray, cols: np.ndarray, targets: np.ndarray,
@@ -120,6 +133,7 @@ class ALS(BiasedFactorModel):
     fold_in_method = ("ALS-WR's user half-step: (Σ y_i y_iᵀ + λ n_u I) x_u = Σ (r_ui − μ − b_i) y_i "
                       "over the new user's ratings, bias solved jointly, item side fixed")
     conformance_settings = {"rank": 4, "iterations": 2}
+    auto_rule = als_rule
     #: what ``recozoo tune als`` tries (VALID RMSE is reported per iteration, so trials prune)
     search_space = SearchSpace(Int("rank", 2, 48, log=True), Float("reg", 0.01, 1.0, log=True),
                                Int("iterations", 5, 30), Categorical("biases", (True, False)))
@@ -139,7 +153,12 @@ class ALS(BiasedFactorModel):
         self.user_known_ = np.diff(u_ptr) > 0
         self.item_known_ = np.diff(i_ptr) > 0
 
-        mu = self.global_mean_ if s.biases else 0.0
+        base = BiasBaseline.fit(train) if s.baseline == "bias" else None
+        self.base_reg_user_ = None if base is None else base.reg_user
+        if base is not None:                  # the factors fit what the fixed baseline leaves
+            r = r - base.at(users, items)
+        joint = s.biases and base is None     # biases solved with the factors
+        mu = self.global_mean_ if joint else 0.0
         Y = rng.normal(0.0, s.init_std, (n_i, s.rank))
         if not s.biases:  # paper, step 1: first row of M = the item's average rating
             sums = np.bincount(items, weights=r, minlength=n_i)
@@ -152,7 +171,7 @@ class ALS(BiasedFactorModel):
         ones_i = np.ones((n_i, 1))
         reporter.start("als", total=s.iterations)
         for it in range(s.iterations):
-            if s.biases:
+            if joint:
                 sol = solve_ridge_rows(u_ptr, items, r - mu - bi[items], np.hstack([Y, ones_i]), s.reg)
                 X, bu = sol[:, :-1], sol[:, -1]
                 sol = solve_ridge_rows(i_ptr, users_im, (r - mu - bu[users])[order],
@@ -163,7 +182,10 @@ class ALS(BiasedFactorModel):
                 Y = solve_ridge_rows(i_ptr, users_im, r[order], X, s.reg)
             pred = mu + bu[users] + bi[items] + np.einsum("ij,ij->i", X[users], Y[items])
             figures = {"train_rmse": float(np.sqrt(np.mean((pred - r) ** 2)))}
-            self._store(X, Y, bu, bi, mu)
+            if base is None:
+                self._store(X, Y, bu, bi, mu)
+            else:
+                self._store(X, Y, base.user_bias, base.item_bias, base.mu)
             if valid is not None and valid.nnz:
                 vp = self.predict(valid.users, valid.items)
                 figures["valid_rmse"] = float(np.sqrt(np.mean((vp - valid.ratings) ** 2)))

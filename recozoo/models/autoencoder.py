@@ -57,6 +57,7 @@ from recozoo.engine import EngineConfig, Loss, RowBatch, RowMatrix, RowSparseMod
 from recozoo.engine.sparse_ops import CompactPattern, csr_matmul, sampled_dot, sampled_dot_at
 from recozoo.errors import SettingsError
 from recozoo.io import atomic_write_bytes
+from recozoo.models._baseline import BiasBaseline
 from recozoo.models._factors import keep_entries
 from recozoo.models.base import FoldIn, Model
 
@@ -360,6 +361,8 @@ class AutoencoderModel(Model):
         self._codes: torch.Tensor | None = None
         #: item mode, small data: the whole (users x items) network output, cached by _item_mode_scores
         self._item_mode_out: np.ndarray | None = None
+        #: the bias baseline the network's residuals are added to (``baseline=bias``), else None
+        self.base_: BiasBaseline | None = None
 
     # subclasses say what to build and how to train
     def _mode(self) -> str:
@@ -393,9 +396,17 @@ class AutoencoderModel(Model):
         """:attr:`empty_row`, except under an implicit loss: the network's output for an empty input."""
         return self.empty_row if self._loss() == "mse" else "network"
 
+    def _uses_baseline(self) -> bool:
+        """Whether the network learns residuals over the bias baseline (DeepRec/AutoRec: ``baseline``)."""
+        return False
+
     # --------------------------------------------------------------- fitting
     def _fit(self, train, valid, reporter, run_dir, resume):
         mode = self._mode()
+        self.base_ = BiasBaseline.fit(train) if self._uses_baseline() else None
+        if self.base_ is not None:      # the rows hold residuals; VALID's RMSE is the same in either space
+            train = self.base_.residuals(train)
+            valid = self.base_.residuals(valid) if valid is not None else None
         rows = RowMatrix.from_table(train, mode)
         vpair = None
         if valid is not None and valid.nnz:
@@ -421,6 +432,8 @@ class AutoencoderModel(Model):
         return next(self.net_.parameters()).device
 
     def _row_mean(self) -> np.ndarray:
+        if self.base_ is not None:                  # residual space: the baseline alone
+            return np.zeros(self.rows_.n_rows)
         if getattr(self, "_row_means", None) is None:
             r = self.rows_
             cnt = r.lengths()
@@ -473,9 +486,13 @@ class AutoencoderModel(Model):
             empty = (self.rows_.lengths()[rows] == 0) & ~unknown_col
             if empty.any():
                 out[empty] = self._col_mean()[cols[empty]]
+        if self.base_ is not None:
+            out = (out + self.base_.at(users, items)).astype(np.float32)
         return out
 
     def _col_mean(self) -> np.ndarray:
+        if self.base_ is not None:
+            return np.zeros(self.rows_.n_cols)
         if getattr(self, "_col_means", None) is None:
             r = self.rows_
             cnt = np.bincount(r.cols, minlength=r.n_cols)
@@ -484,7 +501,10 @@ class AutoencoderModel(Model):
         return self._col_means
 
     def _predict_unknown(self, users, items):
-        """Out-of-range ids: an unknown row is an empty input row; an unknown column the global mean."""
+        """Out-of-range ids: an unknown row is an empty input row; an unknown column the global mean
+        (under a baseline: the baseline, i.e. μ + the known side's bias)."""
+        if self.base_ is not None:
+            return self.base_.at(users, items).astype(np.float32)
         rows, cols = self._to_rows_cols(users, items)
         out = np.full(rows.shape[0], self.global_mean_, dtype=np.float32)
         ok = (cols >= 0) & (cols < self.rows_.n_cols) & ((rows < 0) | (rows >= self.rows_.n_rows))
@@ -532,6 +552,8 @@ class AutoencoderModel(Model):
             bad = self._fallback_cols()[users]
             if bad.any():
                 out[bad] = self._row_mean()[None, :]
+        if self.base_ is not None:
+            out = (out + self.base_.dense(users)).astype(np.float32)
         return out
 
     @torch.no_grad()
@@ -600,6 +622,9 @@ class AutoencoderModel(Model):
         if self._loss() != "mse":
             ratings = sp.csr_matrix((np.ones(ratings.nnz, dtype=np.float32), ratings.indices, ratings.indptr),
                                     shape=ratings.shape)
+        base = self.base_
+        if base is not None:           # the network reads residuals; b_u as the bias model folds it in
+            bu, ratings = base.fold_in(ratings)
         n_rows, n = ratings.shape
         out = np.empty((n_rows, n), dtype=np.float32)
         counts = np.diff(ratings.indptr)
@@ -614,10 +639,13 @@ class AutoencoderModel(Model):
         empty = counts == 0
         if empty.any():
             it = np.arange(n, dtype=np.int64)
-            out[empty] = self._predict_unknown(np.full(n, -1, dtype=np.int64), it)
+            out[empty] = 0.0 if base is not None else self._predict_unknown(np.full(n, -1, dtype=np.int64), it)
         if self._fallback_cols().any() and live.size:
             sums = np.add.reduceat(ratings.data.astype(np.float64), ratings.indptr[live])
-            out[np.ix_(live, np.flatnonzero(~known_col))] = (sums / counts[live])[:, None]
+            out[np.ix_(live, np.flatnonzero(~known_col))] = \
+                0.0 if base is not None else (sums / counts[live])[:, None]
+        if base is not None:
+            out = (out + base.dense(np.arange(n_rows), user_bias=bu)).astype(np.float32)
         return out
 
     # ------------------------------------------------------------ persistence
@@ -629,6 +657,8 @@ class AutoencoderModel(Model):
         st["rows_vals"] = self.rows_.vals
         st["rows_n_cols"] = int(self.rows_.n_cols)
         st["best_epoch"] = int(self.best_epoch_)
+        if self.base_ is not None:
+            st.update(self.base_.state())
         return st
 
     def _set_state(self, state: dict[str, Any]) -> None:
@@ -646,6 +676,7 @@ class AutoencoderModel(Model):
         self.net_ = net
         self.rows_ = RowMatrix(state["rows_indptr"], state["rows_cols"], state["rows_vals"], n_cols)
         self.best_epoch_ = int(state["best_epoch"])
+        self.base_ = BiasBaseline.from_state(state) if self._uses_baseline() else None
         self._row_means = self._col_means = self._codes = self._item_mode_out = None
 
     def n_parameters(self) -> int:
@@ -663,6 +694,9 @@ class AutoencoderModel(Model):
         fed with the rows' TRAIN vectors it reproduces :meth:`predict` there.
         """
         self._check_fitted()
+        if self.base_ is not None:
+            raise SettingsError(f"{self.name}: export writes the bare network, and this model adds the bias "
+                                "baseline to it; fit with --set baseline=none to export")
         path = Path(path)
         wrapper = _DenseExport(self._build_net(self.rows_.n_cols)).eval()
         wrapper.net.load_state_dict({k: v.detach().cpu() for k, v in self.net_.state_dict().items()})

@@ -74,6 +74,9 @@ class AutoRecSettings(BaseSettings):
     precision: Literal["fp32", "bf16", "fp16"] = setting("fp32", "fp32, bf16 (CPU/GPU) or fp16 (GPU)")
     loss: LossName = setting("mse", "mse on ratings (the paper's); multinomial or logistic: implicit "
                                     "feedback (binary input, the whole row scored; a ranking model)")
+    baseline: Literal["none", "bias"] = setting("none", "bias: the network learns residuals over the bias "
+                                                "model μ + b_u + b_i (fitted on TRAIN); none: raw ratings "
+                                                "(the paper's)")
 
 
 #: chosen on ml-100k u1 VALID with full-batch L-BFGS (see the module docstring for the λ search)
@@ -98,6 +101,9 @@ class _AutoRec(AutoencoderModel):
     fallback = ("a row (item for I-AutoRec, user for U-AutoRec) without training ratings: the other "
                 "side's mean training rating (an empty input is never trained on); a column never "
                 "seen in training: the row's mean training rating; global mean if neither is known")
+
+    def _uses_baseline(self) -> bool:
+        return self.settings.baseline == "bias" and self._loss() == "mse"     # residuals of ratings only
 
     def _net_kwargs(self) -> dict[str, Any]:
         return {"layers": (self.settings.hidden,), "activation": "sigmoid", "tied": False,

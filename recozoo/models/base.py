@@ -37,6 +37,7 @@ import scipy.sparse as sp
 
 from recozoo import __version__
 from recozoo.data.table import RatingsTable
+from recozoo.defaults import resolve as resolve_defaults
 from recozoo.errors import CheckpointError, RecozooError, SettingsError
 from recozoo.io import atomic_open
 from recozoo.progress import Reporter, NullReporter
@@ -111,6 +112,8 @@ class Model(ABC):
     #: True for models that compute with torch on ``device`` (the autoencoders, RRN); the others
     #: run on the CPU whatever ``--device`` says, and their runs record "cpu" (:meth:`device_used`)
     uses_device: ClassVar[bool] = False
+    #: the rule that fills settings left at "auto" from the training data's shape (recozoo.defaults)
+    auto_rule: ClassVar[Callable[[Any, Any], dict[str, Any]] | None] = None
 
     def __init__(self, settings: BaseSettings | dict[str, Any] | None = None, *, seed: int = 0,
                  device: str = "cpu", clip: tuple[float, float] | None = None):
@@ -178,6 +181,8 @@ class Model(ABC):
         if self.uses_timestamps and not train.has_timestamps:
             raise RecozooError(f"{self.name} needs timestamps, and this dataset has none")
         self._remember_training(train)
+        # "auto" settings become the rule's values for this data: what _fit, save and refit see
+        self.settings = resolve_defaults(self.settings, type(self).auto_rule, train)
         self._fit(train, valid, reporter or NullReporter(), Path(run_dir) if run_dir else None, resume)
         return self
 

@@ -36,11 +36,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Literal
 
+from recozoo.defaults import DEEPREC_SMALL, deeprec_rule
 from recozoo.engine import EngineConfig
 from recozoo.errors import SettingsError
 from recozoo.models.autoencoder import ActivationName, AutoencoderModel, AutoencoderTask, LossName
 from recozoo.search_space import Categorical, Float, Layers, SearchSpace, When
-from recozoo.settings import BaseSettings, setting
+from recozoo.settings import AUTO, BaseSettings, setting
 
 __all__ = ["DeepRec", "DeepRecSettings"]
 
@@ -49,31 +50,40 @@ OptimizerName = Literal["momentum", "sgd", "adam", "adagrad", "rmsprop", "rprop"
 
 @dataclass(frozen=True)
 class DeepRecSettings(BaseSettings):
-    layers: tuple[int, ...] = setting((512, 512, 1024), "encoder layer sizes; the decoder mirrors them",
-                                      min=1)
-    activation: ActivationName = setting("selu", "activation of every hidden layer")
+    """"auto" settings follow :func:`recozoo.defaults.deeprec_rule` (docs/defaults.md): up to 5M
+    training ratings an item-based Rprop recipe (30+ ratings per user) or a user-based Adam recipe on
+    the bias model's residuals (fewer), above that the paper's network for the data's size."""
+
+    layers: tuple[int, ...] = setting(AUTO, "encoder layer sizes; the decoder mirrors them", min=1, auto=True)
+    activation: ActivationName = setting(AUTO, "activation of every hidden layer", auto=True)
     tied: bool = setting(False, "decoder weights = transposed encoder weights (constrained autoencoder)")
-    dropout: float = setting(0.8, "dropout on the code layer only", min=0.0, max=1.0, max_exclusive=True)
+    dropout: float = setting(AUTO, "dropout on the code layer only", min=0.0, max=1.0, max_exclusive=True,
+                             auto=True)
     noise: float = setting(0.0, "input dropout-noise on the sparse step", min=0.0, max=1.0,
                            max_exclusive=True)
     last_linear: bool = setting(True, "linear last decoder layer (see the model docstring)")
-    mode: Literal["user", "item"] = setting("user", "rows are users (U-based) or items (I-based)")
-    refeed: int = setting(1, "dense re-feeding steps per iteration (0 disables)", min=0, max=16)
-    optimizer: OptimizerName = setting("momentum", "momentum = SGD 0.9 with lr halved after epochs "
-                                       "24,36,48,66,72; rprop = full-batch (batch_size=0)")
-    lr: float = setting(0.005, "learning rate", min=0.0, min_exclusive=True)
+    mode: Literal["user", "item"] = setting(AUTO, "rows are users (U-based) or items (I-based)", auto=True)
+    refeed: int = setting(AUTO, "dense re-feeding steps per iteration (0 disables)", min=0, max=16, auto=True)
+    optimizer: OptimizerName = setting(AUTO, "momentum = SGD 0.9 with lr halved after epochs "
+                                       "24,36,48,66,72; rprop = full-batch (batch_size=0)", auto=True)
+    lr: float = setting(AUTO, "learning rate", min=0.0, min_exclusive=True, auto=True)
     momentum: float = setting(0.9, "momentum of optimizer=momentum", min=0.0, max=1.0, max_exclusive=True)
-    weight_decay: float = setting(0.0, "L2 weight decay in the optimiser", min=0.0)
-    batch_size: int = setting(128, "rows per batch (0 = all rows: full-batch, e.g. for rprop)", min=0)
-    epochs: int = setting(40, "training epochs", min=1, max=100_000)
-    eval_every: int = setting(1, "evaluate VALID every N epochs", min=1)
-    patience: int = setting(0, "early stop after N evaluations without VALID improvement (0 = off)", min=0)
+    weight_decay: float = setting(AUTO, "L2 weight decay in the optimiser", min=0.0, auto=True)
+    batch_size: int = setting(AUTO, "rows per batch (0 = all rows: full-batch, e.g. for rprop)", min=0,
+                              auto=True)
+    epochs: int = setting(AUTO, "most training epochs", min=1, max=100_000, auto=True)
+    eval_every: int = setting(AUTO, "evaluate VALID every N epochs", min=1, auto=True)
+    patience: int = setting(AUTO, "early stop after N evaluations without VALID improvement (0 = off); "
+                            "the best epoch's weights are kept", min=0, auto=True)
     precision: Literal["fp32", "bf16", "fp16"] = setting("fp32", "fp32, bf16 (CPU/GPU) or fp16 (GPU)")
     loss: LossName = setting("mse", "mse on ratings; multinomial or logistic: implicit feedback (binary "
                                     "input, the whole row scored; a ranking model; needs refeed=0)")
+    baseline: Literal["bias", "none"] = setting(AUTO, "bias: the network learns residuals over the bias "
+                                                "model μ + b_u + b_i (fitted on TRAIN); none: raw ratings",
+                                                auto=True)
 
     def validate(self) -> None:
-        if not self.layers:
+        if self.layers != AUTO and not self.layers:
             raise SettingsError("setting 'layers': give at least one encoder layer size, e.g. 512,512,1024")
         if self.loss != "mse" and self.refeed:
             raise SettingsError(f"loss={self.loss}: dense re-feeding fits squared error; set refeed=0")
@@ -86,7 +96,9 @@ def _paper_preset(dataset: str) -> dict[str, Any]:
     arch = {"netflix-3m": ((128, 256, 256), 0.65), "netflix-6m": ((256, 256, 512), 0.8),
             "netflix-1y": ((256, 256, 512), 0.8), "netflix-full": ((512, 512, 1024), 0.8)}
     layers, dp = arch.get(dataset, arch["netflix-full"])
-    return {**common, "layers": ",".join(map(str, layers)), "dropout": dp, "epochs": 100}
+    # the settings that "auto" now fills, at the values this preset always had (no early stopping)
+    fixed = {"weight_decay": 0.0, "eval_every": 1, "patience": 0, "baseline": "none"}
+    return {**common, **fixed, "layers": ",".join(map(str, layers)), "dropout": dp, "epochs": 100}
 
 
 def _small_preset(dataset: str) -> dict[str, Any]:
@@ -97,11 +109,7 @@ def _small_preset(dataset: str) -> dict[str, Any]:
 #: chosen on ml-100k u1 VALID (benchmarks/deeprec_findings.py, then the L2 strength by benchmarks/bench_zoo.py;
 #: docs/deeprec.md has the search): on 76K ratings a shallow, item-based, L2-regularised, full-batch Rprop
 #: autoencoder beats the deeper user-based ones.
-SMALL_DATA_SETTINGS: dict[str, Any] = {
-    "mode": "item", "layers": "500", "activation": "sigmoid", "dropout": 0.0, "refeed": 0,
-    "optimizer": "rprop", "lr": 0.01, "batch_size": 0, "weight_decay": 0.002, "epochs": 600,
-    "eval_every": 5, "patience": 10,
-}
+SMALL_DATA_SETTINGS: dict[str, Any] = {"mode": "item", **DEEPREC_SMALL, "baseline": "none"}
 
 
 class DeepRec(AutoencoderModel):
@@ -117,6 +125,7 @@ class DeepRec(AutoencoderModel):
     empty_row = "mean"
     presets: ClassVar[dict[str, Callable[[str], dict[str, Any]]]] = {
         "paper": _paper_preset, "ml-100k": _small_preset}
+    auto_rule = deeprec_rule
     #: tiny settings for the conformance kit (recozoo.testing.check_model)
     conformance_settings = {"layers": "32,16", "epochs": 10, "optimizer": "adam", "lr": 0.01, "dropout": 0.2}
     #: what ``recozoo tune deeprec`` tries: a sampled depth with a width per layer, and the optimiser's
@@ -142,6 +151,9 @@ class DeepRec(AutoencoderModel):
     def predicts_ratings_with(cls, settings) -> bool:
         """Ratings under ``loss=mse``; an implicit loss ranks (its outputs are logits)."""
         return settings.loss == "mse"
+
+    def _uses_baseline(self) -> bool:
+        return self.settings.baseline == "bias" and self._loss() == "mse"     # residuals of ratings only
 
     def _net_kwargs(self) -> dict[str, Any]:
         s = self.settings

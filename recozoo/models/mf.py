@@ -36,15 +36,17 @@ per rating.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Callable, ClassVar, Literal
 
 import numba
 import numpy as np
 
-from recozoo.errors import RecozooError
+from recozoo.defaults import biasedmf_rule
+from recozoo.errors import RecozooError, SettingsError
+from recozoo.models._baseline import BiasBaseline
 from recozoo.models._factors import BiasedFactorModel, padded_rows
-from recozoo.search_space import Categorical, Float, Int, SearchSpace
-from recozoo.settings import BaseSettings, setting
+from recozoo.search_space import Categorical, Float, Int, SearchSpace, When
+from recozoo.settings import AUTO, BaseSettings, setting
 
 __all__ = ["PMF", "BiasedMF", "PMFSettings", "BiasedMFSettings", "sgd_epoch"]
 
@@ -194,13 +196,19 @@ class _SGDFactorModel(BiasedFactorModel):
         Q = rng.normal(0.0, s.init_std, (train.n_items, s.factors))
         bu = np.zeros(train.n_users)
         bi = np.zeros(train.n_items)
+        use_bias = self._use_bias
+        self.base_reg_user_ = None
+        if self._baseline():            # μ + b_u + b_i of the bias model, fixed (PMF learns no biases)
+            base = BiasBaseline.fit(train)
+            bu[:], bi[:] = base.user_bias, base.item_bias
+            self.offset_, use_bias, self.base_reg_user_ = base.mu, True, base.reg_user
         self._warm_init(P, Q, bu, bi)
         b = min(s.batch_size, max(1, r.size))
         gP, gQ, gb = np.empty((b, s.factors)), np.empty((b, s.factors)), np.empty((b, 2))
         reporter.start(self.name, total=s.epochs)
         for epoch in range(s.epochs):
             perm = rng.permutation(r.size).astype(np.int64)
-            sse = sgd_epoch(users, items, r, perm, P, Q, bu, bi, self.offset_, self._use_bias,
+            sse = sgd_epoch(users, items, r, perm, P, Q, bu, bi, self.offset_, use_bias,
                             logistic, self.scale_[0], self.scale_[1], s.lr, h["lr_bias"],
                             h["reg_p"], h["reg_q"], h["reg_bu"], h["reg_bi"], b, gP, gQ, gb)
             if not np.isfinite(sse):
@@ -215,11 +223,16 @@ class _SGDFactorModel(BiasedFactorModel):
         self.user_bias_ = bu.astype(np.float32)
         self.item_bias_ = bi.astype(np.float32)
 
+    def _baseline(self) -> bool:
+        """Whether the fit starts from the bias model's μ, b_u and b_i (PMF: ``baseline=bias``)."""
+        return False
+
     # ------------------------------------------------------ prediction, state
     def _uses_bias(self) -> bool:
         # PMF: a user without data has the prior mean factor 0, which the link maps
-        # to the mean, not to a rating; so its fallback is the global mean
-        return self._use_bias
+        # to the mean, not to a rating; so its fallback is the global mean (μ + the
+        # known side's bias under the bias baseline)
+        return self._use_bias or self._baseline()
 
     def _link(self, x: np.ndarray) -> np.ndarray:
         if getattr(self.settings, "link", "linear") == "logistic":
@@ -254,10 +267,17 @@ class PMFSettings(BaseSettings):
     reg_item: float = setting(0.05, "λ_V = σ²/σ_V²: weight of the Gaussian prior on item factors",
                               min=0)
     link: Literal["logistic", "linear"] = setting(
-        "logistic", "logistic: g(U·V) on ratings mapped to [0,1] (the paper's experiments); "
+        "linear", "logistic: g(U·V) on ratings mapped to [0,1] (the paper's experiments); "
         "linear: μ + U·V (the authors' pmf.m)")
     batch_size: int = setting(64, "ratings per minibatch (1 = per-rating SGD)", min=1)
     init_std: float = setting(0.1, "standard deviation of the random initial factors", min=0)
+    baseline: Literal["none", "bias"] = setting(
+        "bias", "bias: μ + b_u + b_i of the bias model (fitted on TRAIN, fixed) under the factors, "
+        "link=linear only; none: no biases (with link=logistic: the paper's model, --preset paper)")
+
+    def validate(self) -> None:
+        if self.baseline == "bias" and self.link != "linear":
+            raise SettingsError("setting 'baseline': bias adds μ + b_u + b_i to U·V, which needs link=linear")
 
 
 class PMF(_SGDFactorModel):
@@ -266,14 +286,19 @@ class PMF(_SGDFactorModel):
     name = "pmf"
     Settings = PMFSettings
     summary = "probabilistic matrix factorisation (Salakhutdinov & Mnih 2007)"
-    fallback = "user or item without training ratings: the global mean"
+    fallback = ("user or item without training ratings: μ + the known side's bias (baseline=bias), "
+                "the global mean (baseline=none)")
+    #: ``--preset paper``: the paper's model (logistic link, no biases), as the default was before issue 12
+    presets: ClassVar[dict[str, Callable[[str], dict[str, Any]]]] = {
+        "paper": lambda dataset: {"link": "logistic", "baseline": "none"}}
     fold_in_method = ("MAP of the user's factor with the items fixed: Σ (r − g(U·V_i))² + n λ_U ‖U‖², "
                       "one ridge solve (linear link) or Gauss-Newton iterations (logistic link)")
     _use_bias = False
     #: what ``recozoo tune pmf`` tries
     search_space = SearchSpace(Int("factors", 5, 100, log=True), Int("epochs", 20, 150),
                                Float("lr", 1e-3, 0.1, log=True), Float("reg_user", 1e-3, 1.0, log=True),
-                               Float("reg_item", 1e-3, 1.0, log=True), Categorical("link", ("logistic", "linear")))
+                               Float("reg_item", 1e-3, 1.0, log=True), Categorical("link", ("logistic", "linear")),
+                               When("link", "logistic", fixed={"baseline": "none"}))
 
     def _score_new_users(self, ratings):
         """Linear link: the ridge solve of the base class. Logistic link: the same objective,
@@ -286,6 +311,9 @@ class PMF(_SGDFactorModel):
         known = np.diff(ratings.indptr) > 0
         return self._dense_scores(U.astype(np.float32), np.zeros(U.shape[0], np.float32), known)
 
+    def _baseline(self) -> bool:
+        return self.settings.baseline == "bias"
+
     def _hyper(self):
         s = self.settings
         return {"lr_bias": 0.0, "reg_p": s.reg_user, "reg_q": s.reg_item, "reg_bu": 0.0, "reg_bi": 0.0}
@@ -293,11 +321,13 @@ class PMF(_SGDFactorModel):
 
 @dataclass(frozen=True)
 class BiasedMFSettings(BaseSettings):
-    factors: int = setting(100, "latent dimension (Surprise SVD default 100)", min=1, max=4096)
+    factors: int = setting(AUTO, "latent dimension (Surprise SVD default 100; auto: docs/defaults.md)",
+                           min=1, max=4096, auto=True)
     epochs: int = setting(20, "passes over the training ratings", min=1, max=100_000)
     lr: float = setting(0.005, "SGD learning rate of the factors", min=0, min_exclusive=True)
     lr_bias: float | None = setting(None, "SGD learning rate of the biases (none = lr)", min=0)
-    reg: float = setting(0.02, "L2 weight of the factors", min=0)
+    reg: float = setting(AUTO, "L2 weight of the factors (Surprise SVD default 0.02; auto: docs/defaults.md)",
+                         min=0, auto=True)
     reg_bias: float | None = setting(None, "L2 weight of the biases (none = reg)", min=0)
     batch_size: int = setting(1, "ratings per minibatch (1 = Funk's per-rating SGD)", min=1)
     init_std: float = setting(0.1, "standard deviation of the random initial factors", min=0)
@@ -313,6 +343,7 @@ class BiasedMF(_SGDFactorModel):
     fold_in_method = ("p_u and b_u minimise Σ (r − μ − b_i − b_u − p_u·q_i)² + n (reg ‖p_u‖² + "
                       "reg_bias b_u²) (the SGD objective), items fixed: one small ridge solve")
     _use_bias = True
+    auto_rule = biasedmf_rule
     #: what ``recozoo tune biasedmf`` tries
     search_space = SearchSpace(Int("factors", 8, 256, log=True), Int("epochs", 10, 80),
                                Float("lr", 1e-3, 0.03, log=True), Float("reg", 1e-3, 0.3, log=True),

@@ -1,0 +1,141 @@
+"""Defaults that travel: every rating model at its defaults against ``bias``, on every data set.
+
+Why (issue 12): a default chosen on one data set must hold on data it was not
+chosen on. For each data set this fits ``bias`` and every registered
+rating-predicting model at its defaults (``"auto"`` settings resolved by
+:mod:`recozoo.defaults` from TRAIN's shape), selects on VALID as ``recozoo fit``
+does, scores TEST once, and records TEST RMSE, whether it beats ``bias``, the
+fit's wall and CPU seconds and the settings the rules chose::
+
+    python benchmarks/bench_defaults.py                       # every data set, every model
+    python benchmarks/bench_defaults.py --datasets synthetic --models deeprec,pmf --record ''
+
+Data sets: ``ml-100k`` (fold u1) and its other folds (``ml-100k-u2`` …),
+``ml-100k-time`` (global time split), ``netflix-sample`` (the Netflix sample
+in ``RECOZOO_TEST_DATA``, split by the ``random`` protocol, as a user's own
+file would be), ``synthetic`` (the built-in default), ``synthetic-small``
+(2,000 x 500, 30,000 ratings) and ``synthetic-large`` (20,000 x 2,000,
+500,000 ratings, the generator's own defaults). A model that needs timestamps
+is skipped where the data has none. Figures in docs/defaults.md come from the
+record (``benchmarks/records/defaults.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _record import Run, add_record_option, record_path  # noqa: E402
+
+DATA = Path(os.environ.get("RECOZOO_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+#: generated sizes: (n_users, n_items, n_ratings); None = the dataset's own defaults
+SYNTHETIC = {"synthetic": None, "synthetic-small": (2_000, 500, 30_000),
+             "synthetic-large": (20_000, 2_000, 500_000)}
+DATASETS = ["ml-100k", "ml-100k-u2", "ml-100k-time", "netflix-sample", *SYNTHETIC]
+
+
+def load(name: str):
+    """The split of one of :data:`DATASETS` (TRAIN, VALID, TEST)."""
+    from recozoo.datasets import build_split
+    if name in SYNTHETIC:
+        size = SYNTHETIC[name]
+        params = dict(zip(("n_users", "n_items", "n_ratings"), size)) if size else None
+        return build_split("synthetic", seed=0, params=params)
+    if name == "netflix-sample":
+        from recozoo.data.ratings_source import load_ratings_source
+        from recozoo.protocols import apply_protocol, protocol_params
+        table = load_ratings_source(DATA / "netflix-sample")
+        return apply_protocol(table, name, "random", 0, protocol_params("random", {}))
+    return build_split(name, source=DATA / "ml-100k", seed=0)
+
+
+def rating_models() -> list[str]:
+    from recozoo.registry import list_models
+    return [e.name for e in list_models() if e.cls.predicts_ratings and e.name not in ("bias", "mean")]
+
+
+def fit_one(model: str, split) -> dict:
+    """Fit ``model`` at its defaults on TRAIN (VALID for selection), score VALID and TEST once."""
+    from recozoo.defaults import DataShape
+    from recozoo.evaluate import evaluate
+    from recozoo.registry import get_model
+    from recozoo.settings import settings_to_dict
+    cls = get_model(model)
+    if cls.uses_timestamps and not split.train.has_timestamps:
+        return {"model": model, "skipped": "needs timestamps"}
+    m = cls(seed=0)
+    c0, t0 = time.process_time(), time.perf_counter()
+    m.fit(split.train, split.valid)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    row = {"model": model, "test_rmse": evaluate(m, split, "test")["rmse"], "fit_seconds": round(wall, 1),
+           "cpu_seconds": round(cpu, 1), "best_epoch": m.best_epoch_, "settings": settings_to_dict(m.settings)}
+    if split.valid is not None:
+        row["valid_rmse"] = evaluate(m, split, "valid")["rmse"]
+    row["shape"] = DataShape.of(split.train).to_json()
+    return row
+
+
+def run(datasets: list[str], models: list[str]) -> dict:
+    out = []
+    for ds in datasets:
+        split = load(ds)
+        bias = fit_one("bias", split)
+        out.append({"dataset": ds, **bias})
+        print(f"{ds:16s} bias       {bias['test_rmse']:.4f}", file=sys.stderr, flush=True)
+        for model in models:
+            try:
+                row = fit_one(model, split)
+            except Exception as e:  # noqa: BLE001 — one failing model must not lose the others' figures
+                row = {"model": model, "error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
+            if "test_rmse" in row:
+                row["beats_bias"] = row["test_rmse"] < bias["test_rmse"]
+                print(f"{ds:16s} {model:10s} {row['test_rmse']:.4f} {'beats' if row['beats_bias'] else 'LOSES'} "
+                      f"({row['fit_seconds']} s, cpu {row['cpu_seconds']} s)", file=sys.stderr, flush=True)
+            out.append({"dataset": ds, **row})
+    return {"rows": out}
+
+
+def tables(figures: dict) -> dict:
+    """``main``: TEST RMSE per data set (columns) and model (rows), ✗ where a model loses to bias."""
+    rows = figures["rows"]
+    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    cell = {(r["dataset"], r["model"]): r for r in rows}
+
+    def show(ds, m):
+        r = cell.get((ds, m))
+        if r is None:
+            return "not run"
+        if "test_rmse" not in r:
+            return r.get("skipped") or "error"
+        mark = "" if m == "bias" else (" ✓" if r["beats_bias"] else " ✗")
+        return f"{r['test_rmse']:.4f}{mark}"
+    return {"main": {"columns": ["model", *datasets], "rows": [[m, *[show(d, m) for d in datasets]] for m in models]}}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--datasets", default=",".join(DATASETS), help=f"comma list of {', '.join(DATASETS)}")
+    ap.add_argument("--models", help="comma list (default: every registered rating model)")
+    add_record_option(ap)
+    args = ap.parse_args(argv)
+    datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
+    unknown = sorted(set(datasets) - set(DATASETS))
+    if unknown:
+        ap.error(f"unknown data set(s) {', '.join(unknown)} (known: {', '.join(DATASETS)})")
+    models = [m.strip() for m in args.models.split(",")] if args.models else rating_models()
+    rec = Run(__file__, argv)
+    figures = run(datasets, models)
+    from render_docs import markdown_table
+    print(markdown_table(tables(figures)["main"]))
+    rec.write(figures, record_path(args.record, "defaults"))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,145 @@
+"""Defaults that travel: settings chosen from the training data's shape when left at ``"auto"``.
+
+Why: one data set's best settings do not carry to another (DeepRec's old
+defaults were the Netflix-full network, which loses to the bias baseline on
+MovieLens 100K). A setting declared with ``auto=True`` (:func:`recozoo.settings.setting`)
+defaults to ``"auto"``; when the model fits, :func:`resolve` replaces every
+``"auto"`` by the model's rule applied to :class:`DataShape` — the training
+data's size and density, nothing else (never VALID or TEST). Explicit settings
+and ``--preset`` values are never touched, and the fitted model (its saved
+settings, ``summary.json``, ``config.json``'s ``resolved_settings``) records the
+values used, so a run is reproducible.
+
+The rules and the data sets they were chosen on are in docs/defaults.md;
+``benchmarks/bench_defaults.py`` re-measures them against ``bias``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from recozoo.errors import SettingsError
+from recozoo.settings import AUTO, auto_fields
+
+__all__ = ["DataShape", "resolve", "deeprec_rule", "als_rule", "biasedmf_rule", "SMALL_DATA_RATINGS",
+           "SPARSE_USERS"]
+
+
+@dataclass(frozen=True)
+class DataShape:
+    """What a rule may read: the training table's size and density."""
+
+    n_users: int
+    n_items: int
+    n_ratings: int
+
+    @classmethod
+    def of(cls, train) -> "DataShape":
+        """The shape of a :class:`~recozoo.data.table.RatingsTable` (users/items with a rating)."""
+        return cls(int(np.count_nonzero(train.user_counts())), int(np.count_nonzero(train.item_counts())),
+                   int(train.nnz))
+
+    @property
+    def per_user(self) -> float:
+        """Mean ratings per user with a rating."""
+        return self.n_ratings / max(self.n_users, 1)
+
+    @property
+    def per_item(self) -> float:
+        """Mean ratings per item with a rating."""
+        return self.n_ratings / max(self.n_items, 1)
+
+    @property
+    def density(self) -> float:
+        return self.n_ratings / max(self.n_users * self.n_items, 1)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"n_users": self.n_users, "n_items": self.n_items, "n_ratings": self.n_ratings,
+                "per_user": round(self.per_user, 2), "per_item": round(self.per_item, 2),
+                "density": round(self.density, 6)}
+
+
+def resolve(settings, rule: Callable[[DataShape, Any], dict[str, Any]] | None, train):
+    """``settings`` with every ``"auto"`` replaced by ``rule(DataShape.of(train), settings)``'s value
+    (a rule reads the other settings only to stay consistent with them, e.g. ALS's ``biases``).
+
+    Settings without an ``"auto"`` come back as they are (so resolving twice is a no-op).
+    """
+    names = auto_fields(settings)
+    if not names:
+        return settings
+    values = rule(DataShape.of(train), settings) if rule is not None else {}
+    missing = [n for n in names if n not in values]
+    if missing:
+        raise SettingsError(f"settings {', '.join(missing)} are 'auto' but the model has no rule for them")
+    return settings.replace(**{n: values[n] for n in names})
+
+
+# ------------------------------------------------------------------ rules
+#: up to this many training ratings DeepRec uses one of its small-data recipes (docs/defaults.md)
+SMALL_DATA_RATINGS = 5_000_000
+
+#: fewer training ratings per user than this is "sparse users": user factors cannot be learned well,
+#: so the models regularise harder or lean on the bias baseline (the Netflix sample has 1.9 per user,
+#: synthetic ~16-20, ml-100k 80, ml-100k-time 106)
+SPARSE_USERS = 30.0
+
+#: DeepRec on small data with many ratings per user: chosen on ml-100k u1 VALID (docs/deeprec.md), a
+#: shallow, item-based, L2-regularised, full-batch Rprop autoencoder on the raw ratings
+DEEPREC_SMALL: dict[str, Any] = {
+    "layers": (500,), "activation": "sigmoid", "dropout": 0.0, "refeed": 0, "optimizer": "rprop",
+    "lr": 0.01, "batch_size": 0, "weight_decay": 0.002, "epochs": 600, "eval_every": 5, "patience": 10,
+}
+
+#: DeepRec on small data with few ratings per user (synthetic, the Netflix sample): a narrow user-based
+#: network on the residuals of the bias model, heavy code dropout, Adam, early stopping after 3 epochs
+DEEPREC_SPARSE: dict[str, Any] = {
+    "mode": "user", "layers": (128,), "activation": "selu", "dropout": 0.8, "refeed": 0, "optimizer": "adam",
+    "lr": 0.001, "batch_size": 128, "weight_decay": 0.001, "epochs": 30, "eval_every": 1, "patience": 3,
+    "baseline": "bias",
+}
+
+#: the paper's networks by training size (Kuchaiev & Ginsburg 2017, best per Netflix split:
+#: 13.7M ratings (3 months), 29-41M (6 months, 1 year), 98M (full)), with early stopping on VALID
+_DEEPREC_PAPER = ((20_000_000, (128, 256, 256), 0.65), (60_000_000, (256, 256, 512), 0.8),
+                  (None, (512, 512, 1024), 0.8))
+
+
+def deeprec_rule(shape: DataShape, settings=None) -> dict[str, Any]:
+    """DeepRec, by training size and ratings per user (docs/defaults.md has the data behind each):
+
+    * up to :data:`SMALL_DATA_RATINGS` ratings and at least :data:`SPARSE_USERS` per user:
+      :data:`DEEPREC_SMALL` on raw ratings (item rows);
+    * up to :data:`SMALL_DATA_RATINGS` ratings, fewer per user: :data:`DEEPREC_SPARSE`;
+    * above: the paper's network for that size (user rows, SELU, SGD momentum, one re-feed) on the
+      raw ratings, early stopping after 5 epochs without VALID improvement.
+    """
+    if shape.n_ratings <= SMALL_DATA_RATINGS:
+        if shape.per_user >= SPARSE_USERS:
+            return {**DEEPREC_SMALL, "mode": "item", "baseline": "none"}
+        implicit = settings is not None and settings.loss != "mse"     # no ratings to take residuals of
+        return {**DEEPREC_SPARSE, "baseline": "none"} if implicit else dict(DEEPREC_SPARSE)
+    layers, dropout = next((lay, dp) for cap, lay, dp in _DEEPREC_PAPER
+                           if cap is None or shape.n_ratings <= cap)
+    return {"mode": "user", "layers": layers, "activation": "selu", "dropout": dropout, "refeed": 1,
+            "optimizer": "momentum", "lr": 0.005, "batch_size": 128, "weight_decay": 0.0, "epochs": 100,
+            "eval_every": 1, "patience": 5, "baseline": "none"}
+
+
+def als_rule(shape: DataShape, settings=None) -> dict[str, Any]:
+    """ALS: λ = 2 / (ratings per user), within [0.1, 1] (0.1 = the ML-100K VALID choice, kept on dense
+    data); under 5 ratings per user the factors fit the residuals of the bias model (whose shrinkage
+    does not fade with the user's count as the weighted λ·n_u does); never with ``biases=false``."""
+    return {"reg": float(min(1.0, max(0.1, 2.0 / max(shape.per_user, 1e-9)))),
+            "baseline": "bias" if shape.per_user < 5 and (settings is None or settings.biases) else "none"}
+
+
+def biasedmf_rule(shape: DataShape, settings=None) -> dict[str, Any]:
+    """Biased MF: Surprise's SVD defaults (100 factors, reg 0.02) from :data:`SPARSE_USERS` ratings per
+    user up; below, 20 factors and reg 0.1 (Surprise's defaults lost to ``bias`` there)."""
+    if shape.per_user >= SPARSE_USERS:
+        return {"factors": 100, "reg": 0.02}
+    return {"factors": 20, "reg": 0.1}

@@ -1,0 +1,132 @@
+"""Defaults that travel (issue 12 item 4): "auto" settings resolved from TRAIN's shape, explicit
+settings and presets untouched, the resolved values recorded in the run (tiny data, a few seconds)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from recozoo.data.synthetic import generate
+from recozoo.defaults import (DEEPREC_SMALL, DEEPREC_SPARSE, SMALL_DATA_RATINGS, DataShape, deeprec_rule,
+                              resolve)
+from recozoo.errors import SettingsError
+from recozoo.models.deeprec import DeepRec, DeepRecSettings
+from recozoo.registry import get_model
+from recozoo.runs import RunConfig, fit_run, resolve_settings
+from recozoo.settings import AUTO, auto_fields, parse_settings
+
+TINY = {"layers": "8", "epochs": 2}
+
+
+@pytest.fixture(scope="module")
+def table():
+    return generate(120, 40, 1500, seed=3)
+
+
+def test_auto_is_a_value_only_where_declared():
+    s = parse_settings(DeepRecSettings, {"layers": "Auto", "epochs": "auto"})
+    assert s.layers == AUTO and s.epochs == AUTO and "layers" in auto_fields(s)
+    with pytest.raises(SettingsError, match="tied"):
+        parse_settings(DeepRecSettings, {"tied": "auto"})
+    with pytest.raises(SettingsError, match="epochs"):
+        parse_settings(DeepRecSettings, {"epochs": "0"})      # a number is still checked
+
+
+def test_fit_resolves_auto_from_train_and_keeps_explicit(table):
+    m = DeepRec(settings=TINY, seed=0)
+    assert auto_fields(m.settings)
+    m.fit(table)
+    assert auto_fields(m.settings) == []
+    assert m.settings.layers == (8,) and m.settings.epochs == 2          # explicit values win
+    rule = deeprec_rule(DataShape.of(table))
+    assert m.settings.optimizer == rule["optimizer"] and m.settings.mode == rule["mode"]
+    assert resolve(m.settings, deeprec_rule, table) is m.settings       # resolving twice: no-op
+    # a refit repeats the resolved recipe, not "auto"
+    assert auto_fields(m.refit_copy().settings) == []
+
+
+def test_presets_win_over_the_rule():
+    s = resolve_settings(DeepRec, {}, "paper", "netflix-3m")
+    assert auto_fields(s) == []
+    assert (s.layers, s.dropout, s.patience, s.weight_decay) == ((128, 256, 256), 0.65, 0, 0.0)
+    small = resolve_settings(DeepRec, {"epochs": 7}, "ml-100k", "ml-100k")
+    assert small.mode == "item" and small.optimizer == "rprop" and small.epochs == 7
+
+
+def test_deeprec_rule_branches():
+    small = deeprec_rule(DataShape(943, 1682, 80_000))                 # ml-100k: 80 per user
+    assert small == {**DEEPREC_SMALL, "mode": "item", "baseline": "none"} and small["patience"] > 0
+    sparse = deeprec_rule(DataShape(10_000, 1_000, 160_000))          # synthetic: 16 per user
+    assert sparse == DEEPREC_SPARSE and sparse["baseline"] == "bias" and sparse["patience"] > 0
+    assert deeprec_rule(DataShape(400_000, 17_000, SMALL_DATA_RATINGS))["optimizer"] == "adam"
+    big = deeprec_rule(DataShape(311_315, 17_736, 13_675_402))      # netflix-3m: the paper's network
+    assert big["layers"] == (128, 256, 256) and big["dropout"] == 0.65 and big["patience"] > 0
+    full = deeprec_rule(DataShape(477_412, 17_768, 98_074_901))
+    assert full["layers"] == (512, 512, 1024)
+    for values in (small, sparse, big, full):
+        parse_settings(DeepRecSettings, values)                     # every branch is valid settings
+
+
+def test_shape_counts_only_rows_with_ratings(table):
+    shape = DataShape.of(table)
+    assert shape.n_ratings == table.nnz
+    assert shape.n_users == int((table.user_counts() > 0).sum()) <= table.n_users
+    assert shape.per_user == pytest.approx(table.nnz / shape.n_users)
+    assert set(shape.to_json()) >= {"n_users", "n_items", "n_ratings", "density"}
+
+
+def test_run_records_the_resolved_settings(tmp_path):
+    run = tmp_path / "run"
+    params = {"n_users": 150, "n_items": 40, "n_ratings": 2000}
+    s = fit_run(RunConfig("deeprec", "synthetic", dict(TINY), data_params=params), run)
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["settings"]["optimizer"] == AUTO                  # what was asked
+    resolved = cfg["resolved_settings"]
+    assert resolved["layers"] == [8] and resolved["optimizer"] != AUTO
+    assert s["settings"] == resolved
+    # the recorded values reproduce the run
+    again = fit_run(RunConfig("deeprec", "synthetic", resolved, data_params=params), tmp_path / "again")
+    assert again["metrics"]["test"]["rmse"] == pytest.approx(s["metrics"]["test"]["rmse"], abs=1e-6)
+
+
+def test_factor_rules_follow_ratings_per_user():
+    from recozoo.defaults import als_rule, biasedmf_rule
+    sparse, dense = DataShape(86_000, 10_000, 166_000), DataShape(943, 1650, 76_000)
+    assert als_rule(sparse) == {"reg": 1.0, "baseline": "bias"}
+    assert als_rule(dense) == {"reg": 0.1, "baseline": "none"}
+    no_bias = parse_settings(get_model("als").Settings, {"biases": False})
+    assert als_rule(sparse, no_bias)["baseline"] == "none"        # never contradicts biases=false
+    assert biasedmf_rule(dense) == {"factors": 100, "reg": 0.02}
+    assert biasedmf_rule(sparse) == {"factors": 20, "reg": 0.1}
+
+
+@pytest.mark.parametrize("model,settings", [
+    ("deeprec", {**TINY, "mode": "user", "optimizer": "adam", "lr": 0.01, "batch_size": 32, "eval_every": 1,
+                 "baseline": "bias"}),
+    ("autorec-u", {"hidden": 8, "epochs": 3, "baseline": "bias"}),
+    ("pmf", {"factors": 3, "epochs": 2}),
+    ("als", {"rank": 3, "iterations": 2, "baseline": "bias"}),
+])
+def test_bias_baseline_is_added_back_everywhere(table, tmp_path, model, settings):
+    """Under baseline=bias: cold pairs get the bias model's μ + b_u/b_i, save/load and score_items
+    agree with predict, and (autoencoders: fold-in is the forward pass) a training user's own TRAIN row
+    folds in to its scores."""
+    from recozoo.models.base import load_model
+    from recozoo.models.baselines import Bias
+    m = get_model(model)(settings=settings, seed=0).fit(table)
+    assert m.settings.baseline == "bias"
+    bias = Bias(seed=0).fit(table)
+    items = np.arange(table.n_items)
+    unknown = m.predict(np.full(items.size, table.n_users + 5), items)
+    np.testing.assert_allclose(unknown, bias.predict(np.full(items.size, table.n_users + 5), items), atol=1e-5)
+    users = np.arange(5)
+    dense = m.score_items(users)
+    np.testing.assert_allclose(dense[:, :7], m.predict(np.repeat(users, 7), np.tile(items[:7], 5))
+                               .reshape(5, 7), atol=1e-5)
+    m.save(tmp_path / "m.rcz")
+    np.testing.assert_array_equal(load_model(tmp_path / "m.rcz").score_items(users), dense)
+    if model in ("deeprec", "autorec-u"):
+        rows = table.to_csr()[users]
+        np.testing.assert_array_equal(m.score_new_users(rows), dense)      # bit for bit, as without it
