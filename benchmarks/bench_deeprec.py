@@ -227,9 +227,10 @@ def run_floor(args, reps: int = 2) -> dict:
     Python/autograd glue) is not in this sum, so ``epoch_s`` bounds the achievable epoch from below."""
     import numpy as np
     import torch
-    from recozoo.engine.lazy_sgd import _NOWHERE, _rows_kernel
+    from recozoo.engine.lazy_sgd import _NOWHERE, _kernels
     from recozoo.engine.rows import RowMatrix
     from recozoo.engine.sparse_ops import CompactPattern
+    _rows_kernel = _kernels()[1]
     from recozoo.models.autoencoder import AutoencoderNet
     torch.set_num_threads(args.threads)
     split = data(args.users, args.items, args.ratings, args.seed, args.cache)
