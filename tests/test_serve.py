@@ -28,14 +28,15 @@ from cli_helpers import RECOZOO, assert_one_line_error, run_cli, run_json
 
 @pytest.fixture(scope="module")
 def runs(ml100k_split, tmp_path_factory):
-    """Two real run directories on ML-100K u1 (fitted in-process: the CLI's fit has its own tests)."""
+    """Two real run directories on ML-100K u1 (fitted in-process: the CLI's fit has its own tests). DeepRec is
+    pinned to user mode: its "auto" rule picks item mode on ML-100K, and these tests need the fold-in of user mode."""
     from recozoo.runs import RunConfig, fit_run
     d = tmp_path_factory.mktemp("serve")
     fit_run(RunConfig(model="bias", dataset="ml-100k", settings={}), d / "bias", split=ml100k_split)
     fit_run(RunConfig(model="als", dataset="ml-100k", settings={"iterations": 2, "rank": 8}), d / "als",
             split=ml100k_split)
-    fit_run(RunConfig(model="deeprec", dataset="ml-100k", settings={"layers": "8", "epochs": 1, "dropout": 0.0,
-                                                                    "batch_size": 256}),
+    fit_run(RunConfig(model="deeprec", dataset="ml-100k", settings={"mode": "user", "layers": "8", "epochs": 1,
+                                                                    "dropout": 0.0, "batch_size": 256}),
             d / "deeprec", split=ml100k_split)
     return d
 
