@@ -82,35 +82,6 @@ def _days_in_month(y, m):
 
 
 @njit(cache=True, nogil=True)
-def _parse_date(buf, a, b):
-    """Day number of ``YYYY-MM-DD`` in ``buf[a:b]``, or -2**40 when malformed."""
-    bad = -(1 << 40)
-    if b - a != 10 or buf[a + 4] != MINUS or buf[a + 7] != MINUS:
-        return bad
-    y = 0
-    for k in range(a, a + 4):
-        c = buf[k] - 48
-        if c < 0 or c > 9:
-            return bad
-        y = y * 10 + c
-    m = 0
-    for k in range(a + 5, a + 7):
-        c = buf[k] - 48
-        if c < 0 or c > 9:
-            return bad
-        m = m * 10 + c
-    d = 0
-    for k in range(a + 8, a + 10):
-        c = buf[k] - 48
-        if c < 0 or c > 9:
-            return bad
-        d = d * 10 + c
-    if m < 1 or m > 12 or d < 1 or d > _days_in_month(y, m):
-        return bad
-    return days_from_civil(y, m, d)
-
-
-@njit(cache=True, nogil=True)
 def _uint(buf, a, b):
     """Unsigned decimal in ``buf[a:b]``; -1 if empty, not all digits or > 2**31-1."""
     if b <= a or b - a > 10:
@@ -124,6 +95,22 @@ def _uint(buf, a, b):
     if v > MAX_ID:
         return -1
     return v
+
+
+@njit(cache=True, nogil=True)
+def _parse_date(buf, a, b):
+    """Day number of ``YYYY-MM-DD`` in ``buf[a:b]``, or -2**40 when malformed."""
+    bad = -(1 << 40)
+    if b - a != 10 or buf[a + 4] != MINUS or buf[a + 7] != MINUS:
+        return bad
+    y = _uint(buf, a, a + 4)
+    m = _uint(buf, a + 5, a + 7)
+    d = _uint(buf, a + 8, a + 10)
+    if y < 0 or m < 0 or d < 0:
+        return bad
+    if m < 1 or m > 12 or d < 1 or d > _days_in_month(y, m):
+        return bad
+    return days_from_civil(y, m, d)
 
 
 @njit(cache=True, nogil=True, inline="always")
