@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Iterable, Mapping, Protocol
+from typing import Any, ClassVar, Iterable, Mapping, Protocol
 
 import numpy as np
 
@@ -63,8 +63,7 @@ class RandomSuggest:
 
     def suggest_int(self, name: str, low: int, high: int, *, step: int = 1, log: bool = False) -> int:
         if log:
-            v = int(round(math.exp(self.rng.uniform(math.log(low), math.log(high)))))
-            return min(max(v, low), high)
+            return min(max(int(round(self.suggest_float(name, low, high, log=True))), low), high)
         return int(low + step * self.rng.integers(0, (high - low) // step + 1))
 
     def suggest_categorical(self, name: str, choices: Any) -> Any:
@@ -76,54 +75,73 @@ def _num(v: float) -> str:
 
 
 @dataclass(frozen=True)
-class Float:
-    """A float setting drawn from ``[low, high]`` (log-uniform with ``log``)."""
+class _Range:
+    """A number setting drawn from ``[low, high]``: what :class:`Float` and :class:`Int` share (one
+    way to check, sample, describe and name a range; each says only its kind, its checks and its draw)."""
 
     name: str
     low: float
     high: float
     log: bool = False
 
+    kind: ClassVar[str]
+    #: why a range is refused (the end of the one-line error)
+    rule: ClassVar[str]
+
     def __post_init__(self):
-        if not self.low < self.high or (self.log and self.low <= 0):
-            raise ValueError(f"search space {self.name!r}: need low < high (and low > 0 on a log scale)")
+        if not self.low < self.high or (self.log and self.low <= 0) or not self._valid():
+            raise ValueError(f"search space {self.name!r}: need {self.rule}")
+
+    def _valid(self) -> bool:
+        return True
+
+    def _draw(self, s: Suggest) -> float | int:
+        raise NotImplementedError
+
+    def _values(self) -> str:
+        return f"{_num(self.low)} .. {_num(self.high)}"
 
     def sample(self, s: Suggest, out: dict[str, Any]) -> None:
-        out[self.name] = s.suggest_float(self.name, self.low, self.high, log=self.log)
+        out[self.name] = self._draw(s)
 
     def describe(self, when: str = "") -> list[dict[str, Any]]:
-        return [{"name": self.name, "kind": "float", "values": f"{_num(self.low)} .. {_num(self.high)}",
-                 "log": self.log, "when": when}]
+        return [{"name": self.name, "kind": self.kind, "values": self._values(), "log": self.log, "when": when}]
 
     def keys(self) -> set[str]:
         return {self.name}
 
 
 @dataclass(frozen=True)
-class Int:
+class Float(_Range):
+    """A float setting drawn from ``[low, high]`` (log-uniform with ``log``)."""
+
+    kind: ClassVar[str] = "float"
+    rule: ClassVar[str] = "low < high (and low > 0 on a log scale)"
+
+    def _draw(self, s: Suggest) -> float:
+        return s.suggest_float(self.name, self.low, self.high, log=self.log)
+
+
+@dataclass(frozen=True)
+class Int(_Range):
     """An integer setting drawn from ``[low, high]`` (every ``step``; log-uniform with ``log``)."""
 
-    name: str
     low: int
     high: int
-    log: bool = False
     step: int = 1
 
-    def __post_init__(self):
-        if not self.low < self.high or (self.log and self.low <= 0) or self.step < 1 \
-                or (self.log and self.step != 1):
-            raise ValueError(f"search space {self.name!r}: need low < high, low > 0 and step 1 on a log scale")
+    kind: ClassVar[str] = "int"
+    rule: ClassVar[str] = "low < high, low > 0 and step 1 on a log scale"
 
-    def sample(self, s: Suggest, out: dict[str, Any]) -> None:
-        out[self.name] = s.suggest_int(self.name, self.low, self.high, step=self.step, log=self.log)
+    def _valid(self) -> bool:
+        return self.step >= 1 and not (self.log and self.step != 1)
 
-    def describe(self, when: str = "") -> list[dict[str, Any]]:
+    def _draw(self, s: Suggest) -> int:
+        return s.suggest_int(self.name, self.low, self.high, step=self.step, log=self.log)
+
+    def _values(self) -> str:
         step = f" step {self.step}" if self.step != 1 else ""
-        return [{"name": self.name, "kind": "int", "values": f"{self.low} .. {self.high}{step}",
-                 "log": self.log, "when": when}]
-
-    def keys(self) -> set[str]:
-        return {self.name}
+        return f"{self.low} .. {self.high}{step}"
 
 
 @dataclass(frozen=True)
