@@ -17,11 +17,12 @@ a fixed set ``S`` of ``fold_in_negatives`` items drawn once at fit time
 
     F(p) = mean_{i ∈ I_u, j ∈ S \\ I_u} ln σ(p·(q_i − q_j)) − (reg/2)·‖p‖²
 
-``F`` is concave, so gradient ascent with the step ``1/L`` (``L = ¼·max‖q_i −
-q_j‖² + reg`` over the user's pairs, a bound on the curvature) climbs to its
-maximum; ``fold_in_iterations`` steps are taken from ``p = 0``. The set ``S``
-does not depend on who else is in a batch: a user folded in alone or in a
-batch gets the same scores.
+``F`` is strictly concave, so it has one maximiser; Newton's method finds it
+in a handful of steps for every held-out user at once
+(:mod:`recozoo.models._bpr_fold_in`: ~5 s for ML-100K's 93 TEST users where
+gradient ascent took a minute or more). The set ``S`` does not depend on who
+else is in a batch, and each user stops on their own convergence: a user
+folded in alone or in a batch gets the same scores.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
+from recozoo.models._bpr_fold_in import bpr_fold_in
 from recozoo.models._interactions import InteractionModel
 from recozoo.search_space import Float, Int, SearchSpace
 from recozoo.settings import BaseSettings, setting
@@ -47,42 +48,8 @@ class BPRSettings(BaseSettings):
     iterations: int = setting(100, "passes over the interactions", min=1, max=100_000)
     threads: int = setting(1, "implicit's worker threads (more than 1: lock-free, not reproducible)", min=1)
     fold_in_negatives: int = setting(1000, "negatives of the fold-in objective (fixed, drawn at fit)", min=1)
-    fold_in_iterations: int = setting(200, "gradient-ascent steps of the fold-in", min=1)
-
-
-def bpr_fold_in(X: sp.csr_matrix, Q: np.ndarray, negatives: np.ndarray, reg: float,
-                iterations: int) -> np.ndarray:
-    """User vectors (rows of ``X``, binary) maximising the fold-in objective ``F`` (module docstring).
-
-    ``Q`` is (items x f+1) with the item bias last; the returned vectors have their last column 1.
-    Vectorised over every (entry, negative) pair of the batch: ``W = σ(s_j − s_i)`` is the weight of
-    pair (i, j), and ``∇F = (Σ_ij W_ij (q_i − q_j)) / n_pairs − reg·p``.
-    """
-    B, m = X.shape[0], negatives.size
-    rows = np.repeat(np.arange(B), np.diff(X.indptr))
-    pos = X.indices.astype(np.int64)
-    Qn = Q[negatives].astype(np.float64)                                  # m x f+1
-    Qp = Q[pos].astype(np.float64)                                        # nnz x f+1
-    valid = 1.0 - np.asarray(X[:, negatives].todense(), dtype=np.float64)  # B x m: j not the user's item
-    n_pairs = np.bincount(rows, minlength=B) * valid.sum(1)
-    # curvature bound per user: ¼·max over its pairs of ‖q_i − q_j‖² ≤ ¼·(max‖q_i‖ + max‖q_j‖)²
-    pmax = np.zeros(B)
-    np.maximum.at(pmax, rows, np.linalg.norm(Qp[:, :-1], axis=1))
-    nmax = np.linalg.norm(Qn[:, :-1], axis=1).max() if m else 0.0
-    step = 1.0 / (0.25 * (pmax + nmax) ** 2 + reg + 1e-12)
-    P = np.zeros((B, Q.shape[1]))
-    P[:, -1] = 1.0
-    agg = sp.csr_matrix((np.ones(pos.size), (rows, np.arange(pos.size))), shape=(B, pos.size))
-    valid_pairs = valid[rows]                                             # nnz x m, fixed: gathered once
-    for _ in range(iterations):
-        s_pos = np.einsum("kf,kf->k", Qp, P[rows])                        # nnz
-        s_neg = P @ Qn.T                                                  # B x m
-        W = valid_pairs / (1.0 + np.exp(s_pos[:, None] - s_neg[rows]))    # σ(s_j − s_i), nnz x m
-        grad = agg @ (W.sum(1)[:, None] * Qp) - (agg @ W) @ Qn            # B x f+1
-        grad = grad / np.maximum(n_pairs, 1)[:, None] - reg * P
-        grad[:, -1] = 0.0
-        P += step[:, None] * grad
-    return P.astype(np.float32)
+    fold_in_iterations: int = setting(50, "Newton steps of the fold-in, at most (a user stops once converged)",
+                                      min=1)
 
 
 class BPR(InteractionModel):
@@ -93,7 +60,7 @@ class BPR(InteractionModel):
     fallback = ("a user without training interactions (or unknown): the items' training interaction "
                 "counts; an unknown item: 0")
     fold_in_method = ("the user vector maximising BPR's objective against the fixed item factors (pairs "
-                      "of the user's items and a fixed seeded negative set), by gradient ascent")
+                      "of the user's items and a fixed seeded negative set), by Newton's method")
     conformance_settings = {"factors": 4, "iterations": 3, "fold_in_negatives": 20, "fold_in_iterations": 20}
     search_space = SearchSpace(Int("factors", 16, 256, log=True), Float("lr", 1e-3, 0.1, log=True),
                                Float("reg", 1e-4, 1.0, log=True), Int("iterations", 20, 300, log=True))
