@@ -274,6 +274,59 @@ def test_a_torch_models_batched_answers_equal_its_single_answers(runs):
             assert np.array_equal(it, alone[j][0]) and np.array_equal(sc, alone[j][1])
 
 
+@pytest.fixture(scope="module")
+def mult_runs(ml100k_split, tmp_path_factory):
+    """Small Mult-VAE and Mult-DAE runs on ML-100K u1 (every rating one interaction)."""
+    from recozoo.runs import RunConfig, fit_run
+    d = tmp_path_factory.mktemp("serve-mult")
+    for name, layers in (("mult-vae", "64,16"), ("mult-dae", "32")):
+        fit_run(RunConfig(model=name, dataset="ml-100k", settings={"layers": layers, "epochs": 2, "batch_size": 128}),
+                d / name, split=ml100k_split)
+    return d
+
+
+@pytest.mark.parametrize("name", ["mult-vae", "mult-dae"])
+def test_mult_models_score_a_batch_bit_identically_to_one_user_at_a_time(mult_runs, name):
+    """Declared batch-invariant: every row of a padded batch call (known users and fold-ins, in any
+    order and company) has the bits of the same row scored alone."""
+    from recozoo.serve.recommender import Query, Recommender
+    rec = Recommender(mult_runs / name)
+    assert rec.model.batch_invariant and rec.folds_in
+    rng = np.random.default_rng(2)
+    queries = [Query(int(u), 10) for u in rng.choice(943, 40, replace=False)]
+    for j in range(12):
+        items = rng.choice(1682, 1 + 3 * j, replace=False)
+        queries.append(Query(-1, 7, fold=(items, np.ones(items.size, np.float32)), exclude=items))
+    alone = [rec.scores([q])[0] for q in queries]
+    for _ in range(3):
+        order = rng.permutation(len(queries))[:rng.integers(9, len(queries))]
+        for j, row in zip(order, rec.scores([queries[j] for j in order])):
+            assert np.array_equal(row, alone[j])
+
+
+def test_32_concurrent_clients_of_a_mult_vae_server_get_the_sequential_answers(mult_runs):
+    """Through the real server: Mult-VAE requests micro-batched together answer byte for byte what a
+    sequential client gets (each alone in its batch)."""
+    from recozoo.serve import serve_in_thread
+    s = serve_in_thread(mult_runs / "mult-vae", events=str(mult_runs / "vae-events.sqlite3"), batch_wait_ms=5)
+    try:
+        rng = np.random.default_rng(3)
+        paths = [("GET", f"/recommend?user={u}&k={1 + u % 20}", None)
+                 for u in rng.choice(np.arange(1, 944), 150, replace=False)]
+        for j in range(40):
+            items = rng.choice(np.arange(1, 1683), 1 + j % 15, replace=False)
+            paths.append(("POST", "/recommend", json.dumps({"ratings": {str(i): 1 for i in items},
+                                                            "k": 1 + j % 12}).encode()))
+        sequential = _fetch_all(s.url, paths, 1)
+        batches_before = s.state.metrics.batches.n
+        concurrent = _fetch_all(s.url, paths, 32)
+        assert all(v[0] == 200 for v in sequential.values())
+        assert concurrent == sequential                    # byte for byte
+        assert s.state.metrics.batches.n - batches_before < len(paths) / 2      # really batched
+    finally:
+        s.stop()
+
+
 def test_interactions_are_reflected_and_new_users_become_recommendable(als_copy):
     from recozoo.serve import serve_in_thread
     s = serve_in_thread(als_copy)

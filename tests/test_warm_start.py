@@ -132,3 +132,67 @@ def test_torch_warm_start_resumes_from_the_runs_network_and_sees_the_events(tmp_
     rec.read_run_events()                      # what `recozoo recommend` does: the run's events folded in
     q = rec.query_user(90001, 5)
     assert sorted(items.raw[q.fold[0]].tolist()) == sorted([a, b]) if mode == "user" else q.fallback
+
+
+def _rrn_module(m):
+    from recozoo.models.rrn.task import RRNModule
+    return RRNModule(m)
+
+
+#: (first fit's settings, the warm fit's settings: a step that moves nothing, the module to compare)
+_TORCH_WARM = {
+    "rrn": ({"epochs": 2, "patience": 0, "hidden": 8, "embed": 8, "dynamic": 4, "stationary": 4},
+            {"lr": 1e-12, "lr_stationary": 0.0, "epochs": 1}, _rrn_module),
+    "mult-vae": ({"layers": "16,8", "epochs": 3, "batch_size": 32, "total_anneal_steps": 10, "lr": 0.01},
+                 {"lr": 1e-12, "epochs": 1}, lambda m: m.net_),
+    "mult-dae": ({"layers": "16", "epochs": 3, "batch_size": 32, "lr": 0.01},
+                 {"lr": 1e-12, "epochs": 1}, lambda m: m.net_),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_TORCH_WARM))
+def test_rrn_and_mult_warm_start_resume_from_the_runs_weights_and_see_the_events(tmp_path, name):
+    """RRN, Mult-VAE and Mult-DAE through the one engine's ``start_from``: a warm fit whose step moves
+    nothing ends at the run's weights (a cold fit does not); the new user's events are in its TRAIN
+    (RRN, a rating model, skips the implicit event; the Mult models count it as one interaction)."""
+    from recozoo.registry import get_model
+    from recozoo.runs import RunConfig, fit_run, load_ids, load_run
+    from recozoo.testing import tiny_split
+    split = tiny_split(4)
+    base, still, module = _TORCH_WARM[name]
+    a, b, c = (x.item() for x in split.item_ids.raw[[3, 9, 12]])
+    fit_run(RunConfig(model=name, dataset="tiny", settings=base), tmp_path / "run", split=split)
+    _events(tmp_path / "run", [(90001, a, 5.0), (90001, b, 4.0), (90001, c, None)])
+    s = fit_run(RunConfig(model=name, dataset="tiny", settings={**base, **still}), tmp_path / "warm",
+                split=split, warm_start=tmp_path / "run")
+    assert s["warm_start"]["new_users"] == 1
+    _, old = load_run(tmp_path / "run")
+    _, new = load_run(tmp_path / "warm")
+    old_sd, new_sd = module(old).state_dict(), module(new).state_dict()
+    assert old_sd.keys() == new_sd.keys()
+    for key, t in new_sd.items():
+        o = old_sd[key]
+        assert t.shape[0] in (o.shape[0], o.shape[0] + 1), key          # (RRN: one more user row)
+        np.testing.assert_allclose(t[:o.shape[0]].numpy(), o.numpy(), atol=1e-6, err_msg=key)
+    cold = get_model(name)(settings={**base, **still}, seed=0).fit(split.train)
+    assert max(float((t - module(cold).state_dict()[k][:t.shape[0]]).abs().max())
+               for k, t in old_sd.items() if t.shape == module(cold).state_dict()[k].shape) > 0.01
+    users, items = load_ids(tmp_path / "warm")
+    h = new.history([users.index(90001)])
+    want = [a, b] if name == "rrn" else [a, b, c]
+    assert sorted(items.raw[h.indices].tolist()) == sorted(want)
+    if name == "mult-vae":                     # beta's schedule went on from the run's update count
+        rows = int((np.diff(new.seen_items().indptr) > 0).sum())
+        assert old.updates_ > 0 and new.updates_ == old.updates_ + -(-rows // 32)
+
+
+def test_models_that_cannot_warm_start_say_so_in_one_line(tmp_path):
+    from recozoo.errors import RecozooError
+    from recozoo.registry import get_model, list_models
+    torch_models = {e.name: e.cls for e in list_models() if e.cls.uses_device}
+    assert {"rrn", "mult-vae", "mult-dae", "deeprec", "autorec-u", "glocal-k"} <= set(torch_models)
+    assert [n for n, c in torch_models.items() if not c.warm_starts] == ["glocal-k"]   # every other one can
+    m = get_model("glocal-k")()
+    with pytest.raises(RecozooError, match="glocal-k cannot warm-start") as e:
+        m.warm_start_from(m)
+    assert "\n" not in str(e.value)

@@ -55,11 +55,12 @@ one mapping of a model's settings onto it, field by field name)
 ``Selection``
     best-on-VALID bookkeeping and early stopping, shared with epoch loops outside
     torch (TimeSVD++).
-``Trainer(task, config, reporter=, run_dir=, resume=, signature=)``
+``Trainer(task, config, reporter=, run_dir=, resume=, signature=, start_from=)``
     ``fit(train_rows, (valid_inputs, valid_targets) | None) -> FitResult``
     (module with the best-on-VALID weights, best_epoch, best_valid_rmse,
     history, epochs_run, stopped_early, resumed_from);
-    ``evaluate(module, inputs, targets) -> (rmse, sse, count)``.
+    ``evaluate(module, inputs, targets) -> (rmse, sse, count)``. ``start_from(module)``: a warm
+    start, usually ``lambda m: copy_weights(previous_module, m)`` (:mod:`recozoo.engine.warm`).
 
 Behaviour
 ---------
@@ -92,6 +93,8 @@ from recozoo.engine.runtime import Runtime, autocast_context, dist_env
 from recozoo.engine.selection import Selection
 from recozoo.engine.trainer import (METRICS_FILE, OPTIMIZERS, EngineConfig, FitResult, Loss, Task,
                                     Trainer)
+from recozoo.engine.warm import copy_weights
 
 __all__ = ["RowBatch", "RowMatrix", "RowSparseModule", "Runtime", "autocast_context", "dist_env",
-           "EngineConfig", "FitResult", "Loss", "Selection", "Task", "Trainer", "OPTIMIZERS", "METRICS_FILE"]
+           "EngineConfig", "FitResult", "Loss", "Selection", "Task", "Trainer", "OPTIMIZERS", "METRICS_FILE",
+           "copy_weights"]

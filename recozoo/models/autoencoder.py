@@ -53,7 +53,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recozoo.engine import EngineConfig, Loss, RowBatch, RowMatrix, RowSparseModule, Task, Trainer
+from recozoo.engine import EngineConfig, Loss, RowBatch, RowMatrix, RowSparseModule, Task, Trainer, copy_weights
 from recozoo.engine.sparse_ops import CompactPattern, csr_matmul, sampled_dot, sampled_dot_at
 from recozoo.errors import SettingsError
 from recozoo.io import atomic_write_bytes
@@ -61,7 +61,7 @@ from recozoo.models._baseline import BiasBaseline
 from recozoo.models._factors import keep_entries
 from recozoo.models.base import FoldIn, Model
 
-__all__ = ["AutoencoderNet", "AutoencoderTask", "AutoencoderModel", "ACTIVATIONS", "ActivationName", "copy_weights",
+__all__ = ["AutoencoderNet", "AutoencoderTask", "AutoencoderModel", "ACTIVATIONS", "ActivationName",
            "CSR_DEVICES", "LossName", "binary_rows"]
 
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -226,25 +226,6 @@ class _DenseExport(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net.dense(x)
-
-
-def copy_weights(source: nn.Module, target: nn.Module) -> None:
-    """Copy ``source``'s weights into ``target`` (a warm start). A tensor whose first dimension grew
-    (item mode: the input/output weights and output bias of users appended since) gets the old rows
-    first and keeps ``target``'s fresh initialisation in the new ones; any other shape difference is
-    a one-line error (other layers, mode or activation)."""
-    from recozoo.errors import RecozooError
-    old = source.state_dict()
-    for name, t in target.state_dict().items():
-        o = old.get(name)
-        if o is not None and o.shape == t.shape:
-            t.copy_(o)
-        elif o is not None and o.dim() and o.shape[1:] == t.shape[1:] and o.shape[0] <= t.shape[0]:
-            t[:o.shape[0]].copy_(o)
-        else:
-            raise RecozooError(f"--warm-start: the run's network has {name} "
-                               f"{tuple(o.shape) if o is not None else 'missing'}, this fit's {tuple(t.shape)} "
-                               "(other layers or mode: warm starts keep the architecture)")
 
 
 # --------------------------------------------------------------------------- engine task

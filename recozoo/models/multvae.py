@@ -60,7 +60,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recozoo.engine import EngineConfig, Loss, RowBatch, RowMatrix, RowSparseModule, Task, Trainer
+from recozoo.engine import EngineConfig, Loss, RowBatch, RowMatrix, RowSparseModule, Task, Trainer, copy_weights
 from recozoo.errors import SettingsError
 from recozoo.models.base import FoldIn, Model
 from recozoo.search_space import Float, Int, Layers, SearchSpace
@@ -267,11 +267,17 @@ class _MultModel(Model):
     variational: ClassVar[bool] = True
     predicts_ratings = False
     uses_device = True
+    #: scoring is torch end to end (see :meth:`_logits`): a server may score many users in one call
+    batch_invariant = True
     folds_in = FoldIn.YES
     fold_in_method = ("the encoder's mean for the user's L2-normalised interaction vector (every stored "
                       "entry is one interaction), decoded into logits: the paper's held-out-user scoring")
     fallback = ("a user without training interactions (or unknown): the items' training interaction "
                 "counts (most popular first); an unknown item: score 0")
+    warm_starts = True
+    warm_start_method = ("the run's network weights (new users only add rows: the network's shape is the "
+                         "item count's); fresh Adam state, epochs counted from 0 (--set epochs=N); Mult-VAE's "
+                         "beta continues from the run's update count (runs saved before it was kept: from 0)")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -286,11 +292,16 @@ class _MultModel(Model):
             if np.any((vrows.lengths() > 0) & (rows.lengths() > 0)):
                 vpair = (rows, vrows)
         task = MultTask(rows.n_cols, self.settings, self.variational)
+        prev = self._warm_previous(train.n_users, train.n_items)
+        if prev is not None:          # beta's schedule goes on where the run's left it
+            task.updates = prev.updates_
         cfg = EngineConfig.from_settings(self.settings, device=self.device, seed=self.seed,
                                          optimizer="adam", milestones=())
         trainer = Trainer(task, cfg, reporter=reporter, run_dir=run_dir, resume=resume,
-                          signature={"model": self.name, "n_rows": rows.n_rows, "n_cols": rows.n_cols})
+                          signature={"model": self.name, "n_rows": rows.n_rows, "n_cols": rows.n_cols},
+                          start_from=None if prev is None else lambda net: copy_weights(prev.net_, net))
         res = trainer.fit(rows, vpair)
+        self.updates_ = task.updates
         self.net_ = res.module.cpu().eval()
         self.history_ = res.history
         self.best_epoch_ = res.best_epoch
@@ -307,13 +318,25 @@ class _MultModel(Model):
             out[s:s + part.shape[0]] = self.net_.hidden(mu).numpy()
         return out
 
+    @torch.no_grad()
     def _logits(self, csr: sp.csr_matrix) -> np.ndarray:
-        """Scores of every item for CSR rows; rows without entries get the popularity fallback."""
-        H = self._hidden_of(csr)
-        out = H @ self.net_.w_out.detach().numpy().T + self.net_.b_out.detach().numpy()
-        empty = np.diff(csr.indptr) == 0
-        out[empty] = self.popularity_
-        return out.astype(np.float32)
+        """Scores of every item for CSR rows; rows without entries get the popularity fallback.
+
+        All in torch (eval mode: no dropout, the encoder's mean, no sampling), so a row's scores do not
+        depend on the other rows of the call (:attr:`batch_invariant`): the first layer sums each row's
+        own entries (``embedding_bag``; the L2 norm of a binary row is exact), the later layers and the
+        output product are torch's CPU products, which give every row of 8 or more the same bits
+        whatever its companions (the server calls with multiples of 8 rows). numpy's OpenBLAS product,
+        used here before, rounded a row differently by its position in the batch."""
+        out = torch.empty(csr.shape[0], self.n_items_)
+        for s in range(0, csr.shape[0], 2048):
+            part = csr[s:s + 2048]
+            b = _binary_rows(part).take(np.arange(part.shape[0]))
+            mu, _ = self.net_.encode(b.offsets, b.cols, normalized_values(b.offsets, b.vals))
+            out[s:s + part.shape[0]] = F.linear(self.net_.hidden(mu), self.net_.w_out, self.net_.b_out)
+        out = out.numpy()
+        out[np.diff(csr.indptr) == 0] = self.popularity_
+        return out
 
     def score_items(self, users):
         self._check_fitted()
@@ -344,6 +367,7 @@ class _MultModel(Model):
                               for k, v in self.net_.state_dict().items()}
         st["popularity"] = self.popularity_
         st["best_epoch"] = int(self.best_epoch_)
+        st["updates"] = int(self.updates_)
         return st
 
     def _set_state(self, state: dict[str, Any]) -> None:
@@ -356,6 +380,8 @@ class _MultModel(Model):
         self.net_ = net.eval()
         self.popularity_ = np.asarray(state["popularity"], dtype=np.float32)
         self.best_epoch_ = int(state["best_epoch"])
+        #: optimiser updates of the fit (beta's schedule); runs saved before it was kept say 0
+        self.updates_ = int(state["updates"]) if "updates" in state else 0
 
 
 def _binary_rows(csr: sp.csr_matrix) -> RowMatrix:

@@ -84,13 +84,13 @@ from torch import nn
 
 from recozoo.data.table import RatingsTable
 from recozoo.devices import resolve_device
-from recozoo.engine import EngineConfig, Trainer
+from recozoo.engine import EngineConfig, Trainer, copy_weights
 from recozoo.errors import RecozooError
 from recozoo.models.temporal import TimeAwarePredict, days_of
 from recozoo.models.base import Model
 from recozoo.models.rrn.layout import Layout, Side, length_batches
 from recozoo.models.rrn.lstm import SideNet, run_lstm, step_dim
-from recozoo.models.rrn.task import RRNTask
+from recozoo.models.rrn.task import RRNModule, RRNTask
 from recozoo.progress import Reporter
 from recozoo.search_space import Float, Int, SearchSpace
 from recozoo.settings import BaseSettings, setting
@@ -167,6 +167,11 @@ class RRN(TimeAwarePredict, Model):
     fold_in_method = ("cannot from a ratings vector: the user LSTM walks the ratings' days, which a new user's "
                       "(items x ratings) row lacks, and a new user has no stationary factor; the paper's "
                       "no-retraining mode is RRN.observe (later timed ratings of known users)")
+    warm_starts = True
+    warm_start_method = ("the run's two LSTMs, rating projections, stationary factors and biases (users new in "
+                         "the events: their factor, bias and movie-side projection row initialised as a fresh "
+                         "fit's); fresh optimiser state, epochs counted from 0 (--set epochs=N); the time "
+                         "standardisation is recomputed on TRAIN + events (dated the day after TRAIN)")
     #: tiny settings for the conformance kit (recozoo.testing.check_model)
     conformance_settings = {"epochs": 2, "hidden": 8, "embed": 8, "dynamic": 4, "stationary": 4}
     #: what ``recozoo tune rrn`` tries (epochs and patience stay the settings': VALID stops a trial)
@@ -258,9 +263,12 @@ class RRN(TimeAwarePredict, Model):
         task = RRNTask(self, train)
         cfg = EngineConfig.from_settings(s, device=str(self._dev), seed=self.seed, optimizer="adam")
         valid = valid if valid is not None and valid.nnz > 0 else None
+        prev = self._warm_previous(train.n_users, train.n_items)
         res = Trainer(task, cfg, reporter=reporter, run_dir=run_dir, resume=resume,
                       signature={"model": self.name, "n_users": train.n_users, "n_items": train.n_items,
-                                 "n_ratings": train.nnz}).fit(None, valid)
+                                 "n_ratings": train.nnz},
+                      start_from=None if prev is None else lambda m: copy_weights(RRNModule(prev), m)
+                      ).fit(None, valid)
         self.history_ = res.history
         self.best_epoch_ = res.best_epoch
 
