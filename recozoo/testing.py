@@ -20,6 +20,9 @@ A failed check raises :class:`AssertionError` whose message starts with
                    only its settings, and points sampled from it (seeded) are valid settings
 ``not_fitted``     ``predict`` before ``fit`` raises :class:`~recozoo.models.base.NotFittedError`
 ``fit``            ``fit`` returns the model and sets ``n_users_`` / ``n_items_``
+``valid_curve``    a rating model that declares ``valid_curve = True`` logged, during that fit with
+                   VALID, records with ``epoch``, the last of them with a finite ``valid_rmse``
+                   (the curve ``recozoo tune`` prunes from)
 ``predict``        float32, one finite score per pair, any length (0 included)
 ``unseen``         out-of-range indices (negative, ``n_users_``, ``n_items_`` + 5) and
                    in-range ids without training data get the fallback: no exception,
@@ -70,6 +73,7 @@ from recozoo import registry
 from recozoo.data.synthetic import generate
 from recozoo.errors import RecozooError, SettingsError
 from recozoo.models.base import FoldIn, Model, NotFittedError, load_model
+from recozoo.progress import Reporter
 from recozoo.search import refit
 from recozoo.search_space import SearchSpace, first_invalid_point
 from recozoo.settings import BaseSettings
@@ -77,7 +81,7 @@ from recozoo.splits import random_split
 
 __all__ = ["check_model", "check_search_space", "tiny_split", "CHECKS"]
 
-CHECKS = ("settings", "bad_settings", "search_space", "not_fitted", "fit", "predict", "unseen", "ratings",
+CHECKS = ("settings", "bad_settings", "search_space", "not_fitted", "fit", "valid_curve", "predict", "unseen", "ratings",
           "score_items", "recommend", "fold_in", "save_load", "determinism", "refit", "prepared")
 
 _TINY: dict[int, Any] = {}
@@ -197,12 +201,15 @@ def check_model(model_cls_or_factory, *, settings: dict[str, Any] | None = None,
     model = make(settings=dict(settings), seed=0)
     if run("not_fitted"):
         _check_not_fitted(model, fail)
-    fitted = model.fit(train, split.valid)
+    log = _Log()
+    fitted = model.fit(train, split.valid, reporter=log)
     if run("fit"):
         fail("fit", fitted is model, "fit must return the model itself")
         fail("fit", model.n_users_ == train.n_users and model.n_items_ == train.n_items,
              f"n_users_/n_items_ are {model.n_users_}/{model.n_items_}, expected "
              f"{train.n_users}/{train.n_items}")
+    if run("valid_curve"):
+        _check_valid_curve(cls, model, log.records, split.valid, fail)
     p_train = model.predict(train.users.astype(np.int64), np.asarray(train.items, dtype=np.int64))
     if run("predict"):
         _check_predict(model, p_train, train.nnz, fail)
@@ -233,6 +240,27 @@ def check_model(model_cls_or_factory, *, settings: dict[str, Any] | None = None,
     if run("prepared"):
         _check_prepared(cls, settings, fail)
     return report
+
+
+class _Log(Reporter):
+    """Keeps what a fit sends to ``reporter.log``."""
+
+    def __init__(self):
+        self.records: list[dict[str, Any]] = []
+
+    def log(self, record: dict[str, Any]) -> None:
+        self.records.append(dict(record))
+
+
+def _check_valid_curve(cls, model, records: list[dict[str, Any]], valid, fail) -> None:
+    fail("valid_curve", isinstance(getattr(cls, "valid_curve", None), bool), "valid_curve must be True or False")
+    if not (cls.valid_curve and model.predicts_ratings and valid is not None and valid.nnz):
+        return
+    epochs = [r for r in records if r.get("epoch") is not None]
+    fail("valid_curve", bool(epochs), "valid_curve = True, but the fit with VALID logged no record with an epoch")
+    last = epochs[-1].get("valid_rmse")
+    fail("valid_curve", last is not None and bool(np.isfinite(last)),
+         f"valid_curve = True, but the last epoch's record has valid_rmse {last!r} (a finite float expected)")
 
 
 def _check_settings(cls, fail) -> None:

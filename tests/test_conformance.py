@@ -120,8 +120,15 @@ class WritesIntoItsInput(Bias):
         super()._fit(train, valid, reporter, run_dir, resume)
 
 
+class SilentCurve(Bias):
+    """Declares a per-epoch VALID curve (so tune would prune on it) and never logs one."""
+    name = "broken-valid-curve"
+    valid_curve = True
+
+
 @pytest.mark.parametrize("cls,check,kwargs", [
     (Clips, "predict", {}),
+    (SilentCurve, "valid_curve", {}),
     (SeesSeen, "recommend", {}),
     (Forgets, "save_load", {}),
     (Random, "determinism", {}),

@@ -130,4 +130,6 @@ def test_models_command_shows_the_space():
     assert {"name": "momentum", "kind": "float", "values": "0.5 .. 0.99", "log": False,
             "when": "optimizer = momentum"} in rows
     assert any(r["name"] == "layers" and r["kind"] == "layers" for r in rows)
+    assert out["valid_curve"] is True and run_json("models", "biasedmf")["valid_curve"] is True
+    assert run_json("models", "bias")["valid_curve"] is False      # no epochs: tune has nothing to prune on
     assert get_model("ease").search_space.describe()[0]["name"] == "reg"   # the plugin's own

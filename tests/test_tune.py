@@ -114,6 +114,7 @@ class _Curve(Bias):
     """A bias model that reports a VALID curve per epoch: falling ('good') or high and flat ('bad')."""
     name = "tune-curve"
     Settings = _CurveSettings
+    valid_curve = True
     search_space = SearchSpace(Categorical("curve", ("good", "bad")), Float("reg_user", 1.0, 50.0, log=True))
     epochs_run: list = []
 

@@ -59,7 +59,8 @@ def models_cmd(name: Optional[str] = typer.Argument(None, help="show one model's
         if as_json:
             _out({"model": name, "settings": rows, "fallback": cls.fallback,
                   "presets": sorted(cls.presets), "folds_in": cls.folds_in.value,
-                  "fold_in_method": cls.fold_in_method, "search_space": cls.search_space.describe()})
+                  "fold_in_method": cls.fold_in_method, "valid_curve": cls.valid_curve,
+                  "search_space": cls.search_space.describe()})
             return
         _print_settings(cls, rows)
         return
@@ -93,6 +94,7 @@ def _print_settings(cls, rows) -> None:
         con.print(f"presets (--preset NAME): {', '.join(presets)}")
     con.print(f"fallback for unseen users/items: {cls.fallback}")
     con.print(f"fold-in of a new user ({cls.folds_in.value}): {cls.fold_in_method}")
+    con.print("VALID RMSE per epoch (recozoo tune prunes on it): " + ("reported" if cls.valid_curve else "not reported"))
     _print_space(cls, con)
 
 

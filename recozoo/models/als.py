@@ -133,6 +133,7 @@ class ALS(BiasedFactorModel):
     fold_in_method = ("ALS-WR's user half-step: (Σ y_i y_iᵀ + λ n_u I) x_u = Σ (r_ui − μ − b_i) y_i "
                       "over the new user's ratings, bias solved jointly, item side fixed")
     conformance_settings = {"rank": 4, "iterations": 2}
+    valid_curve = True          # one record per iteration, ALS's epoch
     auto_rule = als_rule
     #: what ``recozoo tune als`` tries (VALID RMSE is reported per iteration, so trials prune)
     search_space = SearchSpace(Int("rank", 2, 48, log=True), Float("reg", 0.01, 1.0, log=True),
@@ -190,7 +191,7 @@ class ALS(BiasedFactorModel):
                 vp = self.predict(valid.users, valid.items)
                 figures["valid_rmse"] = float(np.sqrt(np.mean((vp - valid.ratings) ** 2)))
             reporter.advance(1, **figures)
-            reporter.log({"iteration": it + 1, **figures})
+            reporter.log({"epoch": it + 1, **figures})
         reporter.finish()
 
     def _store(self, X, Y, bu, bi, mu):

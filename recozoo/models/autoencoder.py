@@ -332,6 +332,7 @@ class AutoencoderModel(Model):
         "ratings left out: their input weights never learned); item mode cannot: a new user is a new "
         "input column of every item's vector, which the network has no weights for")
     uses_device = True
+    valid_curve = True          # the engine logs each epoch's VALID RMSE
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -114,6 +114,12 @@ class Model(ABC):
     uses_device: ClassVar[bool] = False
     #: the rule that fills settings left at "auto" from the training data's shape (recozoo.defaults)
     auto_rule: ClassVar[Callable[[Any, Any], dict[str, Any]] | None] = None
+    #: True when ``fit(train, valid, reporter=)`` with a non-empty VALID reports a VALID learning curve:
+    #: after every epoch one ``reporter.log`` record with ``epoch`` (1, 2, ...) and ``valid_rmse`` (a
+    #: float on the epochs it scores VALID, the last one at least; None on the others) -- the record the
+    #: torch engine writes (:mod:`recozoo.engine`). ``recozoo tune`` prunes trials from it, so a model
+    #: that declares it is checked to send it (:func:`recozoo.testing.check_model`, check ``valid_curve``)
+    valid_curve: ClassVar[bool] = False
 
     def __init__(self, settings: BaseSettings | dict[str, Any] | None = None, *, seed: int = 0,
                  device: str = "cpu", clip: tuple[float, float] | None = None):

@@ -247,6 +247,7 @@ class TimeSVDpp(TimeAwarePredict, Model):
     name = "timesvdpp"
     Settings = TimeSVDppSettings
     uses_timestamps = True
+    valid_curve = True          # each pass's VALID RMSE, the engine's record
     fallback = ("global mean + the known side's static bias (b_u or b_i); day terms of days "
                 "without training ratings are zero")
     summary = "TimeSVD++ (Koren KDD 2009): drifting biases, item time bins, day effects, SVD++"

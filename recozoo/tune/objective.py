@@ -1,11 +1,13 @@
 """One trial: sample settings, fit on TRAIN, score VALID; prune from the per-epoch VALID score.
 
 TEST is never read here (the split's ``test`` part is not touched): a trial's
-value is its VALID score only. Pruning listens to what models already send to
-``reporter.log`` after each epoch (the torch engine, TimeSVD++) or iteration
-(ALS): ``valid_rmse``. For ``rmse`` and ``mae`` that curve is reported to the
-trial, and Optuna's median pruner stops a trial whose VALID RMSE at an epoch is
-worse than the median of earlier trials at that epoch. Ranking metrics have no
+value is its VALID score only. Pruning listens to the VALID learning curve
+that models declaring :attr:`~recozoo.models.base.Model.valid_curve` send to
+``reporter.log`` after each epoch (the torch engine's record: ``epoch``,
+``valid_rmse``; ALS, TimeSVD++, PMF and biased MF send the same). For ``rmse``
+and ``mae`` that curve is reported to the trial, and Optuna's median pruner
+stops a trial whose VALID RMSE at an epoch is worse than the median of earlier
+trials at that epoch. Ranking metrics have no
 per-epoch curve to compare, so their trials run to the end.
 """
 
@@ -41,7 +43,7 @@ class PruningReporter(Reporter):
         self.stopped: str | None = None
 
     def log(self, record: dict[str, Any]) -> None:
-        step = record.get("epoch", record.get("iteration"))
+        step = record.get("epoch")
         if step is None:
             return
         self.last_step = int(step)
@@ -97,7 +99,8 @@ class Objective:
     def __call__(self, trial) -> float:
         settings = self.settings(trial)
         model = self.cls(settings=settings, seed=self.seed, device=self.device)
-        reporter = PruningReporter(trial, prune=self.metric in LOWER_IS_BETTER, deadline=self.deadline)
+        reporter = PruningReporter(trial, prune=self.metric in LOWER_IS_BETTER and self.cls.valid_curve,
+                                   deadline=self.deadline)
         # one user attribute, written once (each write is a database commit)
         info: dict[str, Any] = {"settings": settings_to_dict(settings)}
         t0 = time.perf_counter()

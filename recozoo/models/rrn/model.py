@@ -161,6 +161,7 @@ class RRN(TimeAwarePredict, Model):
     Settings = RRNSettings
     uses_timestamps = True
     uses_device = True
+    valid_curve = True          # the engine logs each epoch's VALID RMSE
     fallback = ("global mean for out-of-range ids; a user/movie without history gets the "
                 "new-user/new-movie state")
     summary = "RRN (Wu et al. WSDM 2017): user and movie LSTMs over time steps + stationary factors"
