@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from recozoo.models.base import FoldIn, Model
+from recozoo.models.base import FoldIn, Model, scores_at_pairs
 from recozoo.progress import Reporter
 
 __all__ = ["InteractionModel", "binary_matrix"]
@@ -68,14 +68,7 @@ class InteractionModel(Model):
         return self._rows(binary_matrix(self._seen[np.asarray(users, dtype=np.int64).reshape(-1)]))
 
     def _predict(self, users, items):
-        uniq, local = np.unique(users, return_inverse=True)
-        out = np.empty(users.shape[0], dtype=np.float32)
-        step = max(1, 2_000_000 // max(self.n_items_, 1))
-        for s in range(0, uniq.size, step):       # a chunk of users' full rows at a time
-            rows = self.score_items(uniq[s:s + step])
-            sel = (local >= s) & (local < s + step)
-            out[sel] = rows[local[sel] - s, items[sel]]
-        return out
+        return scores_at_pairs(self.score_items, users, items, self.n_items_)
 
     def _predict_unknown(self, users, items):
         ok = (items >= 0) & (items < self.n_items_)

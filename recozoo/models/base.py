@@ -46,7 +46,7 @@ from recozoo.search_space import SearchSpace
 from recozoo.settings import BaseSettings, parse_settings, settings_to_dict
 from recozoo.topk import top_k_rows
 
-__all__ = ["Model", "FoldIn", "load_model", "NotFittedError", "top_k_rows"]
+__all__ = ["Model", "FoldIn", "load_model", "NotFittedError", "top_k_rows", "scores_at_pairs"]
 
 FORMAT_VERSION = 1
 
@@ -497,6 +497,24 @@ class Model(ABC):
             return 0
         return int(sum(v.size for v in state.values() if isinstance(v, np.ndarray)
                        and v.dtype.kind == "f"))
+
+
+def scores_at_pairs(score_rows: Callable[[np.ndarray], np.ndarray], users: np.ndarray, items: np.ndarray,
+                    n_items: int, cells: int = 2_000_000) -> np.ndarray:
+    """float32 scores at ``(users[k], items[k])`` read from whole rows of item scores.
+
+    For a model that scores a user's every item at once (``score_rows(user_indices)`` ->
+    ``(len, n_items)``): its ``_predict`` through this computes each distinct user's row once and
+    holds at most ``cells`` scores at a time, whatever the number of pairs. Public for plugins.
+    """
+    uniq, local = np.unique(users, return_inverse=True)
+    out = np.empty(users.shape[0], dtype=np.float32)
+    step = max(1, cells // max(n_items, 1))
+    for s in range(0, uniq.size, step):       # a chunk of users' full rows at a time
+        rows = score_rows(uniq[s:s + step])
+        sel = (local >= s) & (local < s + step)
+        out[sel] = rows[local[sel] - s, items[sel]]
+    return out
 
 
 def _json_default(o):

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from recozoo.models.base import FoldIn, Model
+from recozoo.models.base import FoldIn, Model, scores_at_pairs
 from recozoo.search_space import Float, SearchSpace
 from recozoo.settings import BaseSettings, setting
 
@@ -100,14 +100,8 @@ class EASE(Model):
         return out
 
     def _predict(self, users, items):
-        out = np.empty(users.shape[0], dtype=np.float32)
-        uniq, inv = np.unique(users, return_inverse=True)
-        step = max(1, 4_000_000 // max(self.n_items_, 1))
-        for s in range(0, uniq.size, step):  # one dense row block of scores per chunk of users
-            block = self._scores(uniq[s:s + step])
-            sel = (inv >= s) & (inv < s + step)
-            out[sel] = block[inv[sel] - s, items[sel]]
-        return out
+        # one dense row block of scores per chunk of users, 4M scores at most
+        return scores_at_pairs(self._scores, users, items, self.n_items_, cells=4_000_000)
 
     def _predict_unknown(self, users, items):
         ki = (items >= 0) & (items < self.n_items_)
