@@ -61,8 +61,8 @@ from recozoo.models._baseline import BiasBaseline
 from recozoo.models._factors import keep_entries
 from recozoo.models.base import FoldIn, Model
 
-__all__ = ["AutoencoderNet", "AutoencoderTask", "AutoencoderModel", "ACTIVATIONS", "ActivationName",
-           "CSR_DEVICES", "LossName", "binary_rows"]
+__all__ = ["AutoencoderNet", "AutoencoderTask", "AutoencoderModel", "LossSettingAutoencoder", "ACTIVATIONS",
+           "ActivationName", "CSR_DEVICES", "LossName", "binary_rows"]
 
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "selu": F.selu, "elu": F.elu, "lrelu": F.leaky_relu, "relu": F.relu, "relu6": F.relu6,
@@ -312,7 +312,7 @@ class AutoencoderTask(Task):
 
 # --------------------------------------------------------------------------- shared model
 class AutoencoderModel(Model):
-    """Common fit/predict/save of the row-autoencoder models (DeepRec, AutoRec)."""
+    """Common fit/predict/save of the row-autoencoder models (DeepRec, AutoRec, GLocal-K)."""
 
     #: "user" or "item" rows; DeepRec reads it from its settings
     row_mode: ClassVar[str] = "user"
@@ -713,3 +713,21 @@ class AutoencoderModel(Model):
     def dense_rows(self, rows: np.ndarray) -> np.ndarray:
         """TRAIN vectors of ``rows`` as a dense float32 array (the export's input)."""
         return self.rows_.take(np.asarray(rows, dtype=np.int64)).dense().numpy()
+
+
+class LossSettingAutoencoder(AutoencoderModel):
+    """An autoencoder whose settings declare ``loss`` (:data:`LossName`) and ``baseline`` (DeepRec, the
+    AutoRecs): the one place that says what those two settings mean for the model. Under ``loss=mse`` it
+    predicts ratings (over the bias model with ``baseline=bias``); an implicit loss makes it a ranking
+    model whose outputs are logits of binary input, with no baseline under them."""
+
+    def _loss(self) -> LossName:
+        return self.settings.loss
+
+    @classmethod
+    def predicts_ratings_with(cls, settings) -> bool:
+        """Ratings under ``loss=mse``; an implicit loss ranks (its outputs are logits)."""
+        return settings.loss == "mse"
+
+    def _uses_baseline(self) -> bool:
+        return self.settings.baseline == "bias" and self._loss() == "mse"     # residuals of ratings only

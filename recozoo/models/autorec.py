@@ -51,7 +51,7 @@ from typing import Any, Callable, ClassVar, Literal
 import torch
 
 from recozoo.engine import EngineConfig
-from recozoo.models.autoencoder import AutoencoderModel, AutoencoderTask, LossName
+from recozoo.models.autoencoder import AutoencoderTask, LossName, LossSettingAutoencoder
 from recozoo.models.base import FoldIn
 from recozoo.search_space import Categorical, Float, Int, SearchSpace, When
 from recozoo.settings import BaseSettings, setting
@@ -88,7 +88,7 @@ def _ml100k_preset(dataset: str) -> dict[str, Any]:
     return dict(ML100K_SETTINGS)
 
 
-class _AutoRec(AutoencoderModel):
+class _AutoRec(LossSettingAutoencoder):
     Settings = AutoRecSettings
     empty_row = "mean"
     #: tiny settings for the conformance kit (recozoo.testing.check_model)
@@ -102,20 +102,9 @@ class _AutoRec(AutoencoderModel):
                 "side's mean training rating (an empty input is never trained on); a column never "
                 "seen in training: the row's mean training rating; global mean if neither is known")
 
-    def _uses_baseline(self) -> bool:
-        return self.settings.baseline == "bias" and self._loss() == "mse"     # residuals of ratings only
-
     def _net_kwargs(self) -> dict[str, Any]:
         return {"layers": (self.settings.hidden,), "activation": "sigmoid", "tied": False,
                 "dropout": 0.0, "last_linear": True}
-
-    def _loss(self) -> LossName:
-        return self.settings.loss
-
-    @classmethod
-    def predicts_ratings_with(cls, settings) -> bool:
-        """Ratings under ``loss=mse``; an implicit loss ranks (its outputs are logits)."""
-        return settings.loss == "mse"
 
     def _engine_config(self) -> EngineConfig:
         # the paper's L2 term is the task's penalty, not the optimiser's weight decay; no lr schedule

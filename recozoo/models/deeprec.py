@@ -39,7 +39,7 @@ from typing import Any, Callable, ClassVar, Literal
 from recozoo.defaults import DEEPREC_SMALL, deeprec_rule
 from recozoo.engine import EngineConfig
 from recozoo.errors import SettingsError
-from recozoo.models.autoencoder import ActivationName, AutoencoderModel, AutoencoderTask, LossName
+from recozoo.models.autoencoder import ActivationName, AutoencoderTask, LossName, LossSettingAutoencoder
 from recozoo.search_space import Categorical, Float, Layers, SearchSpace, When
 from recozoo.settings import AUTO, BaseSettings, setting
 
@@ -112,7 +112,7 @@ def _small_preset(dataset: str) -> dict[str, Any]:
 SMALL_DATA_SETTINGS: dict[str, Any] = {"mode": "item", **DEEPREC_SMALL, "baseline": "none"}
 
 
-class DeepRec(AutoencoderModel):
+class DeepRec(LossSettingAutoencoder):
     __doc__ = __doc__
     name = "deeprec"
     Settings = DeepRecSettings
@@ -143,17 +143,6 @@ class DeepRec(AutoencoderModel):
 
     def _mode(self) -> str:
         return self.settings.mode
-
-    def _loss(self) -> LossName:
-        return self.settings.loss
-
-    @classmethod
-    def predicts_ratings_with(cls, settings) -> bool:
-        """Ratings under ``loss=mse``; an implicit loss ranks (its outputs are logits)."""
-        return settings.loss == "mse"
-
-    def _uses_baseline(self) -> bool:
-        return self.settings.baseline == "bias" and self._loss() == "mse"     # residuals of ratings only
 
     def _net_kwargs(self) -> dict[str, Any]:
         s = self.settings
