@@ -42,8 +42,8 @@ from recozoo.metrics import coverage_at_k, per_user_from_hits, popularity_per_us
 from recozoo.splits import Split
 from recozoo.topk import top_k_rows
 
-__all__ = ["RankedPart", "rank_part", "evaluate_ranking", "default_ks", "is_implicit", "BLOCK_SCORES",
-           "IMPLICIT_KS"]
+__all__ = ["RankedPart", "rank_part", "rank_scores", "evaluate_ranking", "default_ks", "is_implicit",
+           "BLOCK_SCORES", "IMPLICIT_KS"]
 
 #: scores held at once per block (users x items)
 BLOCK_SCORES = 1 << 24
@@ -131,6 +131,23 @@ def _rank_rows(scores: np.ndarray, known: sp.csr_matrix, pos: sp.csr_matrix, k: 
     at = np.minimum(np.searchsorted(keys, want), max(keys.size - 1, 0))
     hits = (keys[at] == want) & ok if keys.size else np.zeros(items.shape, dtype=bool)
     return np.where(ok, items, -1), hits
+
+
+def rank_scores(scores: np.ndarray, known: sp.csr_matrix, pos: sp.csr_matrix, ks) -> dict[str, np.ndarray]:
+    """Per-user metrics at every K of ``ks`` for rows of scores ranked exactly as :func:`rank_part`
+    ranks (``known`` items excluded, ties to the lower index) against the rows of ``pos``.
+
+    What a training loop that selects epochs on a ranking metric calls on its own scores (Mult-VAE on
+    held-out VALID users), so that the figure it selects on is the one the evaluator reports.
+    ``scores`` is modified (excluded items set to -inf).
+    """
+    ks = sorted({int(k) for k in ks})
+    _, hits = _rank_rows(scores, known, pos, min(ks[-1], scores.shape[1]))
+    n_rel = np.diff(pos.indptr).astype(np.float64)
+    out: dict[str, np.ndarray] = {}
+    for k in ks:
+        out.update(per_user_from_hits(hits, n_rel, k))
+    return out
 
 
 def rank_part(model, split: Split, part: str = "test", ks=(10,), *, threshold: float = 4.0,

@@ -167,7 +167,8 @@ def fit_and_score(cfg: RunConfig, run_dir: str | Path | None = None, *, resume: 
         if lead:
             atomic_write_json(run_dir / "config.json", {**config, "warm_start": warm_info})
     t1 = time.perf_counter()
-    model.fit(split.train, split.valid, reporter=reporter, run_dir=run_dir, resume=resume)
+    model.fit(split.train, split.valid, reporter=reporter, run_dir=run_dir, resume=resume,
+              valid_fold_in=split.valid_fold_in)
     t_fit = time.perf_counter() - t1
     resolved = model.settings                    # "auto" settings, as the rule resolved them for TRAIN
     if lead and resolved != settings:

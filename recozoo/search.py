@@ -109,7 +109,7 @@ def search(model_name: str, split: Split, grid: dict[str, list], n_iter: int | N
         model = cls(settings=settings, seed=fit_seed, device=device)
         t0 = time.perf_counter()
         try:
-            model.fit(split.train, split.valid)
+            model.fit(split.train, split.valid, valid_fold_in=split.valid_fold_in)
         except RecozooError as e:  # e.g. SGD diverged at this learning rate: a bad candidate
             worst = float("inf") if metric in LOWER_IS_BETTER else float("-inf")
             res.results.append({"candidate": c, "settings": settings_to_dict(settings), metric: worst,
@@ -153,5 +153,6 @@ def refit(model, split: Split, *, reporter=None, run_dir=None):
         raise RecozooError(f"refit needs a VALID part, and {split.name} has none")
     new = model.refit_copy()
     if model.needs_valid:
-        return new.fit(split.train, split.valid, reporter=reporter, run_dir=run_dir)
+        return new.fit(split.train, split.valid, reporter=reporter, run_dir=run_dir,
+                       valid_fold_in=split.valid_fold_in)
     return new.fit(split.train_and_valid(), None, reporter=reporter, run_dir=run_dir)

@@ -163,3 +163,31 @@ def test_settings_errors():
         MultVAE({"layers": "200"})
     with pytest.raises(SettingsError, match="first_layer"):
         MultVAE({"first_layer": "csr"})
+
+
+@pytest.mark.parametrize("name", ["mult-dae", "mult-vae"])
+def test_epoch_is_selected_on_valid_ndcg_of_held_out_users(name):
+    """On a strong-generalisation split the kept epoch is the one with the highest NDCG@100 of VALID's
+    held-out users (scored from their fold-in), and that figure is what the evaluator reports."""
+    from recozoo.rank_eval import rank_part
+    rng = np.random.default_rng(4)
+    p = 1.0 / np.arange(1, 51)
+    u = np.repeat(np.arange(150), 12)
+    i = np.concatenate([rng.choice(50, 12, replace=False, p=p / p.sum()) for _ in range(150)])
+    split = strong_generalization_split(RatingsTable.from_raw(u, i, np.ones(u.size, np.float32)), "x", 20)
+    st = {"layers": "8" if name == "mult-dae" else "16,8", "epochs": 8, "batch_size": 16, "lr": 0.01,
+          "total_anneal_steps": 20}
+    if name == "mult-dae":
+        del st["total_anneal_steps"]
+    m = get_model(name)(st, seed=0).fit(split.train, split.valid, valid_fold_in=split.valid_fold_in)
+    curve = [r["valid_ndcg@100"] for r in m.history_]
+    assert len(curve) == 8 and m.best_epoch_ == int(np.argmax(curve)) + 1
+    if name == "mult-dae":
+        assert m.best_epoch_ < 8          # this seed's curve peaks early: the kept weights are not the last
+    assert rank_part(m, split, "valid", ks=(100,)).summary["ndcg@100"] == pytest.approx(max(curve), abs=1e-9)
+    # the kept weights are those of a plain fit for best_epoch epochs (evaluation draws no random numbers)
+    again = get_model(name)({**st, "epochs": m.best_epoch_}, seed=0).fit(split.train)
+    a, b = m.net_.state_dict(), again.net_.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    if name == "mult-vae":   # β of the kept epoch's last update: 120 training users in batches of 16
+        assert m.best_beta_ == anneal_beta(m.best_epoch_ * 8 - 1, 20, 0.2)

@@ -142,6 +142,8 @@ class Model(ABC):
         #: models that train in epochs and select one on VALID set it (0 = none chosen / no epochs)
         self.best_epoch_: int = 0
         self._seen: sp.csr_matrix | None = None
+        #: during :meth:`fit` only: VALID users' fold-in rows on splits with held-out users (None else)
+        self.valid_fold_in: RatingsTable | None = None
 
     @classmethod
     def predicts_ratings_with(cls, settings: BaseSettings) -> bool:
@@ -178,10 +180,17 @@ class Model(ABC):
     # ----------------------------------------------------------------- public API
     def fit(self, train: RatingsTable, valid: RatingsTable | None = None, *,
             reporter: Reporter | None = None, run_dir: str | Path | None = None,
-            resume: bool = False) -> "Model":
-        """Fit on ``train``; ``valid`` (same id maps) only for selection/early stopping."""
-        if valid is not None and (valid.n_users != train.n_users or valid.n_items != train.n_items):
-            raise RecozooError("valid must share the train table's id maps")
+            resume: bool = False, valid_fold_in: RatingsTable | None = None) -> "Model":
+        """Fit on ``train``; ``valid`` (same id maps) only for selection/early stopping.
+
+        ``valid_fold_in``: on splits with held-out users (strong generalisation) VALID's users are
+        not in TRAIN, so a model that selects on VALID needs their fold-in rows as its input
+        (``split.valid_fold_in``). :meth:`_fit` finds them in :attr:`valid_fold_in` (None
+        otherwise, and again after the fit); models that select nothing ignore them.
+        """
+        for part, name in ((valid, "valid"), (valid_fold_in, "valid_fold_in")):
+            if part is not None and (part.n_users != train.n_users or part.n_items != train.n_items):
+                raise RecozooError(f"{name} must share the train table's id maps")
         if train.nnz == 0:
             raise RecozooError(f"{self.name}: the training table has no ratings")
         if self.uses_timestamps and not train.has_timestamps:
@@ -189,7 +198,11 @@ class Model(ABC):
         self._remember_training(train)
         # "auto" settings become the rule's values for this data: what _fit, save and refit see
         self.settings = resolve_defaults(self.settings, type(self).auto_rule, train)
-        self._fit(train, valid, reporter or NullReporter(), Path(run_dir) if run_dir else None, resume)
+        self.valid_fold_in = valid_fold_in
+        try:
+            self._fit(train, valid, reporter or NullReporter(), Path(run_dir) if run_dir else None, resume)
+        finally:
+            self.valid_fold_in = None
         return self
 
     def _remember_training(self, train: RatingsTable) -> None:

@@ -40,13 +40,19 @@ paper predicts for its validation and test users. Every stored entry of the
 training table is one interaction (value 1): fit on a binarised dataset
 (``ml-100k-implicit``, ``--data-param threshold=3.5``) to drop low ratings.
 
-Selection on VALID: the engine keeps the epoch with the lowest mean negative
-log-likelihood of VALID's items under ``π(μ(x_u))`` (the ``valid_rmse``
-column of ``metrics.jsonl`` holds that number; the engine's ``train_rmse``
-column is ``sqrt`` of the batch-mean loss). It needs the VALID users' TRAIN
-rows as input, so on strong-generalisation splits — VALID users are held out
-of TRAIN — there is nothing to select on in ``fit`` and the set number of
-epochs is trained (choose ``epochs`` on VALID's fold-in with a search).
+Selection on VALID, as the paper does: on splits with held-out users (strong
+generalisation; VALID users are not in TRAIN) the engine evaluates, after
+every ``eval_every`` epochs, NDCG@100 of the VALID users scored from their
+fold-in rows (``Model.fit(..., valid_fold_in=)``), ranked exactly as the
+evaluator ranks them (:func:`recozoo.rank_eval.rank_scores`: fold-in items
+excluded, ties to the lower index), and keeps the epoch with the highest
+(``valid_ndcg@100`` in ``metrics.jsonl``; ``patience`` stops early). The β of
+the kept epoch is ``best_beta_`` — the paper's recipe retrains with
+``anneal_cap`` set to it. On other splits (VALID users also in TRAIN) it keeps
+the epoch with the lowest mean negative log-likelihood of VALID's items under
+``π(μ(x_u))`` given each user's TRAIN row (the ``valid_rmse`` column holds
+that number; the engine's ``train_rmse`` column is ``sqrt`` of the batch-mean
+loss). Without either, the set number of epochs is trained.
 """
 
 from __future__ import annotations
@@ -61,13 +67,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from recozoo.engine import EngineConfig, Loss, RowBatch, RowMatrix, RowSparseModule, Task, Trainer, copy_weights
+from recozoo.rank_eval import rank_scores
 from recozoo.errors import SettingsError
 from recozoo.models.base import FoldIn, Model
 from recozoo.search_space import Float, Int, Layers, SearchSpace
 from recozoo.settings import BaseSettings, setting
 
-__all__ = ["MultVAE", "MultDAE", "MultNet", "MultTask", "MultVAESettings", "MultDAESettings",
-           "anneal_beta", "normalized_values"]
+__all__ = ["MultVAE", "MultDAE", "MultNet", "MultTask", "MultVAESettings", "MultDAESettings", "HeldOutValid",
+           "anneal_beta", "normalized_values", "SELECT_K"]
+
+#: the cut-off of the NDCG that selects epochs on held-out VALID users (the paper's NDCG@100)
+SELECT_K = 100
 
 
 def anneal_beta(update: int, total_anneal_steps: int, anneal_cap: float) -> float:
@@ -91,7 +101,7 @@ class _MultSettings(BaseSettings):
     lr: float = setting(1e-3, "Adam's learning rate", min=0.0, min_exclusive=True)
     batch_size: int = setting(500, "users per batch", min=1)
     epochs: int = setting(200, "training epochs", min=1, max=100_000)
-    eval_every: int = setting(1, "evaluate VALID every N epochs (weak-generalisation splits only)", min=1)
+    eval_every: int = setting(1, "evaluate VALID every N epochs", min=1)
     patience: int = setting(0, "early stop after N evaluations without VALID improvement (0 = off)", min=0)
     first_layer: Literal["sparse", "dense"] = setting(
         "sparse", "sparse: the first layer reads the observed items only; dense: each batch densified "
@@ -188,16 +198,49 @@ class MultNet(RowSparseModule):
 
 
 # --------------------------------------------------------------------------- engine task
+@dataclass(frozen=True)
+class HeldOutValid:
+    """VALID as held-out users: their fold-in rows (the input, excluded from the ranking) and their
+    scored items (the positives), row for row; only users with both."""
+
+    inputs: RowMatrix
+    known: sp.csr_matrix
+    positives: sp.csr_matrix
+
+    @classmethod
+    def from_tables(cls, fold_in, valid) -> "HeldOutValid | None":
+        """From the split's ``valid_fold_in`` and ``valid`` tables (None when no user has both)."""
+        known, pos = _ones(fold_in.to_csr()), _ones(valid.to_csr())
+        users = np.flatnonzero((np.diff(known.indptr) > 0) & (np.diff(pos.indptr) > 0))
+        if users.size == 0:
+            return None
+        known, pos = known[users], pos[users]
+        return cls(_binary_rows(known), known, pos)
+
+
+def _ones(csr) -> sp.csr_matrix:
+    """Canonical (sorted) CSR of ones from a table's CSR, in fresh arrays."""
+    out = sp.csr_matrix((np.ones(csr.nnz, dtype=np.float32), np.array(csr.indices), np.array(csr.indptr)),
+                        shape=csr.shape)
+    out.sort_indices()
+    return out
+
+
 class MultTask(Task):
     """The multinomial loss (+ β·KL for the VAE) for :class:`recozoo.engine.Trainer`.
 
     Counts its optimiser updates (β's schedule reads them); the count is part
     of the checkpoint, so a resumed fit anneals exactly as an uninterrupted one.
+    ``held_out``: VALID is a :class:`HeldOutValid` and epochs are selected on its
+    NDCG@:data:`SELECT_K` (higher is better); otherwise on the VALID negative
+    log-likelihood of :meth:`valid_rmse`.
     """
 
-    def __init__(self, n_cols: int, settings: _MultSettings, variational: bool):
+    def __init__(self, n_cols: int, settings: _MultSettings, variational: bool, held_out: bool = False):
         self.n_cols, self.s, self.variational = int(n_cols), settings, bool(variational)
         self.updates = 0
+        if held_out:
+            self.valid_metric, self.higher_is_better = f"ndcg@{SELECT_K}", True
 
     def build_module(self) -> nn.Module:
         return MultNet(self.n_cols, self.s.layers, self.variational, self.s.dropout)
@@ -243,6 +286,20 @@ class MultTask(Task):
             count += t.nnz
         return total / max(count, 1)
 
+    def valid_score(self, module, valid) -> float | None:
+        """NDCG@:data:`SELECT_K` of held-out VALID users (their fold-in rows as input), or the NLL."""
+        if not isinstance(valid, HeldOutValid):
+            return self.valid_rmse(module, valid)
+        dev = next(module.parameters()).device
+        ndcg = []
+        for s in range(0, valid.inputs.n_rows, 1024):
+            r = np.arange(s, min(s + 1024, valid.inputs.n_rows))
+            x = valid.inputs.take(r).to(dev)
+            logits, _, _ = module(x.offsets, x.cols, normalized_values(x.offsets, torch.ones_like(x.vals)))
+            scores = logits.float().cpu().numpy()
+            ndcg.append(rank_scores(scores, valid.known[r], valid.positives[r], (SELECT_K,))[f"ndcg@{SELECT_K}"])
+        return float(np.mean(np.concatenate(ndcg)))
+
     def state_dict(self) -> dict[str, Any]:
         return {"updates": self.updates}
 
@@ -283,18 +340,23 @@ class _MultModel(Model):
         super().__init__(*args, **kwargs)
         self.net_: MultNet | None = None
         self.history_: list[dict[str, Any]] = []
+        #: after a fit: β of the kept epoch's last update (0 for Mult-DAE; not saved with the model)
+        self.best_beta_: float = 0.0
 
     def _fit(self, train, valid, reporter, run_dir, resume):
         rows = _binary_rows(train.to_csr())
-        vpair = None
-        if valid is not None and valid.nnz:
+        vpair: Any = None
+        if valid is not None and valid.nnz and self.valid_fold_in is not None and self.valid_fold_in.nnz:
+            vpair = HeldOutValid.from_tables(self.valid_fold_in, valid)       # strong generalisation
+        elif valid is not None and valid.nnz:
             vrows = _binary_rows(valid.to_csr())
             if np.any((vrows.lengths() > 0) & (rows.lengths() > 0)):
                 vpair = (rows, vrows)
-        task = MultTask(rows.n_cols, self.settings, self.variational)
+        task = MultTask(rows.n_cols, self.settings, self.variational, isinstance(vpair, HeldOutValid))
         prev = self._warm_previous(train.n_users, train.n_items)
         if prev is not None:          # beta's schedule goes on where the run's left it
             task.updates = prev.updates_
+        first_update = task.updates
         cfg = EngineConfig.from_settings(self.settings, device=self.device, seed=self.seed,
                                          optimizer="adam", milestones=())
         trainer = Trainer(task, cfg, reporter=reporter, run_dir=run_dir, resume=resume,
@@ -305,6 +367,9 @@ class _MultModel(Model):
         self.net_ = res.module.cpu().eval()
         self.history_ = res.history
         self.best_epoch_ = res.best_epoch
+        per_epoch = (task.updates - first_update) // max(len(res.history), 1)
+        self.best_beta_ = (anneal_beta(first_update + res.best_epoch * per_epoch - 1, self.settings.total_anneal_steps,
+                                       self.settings.anneal_cap) if self.variational and res.best_epoch else 0.0)
         self.popularity_ = np.bincount(np.asarray(train.items), minlength=train.n_items).astype(np.float32)
 
     @torch.no_grad()

@@ -105,7 +105,8 @@ class Objective:
         info: dict[str, Any] = {"settings": settings_to_dict(settings)}
         t0 = time.perf_counter()
         try:
-            model.fit(self.split.train, self.split.valid, reporter=reporter)
+            model.fit(self.split.train, self.split.valid, reporter=reporter,
+                      valid_fold_in=self.split.valid_fold_in)
             info["best_epoch"] = int(model.best_epoch_)
             info["valid"] = valid_score(model, self.split, self.metric, self.k)
         except RecozooError as e:
