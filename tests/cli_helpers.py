@@ -40,3 +40,88 @@ def assert_one_line_error(p: subprocess.CompletedProcess, *needles: str) -> str:
     for n in needles:
         assert n.lower() in lines[0].lower(), f"{n!r} not in {lines[0]!r}"
     return lines[0]
+
+
+def invoke_cli(*args, env: dict | None = None, cwd: str | Path | None = None, check: bool = True,
+               ) -> subprocess.CompletedProcess:
+    """``run_cli`` without the new process: ``recozoo.cli.main.main`` called in this process.
+
+    Each ``recozoo`` subprocess imports torch/numba afresh (~1-2 s of a 2-core CI box); a test about what
+    the CLI does (its output, its one-line errors, its exit code, the files it writes) gets the same answer
+    from the same entry point here. File descriptors 1 and 2 are redirected too (a C library's or a
+    warning's output is caught as a child's would be), the environment, working folder, argv, stdin and
+    warning filters are the child's for the call and restored after, and an uncaught exception is written
+    to stderr as the interpreter would (a traceback, exit 1) so ``assert_one_line_error`` still catches it.
+    Tests about the process itself (signals, kill -9, torchrun, fresh imports, memory) keep ``run_cli``.
+    """
+    import io
+    import tempfile
+    import traceback
+    import warnings
+
+    from recozoo.cli.main import main
+    argv = ["recozoo", *map(str, args)]
+    e = {"COLUMNS": "200", **(env or {})}
+    saved_env = {k: os.environ.get(k) for k in e}
+    saved = (sys.argv, sys.stdin, sys.stdout, sys.stderr, os.getcwd(), warnings.showwarning)
+    torch = sys.modules.get("torch")
+    threads = torch.get_num_threads() if torch is not None else None
+    sys.stdout.flush()
+    sys.stderr.flush()
+    fds = os.dup(1), os.dup(2)
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, warnings.catch_warnings():
+        code = 0
+        try:
+            os.environ.update({k: str(v) for k, v in e.items()})
+            if cwd is not None:
+                os.chdir(cwd)
+            os.dup2(out.fileno(), 1)
+            os.dup2(err.fileno(), 2)
+            sys.argv, sys.stdin = argv, open(os.devnull)
+            sys.stdout = io.TextIOWrapper(open(1, "wb", closefd=False), encoding="utf-8", write_through=True)
+            sys.stderr = io.TextIOWrapper(open(2, "wb", closefd=False), encoding="utf-8", write_through=True)
+            warnings.resetwarnings()                 # a fresh interpreter's filters, not pytest's
+            for cat in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
+                warnings.simplefilter("ignore", cat)
+            if torch is not None and "OMP_NUM_THREADS" in e:
+                torch.set_num_threads(int(e["OMP_NUM_THREADS"]))
+            try:
+                main()
+            except SystemExit as x:
+                code = x.code if isinstance(x.code, int) else (0 if x.code is None else 1)
+                if x.code is not None and not isinstance(x.code, int):
+                    sys.stderr.write(f"{x.code}\n")
+            except BaseException:                    # what the interpreter would print, and its exit status
+                sys.stderr.write(traceback.format_exc())
+                code = 1
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                if stream is not saved[2] and stream is not saved[3]:
+                    stream.flush()
+                    stream.detach()
+            if sys.stdin is not saved[1]:
+                sys.stdin.close()
+            os.dup2(fds[0], 1)
+            os.dup2(fds[1], 2)
+            for fd in fds:
+                os.close(fd)
+            sys.argv, sys.stdin, sys.stdout, sys.stderr, cwd_before, warnings.showwarning = saved
+            os.chdir(cwd_before)
+            for k, v in saved_env.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+            if threads is not None:
+                torch.set_num_threads(threads)
+        out.seek(0)
+        err.seek(0)
+        p = subprocess.CompletedProcess(argv, code, out.read().decode(), err.read().decode())
+    if check and p.returncode != 0:
+        raise AssertionError(f"recozoo {' '.join(argv[1:])} exited {p.returncode} (in process):\n"
+                             f"stdout: {p.stdout[-2000:]}\nstderr: {p.stderr[-4000:]}")
+    return p
+
+
+def invoke_json(*args, **kw):
+    return json.loads(invoke_cli(*args, "--json", **kw).stdout)

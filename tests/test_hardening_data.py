@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cli_helpers import assert_one_line_error, run_cli, run_json
+from cli_helpers import assert_one_line_error, invoke_cli, invoke_json, run_cli
 
 
 @pytest.fixture
@@ -61,11 +61,11 @@ def _pre_split(tmp_path: Path, train_rows=None):
 def test_als_implicit_fits_and_compares_on_a_prepared_split(home, tmp_path):
     """implicit's Cython solver refused the prepared split's read-only memory maps."""
     train, test = _pre_split(tmp_path)
-    run_cli("data", "prepare", "mine", "--train", train, "--test", test, env=home)
-    s = run_json("fit", "als-implicit", "--dataset", "mine", "--set", "factors=4", "--set", "iterations=2",
+    invoke_cli("data", "prepare", "mine", "--train", train, "--test", test, env=home)
+    s = invoke_json("fit", "als-implicit", "--dataset", "mine", "--set", "factors=4", "--set", "iterations=2",
                  "--out", tmp_path / "run", "-q", env=home)
     assert s["metrics"]["test"]["n_users"] > 0
-    run_cli("compare", "--dataset", "mine", "--models", "als-implicit,bias", "--set", "als-implicit.factors=4",
+    invoke_cli("compare", "--dataset", "mine", "--models", "als-implicit,bias", "--set", "als-implicit.factors=4",
             "--out", tmp_path / "cmp", env=home)
 
 
@@ -73,15 +73,15 @@ def test_als_implicit_fits_and_compares_on_a_prepared_split(home, tmp_path):
 def test_ids_beyond_int64_are_one_line_errors_naming_file_line_field(home, tmp_path):
     csv = _write(tmp_path / "big.csv", "user,item,rating\n5,1,2\n99999999999999999999,1,4\n"
                                        "99999999999999999998,2,3\n")
-    p = run_cli("data", "prepare", "big", "--source", csv, "--protocol", "random", env=home, check=False)
+    p = invoke_cli("data", "prepare", "big", "--source", csv, "--protocol", "random", env=home, check=False)
     assert_one_line_error(p, "big.csv", "line 3", "'user'", "64-bit")
-    p = run_cli("data", "prepare", "big2", "--train", csv, "--test", csv, "--format", "csv", env=home, check=False)
+    p = invoke_cli("data", "prepare", "big2", "--train", csv, "--test", csv, "--format", "csv", env=home, check=False)
     assert_one_line_error(p, "big.csv", "line 3", "'user'")
     uint = _write(tmp_path / "u.csv", "user,item,rating\n18446744073709551615,1,4\n2,2,3\n")
-    p = run_cli("data", "prepare", "big3", "--source", uint, "--protocol", "random", env=home, check=False)
+    p = invoke_cli("data", "prepare", "big3", "--source", uint, "--protocol", "random", env=home, check=False)
     assert_one_line_error(p, "u.csv", "line 2", "'user'", "64-bit")
     tsv = _tsv(tmp_path / "t.tsv", [(18446744073709551615, 1, 4), (2, 1, 3)])
-    p = run_cli("data", "prepare", "big4", "--train", tsv, "--test", tsv, env=home, check=False)
+    p = invoke_cli("data", "prepare", "big4", "--train", tsv, "--test", tsv, env=home, check=False)
     assert_one_line_error(p, "t.tsv", "line 1", "'user'", "64-bit")
     assert not (Path(home["RECOZOO_DATA"]) / "user").exists() or \
         not list((Path(home["RECOZOO_DATA"]) / "user").glob("*.json"))
@@ -99,7 +99,7 @@ def test_ids_that_fit_int64_round_trip_exactly(home, tmp_path, monkeypatch, layo
         train = _write(tmp_path / "train.csv", "user,item,rating\n" + "".join(f"{u},{i},{r}\n" for u, i, r in rows))
         test = _write(tmp_path / "test.csv", f"user,item,rating\n{big[0]},1,4\n")
         extra = ["--format", "csv"]
-    d = run_json("data", "prepare", "bigids", "--train", train, "--test", test, *extra, env=home)
+    d = invoke_json("data", "prepare", "bigids", "--train", train, "--test", test, *extra, env=home)
     assert d["train"]["users"] == 4
     monkeypatch.setenv("RECOZOO_DATA", home["RECOZOO_DATA"])
     from recozoo.datasets import load_split
@@ -110,30 +110,30 @@ def test_ids_that_fit_int64_round_trip_exactly(home, tmp_path, monkeypatch, layo
 # ----------------------------------------------------------------- item 2
 def test_a_failed_prepare_leaves_the_good_source_recorded(home, tmp_path):
     good = _netflix(tmp_path / "good")
-    run_cli("data", "prepare", "netflix-3m", "--source", good, env=home)
+    invoke_cli("data", "prepare", "netflix-3m", "--source", good, env=home)
     record = Path(home["RECOZOO_DATA"]) / "sources" / "netflix.json"
     before = record.read_text()
     bad = _write(tmp_path / "bad" / "mv_0000001.txt", "1:\n7,9,2005-10-01\n")
-    p = run_cli("data", "prepare", "netflix-3m", "--source", bad.parent, env=home, check=False)
+    p = invoke_cli("data", "prepare", "netflix-3m", "--source", bad.parent, env=home, check=False)
     assert_one_line_error(p, "mv_0000001.txt", "line 2", "rating")
     assert record.read_text() == before
-    assert run_json("data", "info", "netflix-3m", env=home)["train"]["ratings"] > 0
+    assert invoke_json("data", "info", "netflix-3m", env=home)["train"]["ratings"] > 0
 
 
 def test_a_failed_pre_split_prepare_registers_nothing(home, tmp_path):
     train = _tsv(tmp_path / "train.tsv", [(1, 1, 4), (2, 1, "x")])
     test = _tsv(tmp_path / "test.tsv", [(1, 1, 4)])
-    p = run_cli("data", "prepare", "mine", "--train", train, "--test", test, env=home, check=False)
+    p = invoke_cli("data", "prepare", "mine", "--train", train, "--test", test, env=home, check=False)
     assert_one_line_error(p, "train.tsv", "line 2", "rating")
     assert not (Path(home["RECOZOO_DATA"]) / "user" / "mine.json").exists()
-    assert "mine" not in [d["name"] for d in run_json("data", "list", env=home)]
+    assert "mine" not in [d["name"] for d in invoke_json("data", "list", env=home)]
 
 
 # ----------------------------------------------------------------- item 3
 def _fitted_run(home, tmp_path) -> Path:
     good = _netflix(tmp_path / "good")
-    run_cli("data", "prepare", "netflix-3m", "--source", good, env=home)
-    run_cli("fit", "bias", "--dataset", "netflix-3m", "--out", tmp_path / "run", "-q", env=home)
+    invoke_cli("data", "prepare", "netflix-3m", "--source", good, env=home)
+    invoke_cli("fit", "bias", "--dataset", "netflix-3m", "--out", tmp_path / "run", "-q", env=home)
     return tmp_path / "run"
 
 
@@ -144,27 +144,27 @@ def test_evaluating_a_run_never_re_points_the_data_home(home, tmp_path):
     hostile = _netflix(tmp_path / "hostile", rating=1)
     cfg = json.loads((run / "config.json").read_text())
     (run / "config.json").write_text(json.dumps({**cfg, "source": str(hostile)}))
-    first = run_json("evaluate", run, env=home)
+    first = invoke_json("evaluate", run, env=home)
     assert record.read_text() == before
-    run_cli("fit", "bias", "--warm-start", run, "--out", tmp_path / "warm", "-q", env=home)
+    invoke_cli("fit", "bias", "--warm-start", run, "--out", tmp_path / "warm", "-q", env=home)
     assert record.read_text() == before              # nor does continuing it
     # a run from another machine: its source path means nothing here; the split is found by its key
     (run / "config.json").write_text(json.dumps({**cfg, "source": "/nonexistent/elsewhere"}))
-    assert run_json("evaluate", run, env=home)["metrics"]["rmse"] == first["metrics"]["rmse"]
+    assert invoke_json("evaluate", run, env=home)["metrics"]["rmse"] == first["metrics"]["rmse"]
     assert record.read_text() == before
 
 
 def test_a_run_evaluates_in_a_fresh_data_home_with_source_and_refuses_other_data(home, tmp_path):
     run = _fitted_run(home, tmp_path)
-    first = run_json("evaluate", run, env=home)
+    first = invoke_json("evaluate", run, env=home)
     fresh = {"RECOZOO_DATA": str(tmp_path / "fresh")}
-    p = run_cli("evaluate", run, env=fresh, check=False)
+    p = invoke_cli("evaluate", run, env=fresh, check=False)
     assert_one_line_error(p, "netflix")
-    got = run_json("evaluate", run, "--source", tmp_path / "good", env=fresh)
+    got = invoke_json("evaluate", run, "--source", tmp_path / "good", env=fresh)
     assert got["metrics"]["rmse"] == first["metrics"]["rmse"]
     assert not (tmp_path / "fresh" / "sources").exists()      # --source of evaluate is not recorded
     other = _netflix(tmp_path / "other", seed=5)
-    p = run_cli("evaluate", run, "--source", other, env=fresh, check=False)
+    p = invoke_cli("evaluate", run, "--source", other, env=fresh, check=False)
     assert_one_line_error(p, "--source", "fitted on")
 
 
@@ -237,7 +237,7 @@ def test_implausible_ratings_warn_once_fail_under_a_range_and_show_in_info(home,
     rows = [(u, i, 1 + (u * i) % 5) for u in range(1, 21) for i in range(1, 9)]
     rows[4] = (rows[4][0], rows[4][1], "1e30")
     train, test = _pre_split(tmp_path, rows)
-    p = run_cli("data", "prepare", "odd", "--train", train, "--test", test, "--json", env=home)
+    p = invoke_cli("data", "prepare", "odd", "--train", train, "--test", test, "--json", env=home)
     warn = [ln for ln in p.stderr.splitlines() if ln.strip()]
     assert len(warn) == 1 and warn[0].startswith("recozoo: warning: odd: 1 rating (1e+30)"), p.stderr
     assert "--rating-range" in warn[0]
@@ -245,13 +245,13 @@ def test_implausible_ratings_warn_once_fail_under_a_range_and_show_in_info(home,
     assert info["train"]["min_rating"] == 1 and info["train"]["max_rating"] == pytest.approx(1e30, rel=1e-6)
     assert info["test"]["max_rating"] == 4
     # the cached split warns again where it is used
-    p = run_cli("fit", "bias", "--dataset", "odd", "--out", tmp_path / "run", "-q", env=home)
+    p = invoke_cli("fit", "bias", "--dataset", "odd", "--out", tmp_path / "run", "-q", env=home)
     assert "recozoo: warning: odd: 1 rating (1e+30)" in p.stderr
-    p = run_cli("data", "prepare", "odd2", "--train", train, "--test", test, "--rating-range", "1,5",
+    p = invoke_cli("data", "prepare", "odd2", "--train", train, "--test", test, "--rating-range", "1,5",
                 env=home, check=False)
     assert_one_line_error(p, "odd2", "1 rating (1e+30) outside --rating-range 1,5")
     assert not (Path(home["RECOZOO_DATA"]) / "user" / "odd2.json").exists()
-    p = run_cli("data", "prepare", "odd3", "--train", train, "--test", test, "--rating-range", "5,1",
+    p = invoke_cli("data", "prepare", "odd3", "--train", train, "--test", test, "--rating-range", "5,1",
                 env=home, check=False)
     assert_one_line_error(p, "--rating-range", "LO < HI")
 
@@ -259,7 +259,7 @@ def test_implausible_ratings_warn_once_fail_under_a_range_and_show_in_info(home,
 def test_plausible_ratings_do_not_warn(home, tmp_path):
     rows = [(u, i, -4 if (u, i) == (1, 1) else 1 + (u * i) % 5) for u in range(1, 21) for i in range(1, 9)]
     train, test = _pre_split(tmp_path, rows)
-    p = run_cli("data", "prepare", "ok", "--train", train, "--test", test, "--json", env=home)
+    p = invoke_cli("data", "prepare", "ok", "--train", train, "--test", test, "--json", env=home)
     assert p.stderr.strip() == "" and json.loads(p.stdout)["train"]["min_rating"] == -4
 
 
@@ -267,7 +267,7 @@ def test_plausible_ratings_do_not_warn(home, tmp_path):
 @pytest.mark.parametrize("name", ["../../X", "a/b", "..", ".hidden", "a\\b"])
 def test_dataset_names_cannot_escape_the_data_home(home, tmp_path, name):
     train, test = _pre_split(tmp_path)
-    p = run_cli("data", "prepare", name, "--train", train, "--test", test, env=home, check=False)
+    p = invoke_cli("data", "prepare", name, "--train", train, "--test", test, env=home, check=False)
     assert_one_line_error(p, "dataset name")
     assert not list(tmp_path.rglob("X.json")) and not (tmp_path / "X").exists()
     assert not list(Path(home["RECOZOO_DATA"]).rglob("*.json"))
@@ -311,5 +311,5 @@ def test_a_zip_member_under_a_file_member_is_a_one_line_error(tmp_path):
 # --------------------------------------------------------- --data-param
 @pytest.mark.parametrize("value, needle", [("n_users=abc", "want an integer"), ("n_ratings=0", ">= 1")])
 def test_a_bad_generator_parameter_is_a_one_line_error(home, value, needle):
-    p = run_cli("data", "prepare", "synthetic", "--data-param", value, env=home, check=False)
+    p = invoke_cli("data", "prepare", "synthetic", "--data-param", value, env=home, check=False)
     assert_one_line_error(p, value.split("=")[0], needle)
