@@ -1,4 +1,8 @@
-"""End-to-end tests of the foundation through the real CLI on real data."""
+"""End-to-end tests of the foundation through the real CLI on real data.
+
+The commands run the ``recozoo`` entry point in process (``cli_helpers.invoke_cli``: the same
+``main``, its output and exit code, without a torch import per command); the last test runs the
+installed console script itself."""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cli_helpers import assert_one_line_error, run_cli, run_json
+from cli_helpers import assert_one_line_error, invoke_cli, invoke_json, run_json
 
 
 @pytest.fixture()
@@ -19,7 +23,7 @@ def home(tmp_path):
 
 
 def test_fit_bias_on_ml100k_beats_global_mean(ml100k_dir, home, tmp_path):
-    s = run_json("fit", "bias", "--dataset", "ml-100k", "--source", ml100k_dir, "--out", tmp_path / "r1",
+    s = invoke_json("fit", "bias", "--dataset", "ml-100k", "--source", ml100k_dir, "--out", tmp_path / "r1",
                  "-q", env=home)
     assert set(s) >= {"model", "dataset", "run_dir", "settings", "metrics", "seconds"}
     assert s["model"] == "bias" and s["dataset"] == "ml-100k"
@@ -30,24 +34,24 @@ def test_fit_bias_on_ml100k_beats_global_mean(ml100k_dir, home, tmp_path):
     # u1.test is scored whole with the fallback policy (published-results protocol)
     t = s["metrics"]["test"]
     assert t["policy"] == "fallback" and t["n_scored"] == 20000 and t["n_fallback"] > 0
-    m = run_json("fit", "mean", "--dataset", "ml-100k", "--out", tmp_path / "r2", "-q", env=home)
+    m = invoke_json("fit", "mean", "--dataset", "ml-100k", "--out", tmp_path / "r2", "-q", env=home)
     assert s["metrics"]["valid"]["rmse"] < m["metrics"]["valid"]["rmse"] - 0.08
     assert s["metrics"]["test"]["rmse"] < 0.97
     # evaluate re-scores the saved model to the same figures
-    e = run_json("evaluate", tmp_path / "r1", "--split", "test", env=home)
+    e = invoke_json("evaluate", tmp_path / "r1", "--split", "test", env=home)
     assert e["metrics"]["rmse"] == pytest.approx(t["rmse"], abs=1e-9)
     assert (tmp_path / "r1" / "config.json").exists() and (tmp_path / "r1" / "summary.json").exists()
 
 
 def test_data_info_json_counts(ml100k_dir, home):
-    d = run_json("data", "info", "ml-100k", "--source", ml100k_dir, env=home)
+    d = invoke_json("data", "info", "ml-100k", "--source", ml100k_dir, env=home)
     assert set(d) == {"train", "valid", "test"}
     for part in d.values():
         assert set(part) >= {"ratings", "users", "items"}
     assert d["train"]["ratings"] + d["valid"]["ratings"] == 80000
     assert d["test"]["ratings"] == 20000
     # the source path is remembered; the second call reads the prepared cache
-    d2 = run_json("data", "info", "ml-100k", env=home)
+    d2 = invoke_json("data", "info", "ml-100k", env=home)
     assert d2 == d
     prepared = Path(home["RECOZOO_DATA"]) / "prepared" / "ml-100k"
     assert len(list(prepared.iterdir())) == 1
@@ -56,17 +60,17 @@ def test_data_info_json_counts(ml100k_dir, home):
 def test_changed_source_invalidates_cache(ml100k_dir, home, tmp_path):
     src = tmp_path / "ml"
     shutil.copytree(ml100k_dir, src)
-    d1 = run_json("data", "prepare", "ml-100k", "--source", src, env=home)
+    d1 = invoke_json("data", "prepare", "ml-100k", "--source", src, env=home)
     # drop the last test rating: a changed source must give a re-prepared split
     lines = (src / "u1.test").read_text().splitlines(True)
     (src / "u1.test").write_text("".join(lines[:-1]))
-    d2 = run_json("data", "info", "ml-100k", env=home)
+    d2 = invoke_json("data", "info", "ml-100k", env=home)
     assert d2["test"]["ratings"] == d1["test"]["ratings"] - 1
     assert len(list((Path(home["RECOZOO_DATA"]) / "prepared" / "ml-100k").iterdir())) == 2
 
 
 def test_time_split_preset_on_ml100k(ml100k_dir, home):
-    d = run_json("data", "info", "ml-100k-time", "--source", ml100k_dir, env=home)
+    d = invoke_json("data", "info", "ml-100k-time", "--source", ml100k_dir, env=home)
     ts = np.sort(np.loadtxt(ml100k_dir / "u.data", dtype=np.int64)[:, 3])
     cut = ts[80000]  # the earliest 80% by timestamp (ratings tied with the cut go to the test side)
     assert d["train"]["ratings"] == int((ts < cut).sum())
@@ -80,9 +84,9 @@ def test_presplit_reference_tsv_layout(netflix_sample_dir, home, tmp_path):
     train.mkdir()
     for p in parts[:2]:
         (train / p.name).symlink_to(p)
-    d = run_json("data", "prepare", "nf-sample", "--train", train, "--test", parts[2], env=home)
+    d = invoke_json("data", "prepare", "nf-sample", "--train", train, "--test", parts[2], env=home)
     assert d["train"]["ratings"] + d["test"]["ratings"] <= 204821
-    s = run_json("fit", "bias", "--dataset", "nf-sample", "--out", tmp_path / "run", "-q", env=home)
+    s = invoke_json("fit", "bias", "--dataset", "nf-sample", "--out", tmp_path / "run", "-q", env=home)
     t = s["metrics"]["test"]
     # users/items of TEST unseen in TRAIN are filtered by the evaluator and counted
     assert t["policy"] == "drop"
@@ -90,14 +94,14 @@ def test_presplit_reference_tsv_layout(netflix_sample_dir, home, tmp_path):
     assert t["n_dropped"] == t["n_unknown_user"] + t["n_unknown_item"]
     assert np.isfinite(t["rmse"])
     # no VALID part: --refit has nothing to choose the recipe on -> one line, before any fitting
-    p = run_cli("fit", "bias", "--dataset", "nf-sample", "--refit", "--out", tmp_path / "refit", "-q",
+    p = invoke_cli("fit", "bias", "--dataset", "nf-sample", "--refit", "--out", tmp_path / "refit", "-q",
                 env=home, check=False)
     assert_one_line_error(p, "--refit", "no VALID")
     assert not (tmp_path / "refit" / "model.rcz").exists()
 
 
 def test_synthetic_offline_quickstart(home, tmp_path):
-    s = run_json("fit", "bias", "--dataset", "synthetic", "--data-param", "n_users=3000",
+    s = invoke_json("fit", "bias", "--dataset", "synthetic", "--data-param", "n_users=3000",
                  "--data-param", "n_ratings=60000", "--data-param", "n_items=500",
                  "--out", tmp_path / "run", "-q", env=home)
     assert s["split"]["valid"]["ratings"] > 0 and s["metrics"]["valid"]["rmse"] < 1.0
@@ -116,27 +120,28 @@ def test_synthetic_offline_quickstart(home, tmp_path):
     (("evaluate", "/no/such/run"), ("not a run directory",)),
 ])
 def test_bad_input_is_one_line_error(args, needles, home):
-    p = run_cli(*args, env=home, check=False)
+    p = invoke_cli(*args, env=home, check=False)
     assert_one_line_error(p, *needles)
 
 
 def test_missing_source_says_how_to_get_it(home):
-    p = run_cli("data", "info", "netflix-3m", env=home, check=False)
+    p = invoke_cli("data", "info", "netflix-3m", env=home, check=False)
     assert_one_line_error(p, "netflix", "--source")
-    p = run_cli("data", "info", "ml-100k", env=home, check=False)
+    p = invoke_cli("data", "info", "ml-100k", env=home, check=False)
     assert_one_line_error(p, "recozoo data fetch ml-100k")
 
 
 def test_corrupt_model_file_is_one_line_error(ml100k_dir, home, tmp_path):
-    run_cli("fit", "bias", "--dataset", "ml-100k", "--source", ml100k_dir, "--out", tmp_path / "r", "-q",
+    invoke_cli("fit", "bias", "--dataset", "ml-100k", "--source", ml100k_dir, "--out", tmp_path / "r", "-q",
             env=home)
     model = tmp_path / "r" / "model.rcz"
     model.write_bytes(model.read_bytes()[:100])
-    p = run_cli("evaluate", tmp_path / "r", env=home, check=False)
+    p = invoke_cli("evaluate", tmp_path / "r", env=home, check=False)
     assert_one_line_error(p, "model.rcz")
 
 
 def test_models_lists_builtins_with_provider():
+    """Through the installed ``recozoo`` console script, in a new process."""
     rows = run_json("models")
     names = {r["name"]: r for r in rows}
     assert {"mean", "bias"} <= set(names)
