@@ -22,6 +22,9 @@ parsers, which a fit from an already prepared split never needs.
 Cache keys hash the source's fingerprint (every file's relative path, size and
 mtime), the protocol version, the seed and the parameters, so a changed source
 invalidates the cache and a second ``fit`` starts by memory-mapping a few files.
+Cache entries are written through :mod:`recozoo.tmp_folders` (temp folder, one
+rename, stale leftovers swept); a run's split is found again by
+:mod:`recozoo.run_split`.
 """
 
 from __future__ import annotations
@@ -30,9 +33,6 @@ import hashlib
 import json
 import os
 import shutil
-import socket
-import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -45,11 +45,11 @@ from recozoo.errors import DatasetNotFound, RecozooError, SettingsError
 from recozoo.io import atomic_write_bytes
 from recozoo.splits import (NETFLIX_PRESETS, Split, holdout_split, random_split, time_fraction_split,
                             time_split)
+from recozoo.tmp_folders import new_tmp, replace_dir, sweep_stale_tmp
 
 __all__ = ["DatasetSpec", "data_home", "load_split", "build_split", "builtin_datasets",
            "register_user_dataset", "register_protocol_dataset", "user_dataset", "user_datasets",
-           "get_spec", "resolve_source", "record_source", "check_dataset_name", "load_prepared",
-           "load_run_split",
+           "get_spec", "resolve_source", "record_source", "check_dataset_name",
            "source_table", "SOURCES_INFO", "IMPLICIT_PUBLISHED_HELDOUT"]
 
 #: bump when a protocol implementation changes, to invalidate caches
@@ -149,72 +149,16 @@ def source_table(source: str, path: Path, loader: Callable[[Path], Any]):
         ids_i = IdMap(np.load(folder / "item_ids.npy", allow_pickle=False))
         return RatingsTable.load(folder / "table", ids_u, ids_i)
     table = loader(path)
-    tmp = _new_tmp(folder.parent)
+    tmp = new_tmp(folder.parent)
     try:
         np.save(tmp / "user_ids.npy", table.user_ids.raw, allow_pickle=False)
         np.save(tmp / "item_ids.npy", table.item_ids.raw, allow_pickle=False)
         table.save(tmp / "table")
         (tmp / "done").write_text("ok")
-        _replace_dir(tmp, folder)
+        replace_dir(tmp, folder)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return table
-
-
-def _ensure(p: Path) -> Path:
-    p.mkdir(parents=True, exist_ok=True)
-    return p
-
-
-#: a temp folder of another machine (or of a process whose pid cannot be checked) is stale after this
-STALE_TMP_SECONDS = 24 * 3600
-
-
-def _tmp_prefix() -> str:
-    host = "".join(c if c.isalnum() else "_" for c in socket.gethostname())[:40] or "host"
-    return f".tmp-{host}-{os.getpid()}-"
-
-
-def _tmp_is_stale(path: Path) -> bool:
-    """Whether a ``.tmp-HOST-PID-*`` folder's writer is gone (dead pid here, or old)."""
-    parts = path.name.split("-")
-    host = _tmp_prefix().split("-")[1]
-    if len(parts) >= 4 and parts[1] == host and parts[2].isdigit():
-        try:
-            os.kill(int(parts[2]), 0)
-        except ProcessLookupError:
-            return True
-        except (PermissionError, OverflowError, ValueError):
-            pass
-    try:
-        return time.time() - path.stat().st_mtime > STALE_TMP_SECONDS
-    except OSError:
-        return False
-
-
-def _sweep_stale_tmp(parent: Path) -> None:
-    """Remove the temp folders a killed save left in ``parent`` (a live writer's are kept)."""
-    if not parent.is_dir():
-        return
-    for p in parent.glob(".tmp-*"):
-        if p.is_dir() and _tmp_is_stale(p):
-            shutil.rmtree(p, ignore_errors=True)
-
-
-def _new_tmp(parent: Path) -> Path:
-    """A temp folder in ``parent`` to write a cache entry into, once the stale ones are gone."""
-    _sweep_stale_tmp(parent)
-    return Path(tempfile.mkdtemp(prefix=_tmp_prefix(), dir=_ensure(parent)))
-
-
-def _replace_dir(tmp: Path, final: Path) -> None:
-    """Move a fully written temp folder into place (a concurrent winner is kept)."""
-    try:
-        os.replace(tmp, final)
-    except OSError:
-        if not (final / "done").exists() and not (final / "split.json").exists():
-            shutil.rmtree(final, ignore_errors=True)
-            os.replace(tmp, final)
 
 
 # ------------------------------------------------------------- the protocols
@@ -638,7 +582,7 @@ def load_split(name: str, source: str | Path | None = None, seed: int = 0,
         check_ratings(split, name, rating_range)
     else:
         folder = split_cache_dir(name, source, seed, params)
-        _sweep_stale_tmp(folder.parent)
+        sweep_stale_tmp(folder.parent)
         if not (folder / "split.json").exists():
             built = build_split(name, source, seed, params)
             check_ratings(built, name, rating_range)
@@ -656,43 +600,9 @@ def load_split(name: str, source: str | Path | None = None, seed: int = 0,
 
 
 def _save_split(split: Split, folder: Path) -> None:
-    tmp = _new_tmp(folder.parent)
+    tmp = new_tmp(folder.parent)
     try:
         split.save(tmp)
-        _replace_dir(tmp, folder)
+        replace_dir(tmp, folder)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def load_prepared(name: str, key: str) -> Split | None:
-    """The prepared split of ``name`` under cache key ``key``, if this data home holds it."""
-    if not (isinstance(key, str) and len(key) == 16 and all(c in "0123456789abcdef" for c in key)):
-        return None     # a key read from an untrusted run is a name, never a path
-    folder = data_home() / "prepared" / check_dataset_name(name) / key
-    if not (folder / "split.json").exists():
-        return None
-    split = Split.load(folder)
-    split.key = key
-    return split
-
-
-def load_run_split(dataset: str, split_seed: int = 0, data_params: dict | None = None,
-                   key: str | None = None, source: str | Path | None = None) -> Split:
-    """The split a run was fitted on, found without changing the data home.
-
-    By the run's split ``key`` when this data home holds that prepared split; else
-    rebuilt from ``source`` (or the data home's own source of the dataset), which must
-    give the same key when the run recorded one. The run's own record of where its
-    files were is never used: a run copied from elsewhere names paths that mean
-    nothing (or something else) here.
-    """
-    if key and source is None:
-        split = load_prepared(dataset, key)
-        if split is not None:
-            return split
-    split = load_split(dataset, source, split_seed, data_params, remember=False)
-    if key and split.key != key:
-        where = f"--source {source}" if source is not None else "this data home's files"
-        raise DatasetNotFound(f"{where} give another {dataset} split than the one the run was fitted on "
-                              "(its data differ); pass --source PATH to the files the run was fitted on")
-    return split

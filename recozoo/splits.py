@@ -108,7 +108,7 @@ class Split:
     valid_fold_in: RatingsTable | None = None
     test_fold_in: RatingsTable | None = None
     #: the prepared-split cache key it was loaded under (``prepared/<name>/<key>/``), None when built
-    #: in memory; a run records it to find its split again (recozoo.datasets.load_run_split)
+    #: in memory; a run records it to find its split again (recozoo.run_split.load_run_split)
     key: str | None = field(default=None, compare=False, repr=False)
 
     @property

@@ -214,8 +214,8 @@ def test_a_bad_line_on_the_sparse_id_path_names_file_and_line(tmp_path):
 def test_a_killed_save_leaves_nothing_after_the_next_run(home, tmp_path):
     """A real process killed by SIGKILL while its temp folder exists; the next prepare removes it."""
     prepared = Path(home["RECOZOO_DATA"]) / "prepared" / "synthetic"
-    code = ("import os, signal, pathlib; from recozoo.datasets import _new_tmp; "
-            f"t = _new_tmp(pathlib.Path({str(prepared)!r})); (t / 'train').mkdir(); "
+    code = ("import os, signal, pathlib; from recozoo.tmp_folders import new_tmp; "
+            f"t = new_tmp(pathlib.Path({str(prepared)!r})); (t / 'train').mkdir(); "
             "(t / 'train' / 'items.npy').write_bytes(b'x' * 4096); os.kill(os.getpid(), signal.SIGKILL)")
     p = subprocess.run([sys.executable, "-c", code], env={**os.environ, **home})
     assert p.returncode == -9

@@ -280,9 +280,9 @@ def evaluate_cmd(
     as_json: bool = typer.Option(False, "--json"),
 ):
     """Score a saved run's model on its dataset's VALID or TEST part (found by the split's key)."""
-    from recozoo.datasets import load_run_split
     from recozoo.evaluate import evaluate, evaluate_ranking
     from recozoo.rank_eval import default_ks, is_implicit
+    from recozoo.run_split import load_run_split
     from recozoo.runs import load_run, run_split_key
     if split not in ("valid", "test"):
         raise RecozooError(f"--split must be valid or test, got {split!r}")
