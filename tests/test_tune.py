@@ -292,3 +292,19 @@ def test_the_budget_stops_a_running_trial_once_the_study_has_a_result():
         rep.log({"epoch": 3, "valid_rmse": 0.9})
     assert (rep.pruned_at, rep.stopped) == (3, "budget")
     PruningReporter(second, prune=False, deadline=None).log({"epoch": 4, "valid_rmse": 0.9})   # no budget: runs on
+
+
+def test_compare_tune_keeps_a_model_with_nothing_to_tune_as_given(tmp_path):
+    from recozoo.compare.config import TuneSpec, build_config
+    from recozoo.compare.runner import run_compare
+    from recozoo.compare.table import build_leaderboard
+    cfg = build_config(dataset="synthetic", models="itemknn,pop", seeds="1", sets=["itemknn.shrink=0"],
+                       data_params={"n_users": 200, "n_items": 60, "n_ratings": 4000},
+                       metrics="ndcg@10", tune=TuneSpec(trials=2))
+    out = tmp_path / "cmp"
+    fits: list = []
+    run_compare(cfg, out, progress=False, on_fit=lambda m, s: fits.append(m))
+    rows = {r["model"]: r for r in build_leaderboard(out).rows}
+    assert sorted(fits) == ["itemknn", "pop"] and not (out / "studies" / "pop").exists()
+    assert rows["pop"]["tune_trials"] is None and rows["pop"]["test_ndcg@10_mean"] is not None
+    assert rows["itemknn"]["tune_trials"] == 2

@@ -36,10 +36,16 @@ def tune_metric(cfg: CompareConfig, cls, metrics: list[str]) -> str:
 def tune_models(cfg: CompareConfig, resolved: list, split, out: Path, metrics: list[str], device: str,
                 reporter: Reporter) -> tuple[list, dict[str, dict[str, Any]]]:
     """``resolved`` with each model's settings replaced by its study's best, and per model what the
-    table shows (trials, best VALID, metric, study folder)."""
+    table shows (trials, best VALID, metric, study folder). A model with nothing to tune (``pop``; or
+    every dimension of its space set with ``--set``) keeps its settings and has no entry: its row
+    shows no trials."""
     from recozoo.tune import TuneConfig, tune
     tuned, info = [], {}
-    for spec, cls, _ in resolved:
+    for spec, cls, settings in resolved:
+        if not cls.search_space.without(spec.settings):   # e.g. pop: no space, or every dimension set
+            reporter.message(f"{spec.name}: nothing to tune (no search space left); its settings as given")
+            tuned.append((spec, cls, settings))
+            continue
         tc = TuneConfig(model=spec.name, dataset=cfg.dataset, metric=tune_metric(cfg, cls, metrics),
                         budget=cfg.tune.budget, trials=cfg.tune.trials, seed=cfg.seeds[0],
                         out=Path(out) / STUDIES / spec.name, fixed=dict(spec.settings),
