@@ -102,11 +102,45 @@ def test_factor_rules_follow_ratings_per_user():
     assert biasedmf_rule(sparse) == {"factors": 20, "reg": 0.1}
 
 
+def test_pmf_count_shrinkage_rule_and_explicit_values(table):
+    from recozoo.defaults import pmf_rule
+    from recozoo.models.mf import PMF
+    assert pmf_rule(DataShape(86_000, 10_000, 166_000)) == {"reg_count": 10.0}     # Netflix sample: 1.9/user
+    assert pmf_rule(DataShape(9_760, 1_000, 191_722)) == {"reg_count": 3.0}        # synthetic: 19.6/user
+    assert pmf_rule(DataShape(943, 1650, 76_000)) == {"reg_count": 3.0}            # ml-100k: 80/user
+    assert resolve_settings(PMF, {}, "paper", "x").reg_count == 0.0                # the paper's model kept
+    tiny = {"factors": 3, "epochs": 3}
+    auto = PMF(settings=tiny, seed=0).fit(table)
+    assert auto.settings.reg_count == pmf_rule(DataShape.of(table))["reg_count"]
+    explicit = PMF(settings={**tiny, "reg_count": 0.0}, seed=0).fit(table)
+    assert explicit.settings.reg_count == 0.0
+    # c shrinks the factors: a larger prior weight gives smaller factors, on users and items alike
+    assert np.abs(auto.user_factors_).sum() < np.abs(explicit.user_factors_).sum()
+    assert np.abs(auto.item_factors_).sum() < np.abs(explicit.item_factors_).sum()
+
+
+def test_pmf_fold_in_solves_the_count_shrunk_objective(table):
+    """A new user's factor minimises Σ (r − μ − b_u − b_i − p·q_i)² + (λ_U·n + c)‖p‖² (items fixed)."""
+    from recozoo.models.mf import PMF
+    m = PMF(settings={"factors": 3, "epochs": 3, "reg_count": 4.0}, seed=0).fit(table)
+    row = table.to_csr()[[0]]
+    scores = m.score_new_users(row)[0]
+    cols, r = row.indices, row.data.astype(np.float64)
+    Q = m.item_factors_.astype(np.float64)[cols]
+    t = r - m.offset_ - m.item_bias_[cols]
+    bu = t.sum() / (m.base_reg_user_ + cols.size)                    # b_u as the bias model folds it in
+    lam = m.settings.reg_user * cols.size + 4.0
+    p = np.linalg.solve(Q.T @ Q + lam * np.eye(3), Q.T @ (t - bu))
+    want = m.offset_ + bu + m.item_bias_ + m.item_factors_.astype(np.float64) @ p
+    np.testing.assert_allclose(scores, want, atol=1e-4)
+
+
 @pytest.mark.parametrize("model,settings", [
     ("deeprec", {**TINY, "mode": "user", "optimizer": "adam", "lr": 0.01, "batch_size": 32, "eval_every": 1,
                  "baseline": "bias"}),
     ("autorec-u", {"hidden": 8, "epochs": 3, "baseline": "bias"}),
     ("pmf", {"factors": 3, "epochs": 2}),
+    ("pmf", {"factors": 3, "epochs": 2, "reg_count": 5.0}),
     ("als", {"rank": 3, "iterations": 2, "baseline": "bias"}),
 ])
 def test_bias_baseline_is_added_back_everywhere(table, tmp_path, model, settings):

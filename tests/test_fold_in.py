@@ -48,7 +48,8 @@ def _ridge(F, t, reg_diag):
     return np.linalg.solve(F.T @ F + np.diag(reg_diag), F.T @ t)
 
 
-def _check_factor_model(m, R, lam_p, lam_b, with_bias):
+def _check_factor_model(m, R, lam_p, lam_b, with_bias, count=0.0):
+    """The fold-in solves Σ e² + (n λ_p + count)‖p‖² + n λ_b b_u² (count: PMF's reg_count)."""
     got = m.score_new_users(R)
     Q = m.item_factors_.astype(np.float64)
     for b in range(R.shape[0]):
@@ -61,10 +62,11 @@ def _check_factor_model(m, R, lam_p, lam_b, with_bias):
         else:
             t = r - m.offset_ - m.item_bias_[items]
             if with_bias:
-                x = _ridge(np.hstack([Q[items], np.ones((n, 1))]), t, n * np.r_[np.full(k, lam_p), lam_b])
+                x = _ridge(np.hstack([Q[items], np.ones((n, 1))]), t,
+                           n * np.r_[np.full(k, lam_p), lam_b] + np.r_[np.full(k, count), 0.0])
                 p, bu = x[:k], x[k]
             else:
-                p, bu = _ridge(Q[items], t, n * np.full(k, lam_p)), 0.0
+                p, bu = _ridge(Q[items], t, n * np.full(k, lam_p) + count), 0.0
             want = m.offset_ + bu + m.item_bias_ + Q @ p
             want[~m.item_known_] = (m.offset_ + bu) if with_bias else m.global_mean_
         np.testing.assert_allclose(got[b], want, rtol=2e-5, atol=2e-5, err_msg=f"user {b}")
@@ -80,12 +82,14 @@ def test_als_fold_in_is_the_normal_equation_solution(split):
 def test_biasedmf_and_linear_pmf_fold_in(split):
     m = _fit("biasedmf", split, factors=4, epochs=3, reg=0.05, reg_bias=0.3)
     _check_factor_model(m, _new_users(m.n_items_, seed=2), 0.05, 0.3, True)
-    m = _fit("pmf", split, factors=4, epochs=3, link="linear", reg_user=0.4, baseline="none")
+    m = _fit("pmf", split, factors=4, epochs=3, link="linear", reg_user=0.4, baseline="none", reg_count=0.0)
     _check_factor_model(m, _new_users(m.n_items_, seed=3), 0.4, 0.0, False)
+    m = _fit("pmf", split, factors=4, epochs=3, link="linear", reg_user=0.4, baseline="none", reg_count=3.0)
+    _check_factor_model(m, _new_users(m.n_items_, seed=3), 0.4, 0.0, False, count=3.0)
 
 
 def test_logistic_pmf_fold_in_minimises_its_objective(split):
-    m = _fit("pmf", split, factors=4, epochs=5, reg_user=0.1, link="logistic", baseline="none")
+    m = _fit("pmf", split, factors=4, epochs=5, reg_user=0.1, link="logistic", baseline="none", reg_count=0.0)
     R = _new_users(m.n_items_, seed=4)
     got = m.score_new_users(R)
     lo, span = m.scale_

@@ -37,7 +37,7 @@ def test_minibatch_gradients_use_batch_start_parameters():
         b = np.zeros(1), np.zeros(2)
         g = np.empty((batch, 2)), np.empty((batch, 2)), np.empty((batch, 2))
         sgd_epoch(users, items, r, perm, P, Q, b[0], b[1], 0.0, False, False, 0.0, 1.0,
-                  0.1, 0.0, 0.02, 0.02, 0.0, 0.0, batch, *g)
+                  0.1, 0.0, np.full(1, 0.02), np.full(2, 0.02), 0.0, 0.0, batch, *g)
         return P, Q
 
     P2, Q2 = run(2)

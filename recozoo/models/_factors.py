@@ -50,7 +50,7 @@ def padded_rows(indptr: np.ndarray, max_users: int = _FOLD_BLOCK):
             yield rows, pos, mask
 
 
-def fold_in_ridge(ratings, features, targets: np.ndarray, reg: np.ndarray) -> np.ndarray:
+def fold_in_ridge(ratings, features, targets: np.ndarray, reg: np.ndarray, count_reg=0.0) -> np.ndarray:
     """Solve every row's weighted-λ ridge problem against fixed ``features``.
 
     ``features(columns)`` returns the (len(columns) x d) feature rows of those
@@ -60,9 +60,10 @@ def fold_in_ridge(ratings, features, targets: np.ndarray, reg: np.ndarray) -> np
     stored entries, ``n_b`` of them) with ``targets`` (aligned with
     ``ratings.data``); its solution minimises
 
-        Σ_{i∈I_b} (t_bi − f_i·x)² + n_b Σ_j reg_j x_j²
+        Σ_{i∈I_b} (t_bi − f_i·x)² + Σ_j (n_b reg_j + count_reg_j) x_j²
 
-    i.e. ``(F_bᵀF_b + n_b diag(reg)) x = F_bᵀ t_b``. Rows without entries get
+    i.e. ``(F_bᵀF_b + diag(n_b reg + count_reg)) x = F_bᵀ t_b`` (``count_reg``, a
+    scalar or one per column, is PMF's ``reg_count``: 0 elsewhere). Rows without entries get
     0; a singular system (``reg`` 0 and fewer ratings than dimensions) gets the
     minimum-norm least-squares solution. Returns (rows x d) float64.
     """
@@ -81,7 +82,7 @@ def fold_in_ridge(ratings, features, targets: np.ndarray, reg: np.ndarray) -> np
         F *= mask[:, :, None]                                            # (B x L x d), padding = 0
         t = np.where(mask, t_all[pos], 0.0)
         gram = np.matmul(F.transpose(0, 2, 1), F)
-        gram[:, np.arange(d), np.arange(d)] += n[:, None] * reg[None, :]
+        gram[:, np.arange(d), np.arange(d)] += n[:, None] * reg[None, :] + count_reg
         rhs = np.matmul(F.transpose(0, 2, 1), t[:, :, None])                 # (B x d x 1), per user
         try:
             out[rows] = np.linalg.solve(gram, rhs)[:, :, 0]
@@ -186,6 +187,10 @@ class BiasedFactorModel(Model):
         """(λ of the factors, λ of the user bias) in the per-user objective (see the class docstring)."""
         raise NotImplementedError
 
+    def _count_reg(self) -> float:
+        """c of a user's factor penalty λ·n + c (PMF's ``reg_count``); 0: the penalty is λ·n alone."""
+        return 0.0
+
     def _fold_in_data(self, ratings):
         """The ratings of items with training data only (the others' factors were never learned)."""
         keep = self.item_known_[ratings.indices]
@@ -194,6 +199,7 @@ class BiasedFactorModel(Model):
     def _score_new_users(self, ratings):
         ratings = self._fold_in_data(ratings)
         lam_p, lam_b = self._fold_in_reg()
+        c = self._count_reg()
         k = self._rank()
         Q = self.item_factors_
         t = ratings.data.astype(np.float64) - self.offset_ - self.item_bias_[ratings.indices]
@@ -201,12 +207,13 @@ class BiasedFactorModel(Model):
             rows = np.repeat(np.arange(ratings.shape[0]), np.diff(ratings.indptr))
             bu = np.bincount(rows, weights=t, minlength=ratings.shape[0]) / \
                 (self.base_reg_user_ + np.diff(ratings.indptr))
-            X = fold_in_ridge(ratings, lambda c: Q[c], t - bu[rows], np.full(k, lam_p))
+            X = fold_in_ridge(ratings, lambda j: Q[j], t - bu[rows], np.full(k, lam_p), c)
         elif self._uses_bias():
-            sol = fold_in_ridge(ratings, lambda c: with_ones(Q[c]), t, np.r_[np.full(k, lam_p), lam_b])
+            sol = fold_in_ridge(ratings, lambda j: with_ones(Q[j]), t, np.r_[np.full(k, lam_p), lam_b],
+                                np.r_[np.full(k, c), 0.0])
             X, bu = sol[:, :k], sol[:, k]
         else:
-            X, bu = fold_in_ridge(ratings, lambda c: Q[c], t, np.full(k, lam_p)), np.zeros(ratings.shape[0])
+            X, bu = fold_in_ridge(ratings, lambda j: Q[j], t, np.full(k, lam_p), c), np.zeros(ratings.shape[0])
         known = np.diff(ratings.indptr) > 0
         return self._dense_scores(X.astype(np.float32), bu.astype(np.float32), known)
 

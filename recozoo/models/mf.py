@@ -45,7 +45,7 @@ from typing import Any, Callable, ClassVar, Literal
 import numba
 import numpy as np
 
-from recozoo.defaults import biasedmf_rule
+from recozoo.defaults import biasedmf_rule, pmf_rule
 from recozoo.errors import RecozooError, SettingsError
 from recozoo.models._baseline import BiasBaseline
 from recozoo.models._factors import BiasedFactorModel, ValidCurve, padded_rows
@@ -61,7 +61,8 @@ def sgd_epoch(users, items, ratings, perm, P, Q, bu, bi, mu, use_bias, logistic,
     """One epoch of minibatch SGD over ``perm``; returns the sum of squared errors.
 
     Prediction x = mu + [b_u + b_i] + p_u·q_i; with ``logistic`` the rating is
-    lo + span·g(x) (PMF's logistic link), else x itself. ``gP``/``gQ`` are
+    lo + span·g(x) (PMF's logistic link), else x itself. ``reg_p``/``reg_q`` are
+    per user/item (a count-dependent prior, PMF's ``reg_count``). ``gP``/``gQ`` are
     (batch x k) and ``gb`` (batch x 2) scratch buffers.
     """
     n = perm.shape[0]
@@ -90,16 +91,16 @@ def sgd_epoch(users, items, ratings, perm, P, Q, bu, bi, mu, use_bias, logistic,
                 for f in range(k):
                     pf = P[u, f]
                     qf = Q[i, f]
-                    P[u, f] = pf + lr * (d * qf - reg_p * pf)
-                    Q[i, f] = qf + lr * (d * pf - reg_q * qf)
+                    P[u, f] = pf + lr * (d * qf - reg_p[u] * pf)
+                    Q[i, f] = qf + lr * (d * pf - reg_q[i] * qf)
                 if use_bias:
                     bu[u] += lr_bias * (d - reg_bu * bu[u])
                     bi[i] += lr_bias * (d - reg_bi * bi[i])
                 continue
             row = t - s
             for f in range(k):
-                gP[row, f] = d * Q[i, f] - reg_p * P[u, f]
-                gQ[row, f] = d * P[u, f] - reg_q * Q[i, f]
+                gP[row, f] = d * Q[i, f] - reg_p[u] * P[u, f]
+                gQ[row, f] = d * P[u, f] - reg_q[i] * Q[i, f]
             if use_bias:
                 gb[row, 0] = d - reg_bu * bu[u]
                 gb[row, 1] = d - reg_bi * bi[i]
@@ -120,8 +121,8 @@ def sgd_epoch(users, items, ratings, perm, P, Q, bu, bi, mu, use_bias, logistic,
 
 
 def logistic_fold_in(ratings, V: np.ndarray, scale: tuple[float, float], reg: float,
-                     iterations: int = 100, tol: float = 1e-10) -> np.ndarray:
-    """Each row's U minimising Σ_i (r_i − lo − span·σ(U·V_i))² + n·reg·‖U‖² (rows x d, float64).
+                     iterations: int = 100, tol: float = 1e-10, count_reg: float = 0.0) -> np.ndarray:
+    """Each row's U minimising Σ_i (r_i − lo − span·σ(U·V_i))² + (n·reg + count_reg)·‖U‖² (rows x d, float64).
 
     Levenberg-Marquardt on the padded batch (:func:`padded_rows`): the damping
     grows when a step does not lower a row's objective and shrinks when it does,
@@ -140,7 +141,7 @@ def logistic_fold_in(ratings, V: np.ndarray, scale: tuple[float, float], reg: fl
         rows, pos, mask, n = rows[live], pos[live], mask[live], n[live]
         F = V[ratings.indices[pos]].astype(np.float64) * mask[:, :, None]
         r = np.where(mask, ratings.data[pos].astype(np.float64), 0.0)
-        lam = (n * reg)[:, None]
+        lam = (n * reg + count_reg)[:, None]
 
         def objective(U):
             e = (r - lo - span / (1.0 + np.exp(-np.einsum("bld,bd->bl", F, U)))) * mask
@@ -209,6 +210,7 @@ class _SGDFactorModel(BiasedFactorModel):
             self.offset_, use_bias, self.base_reg_user_ = base.mu, True, base.reg_user
         self._warm_init(P, Q, bu, bi)
         b = min(s.batch_size, max(1, r.size))
+        reg_p, reg_q = self._factor_regs(train, h)
         gP, gQ, gb = np.empty((b, s.factors)), np.empty((b, s.factors)), np.empty((b, 2))
         curve = ValidCurve(self, valid) if valid is not None and valid.nnz else None
         reporter.start(self.name, total=s.epochs)
@@ -216,7 +218,7 @@ class _SGDFactorModel(BiasedFactorModel):
             perm = rng.permutation(r.size).astype(np.int64)
             sse = sgd_epoch(users, items, r, perm, P, Q, bu, bi, self.offset_, use_bias,
                             logistic, self.scale_[0], self.scale_[1], s.lr, h["lr_bias"],
-                            h["reg_p"], h["reg_q"], h["reg_bu"], h["reg_bi"], b, gP, gQ, gb)
+                            reg_p, reg_q, h["reg_bu"], h["reg_bi"], b, gP, gQ, gb)
             if not np.isfinite(sse):
                 raise RecozooError(f"{self.name}: training diverged at epoch {epoch + 1} "
                                    f"(lr {s.lr} is too large for this data)")
@@ -230,6 +232,10 @@ class _SGDFactorModel(BiasedFactorModel):
         self.item_factors_ = Q.astype(np.float32)
         self.user_bias_ = bu.astype(np.float32)
         self.item_bias_ = bi.astype(np.float32)
+
+    def _factor_regs(self, train, h) -> tuple[np.ndarray, np.ndarray]:
+        """Each user's and item's per-rating L2 weight of its factors (float64; here the same for all)."""
+        return np.full(train.n_users, float(h["reg_p"])), np.full(train.n_items, float(h["reg_q"]))
 
     def _baseline(self) -> bool:
         """Whether the fit starts from the bias model's μ, b_u and b_i (PMF: ``baseline=bias``)."""
@@ -274,6 +280,9 @@ class PMFSettings(BaseSettings):
                               min=0)
     reg_item: float = setting(0.05, "λ_V = σ²/σ_V²: weight of the Gaussian prior on item factors",
                               min=0)
+    reg_count: float = setting(AUTO, "prior weight c per user and per item on top of λ·n: its factors' "
+                               "penalty over its n ratings is λ·n + c, so few ratings shrink harder "
+                               "(0 = the paper's; auto: docs/defaults.md)", min=0, auto=True)
     link: Literal["logistic", "linear"] = setting(
         "linear", "logistic: g(U·V) on ratings mapped to [0,1] (the paper's experiments); "
         "linear: μ + U·V (the authors' pmf.m)")
@@ -298,10 +307,11 @@ class PMF(_SGDFactorModel):
                 "the global mean (baseline=none)")
     #: ``--preset paper``: the paper's model (logistic link, no biases), as the default was before issue 12
     presets: ClassVar[dict[str, Callable[[str], dict[str, Any]]]] = {
-        "paper": lambda dataset: {"link": "logistic", "baseline": "none"}}
+        "paper": lambda dataset: {"link": "logistic", "baseline": "none", "reg_count": 0.0}}
     fold_in_method = ("MAP of the user's factor with the items fixed: Σ (r − g(U·V_i))² + n λ_U ‖U‖², "
                       "one ridge solve (linear link) or Gauss-Newton iterations (logistic link)")
     _use_bias = False
+    auto_rule = pmf_rule
     #: what ``recozoo tune pmf`` tries
     search_space = SearchSpace(Int("factors", 5, 100, log=True), Int("epochs", 20, 150),
                                Float("lr", 1e-3, 0.1, log=True), Float("reg_user", 1e-3, 1.0, log=True),
@@ -315,12 +325,25 @@ class PMF(_SGDFactorModel):
         if self.settings.link != "logistic":
             return super()._score_new_users(ratings)
         ratings = self._fold_in_data(ratings)
-        U = logistic_fold_in(ratings, self.item_factors_, self.scale_, float(self.settings.reg_user))
+        U = logistic_fold_in(ratings, self.item_factors_, self.scale_, float(self.settings.reg_user),
+                             count_reg=self._count_reg())
         known = np.diff(ratings.indptr) > 0
         return self._dense_scores(U.astype(np.float32), np.zeros(U.shape[0], np.float32), known)
 
     def _baseline(self) -> bool:
         return self.settings.baseline == "bias"
+
+    def _count_reg(self) -> float:
+        # "auto" only in a model saved before the setting existed, which was trained with c = 0
+        c = self.settings.reg_count
+        return 0.0 if c == AUTO else float(c)
+
+    def _factor_regs(self, train, h):
+        """λ + c/n per rating, so a user's (item's) penalty over its n ratings is λ·n + c."""
+        c = self._count_reg()
+        nu = np.maximum(train.user_counts(), 1).astype(np.float64)
+        ni = np.maximum(train.item_counts(), 1).astype(np.float64)
+        return h["reg_p"] + c / nu, h["reg_q"] + c / ni
 
     def _hyper(self):
         s = self.settings
