@@ -63,21 +63,22 @@ def check_jobs(jobs: Any) -> int:
 
 
 def pin_threads(n: int) -> None:
-    """Cap torch, BLAS/OpenMP and numba at ``n`` threads in this process (before and after import)."""
+    """Cap torch, BLAS/OpenMP and numba at ``n`` threads in this process (before and after import).
+
+    torch and numba are capped here only if already imported; otherwise the variables do it when
+    they load (torch reads ``OMP_NUM_THREADS``), so a worker whose jobs never touch torch does not
+    pay its import (5-6 s on a loaded 2-core machine, per worker)."""
     for var in _THREAD_VARS:
         os.environ[var] = str(n)
-    try:
-        import torch
-        torch.set_num_threads(n)
-    except ImportError:  # pragma: no cover - torch is a core dependency
-        pass
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(n)
     try:
         from threadpoolctl import threadpool_limits
         threadpool_limits(n)
     except ImportError:  # pragma: no cover - optional: the variables above cover fresh processes
         pass
     if "numba" in sys.modules:
-        import numba
+        numba = sys.modules["numba"]
         numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
 
 
