@@ -15,30 +15,12 @@ default a temporary one, removed afterwards).
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _compare import out_folder, parse_leaderboard, run_compare  # noqa: E402
 from _record import Run, add_record_option, record_path  # noqa: E402
-
-
-def parse_leaderboard(markdown: str) -> dict:
-    """``recozoo compare``'s Markdown (a bold title, the table, '- ' notes) as a table."""
-    lines = markdown.strip().splitlines()
-    rows = [ln for ln in lines if ln.startswith("|")]
-    if len(rows) < 2:
-        raise ValueError("no table in the leaderboard")
-
-    def cells(ln: str) -> list[str]:
-        return [c.strip() for c in ln.strip()[1:-1].split("|")]
-    align = [("l" if c.startswith(":") else "") + ("r" if c.endswith(":") else "") for c in cells(rows[1])]
-    return {"columns": cells(rows[0]), "rows": [cells(r) for r in rows[2:]],
-            "align": [{"lr": "c"}.get(a, a) for a in align],
-            "notes": [ln[2:] for ln in lines if ln.startswith("- ")]}
 
 
 def tables(figures: dict) -> dict:
@@ -57,24 +39,13 @@ def main(argv: list[str] | None = None) -> int:
     add_record_option(ap)
     args, rest = ap.parse_known_args(argv)
     run = Run(__file__, argv)
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(args.out or Path(tmp) / "compare")
-        cmd = [sys.executable, "-m", "recozoo.cli.main", "compare", "--dataset", args.dataset, *rest,
-               "--out", str(out), "--format", "markdown"]
-        t0 = time.perf_counter()
-        p = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
-        wall = time.perf_counter() - t0
-        if p.returncode != 0:
-            print(f"bench_compare: recozoo compare failed (exit {p.returncode})", file=sys.stderr)
-            return p.returncode
-        markdown = (out / "leaderboard.md").read_text()
-        board = json.loads((out / "leaderboard.json").read_text())
-    print(markdown)
-    print(f"{wall:.0f} s wall clock end to end", file=sys.stderr)
-    run.write({"dataset": args.dataset, "compare_args": rest, "wall_s": round(wall, 1), "markdown": markdown,
-               "leaderboard": board}, record_path(args.record, f"compare-{args.dataset}"))
+    with out_folder(args.out) as folder:
+        res = run_compare(args.dataset, rest, folder, who="bench_compare")
+    print(res.markdown)
+    print(f"{res.wall_s:.0f} s wall clock end to end", file=sys.stderr)
+    run.write({"dataset": args.dataset, "compare_args": rest, "wall_s": round(res.wall_s, 1),
+               "markdown": res.markdown, "leaderboard": res.board}, record_path(args.record, f"compare-{args.dataset}"))
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -19,14 +19,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _record import Run, add_record_option, load_average, record_path  # noqa: E402
+from _compare import out_folder, run_compare  # noqa: E402
+from _record import Run, add_record_option, record_path  # noqa: E402
 
 TARGET = 1.7
 
@@ -38,18 +36,10 @@ def metric_rows(leaderboard: dict) -> list[dict]:
 
 
 def time_compare(dataset: str, jobs: int, rest: list[str], out: Path) -> dict:
-    cmd = [sys.executable, "-m", "recozoo.cli.main", "compare", "--dataset", dataset, *rest,
-           "--jobs", str(jobs), "--out", str(out), "--format", "json", "-q"]
-    load_before = load_average()
-    t0 = time.perf_counter()
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
-    wall = time.perf_counter() - t0
-    if p.returncode != 0:
-        raise SystemExit(f"bench_fanout: recozoo compare --jobs {jobs} failed (exit {p.returncode})")
-    board = json.loads((out / "leaderboard.json").read_text())
-    print(f"--jobs {jobs}: {wall:.1f} s wall clock (load before {load_before})", file=sys.stderr)
-    return {"jobs": jobs, "wall_s": round(wall, 2), "load_before": load_before, "load_after": load_average(),
-            "rows": board["rows"]}
+    res = run_compare(dataset, [*rest, "--jobs", str(jobs), "-q"], out, fmt="json", who="bench_fanout")
+    print(f"--jobs {jobs}: {res.wall_s:.1f} s wall clock (load before {res.load_before})", file=sys.stderr)
+    return {"jobs": jobs, "wall_s": round(res.wall_s, 2), "load_before": res.load_before,
+            "load_after": res.load_after, "rows": res.board["rows"]}
 
 
 def tables(figures: dict) -> dict:
@@ -84,8 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     add_record_option(ap)
     args, rest = ap.parse_known_args(argv)
     run = Run(__file__, argv)
-    with tempfile.TemporaryDirectory() as tmp:
-        root = Path(args.out or tmp)
+    with out_folder(args.out) as root:
         runs = [time_compare(args.dataset, j, rest, root / f"jobs{j}") for j in (1, args.jobs)]
         manifest = json.loads((root / "jobs1" / "compare.json").read_text())
     identical = metric_rows(runs[0]) == metric_rows(runs[1])

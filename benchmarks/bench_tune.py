@@ -19,18 +19,15 @@ the figures (deeprec ≤ 0.9061, autorec-i ≤ 0.9032, biasedmf ≤ 0.9194, als 
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _compare import out_folder, parse_leaderboard, run_compare  # noqa: E402
 from _record import Run, add_record_option, record_path  # noqa: E402
-from bench_compare import parse_leaderboard  # noqa: E402
 
 #: the issue's targets on ml-100k u1: each model at or below its best README figure before tuning
 TARGETS = {"deeprec": 0.9061, "autorec-i": 0.9032, "biasedmf": 0.9194, "als": 0.9253}
@@ -135,22 +132,12 @@ def main(argv: list[str] | None = None) -> int:
     add_record_option(ap)
     args, rest = ap.parse_known_args(argv)
     run = Run(__file__, argv)
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(args.out or Path(tmp) / "compare")
-        resumed = (out / "results.jsonl").exists()
-        cmd = [sys.executable, "-m", "recozoo.cli.main", "compare", "--dataset", args.dataset, "--tune", *rest,
-               "--out", str(out), "--format", "markdown"]
-        t0 = time.perf_counter()
-        p = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
-        wall = time.perf_counter() - t0
-        if p.returncode != 0:
-            print(f"bench_tune: recozoo compare --tune failed (exit {p.returncode})", file=sys.stderr)
-            return p.returncode
-        markdown = (out / "leaderboard.md").read_text()
-        board = json.loads((out / "leaderboard.json").read_text())
+    with out_folder(args.out) as folder:
+        res = run_compare(args.dataset, ["--tune", *rest], folder, who="bench_tune")
+    markdown, board = res.markdown, res.board
     surprise = "left out (--no-surprise)" if args.no_surprise else surprise_rows(args.dataset)
-    figures = {"dataset": args.dataset, "compare_args": ["--tune", *rest], "wall_s": round(wall, 1), "resumed": resumed,
-               "markdown": markdown, "leaderboard": board, "surprise": surprise,
+    figures = {"dataset": args.dataset, "compare_args": ["--tune", *rest], "wall_s": round(res.wall_s, 1),
+               "resumed": res.resumed, "markdown": markdown, "leaderboard": board, "surprise": surprise,
                "targets": check_targets(board, surprise)}
     print(markdown)
     for t in figures["targets"]:
