@@ -1,6 +1,6 @@
 """`recozoo compare` / `recozoo leaderboard`: store, resume, formats, reproducibility, CLI errors.
 
-Fits go through the real CLI (subprocess) or the real runner on small
+Fits go through the real CLI (its entry point in process: ``cli_helpers.invoke_cli``) or the real runner on small
 generated data (``--dataset synthetic`` with a few thousand ratings), and on
 the real ML-100K u1 split for the compare-equals-fit check.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cli_helpers import assert_one_line_error, run_cli
+from cli_helpers import assert_one_line_error, invoke_cli
 
 from recozoo.compare.config import build_config, load_config_file
 from recozoo.compare.report import write_outputs
@@ -42,7 +42,7 @@ def small_run(tmp_path_factory):
     base = tmp_path_factory.mktemp("cmp")
     env = {"RECOZOO_DATA": str(base / "home")}
     out = base / "out"
-    p = run_cli("compare", *SMALL, "--models", "mean,bias", "--seeds", "2", "--out", out,
+    p = invoke_cli("compare", *SMALL, "--models", "mean,bias", "--seeds", "2", "--out", out,
                 "--metrics", "rmse,mae,ndcg@5", "--format", "json", env=env)
     return {"out": out, "env": env, "json": json.loads(p.stdout), "stderr": p.stderr, "base": base}
 
@@ -114,16 +114,16 @@ def test_compare_json_store_and_files(small_run):
 
 def test_leaderboard_every_format(small_run):
     out, env = small_run["out"], small_run["env"]
-    js = json.loads(run_cli("leaderboard", out, "--format", "json", env=env).stdout)
+    js = json.loads(invoke_cli("leaderboard", out, "--format", "json", env=env).stdout)
     assert js["rows"] == small_run["json"]["rows"]                # redrawn without refitting
-    table = run_cli("leaderboard", out, env=env).stdout
+    table = invoke_cli("leaderboard", out, env=env).stdout
     assert "test RMSE" in table and "bias" in table and "Δ RMSE vs best" in table
-    md = run_cli("leaderboard", out, "--format", "markdown", env=env).stdout
+    md = invoke_cli("leaderboard", out, "--format", "markdown", env=env).stdout
     body = [ln for ln in md.splitlines() if ln.startswith("| ")]
     assert body[0].startswith("| model | test RMSE | test MAE | NDCG@5 | valid RMSE")
     assert [ln.split("|")[1].strip() for ln in body[1:]] == ["bias", "mean"]
     assert f"{js['rows'][0]['test_rmse_mean']:.4f}" in body[1]
-    rows = list(csv.DictReader(io.StringIO(run_cli("leaderboard", out, "--format", "csv", env=env).stdout)))
+    rows = list(csv.DictReader(io.StringIO(invoke_cli("leaderboard", out, "--format", "csv", env=env).stdout)))
     assert [r["model"] for r in rows] == ["bias", "mean"]
     assert float(rows[1]["test_rmse_mean"]) == js["rows"][1]["test_rmse_mean"]
     # --metrics picks columns among what was computed
@@ -133,7 +133,7 @@ def test_leaderboard_every_format(small_run):
 
 def test_same_seeds_give_identical_tables(small_run):
     out2 = small_run["base"] / "out2"
-    p = run_cli("compare", *SMALL, "--models", "bias,mean", "--seeds", "2", "--out", out2,
+    p = invoke_cli("compare", *SMALL, "--models", "bias,mean", "--seeds", "2", "--out", out2,
                 "--metrics", "rmse,mae,ndcg@5", "--format", "json", "-q", env=small_run["env"])
     a, b = small_run["json"], json.loads(p.stdout)
     assert _no_timing(a["rows"]) == _no_timing(b["rows"])
@@ -141,12 +141,12 @@ def test_same_seeds_give_identical_tables(small_run):
 
 def test_compare_matches_fit_on_ml100k(ml100k_dir, tmp_path):
     env = {"RECOZOO_DATA": str(tmp_path / "home")}
-    doc = json.loads(run_cli("compare", "--dataset", "ml-100k", "--source", ml100k_dir,
+    doc = json.loads(invoke_cli("compare", "--dataset", "ml-100k", "--source", ml100k_dir,
                              "--models", "pmf", "--set", "pmf.epochs=2", "--seeds", "0,1",
                              "--out", tmp_path / "cmp", "--format", "json", "-q", env=env).stdout)
     rows = {r["model"]: r for r in doc["rows"]}
     recs = {(r["model"], r["seed"]): r for r in ResultsStore(tmp_path / "cmp").records()}
-    fit = json.loads(run_cli("fit", "pmf", "--dataset", "ml-100k", "--set", "epochs=2", "--seed", "1",
+    fit = json.loads(invoke_cli("fit", "pmf", "--dataset", "ml-100k", "--set", "epochs=2", "--seed", "1",
                              "--out", tmp_path / "fit", "--json", "-q", env=env).stdout)
     for part in ("valid", "test"):
         for m in ("rmse", "mae"):
@@ -161,26 +161,26 @@ def test_compare_refit_scores_the_refitted_models(tmp_path):
     """--refit: TEST columns equal `recozoo fit --refit`'s, VALID the selected model's; stores don't mix."""
     env = {"RECOZOO_DATA": str(tmp_path / "home")}
     out = tmp_path / "cmp"
-    doc = json.loads(run_cli("compare", *SMALL, "--models", "bias", "--seeds", "1", "--refit", "--out", out,
+    doc = json.loads(invoke_cli("compare", *SMALL, "--models", "bias", "--seeds", "1", "--refit", "--out", out,
                              "--format", "json", "-q", env=env).stdout)
     assert doc["refit"] is True
     rec = ResultsStore(out).records()[0]
-    fit = json.loads(run_cli("fit", "bias", *SMALL, "--refit", "--out", tmp_path / "fit", "--json", "-q",
+    fit = json.loads(invoke_cli("fit", "bias", *SMALL, "--refit", "--out", tmp_path / "fit", "--json", "-q",
                              env=env).stdout)
-    plain = json.loads(run_cli("fit", "bias", *SMALL, "--out", tmp_path / "plain", "--json", "-q",
+    plain = json.loads(invoke_cli("fit", "bias", *SMALL, "--out", tmp_path / "plain", "--json", "-q",
                                env=env).stdout)
     assert rec["metrics"]["test"]["rmse"] == fit["metrics"]["test"]["rmse"] != plain["metrics"]["test"]["rmse"]
     assert fit["metrics"]["valid"]["rmse"] == plain["metrics"]["valid"]["rmse"]
     assert fit["refit"]["train_ratings"] == sum(fit["split"][p]["ratings"] for p in ("train", "valid"))
-    md = run_cli("leaderboard", out, "--format", "markdown", env=env).stdout
+    md = invoke_cli("leaderboard", out, "--format", "markdown", env=env).stdout
     assert "refitted on TRAIN + VALID" in md
-    again = run_cli("compare", *SMALL, "--models", "bias", "--seeds", "1", "--out", out, "--format", "json",
+    again = invoke_cli("compare", *SMALL, "--models", "bias", "--seeds", "1", "--out", out, "--format", "json",
                     "-q", env=env)
     assert "reused" not in again.stderr and json.loads(again.stdout)["refit"] is False
     # the same through an experiment file: refit = true, nothing refitted again (same config hash)
     cfg = tmp_path / "refit.toml"
     cfg.write_text('models = ["bias"]\nseeds = [0]\nrefit = true\n')
-    by_file = run_cli("compare", *SMALL, "--config", cfg, "--out", out, "--format", "json", "-q", env=env)
+    by_file = invoke_cli("compare", *SMALL, "--config", cfg, "--out", out, "--format", "json", "-q", env=env)
     assert json.loads(by_file.stdout)["refit"] is True and "reused 1" in by_file.stderr
 
 
@@ -190,7 +190,7 @@ def test_config_file_and_shipped_configs(tmp_path):
                    'metrics = ["rmse"]\n[data_params]\nn_users = 1500\nn_items = 200\n'
                    'n_ratings = 30000\n[model.bias]\nreg_user = 2.5\n')
     env = {"RECOZOO_DATA": str(tmp_path / "home")}
-    doc = json.loads(run_cli("compare", "--config", cfg, "--models", "bias", "--out", tmp_path / "o",
+    doc = json.loads(invoke_cli("compare", "--config", cfg, "--models", "bias", "--out", tmp_path / "o",
                              "--format", "json", "-q", env=env).stdout)
     assert [r["model"] for r in doc["rows"]] == ["bias"] and doc["rows"][0]["seeds"] == [3]
     (rec,) = ResultsStore(tmp_path / "o").records()
@@ -326,11 +326,11 @@ def test_bad_input_is_one_line_error(args, needle, tmp_path):
     refit = tmp_path / "refit.toml"
     refit.write_text('dataset = "synthetic"\nmodels = ["bias"]\nrefit = "yes"\n')
     args = [{"BAD_TOML": str(bad), "REFIT_TOML": str(refit)}.get(a, a) for a in args]
-    p = run_cli("compare", *SMALL, "--out", tmp_path / "o", *args, check=False,
+    p = invoke_cli("compare", *SMALL, "--out", tmp_path / "o", *args, check=False,
                 env={"RECOZOO_DATA": str(tmp_path / "home")})
     assert_one_line_error(p, needle)
     assert not (tmp_path / "o" / "results.jsonl").exists()
 
 
 def test_leaderboard_of_empty_folder_is_one_line_error(tmp_path):
-    assert_one_line_error(run_cli("leaderboard", tmp_path, check=False), "no comparison results")
+    assert_one_line_error(invoke_cli("leaderboard", tmp_path, check=False), "no comparison results")
