@@ -158,6 +158,16 @@ def _rating_line(buf, i, le):
     return OK, uid, r, day
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _put_row(rows, users, items, ratings, u, it, r):
+    """Write one ``(user, item, rating)`` at index ``rows`` of the row kernels' column outputs
+    (:func:`netflix_rows`, :func:`delimited_pass`); returns the next row's index."""
+    users[rows] = u
+    items[rows] = it
+    ratings[rows] = r
+    return rows + 1
+
+
 @njit(cache=True, nogil=True)
 def netflix_rows(buf, resets, movie, users_out, movies_out, ratings_out, days_out):
     """Parse Netflix text like :func:`netflix_pass`, writing one row per rating (raw user id, raw
@@ -190,11 +200,8 @@ def netflix_rows(buf, resets, movie, users_out, movies_out, ratings_out, days_ou
             st, uid, r, day = _rating_line(buf, i, le)
             if st != OK:
                 return st, i, movie, rows
-            users_out[rows] = uid
-            movies_out[rows] = movie
-            ratings_out[rows] = r
             days_out[rows] = day
-            rows += 1
+            rows = _put_row(rows, users_out, movies_out, ratings_out, uid, movie, r)
         i = e + 1
     return OK, n, movie, rows
 
@@ -317,16 +324,21 @@ def sort_rows(indptr, items, ratings, ts):
 
 
 # ------------------------------------------------------- delimited numeric lines
+@njit(cache=True, nogil=True, inline="always")
+def _sign(buf, k):
+    """``(negative, k')`` of a number starting at ``buf[k]``: an optional ``+``/``-`` read, ``k'`` its
+    first digit's offset (``_float`` and ``_int64`` share it)."""
+    if buf[k] == MINUS or buf[k] == PLUS:
+        return buf[k] == MINUS, k + 1
+    return False, k
+
+
 @njit(cache=True, nogil=True)
 def _float(buf, a, b):
     """(ok, value) of a decimal float ``[+-]digits[.digits][e[+-]digits]`` in buf[a:b]."""
     if b <= a:
         return False, 0.0
-    k = a
-    neg = False
-    if buf[k] == MINUS or buf[k] == PLUS:
-        neg = buf[k] == MINUS
-        k += 1
+    neg, k = _sign(buf, a)
     mant = 0.0
     nd = 0
     while k < b and 48 <= buf[k] <= 57:
@@ -346,9 +358,8 @@ def _float(buf, a, b):
     if k < b and (buf[k] == 101 or buf[k] == 69):  # e / E
         k += 1
         eneg = False
-        if k < b and (buf[k] == MINUS or buf[k] == PLUS):
-            eneg = buf[k] == MINUS
-            k += 1
+        if k < b:
+            eneg, k = _sign(buf, k)
         ev = 0
         ne = 0
         while k < b and 48 <= buf[k] <= 57:
@@ -378,11 +389,7 @@ def _int64(buf, a, b):
     """
     if b <= a:
         return INT_BAD, 0
-    k = a
-    neg = False
-    if buf[k] == MINUS or buf[k] == PLUS:
-        neg = buf[k] == MINUS
-        k += 1
+    neg, k = _sign(buf, a)
     v = 0
     d0 = k
     while k < b and 48 <= buf[k] <= 57:
@@ -483,10 +490,7 @@ def delimited_pass(buf, sep, ncols, users, items, ratings, ts):
             if code != INT_OK:
                 return E_TIME if code == INT_BAD else E_RANGE, i, 3, rows, ncols, lines
             ts[rows] = t
-        users[rows] = u
-        items[rows] = it
-        ratings[rows] = r
-        rows += 1
+        rows = _put_row(rows, users, items, ratings, u, it, r)
         i = e + 1
         lines += 1
     return OK, n, 0, rows, ncols, lines
