@@ -427,40 +427,38 @@ def _title(lb: Leaderboard) -> str:
 
 
 # ------------------------------------------------------------------- formats
+def _marked_rows(lb: Leaderboard, cols: list[_Col], mark: str) -> list[tuple[str, list[str]]]:
+    """``(model, cell texts under cols)`` of every row, each column's best value written through
+    ``mark`` (a format string: bold in the terminal table and in Markdown alike)."""
+    bests = [_best(lb, c) for c in cols]
+    out = []
+    for r in lb.rows:
+        cells = []
+        for c, best in zip(cols, bests):
+            txt, v = _text(r, c, lb), _value(r, c)
+            cells.append(mark.format(txt) if best is not None and v is not None and v == best else txt)
+        out.append((r["model"], cells))
+    return out
+
+
 def to_rich(lb: Leaderboard):
     from rich.table import Table
     cols = _columns(lb)
     t = Table(title=_title(lb), caption="\n".join(_notes(lb)), caption_justify="left")
     for c in [_Col("model", "model", "name", None)] + cols:
         t.add_column(c.header, justify="left" if c.kind == "name" else "right", no_wrap=True)
-    bests = {c.header: _best(lb, c) for c in cols}
-    for r in lb.rows:
-        cells = [r["model"]]
-        for c in cols:
-            txt = _text(r, c, lb)
-            v = _value(r, c)
-            if bests[c.header] is not None and v is not None and v == bests[c.header]:
-                txt = f"[bold green]{txt}[/]"
-            cells.append(txt)
-        t.add_row(*cells)
+    for model, cells in _marked_rows(lb, cols, "[bold green]{}[/]"):
+        t.add_row(model, *cells)
     return t
 
 
 def to_markdown(lb: Leaderboard) -> str:
     cols = _columns(lb)
-    bests = {c.header: _best(lb, c) for c in cols}
     lines = [f"**{_title(lb)}**", "",
              "| model | " + " | ".join(c.header for c in cols) + " |",
              "|:--|" + "--:|" * len(cols)]
-    for r in lb.rows:
-        cells = []
-        for c in cols:
-            txt = _text(r, c, lb)
-            v = _value(r, c)
-            if bests[c.header] is not None and v is not None and v == bests[c.header]:
-                txt = f"**{txt}**"
-            cells.append(txt)
-        lines.append(f"| {r['model']} | " + " | ".join(cells) + " |")
+    for model, cells in _marked_rows(lb, cols, "**{}**"):
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
     lines.append("")
     lines += [f"- {n}" for n in _notes(lb)]
     return "\n".join(lines) + "\n"
