@@ -51,19 +51,20 @@ def masked_mse_torch(pred, target):
     return sse / torch.clamp(n, min=1.0)
 
 
-def _same_shape(pred: np.ndarray, truth: np.ndarray, what: str) -> None:
+def _errors(pred: np.ndarray, truth: np.ndarray, what: str) -> np.ndarray:
+    """``pred - truth`` in float64, once their shapes are checked equal."""
+    pred = np.asarray(pred, dtype=np.float64)
+    truth = np.asarray(truth, dtype=np.float64)
     # broadcasting (n,1) against (n,) would silently score n*n pairs
     if pred.shape != truth.shape:
         raise ValueError(f"{what}: predictions {pred.shape} and truth {truth.shape} differ in shape")
+    return pred - truth
 
 
 def rmse(pred: np.ndarray, truth: np.ndarray) -> float:
-    pred = np.asarray(pred, dtype=np.float64)
-    truth = np.asarray(truth, dtype=np.float64)
-    _same_shape(pred, truth, "rmse")
-    if pred.size == 0:
+    d = _errors(pred, truth, "rmse").reshape(-1)
+    if d.size == 0:
         return float("nan")
-    d = (pred - truth).reshape(-1)
     # numpy's pairwise sum, not np.dot: BLAS splits a long dot product across its threads, so
     # its last bits depend on the thread count, and `compare --jobs N` (cores // N threads per
     # worker) must give the table of the sequential run to the last digit
@@ -71,12 +72,10 @@ def rmse(pred: np.ndarray, truth: np.ndarray) -> float:
 
 
 def mae(pred: np.ndarray, truth: np.ndarray) -> float:
-    pred = np.asarray(pred, dtype=np.float64)
-    truth = np.asarray(truth, dtype=np.float64)
-    _same_shape(pred, truth, "mae")
-    if pred.size == 0:
+    d = _errors(pred, truth, "mae")
+    if d.size == 0:
         return float("nan")
-    return float(np.mean(np.abs(pred - truth)))
+    return float(np.mean(np.abs(d)))
 
 
 # ------------------------------------------------------------------ ranking
