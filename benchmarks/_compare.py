@@ -3,7 +3,7 @@
 ``bench_compare``, ``bench_tune`` and ``bench_fanout`` all measure the command a user runs, so
 each runs ``python -m recozoo.cli.main compare --dataset D ... --out DIR`` as a child process
 (start-up, data, every fit, evaluation, bootstrap and figures inside the wall clock) and then
-reads ``leaderboard.json`` (and ``leaderboard.md``) from ``DIR``. This module is that step,
+reads ``leaderboard.json`` (and ``leaderboard.md``, ``compare.json``) from ``DIR``. This module is that step,
 written once; a failed command ends the benchmark with its exit status and a one-line message.
 """
 
@@ -32,6 +32,8 @@ class CompareRun:
     load_after: list[float]
     board: dict
     markdown: str | None
+    #: ``compare.json``: what was compared on which split (dataset, split_seed, data_params, models, ...)
+    manifest: dict
     #: the output folder already held a comparison (a rerun resumes it: finished fits are reused)
     resumed: bool
 
@@ -62,7 +64,8 @@ def run_compare(dataset: str, args: list[str], out: Path, *, fmt: str = "markdow
     md = out / "leaderboard.md"
     return CompareRun(wall_s=wall, load_before=load_before, load_after=load_average(),
                       board=json.loads((out / "leaderboard.json").read_text()),
-                      markdown=md.read_text() if md.exists() else None, resumed=resumed)
+                      markdown=md.read_text() if md.exists() else None, resumed=resumed,
+                      manifest=json.loads((out / "compare.json").read_text()))
 
 
 def parse_leaderboard(markdown: str) -> dict:

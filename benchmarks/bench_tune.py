@@ -35,15 +35,18 @@ BEST_ROW = 0.885
 SURPRISE_MODELS = ("SVD", "SVDpp", "KNNBaseline")
 
 
-def surprise_rows(dataset: str, seed: int = 0) -> list[dict] | str:
-    """Surprise's three models at their defaults on TRAIN ∪ VALID, scored on TEST's known pairs."""
+def surprise_rows(dataset: str, split_seed: int = 0, data_params: dict | None = None,
+                  seed: int = 0) -> list[dict] | str:
+    """Surprise's three models at their defaults on TRAIN ∪ VALID, scored on TEST's known pairs.
+    ``split_seed`` / ``data_params``: the comparison's own (its ``compare.json``), so that both score
+    the same split whatever options or config file the comparison was given."""
     try:
         import surprise
     except ImportError:
         return "scikit-surprise is not installed (pip install scikit-surprise): Surprise rows left out"
     import pandas as pd
     from recozoo.datasets import load_split
-    split = load_split(dataset)
+    split = load_split(dataset, None, split_seed, data_params or None)
     tv = split.train_and_valid()
     df = pd.DataFrame({"u": tv.users.astype(np.int64), "i": np.asarray(tv.items, dtype=np.int64),
                        "r": np.asarray(tv.ratings, dtype=np.float64)})
@@ -135,7 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     with out_folder(args.out) as folder:
         res = run_compare(args.dataset, ["--tune", *rest], folder, who="bench_tune")
     markdown, board = res.markdown, res.board
-    surprise = "left out (--no-surprise)" if args.no_surprise else surprise_rows(args.dataset)
+    m = res.manifest
+    surprise = "left out (--no-surprise)" if args.no_surprise else \
+        surprise_rows(m["dataset"], m["split_seed"], m.get("data_params"))
     figures = {"dataset": args.dataset, "compare_args": ["--tune", *rest], "wall_s": round(res.wall_s, 1),
                "resumed": res.resumed, "markdown": markdown, "leaderboard": board, "surprise": surprise,
                "targets": check_targets(board, surprise)}
