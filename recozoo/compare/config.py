@@ -201,12 +201,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         if not isinstance(raw["dataset"], str):
             raise RecozooError(f"{path}: dataset must be a string")
         out["dataset"] = raw["dataset"]
-    if "models" in raw:
-        try:
-            out["models"] = parse_model_list(raw["models"])
-        except SettingsError as e:
-            raise RecozooError(f"{path}: {e}") from None
-    for key, parse in (("seeds", parse_seeds), ("metrics", parse_metrics)):
+    for key, parse in (("models", parse_model_list), ("seeds", parse_seeds), ("metrics", parse_metrics)):
         if key in raw:
             try:
                 out[key] = parse(raw[key])
