@@ -24,7 +24,8 @@ import numpy as np
 from recozoo.errors import SettingsError
 from recozoo.settings import AUTO, auto_fields
 
-__all__ = ["DataShape", "resolve", "deeprec_rule", "als_rule", "biasedmf_rule", "pmf_rule", "SMALL_DATA_RATINGS",
+__all__ = ["TIMESVDPP_BELLKOR", "TIMESVDPP_SMALL", "DataShape", "resolve", "deeprec_rule", "als_rule", "biasedmf_rule", "pmf_rule", "timesvdpp_rule",
+           "SMALL_DATA_RATINGS",
            "SPARSE_USERS", "FEW_RATINGS"]
 
 
@@ -155,3 +156,19 @@ def pmf_rule(shape: DataShape, settings=None) -> dict[str, Any]:
     c = 5 on ml-100k; c = 0 lost to all three by 0.01-0.02), 10 below (the Netflix sample: c = 3 lost to
     ``bias`` on VALID; from 10 up the factors shrink to the bias model's predictions)."""
     return {"reg_count": 3.0 if shape.per_user >= FEW_RATINGS else 10.0}
+
+
+#: TimeSVD++ above :data:`SMALL_DATA_RATINGS`: the BellKor 2009 report's rates, tuned on 100M ratings
+TIMESVDPP_BELLKOR: dict[str, Any] = {"lr_bu": 3e-3, "lr_bi": 2e-3, "lr_decay": 0.9, "epochs": 30}
+
+#: TimeSVD++ up to :data:`SMALL_DATA_RATINGS`: BellKor's bias rates under-train b_u and b_i there (lost to
+#: ``bias`` on ``synthetic``); chosen on VALID of synthetic, ml-100k u1 and ml-100k-time (better than
+#: BellKor's on all three)
+TIMESVDPP_SMALL: dict[str, Any] = {"lr_bu": 0.01, "lr_bi": 0.01, "lr_decay": 0.95, "epochs": 60}
+
+
+def timesvdpp_rule(shape: DataShape, settings=None) -> dict[str, Any]:
+    """TimeSVD++'s bias learning rates, decay and passes: :data:`TIMESVDPP_SMALL` up to
+    :data:`SMALL_DATA_RATINGS` training ratings, :data:`TIMESVDPP_BELLKOR` above (early stopping on
+    VALID, ``patience``, ends either sooner when VALID stops improving)."""
+    return dict(TIMESVDPP_SMALL if shape.n_ratings <= SMALL_DATA_RATINGS else TIMESVDPP_BELLKOR)

@@ -166,7 +166,9 @@ def test_resume_continues_to_the_uninterrupted_result(tmp_path):
 
 
 def test_small_preset_is_a_named_preset_and_defaults_stay_bellkor():
-    """`recozoo fit timesvdpp --preset small` resolves to the README's timesvdpp@small settings."""
+    """`recozoo fit timesvdpp --preset small` resolves to the README's timesvdpp@small settings; the
+    defaults are BellKor's but for the bias rates, decay and passes, which a shape rule sets."""
+    from recozoo.defaults import TIMESVDPP_BELLKOR, TIMESVDPP_SMALL, DataShape, timesvdpp_rule
     from recozoo.runs import resolve_settings
     from recozoo.models.timesvdpp import SMALL_DATA_SETTINGS
     s = resolve_settings(TimeSVDpp, {"epochs": 5}, "small", "synthetic-drift")
@@ -174,4 +176,9 @@ def test_small_preset_is_a_named_preset_and_defaults_stay_bellkor():
     assert s.epochs == 5                                      # explicit settings win over the preset
     assert resolve_settings(TimeSVDpp, {}, "small", "x").epochs == SMALL_DATA_SETTINGS["epochs"]
     d = TimeSVDpp.Settings()
-    assert (d.lr_bin, d.lr_factors, d.reg_factors, d.lr_decay, d.epochs) == (5e-5, 0.008, 0.0015, 0.9, 30)
+    assert (d.lr_bin, d.lr_factors, d.reg_factors) == (5e-5, 0.008, 0.0015)
+    assert TIMESVDPP_BELLKOR == {"lr_bu": 3e-3, "lr_bi": 2e-3, "lr_decay": 0.9, "epochs": 30}
+    assert timesvdpp_rule(DataShape(480_189, 17_770, 98_074_901)) == TIMESVDPP_BELLKOR     # netflix-full
+    assert timesvdpp_rule(DataShape(9_760, 1_000, 191_722)) == TIMESVDPP_SMALL            # synthetic
+    small = resolve_settings(TimeSVDpp, {}, "small", "x")      # the preset's values, not the rule's
+    assert (small.lr_bu, small.lr_bi, small.lr_decay) == (5e-3, 5e-3, 0.95)

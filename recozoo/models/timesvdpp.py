@@ -20,7 +20,8 @@ day after the training range — has no such term: it takes the default, zero
 (so ``c_u(t) = c_u``), as Koren prescribes. ``R(u)`` is the user's training
 items.
 
-**Defaults** follow Koren's BellKor 2009 Grand Prize report ("The BellKor
+**Defaults** (above :data:`~recozoo.defaults.SMALL_DATA_RATINGS` training ratings; below, the
+bias rates, decay and passes come from :func:`~recozoo.defaults.timesvdpp_rule`) follow Koren's BellKor 2009 Grand Prize report ("The BellKor
 Solution to the Netflix Grand Prize", Sec. III for the time-aware baseline
 predictors, Sec. IV for the factor part): per parameter group learning rate η
 / regularisation λ — b_u 3e-3/3e-3, b_i 2e-3/3e-3, b_{i,bin} 5e-5/0.1, α_u
@@ -60,7 +61,8 @@ from recozoo.models.base import FoldIn, Model
 from recozoo.models.temporal import TimeAwarePredict, days_of
 from recozoo.progress import Reporter
 from recozoo.search_space import Categorical, Float, Int, SearchSpace
-from recozoo.settings import BaseSettings, setting, settings_to_dict
+from recozoo.defaults import timesvdpp_rule
+from recozoo.settings import AUTO, BaseSettings, setting, settings_to_dict
 
 __all__ = ["TimeSVDpp", "dev_u", "bin_of"]
 
@@ -72,7 +74,7 @@ N_GROUPS = 12
 @dataclass(frozen=True)
 class TimeSVDppSettings(BaseSettings):
     factors: int = setting(20, "number of latent factors", min=1)
-    epochs: int = setting(30, "maximum number of SGD passes", min=1)
+    epochs: int = setting(AUTO, "maximum number of SGD passes (auto: docs/defaults.md)", min=1, auto=True)
     patience: int = setting(3, "stop after this many passes without a better VALID RMSE "
                                "(0 = never stop early)", min=0)
     n_bins: int = setting(30, "item-bias time bins over the training range", min=1)
@@ -81,9 +83,9 @@ class TimeSVDppSettings(BaseSettings):
     scaling: bool = setting(False, "scale the item bias by c_u(t) = c_u + c_{u,t} (BellKor 2009)")
     day_factors: bool = setting(False, "learn day-specific factor offsets p_{uk,t} "
                                        "(one row of `factors` floats per training (user, day))")
-    lr_bu: float = setting(3e-3, "learning rate of b_u", min=0.0)
+    lr_bu: float = setting(AUTO, "learning rate of b_u (auto: docs/defaults.md)", min=0.0, auto=True)
     reg_bu: float = setting(3e-3, "regularisation of b_u", min=0.0)
-    lr_bi: float = setting(2e-3, "learning rate of b_i", min=0.0)
+    lr_bi: float = setting(AUTO, "learning rate of b_i (auto: docs/defaults.md)", min=0.0, auto=True)
     reg_bi: float = setting(3e-3, "regularisation of b_i", min=0.0)
     lr_bin: float = setting(5e-5, "learning rate of b_{i,Bin(t)}", min=0.0)
     reg_bin: float = setting(0.1, "regularisation of b_{i,Bin(t)}", min=0.0)
@@ -101,8 +103,8 @@ class TimeSVDppSettings(BaseSettings):
     reg_alpha_factors: float = setting(50.0, "regularisation of alpha_uk", min=0.0)
     lr_day_factors: float = setting(4e-3, "learning rate of p_{uk,t} (ours)", min=0.0)
     reg_day_factors: float = setting(0.01, "regularisation of p_{uk,t} (ours)", min=0.0)
-    lr_decay: float = setting(0.9, "every learning rate is multiplied by this after each pass",
-                              min=0.0, max=1.0, min_exclusive=True)
+    lr_decay: float = setting(AUTO, "every learning rate is multiplied by this after each pass "
+                                    "(auto: docs/defaults.md)", min=0.0, max=1.0, min_exclusive=True, auto=True)
     init_std: float = setting(0.01, "std of the normal initialisation of p, q, y", min=0.0)
 
     def lr_reg(self) -> tuple[np.ndarray, np.ndarray]:
@@ -247,6 +249,7 @@ class TimeSVDpp(TimeAwarePredict, Model):
     name = "timesvdpp"
     Settings = TimeSVDppSettings
     uses_timestamps = True
+    auto_rule = timesvdpp_rule
     valid_curve = True          # each pass's VALID RMSE, the engine's record
     fallback = ("global mean + the known side's static bias (b_u or b_i); day terms of days "
                 "without training ratings are zero")
