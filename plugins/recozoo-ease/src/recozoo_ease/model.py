@@ -59,12 +59,16 @@ class EASE(Model):
     fold_in_method = ("x B: the new user's binary interaction row (ratings >= min_rating) times the "
                       "item-item weights, exactly as for a training user")
 
-    def _fit(self, train, valid, reporter, run_dir, resume):
-        csr = train.to_csr()
-        keep = (np.asarray(csr.data) >= self.settings.min_rating).astype(np.float64)
-        # copies: eliminate_zeros works in place, and the table's arrays are shared (or read-only)
+    def _binary(self, csr: sp.csr_matrix, dtype) -> sp.csr_matrix:
+        """X: 1 where a rating is >= min_rating, the rest dropped. In copies of the index arrays:
+        eliminate_zeros works in place, and the table's arrays are shared (or read-only)."""
+        keep = (np.asarray(csr.data) >= self.settings.min_rating).astype(dtype)
         X = sp.csr_matrix((keep, csr.indices.copy(), csr.indptr.copy()), shape=csr.shape)
         X.eliminate_zeros()
+        return X
+
+    def _fit(self, train, valid, reporter, run_dir, resume):
+        X = self._binary(train.to_csr(), np.float64)
         reporter.start("ease", total=1)
         G = (X.T @ X).toarray()
         idx = np.diag_indices_from(G)
@@ -90,9 +94,7 @@ class EASE(Model):
 
     def _score_new_users(self, ratings):
         """The paper's scoring rule for any user: x B with x = 1 where rating >= min_rating."""
-        keep = (ratings.data >= self.settings.min_rating).astype(np.float32)
-        X = sp.csr_matrix((keep, ratings.indices.copy(), ratings.indptr.copy()), shape=ratings.shape)
-        X.eliminate_zeros()
+        X = self._binary(ratings, np.float32)
         out = np.asarray(X @ self.weights_, dtype=np.float32)
         cold = np.diff(X.indptr) == 0
         if cold.any():
