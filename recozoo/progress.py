@@ -16,7 +16,7 @@ from typing import Any
 
 from recozoo.io import json_default
 
-__all__ = ["Reporter", "NullReporter", "RichReporter", "JsonlLog"]
+__all__ = ["Reporter", "NullReporter", "StderrReporter", "RichReporter", "JsonlLog"]
 
 
 class Reporter:
@@ -43,6 +43,18 @@ class Reporter:
 
 class NullReporter(Reporter):
     """Reports nothing (the library default)."""
+
+
+class StderrReporter(Reporter):
+    """Human lines straight to stderr, each after ``prefix``: what a worker process reports with
+    (a live display belongs to the parent's console, which a worker does not share)."""
+
+    def __init__(self, prefix: str = ""):
+        self.prefix = prefix
+
+    def message(self, text: str) -> None:
+        sys.stderr.write(self.prefix + text + "\n")
+        sys.stderr.flush()
 
 
 class JsonlLog:

@@ -15,10 +15,8 @@ interleaving: only ``--jobs 1`` repeats trial for trial).
 
 from __future__ import annotations
 
-import sys
-
 from recozoo.errors import RecozooError
-from recozoo.progress import Reporter
+from recozoo.progress import StderrReporter
 
 __all__ = ["run_workers"]
 
@@ -35,20 +33,12 @@ def run_workers(cfg, split, seconds: float | None) -> None:
         raise RecozooError(first)
 
 
-class _Stderr(Reporter):
-    """A worker's progress lines, straight to stderr (the parent's console is not shared)."""
-
-    def message(self, text: str) -> None:
-        sys.stderr.write(text + "\n")
-        sys.stderr.flush()
-
-
 def _worker(shared, index: int) -> str | None:
     """Worker ``index``'s trials; returns its error line (exceptions may not pickle) or None."""
     from recozoo.tune.trials import run_worker
     cfg, split, seconds = shared
     try:
-        run_worker(cfg, index, split=split, reporter=_Stderr(), seconds=seconds)
+        run_worker(cfg, index, split=split, reporter=StderrReporter(), seconds=seconds)
     except RecozooError as e:
         return str(e)
     return None
