@@ -9,6 +9,7 @@ fit's wall and CPU seconds and the settings the rules chose::
 
     python benchmarks/bench_defaults.py                       # every data set, every model
     python benchmarks/bench_defaults.py --datasets synthetic --models deeprec,pmf --record ''
+    python benchmarks/bench_defaults.py --models autorec-i,glocal-k --jobs 4 --record benchmarks/records/defaults-autoencoders.json
 
 Data sets: ``ml-100k`` (fold u1) and its other folds (``ml-100k-u2`` …),
 ``ml-100k-time`` (global time split), ``netflix-sample`` (the Netflix sample
@@ -27,6 +28,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -80,24 +82,46 @@ def fit_one(model: str, split) -> dict:
     return row
 
 
-def run(datasets: list[str], models: list[str]) -> dict:
-    out = []
-    for ds in datasets:
-        split = load(ds)
-        bias = fit_one("bias", split)
-        out.append({"dataset": ds, **bias})
-        print(f"{ds:16s} bias       {bias['test_rmse']:.4f}", file=sys.stderr, flush=True)
-        for model in models:
-            try:
-                row = fit_one(model, split)
-            except Exception as e:  # noqa: BLE001 — one failing model must not lose the others' figures
-                row = {"model": model, "error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
-            if "test_rmse" in row:
-                row["beats_bias"] = row["test_rmse"] < bias["test_rmse"]
-                print(f"{ds:16s} {model:10s} {row['test_rmse']:.4f} {'beats' if row['beats_bias'] else 'LOSES'} "
-                      f"({row['fit_seconds']} s, cpu {row['cpu_seconds']} s)", file=sys.stderr, flush=True)
-            out.append({"dataset": ds, **row})
-    return {"rows": out}
+def _fit_row(ds: str, model: str, split=None) -> dict:
+    """One model's row on data set ``ds`` (the split loaded here unless given)."""
+    split = load(ds) if split is None else split
+    try:
+        return {"dataset": ds, **fit_one(model, split)}
+    except Exception as e:  # noqa: BLE001 — one failing model must not lose the others' figures
+        return {"dataset": ds, "model": model,
+                "error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
+
+
+def _fit_task(task: tuple[str, str]) -> dict:
+    return _fit_row(*task)
+
+
+def run(datasets: list[str], models: list[str], jobs: int = 1) -> dict:
+    """``bias`` and every model on every data set, rows in that order; ``jobs`` > 1 runs that many fits at
+    once, each (data set, model) in its own process (the same fits, only side by side)."""
+    tasks = [(ds, m) for ds in datasets for m in ["bias", *models]]
+    if jobs > 1:
+        from concurrent.futures import ProcessPoolExecutor
+        with ProcessPoolExecutor(jobs) as pool:
+            rows = list(pool.map(_fit_task, tasks))
+    else:
+        splits: dict[str, Any] = {}
+        rows = []
+        for ds, m in tasks:
+            if ds not in splits:
+                splits.clear()                   # one data set in memory at a time
+                splits[ds] = load(ds)
+            rows.append(_fit_row(ds, m, splits[ds]))
+    bias = {r["dataset"]: r for r in rows if r["model"] == "bias"}
+    for r in rows:
+        base = bias[r["dataset"]]
+        if r["model"] != "bias" and "test_rmse" in r and "test_rmse" in base:
+            r["beats_bias"] = r["test_rmse"] < base["test_rmse"]
+        rmse = f"{r['test_rmse']:.4f}" if "test_rmse" in r else r.get("skipped") or r.get("error")
+        mark = {True: " beats", False: " LOSES"}.get(r.get("beats_bias"), "")
+        secs = f" ({r['fit_seconds']} s, cpu {r['cpu_seconds']} s)" if "fit_seconds" in r else ""
+        print(f"{r['dataset']:16s} {r['model']:10s} {rmse}{mark}{secs}", file=sys.stderr, flush=True)
+    return {"rows": rows}
 
 
 def tables(figures: dict) -> dict:
@@ -122,6 +146,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--datasets", default=",".join(DATASETS), help=f"comma list of {', '.join(DATASETS)}")
     ap.add_argument("--models", help="comma list (default: every registered rating model)")
+    ap.add_argument("--jobs", type=int, default=1, help="data sets fitted at once, one process each (default 1)")
     add_record_option(ap)
     args = ap.parse_args(argv)
     datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
@@ -130,7 +155,9 @@ def main(argv=None) -> int:
         ap.error(f"unknown data set(s) {', '.join(unknown)} (known: {', '.join(DATASETS)})")
     models = [m.strip() for m in args.models.split(",")] if args.models else rating_models()
     rec = Run(__file__, argv)
-    figures = run(datasets, models)
+    if args.jobs < 1:
+        ap.error(f"--jobs must be at least 1, got {args.jobs}")
+    figures = run(datasets, models, args.jobs)
     from render_docs import markdown_table
     print(markdown_table(tables(figures)["main"]))
     rec.write(figures, record_path(args.record, "defaults"))

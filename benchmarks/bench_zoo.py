@@ -53,7 +53,7 @@ from _record import Run, add_record_option, record_path  # noqa: E402
 from render_docs import markdown_table  # noqa: E402
 
 #: the blend's components: the VALID-chosen settings of the rows below (= recozoo.models.blend.ML100K_COMPONENTS)
-ML100K_BLEND = ("glocal-k; autorec-i optimizer=lbfgs lr=1 lam=200 eval_every=1 patience=50; "
+ML100K_BLEND = ("glocal-k; autorec-i optimizer=lbfgs lr=1 lam=200 eval_every=1 patience=50 hidden=500 baseline=none; "
                 "biasedmf factors=200 epochs=80 lr=0.005 reg=0.1 reg_bias=0.02 init_std=0.05; "
                 "als rank=40 reg=0.12 iterations=15; timesvdpp; bias reg_user=3 reg_item=5")
 
@@ -71,8 +71,9 @@ GRIDS: dict[str, tuple[dict, int | None]] = {
     # Sedhain et al. 2015: 500 hidden units, λ tuned, full batch with Rprop or L-BFGS (the paper's two);
     # L-BFGS overfits below λ=200 on ml-100k (VALID 0.923 at λ=100), so the grid starts there
     "autorec-i": ({"optimizer": ["lbfgs"], "lr": [1.0], "lam": [200.0, 300.0, 500.0], "eval_every": [1],
-                   "patience": [50]}, None),
-    "autorec-u": ({"lam": [100.0, 300.0]}, None),           # the default full-batch Rprop
+                   "patience": [50], "hidden": [500], "baseline": ["none"]}, None),
+    # the default full-batch Rprop on raw ratings (the paper's; "auto" now picks the bias baseline)
+    "autorec-u": ({"lam": [100.0, 300.0], "hidden": [500], "baseline": ["none"]}, None),
     # DeepRec's `--preset ml-100k` (chosen on VALID, docs/deeprec.md), L2 strength re-searched
     "deeprec": ({"mode": ["item"], "layers": ["500"], "activation": ["sigmoid"], "dropout": [0.0],
                  "refeed": [0], "optimizer": ["rprop"], "lr": [0.01], "batch_size": [0],

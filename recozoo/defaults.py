@@ -26,7 +26,7 @@ from recozoo.settings import AUTO, auto_fields
 
 __all__ = ["TIMESVDPP_BELLKOR", "TIMESVDPP_SMALL", "DataShape", "resolve", "deeprec_rule", "als_rule", "biasedmf_rule", "pmf_rule", "timesvdpp_rule",
            "SMALL_DATA_RATINGS",
-           "SPARSE_USERS", "FEW_RATINGS"]
+           "SPARSE_USERS", "FEW_RATINGS", "autorec_i_rule", "autorec_u_rule"]
 
 
 @dataclass(frozen=True)
@@ -172,3 +172,27 @@ def timesvdpp_rule(shape: DataShape, settings=None) -> dict[str, Any]:
     :data:`SMALL_DATA_RATINGS` training ratings, :data:`TIMESVDPP_BELLKOR` above (early stopping on
     VALID, ``patience``, ends either sooner when VALID stops improving)."""
     return dict(TIMESVDPP_SMALL if shape.n_ratings <= SMALL_DATA_RATINGS else TIMESVDPP_BELLKOR)
+
+
+# ------------------------------------------------------------------ autoencoder rules (AutoRec, GLocal-K, ...)
+def _residuals_if(wanted: bool, settings) -> str:
+    """``baseline``: ``"bias"`` when ``wanted`` and the loss fits ratings (an implicit loss has no
+    ratings to take residuals of), else ``"none"``."""
+    implicit = settings is not None and settings.loss != "mse"
+    return "bias" if wanted and not implicit else "none"
+
+
+def autorec_i_rule(shape: DataShape, settings=None) -> dict[str, Any]:
+    """I-AutoRec: the paper's network (500 hidden units) on raw ratings from :data:`SPARSE_USERS` ratings
+    per user up; fewer, 100 hidden units on the residuals of the bias model (``baseline=bias``): every
+    input column and output row of an item's vector is a user, whose weights are then learned from a
+    handful of ratings (on ``synthetic`` VALID the 500-unit network on raw ratings lost to ``bias``)."""
+    sparse = shape.per_user < SPARSE_USERS
+    return {"hidden": 100 if sparse else 500, "baseline": _residuals_if(sparse, settings)}
+
+
+def autorec_u_rule(shape: DataShape, settings=None) -> dict[str, Any]:
+    """U-AutoRec: the paper's 500 hidden units, always on the residuals of the bias model
+    (``baseline=bias``): on raw ratings it lost to ``bias`` on ml-100k u1 (80 ratings per user) and
+    ``synthetic`` alike (docs/defaults.md)."""
+    return {"hidden": 500, "baseline": _residuals_if(True, settings)}

@@ -164,3 +164,33 @@ def test_bias_baseline_is_added_back_everywhere(table, tmp_path, model, settings
     if model in ("deeprec", "autorec-u"):
         rows = table.to_csr()[users]
         np.testing.assert_array_equal(m.score_new_users(rows), dense)      # bit for bit, as without it
+
+
+def test_autorec_rules_and_their_preset():
+    """I-AutoRec: the paper's network on raw ratings from 30 ratings per user, a 100-unit one on the bias
+    model's residuals below; U-AutoRec always on the residuals; an implicit loss never gets a baseline;
+    ``--preset ml-100k`` pins what "auto" would fill, so it predicts as before the rules."""
+    from recozoo.defaults import autorec_i_rule, autorec_u_rule
+    from recozoo.models.autorec import AutoRecSettings, IAutoRec
+    dense, sparse = DataShape(943, 1650, 76_000), DataShape(10_000, 1_000, 192_000)
+    assert autorec_i_rule(dense) == {"hidden": 500, "baseline": "none"}
+    assert autorec_i_rule(sparse) == {"hidden": 100, "baseline": "bias"}
+    assert autorec_u_rule(dense) == autorec_u_rule(sparse) == {"hidden": 500, "baseline": "bias"}
+    implicit = parse_settings(AutoRecSettings, {"loss": "multinomial"})
+    assert autorec_i_rule(sparse, implicit)["baseline"] == autorec_u_rule(dense, implicit)["baseline"] == "none"
+    preset = resolve_settings(IAutoRec, {}, "ml-100k", "ml-100k")
+    assert auto_fields(preset) == [] and (preset.hidden, preset.baseline) == (500, "none")
+
+
+def test_autorec_fit_resolves_from_train(table):
+    """The tiny table has ~12 ratings per user: I-AutoRec fits the residuals with 100 units, unless told."""
+    assert DataShape.of(table).per_user < 30
+    m = get_model("autorec-i")(settings={"epochs": 2}, seed=0).fit(table)
+    assert (m.settings.hidden, m.settings.baseline) == (100, "bias") and m.base_ is not None
+    m = get_model("autorec-i")(settings={"epochs": 2, "hidden": 8, "baseline": "none"}, seed=0).fit(table)
+    assert (m.settings.hidden, m.settings.baseline) == (8, "none") and m.base_ is None
+
+
+def test_glocalk_refuses_a_matrix_above_max_cells(table):
+    with pytest.raises(SettingsError, match=r"max_cells=100 \(a dense model"):
+        get_model("glocal-k")(settings={"max_cells": 100, "layers": "4"}, seed=0).fit(table)

@@ -220,7 +220,7 @@ def _without_item_ratings(table, items):
     # DeepRec's settings that "auto" would choose from the data pinned to the plain network on raw ratings
     ("deeprec", {"layers": "12,6", "epochs": 3, "optimizer": "adam", "lr": 0.01, "dropout": 0.3, "mode": "user",
                  "activation": "selu", "refeed": 1, "baseline": "none", "batch_size": 128}, _selu),
-    ("autorec-u", {"hidden": 8, "epochs": 5}, _sigmoid)])
+    ("autorec-u", {"hidden": 8, "epochs": 5, "baseline": "none"}, _sigmoid)])
 def test_user_mode_autoencoder_fold_in_is_the_forward_pass(split, name, settings_, act):
     cold = np.array([2, 11])                      # items without training ratings
     train = _without_item_ratings(split.train, cold)

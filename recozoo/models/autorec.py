@@ -15,7 +15,10 @@ estimated on minibatches: ``sse_batch / count_batch + λ/(2N) (‖W‖² + ‖V�
 
 Where the defaults come from:
 
-* ``hidden=500`` — the paper's setting for its reported results;
+* ``hidden`` and ``baseline`` are ``auto`` (:func:`recozoo.defaults.autorec_i_rule`,
+  :func:`~recozoo.defaults.autorec_u_rule`; docs/defaults.md): the paper's 500 hidden units on raw
+  ratings for I-AutoRec from 30 training ratings per user up, 100 units on the bias model's residuals
+  below; U-AutoRec always 500 units on the residuals (on raw ratings it lost to ``bias`` on ml-100k);
 * ``lam=300`` — selected on ml-100k u1 VALID with full-batch Rprop (docs/deeprec.md
   records the search); re-tune it for other data;
 * optimiser — the paper trains with resilient propagation (Rprop) or L-BFGS on
@@ -54,14 +57,15 @@ from recozoo.engine import EngineConfig
 from recozoo.models.autoencoder import AutoencoderTask, LossName, LossSettingAutoencoder
 from recozoo.models.base import FoldIn
 from recozoo.search_space import Categorical, Float, Int, SearchSpace, When
-from recozoo.settings import BaseSettings, setting
+from recozoo.defaults import autorec_i_rule, autorec_u_rule
+from recozoo.settings import AUTO, BaseSettings, setting
 
 __all__ = ["AutoRecSettings", "IAutoRec", "UAutoRec"]
 
 
 @dataclass(frozen=True)
 class AutoRecSettings(BaseSettings):
-    hidden: int = setting(500, "hidden units (the paper's 500)", min=1)
+    hidden: int = setting(AUTO, "hidden units (the paper's 500; auto: docs/defaults.md)", min=1, auto=True)
     lam: float = setting(300.0, "L2 strength λ of the paper's objective (on W and V, not biases)", min=0.0)
     optimizer: Literal["rprop", "lbfgs", "adam", "momentum", "sgd", "adagrad", "rmsprop"] = setting(
         "rprop", "rprop or lbfgs (the paper's; full batch) or a minibatch optimiser such as adam")
@@ -74,14 +78,15 @@ class AutoRecSettings(BaseSettings):
     precision: Literal["fp32", "bf16", "fp16"] = setting("fp32", "fp32, bf16 (CPU/GPU) or fp16 (GPU)")
     loss: LossName = setting("mse", "mse on ratings (the paper's); multinomial or logistic: implicit "
                                     "feedback (binary input, the whole row scored; a ranking model)")
-    baseline: Literal["none", "bias"] = setting("none", "bias: the network learns residuals over the bias "
+    baseline: Literal["none", "bias"] = setting(AUTO, "bias: the network learns residuals over the bias "
                                                 "model μ + b_u + b_i (fitted on TRAIN); none: raw ratings "
-                                                "(the paper's)")
+                                                "(the paper's); auto: docs/defaults.md", auto=True)
 
 
 #: chosen on ml-100k u1 VALID with full-batch L-BFGS (see the module docstring for the λ search)
 ML100K_SETTINGS: dict[str, Any] = {"optimizer": "lbfgs", "lr": 1.0, "lam": 200.0, "batch_size": 0,
-                                   "epochs": 400, "eval_every": 1, "patience": 50}
+                                   "epochs": 400, "eval_every": 1, "patience": 50, "hidden": 500,
+                                   "baseline": "none"}
 
 
 def _ml100k_preset(dataset: str) -> dict[str, Any]:
@@ -129,6 +134,7 @@ class IAutoRec(_AutoRec):
     presets: ClassVar[dict[str, Callable[[str], dict[str, Any]]]] = {"ml-100k": _ml100k_preset}
     summary = "I-AutoRec: item-based one-hidden-layer autoencoder (Sedhain et al. 2015)"
     folds_in = FoldIn.NO
+    auto_rule = autorec_i_rule
     fold_in_method = ("cannot: item-based, a new user is a new input column of every item's vector, which "
                       "the network has no weights for (refit, or use autorec-u)")
 
@@ -140,6 +146,7 @@ class UAutoRec(_AutoRec):
     row_mode = "user"
     summary = "U-AutoRec: user-based one-hidden-layer autoencoder (Sedhain et al. 2015)"
     folds_in = FoldIn.YES
+    auto_rule = autorec_u_rule
     fold_in_method = ("the forward pass on the new user's ratings vector (entries on items without training "
                       "ratings left out: their input weights never learned)")
 

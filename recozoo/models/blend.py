@@ -45,7 +45,7 @@ __all__ = ["Blend", "BlendSettings", "parse_components", "ML100K_COMPONENTS"]
 
 #: components with the settings chosen on ml-100k u1 VALID (docs/zoo.md)
 ML100K_COMPONENTS = ("glocal-k; "
-                     "autorec-i optimizer=lbfgs lr=1 lam=200 eval_every=1 patience=50; "
+                     "autorec-i optimizer=lbfgs lr=1 lam=200 eval_every=1 patience=50 hidden=500 baseline=none; "
                      "biasedmf factors=200 epochs=80 lr=0.005 reg=0.1 reg_bias=0.02 init_std=0.05; "
                      "als rank=40 reg=0.12 iterations=15; "
                      "timesvdpp; "

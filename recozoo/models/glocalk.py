@@ -68,7 +68,9 @@ Measured on ml-100k u1 with settings chosen on VALID: docs/zoo.md.
 
 Scale: training is dense and full batch (the global convolution needs the whole
 matrix), which suits ML-100K/ML-1M/Douban-sized matrices (the paper's), not
-Netflix.
+Netflix: a fit refuses, in one line, a matrix above ``max_cells`` (200M items x users
+cells, ~0.75 GiB per float copy; the Netflix sample's 11,259 x ~86,000 is 968M) rather
+than exhaust the memory.
 
 Fallbacks: I-AutoRec's — an item without training ratings gets the user's mean
 training rating; a user without training ratings gets the item's mean training
@@ -246,6 +248,8 @@ class GLocalKSettings(BaseSettings):
     eval_every: int = setting(5, "evaluate VALID every N iterations (the reference: every 5)", min=1)
     patience: int = setting(10, "stop a stage after N evaluations without VALID improvement (0 = off; "
                                 "ours)", min=0)
+    max_cells: int = setting(200_000_000, "refuse a training matrix of more items x users cells (the model "
+                                          "holds several dense float copies of it; 0 = no limit; ours)", min=0)
 
     def validate(self) -> None:
         if self.gk_size % 2 == 0:
@@ -291,6 +295,11 @@ class GLocalK(AutoencoderModel):
 
     def _fit(self, train, valid, reporter, run_dir, resume):
         s = self.settings
+        cells = train.n_items * train.n_users
+        if s.max_cells and cells > s.max_cells:
+            raise SettingsError(f"glocal-k: the training matrix has {train.n_items:,} items x {train.n_users:,} users "
+                                f"= {cells:,} cells, above max_cells={s.max_cells:,} (a dense model: ~{cells * 4 / 2**30:.1f} "
+                                f"GiB per float copy); use a smaller data set or raise --set max_cells=...")
         rows = RowMatrix.from_table(train, "item")
         self.rows_ = rows
         vpair = (rows, RowMatrix.from_table(valid, "item")) if valid is not None and valid.nnz else None
