@@ -3,9 +3,10 @@
 * ``learning_curves.png`` — validation RMSE per epoch of every model whose run
   directories log epochs: ``metrics.jsonl`` records with ``epoch`` and
   ``valid_rmse`` (written by the training engine, i.e. the torch models), else
-  ``log.jsonl`` (what a model sent to ``reporter.log`` during a compare fit;
-  ``iteration`` counts as the epoch for ALS). Thin lines per seed, a thick line
-  for the mean over the seeds that reached that epoch.
+  ``log.jsonl`` (what a model sent to ``reporter.log`` during a compare fit: the
+  models that declare ``valid_curve`` send ``epoch`` and ``valid_rmse``; ALS runs
+  from before that logged ``iteration``, which still counts as the epoch). Thin
+  lines per seed, a thick line for the mean over the seeds that reached that epoch.
 * ``test_rmse.png`` — mean test RMSE per rating model with ±1 std error bars
   over seeds, and the published figure as a marker where the dataset has one.
 """
