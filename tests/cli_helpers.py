@@ -70,7 +70,7 @@ def invoke_cli(*args, env: dict | None = None, cwd: str | Path | None = None, ch
     sys.stderr.flush()
     fds = os.dup(1), os.dup(2)
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, warnings.catch_warnings():
-        code = 0
+        code, repointed = 0, []
         try:
             os.environ.update({k: str(v) for k, v in e.items()})
             if cwd is not None:
@@ -80,6 +80,9 @@ def invoke_cli(*args, env: dict | None = None, cwd: str | Path | None = None, ch
             sys.argv, sys.stdin = argv, open(os.devnull)
             sys.stdout = io.TextIOWrapper(open(1, "wb", closefd=False), encoding="utf-8", write_through=True)
             sys.stderr = io.TextIOWrapper(open(2, "wb", closefd=False), encoding="utf-8", write_through=True)
+            streams = {id(saved[2]): sys.stdout, id(sys.__stdout__): sys.stdout,
+                       id(saved[3]): sys.stderr, id(sys.__stderr__): sys.stderr}
+            repointed = _repoint_log_handlers(streams)
             warnings.resetwarnings()                 # a fresh interpreter's filters, not pytest's
             for cat in (DeprecationWarning, PendingDeprecationWarning, ImportWarning, ResourceWarning):
                 warnings.simplefilter("ignore", cat)
@@ -95,6 +98,10 @@ def invoke_cli(*args, env: dict | None = None, cwd: str | Path | None = None, ch
                 sys.stderr.write(traceback.format_exc())
                 code = 1
         finally:
+            if sys.stdout is not saved[2]:             # handlers made during the call: the test's streams
+                _repoint_log_handlers({id(sys.stdout): saved[2], id(sys.stderr): saved[3]})
+            for h, stream in repointed:
+                h.setStream(stream)
             for stream in (sys.stdout, sys.stderr):
                 if stream is not saved[2] and stream is not saved[3]:
                     stream.flush()
@@ -121,6 +128,21 @@ def invoke_cli(*args, env: dict | None = None, cwd: str | Path | None = None, ch
         raise AssertionError(f"recozoo {' '.join(argv[1:])} exited {p.returncode} (in process):\n"
                              f"stdout: {p.stdout[-2000:]}\nstderr: {p.stderr[-4000:]}")
     return p
+
+
+def _repoint_log_handlers(streams: dict) -> list:
+    """Point every logging stream handler writing to a stream in ``streams`` (by id) at its new stream, as
+    a child's handlers write to the child's stdout/stderr (optuna's was made at its import, with the test's
+    stderr); returns (handler, old stream) pairs."""
+    import logging
+    loggers = [logging.getLogger(), *(x for x in logging.Logger.manager.loggerDict.values()
+                                      if isinstance(x, logging.Logger))]
+    out = []
+    for h in {h for lg in loggers for h in lg.handlers}:
+        if isinstance(h, logging.StreamHandler) and id(h.stream) in streams:
+            out.append((h, h.stream))
+            h.setStream(streams[id(h.stream)])
+    return out
 
 
 def invoke_json(*args, **kw):

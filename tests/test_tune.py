@@ -30,7 +30,7 @@ from recozoo.splits import random_split
 from recozoo.tune import TuneConfig, parse_budget, parse_metric, tune
 from recozoo.evaluate import evaluate
 from recozoo.runs import load_run
-from cli_helpers import RECOZOO, assert_one_line_error, run_cli
+from cli_helpers import RECOZOO, assert_one_line_error, invoke_cli
 
 SMALL = ("--dataset", "synthetic", "--data-param", "n_users=300", "--data-param", "n_items=120",
          "--data-param", "n_ratings=10000")
@@ -173,7 +173,7 @@ def test_cli_bad_input_is_one_line_and_writes_nothing(tmp_path):
              (("--storage", f"sqlite:///{tmp_path}/no/such/dir/s.db"), ("--storage", "cannot open")),
              (("--set", "reg_user=-1"), ("invalid settings",))]
     for args, needles in cases:
-        p = run_cli("tune", "bias", *SMALL, "--out", out, *args, check=False)
+        p = invoke_cli("tune", "bias", *SMALL, "--out", out, *args, check=False)
         assert_one_line_error(p, *needles)
         assert not out.exists(), args
 
@@ -213,7 +213,7 @@ def test_kill_9_then_rerun_resumes(tmp_path):
     before = _states(out / "study.sqlite3")
     killed = [r[0] for r in before if r[1] == "RUNNING"]
     assert len(killed) == 1
-    r = run_cli(*args, "--json")
+    r = invoke_cli(*args, "--json")                   # the rerun: the CLI's entry point, in process
     res = json.loads(r.stdout)
     assert "resuming" in r.stderr and f"interrupted trial(s) {killed[0]} queued again" in r.stderr
     after = {r[0]: (r[1], r[2]) for r in _states(out / "study.sqlite3")}
