@@ -1,4 +1,5 @@
-"""Own data in one step, through the real CLI: ``data prepare NAME --source FILE --protocol P``."""
+"""Own data in one step, through the real CLI (its entry point in process, `cli_helpers.invoke_cli`):
+``data prepare NAME --source FILE --protocol P``."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cli_helpers import assert_one_line_error, run_cli, run_json
+from cli_helpers import assert_one_line_error, invoke_cli, invoke_json
 
 
 @pytest.fixture()
@@ -17,7 +18,7 @@ def home(tmp_path):
 
 
 def test_user_time_on_u_data_then_fit(ml100k_dir, home, tmp_path):
-    d = run_json("data", "prepare", "mydata", "--source", ml100k_dir / "u.data", "--protocol", "user-time",
+    d = invoke_json("data", "prepare", "mydata", "--source", ml100k_dir / "u.data", "--protocol", "user-time",
                  env=home)
     assert set(d) == {"train", "valid", "test"}
     assert d["train"]["ratings"] + d["valid"]["ratings"] + d["test"]["ratings"] == 100_000
@@ -27,23 +28,23 @@ def test_user_time_on_u_data_then_fit(ml100k_dir, home, tmp_path):
     rec = json.loads((Path(home["RECOZOO_DATA"]) / "user" / "mydata.json").read_text())
     assert rec["protocol"] == "user-time" and rec["source"] == str((ml100k_dir / "u.data").resolve())
     assert rec["params"] == {"test_fraction": 0.2, "valid_fraction": 0.1, "threshold": None}
-    s = run_json("fit", "bias", "--dataset", "mydata", "--out", tmp_path / "run", "-q", env=home)
+    s = invoke_json("fit", "bias", "--dataset", "mydata", "--out", tmp_path / "run", "-q", env=home)
     t = s["metrics"]["test"]
     assert t["n_total"] == d["test"]["ratings"] and np.isfinite(t["rmse"]) and t["rmse"] < 1.2
     assert s["split_info"]["protocol"] == "user-time"
     # one prepared split, keyed on the record: fit read the cache prepare wrote
     assert len(list((Path(home["RECOZOO_DATA"]) / "prepared" / "mydata").iterdir())) == 1
-    rows = {r["name"]: r for r in run_json("data", "list", env=home)}
+    rows = {r["name"]: r for r in invoke_json("data", "list", env=home)}
     assert rows["mydata"]["source"] == "user" and "user-time" in rows["mydata"]["description"]
 
 
 def test_netflix_sample_folder(netflix_sample_dir, home):
     # three tsv part files without dates: a time protocol is refused, naming the folder
-    p = run_cli("data", "prepare", "nf", "--source", netflix_sample_dir, "--protocol", "user-time",
+    p = invoke_cli("data", "prepare", "nf", "--source", netflix_sample_dir, "--protocol", "user-time",
                 env=home, check=False)
     assert_one_line_error(p, str(netflix_sample_dir), "no timestamps", "user-time")
     assert not (Path(home["RECOZOO_DATA"]) / "user" / "nf.json").exists()   # nothing half-registered
-    d = run_json("data", "prepare", "nf", "--source", netflix_sample_dir, "--protocol", "random",
+    d = invoke_json("data", "prepare", "nf", "--source", netflix_sample_dir, "--protocol", "random",
                  "--data-param", "test_fraction=0.2", "--split-seed", "3", env=home)
     total = sum(part["ratings"] for part in d.values())
     assert total == 204_821
@@ -58,15 +59,15 @@ def test_interaction_files_strong_generalization_and_bad_input(tmp_path, home):
             lines.append(f"u{u},{i}")
     clicks = tmp_path / "clicks.csv"
     clicks.write_text("\n".join(lines) + "\n")
-    d = run_json("data", "prepare", "clicks", "--source", clicks, "--protocol", "strong",
+    d = invoke_json("data", "prepare", "clicks", "--source", clicks, "--protocol", "strong",
                  "--columns", "user=uid,item=sku,rating=none,string_ids=true",
                  "--data-param", "heldout_users=10", env=home)
     assert set(d) == {"train", "valid", "test", "valid_fold_in", "test_fold_in"}
     assert d["valid_fold_in"]["users"] == d["test_fold_in"]["users"] == 10
-    info = run_json("data", "info", "clicks", env=home)
+    info = invoke_json("data", "info", "clicks", env=home)
     assert info == d
     # too small for the held-out N: one line, nothing registered
-    p = run_cli("data", "prepare", "tiny", "--source", clicks, "--protocol", "strong",
+    p = invoke_cli("data", "prepare", "tiny", "--source", clicks, "--protocol", "strong",
                 "--columns", "user=uid,item=sku,rating=none,string_ids=true",
                 "--data-param", "heldout_users=60", env=home, check=False)
     assert_one_line_error(p, "too small for 60 held-out users")
@@ -74,22 +75,22 @@ def test_interaction_files_strong_generalization_and_bad_input(tmp_path, home):
     # an interaction file whose rating column is not numbers
     bad = tmp_path / "bad.csv"
     bad.write_text("user,item,rating\n1,2,1\n1,3,click\n")
-    p = run_cli("data", "prepare", "bad", "--source", bad, "--protocol", "strong", env=home, check=False)
+    p = invoke_cli("data", "prepare", "bad", "--source", bad, "--protocol", "strong", env=home, check=False)
     assert_one_line_error(p, "bad.csv", "line 3", "rating", "click")
     # a threshold that leaves nothing
-    p = run_cli("data", "prepare", "clicks2", "--source", clicks, "--protocol", "user-random",
+    p = invoke_cli("data", "prepare", "clicks2", "--source", clicks, "--protocol", "user-random",
                 "--columns", "user=uid,item=sku,rating=none,string_ids=true",
                 "--data-param", "threshold=3.5", env=home, check=False)
     assert_one_line_error(p, "threshold 3.5 leaves no interactions")
 
 
 def test_unknown_name_with_a_source_says_how(ml100k_dir, home):
-    p = run_cli("data", "prepare", "mydata", "--source", ml100k_dir / "u.data", env=home, check=False)
+    p = invoke_cli("data", "prepare", "mydata", "--source", ml100k_dir / "u.data", env=home, check=False)
     assert_one_line_error(p, "unknown dataset 'mydata'", "--protocol random|user-random|time")
 
 
 def test_builtin_implicit_dataset_info(ml100k_dir, home):
-    d = run_json("data", "info", "ml-100k-implicit", "--source", ml100k_dir, env=home)
+    d = invoke_json("data", "info", "ml-100k-implicit", "--source", ml100k_dir, env=home)
     assert set(d) == {"train", "valid", "test", "valid_fold_in", "test_fold_in"}
     # ML-100K: 938 users with 5+ ratings above 3.5; N = 93 by the scaled rule
     assert d["valid_fold_in"]["users"] == d["test_fold_in"]["users"] == 93
