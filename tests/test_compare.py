@@ -334,3 +334,14 @@ def test_bad_input_is_one_line_error(args, needle, tmp_path):
 
 def test_leaderboard_of_empty_folder_is_one_line_error(tmp_path):
     assert_one_line_error(invoke_cli("leaderboard", tmp_path, check=False), "no comparison results")
+
+
+@pytest.mark.parametrize("line", ["models = 3", "metrics = 3", 'models = { a = 1 }', "metrics = true"])
+def test_config_name_lists_of_the_wrong_type_are_one_line_errors(tmp_path, line):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(line + "\n")
+    with pytest.raises(RecozooError, match=r"bad\.toml: (models|metrics): expected a comma-separated string"):
+        load_config_file(cfg)
+    res = invoke_cli("compare", "--config", cfg, "--out", tmp_path / "o", env={"RECOZOO_DATA": str(tmp_path / "h")},
+                     check=False)
+    assert_one_line_error(res, "expected a comma-separated string")

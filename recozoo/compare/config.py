@@ -114,7 +114,7 @@ def parse_metrics(value: str | list[str] | None) -> list[str]:
     """``"RMSE,mae,NDCG@10"`` -> ``["rmse", "mae", "ndcg@10"]``; unknown names are an error."""
     if value is None:
         return list(RATING_METRICS)
-    items = value.split(",") if isinstance(value, str) else list(value)
+    items = _listed(value, "metrics")
     out: list[str] = []
     for raw in items:
         if not isinstance(raw, str):
@@ -156,8 +156,18 @@ def parse_seeds(value: Any) -> list[int]:
     raise SettingsError(f"seeds: expected a count or a non-empty list of integers, got {value!r}")
 
 
+def _listed(value: Any, what: str) -> list[Any]:
+    """A comma-separated string or a list, as a list; anything else (``models = 3``) is a one-line error."""
+    if isinstance(value, str):
+        return value.split(",")
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    raise SettingsError(f"{what}: expected a comma-separated string or a list of names, got {value!r}")
+
+
 def parse_model_list(value: str | list[str]) -> list[str]:
-    items = value.split(",") if isinstance(value, str) else list(value)
+    """``"a, b,a"`` or ``["a", "b"]`` -> ``["a", "b"]`` (order kept, repeats dropped)."""
+    items = _listed(value, "models")
     out: list[str] = []
     for it in items:
         if not isinstance(it, str):
