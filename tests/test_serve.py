@@ -483,6 +483,8 @@ def test_sighup_reloads_a_repointed_symlink_and_sigterm_lets_in_flight_requests_
             assert time.monotonic() < deadline, "SIGHUP did not reload"
             time.sleep(0.2)
         assert _req(f"{url}/recommend?user=1&k=2")[0] == 200
+        # two queries at once: the batcher now expects company, so a lone request waits for it (900 ms)
+        assert _req(f"{url}/recommend/batch", "POST", {"requests": [{"user": 1}, {"user": 2}]})[0] == 200
         out = {}
         t = threading.Thread(target=lambda: out.setdefault("r", _req(f"{url}/recommend?user=3&k=2")))
         t.start()

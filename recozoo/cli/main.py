@@ -353,7 +353,8 @@ def serve_cmd(
     port: int = typer.Option(8000, "--port", help="0 picks a free port"),
     workers: int = typer.Option(1, "--workers", help="server processes sharing the socket"),
     batch_wait_ms: float = typer.Option(2.0, "--batch-wait-ms",
-                                        help="how long an idle batcher waits for companions (ms, 0 = none)"),
+                                        help="longest wait for the companions the clients usually send at once "
+                                             "(ms, 0 = none)"),
     max_batch: int = typer.Option(64, "--max-batch", help="most queries scored in one pass"),
     events: Optional[Path] = typer.Option(None, "--events",
                                           help="SQLite file of live interactions (default RUN_DIR/"

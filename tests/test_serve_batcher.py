@@ -1,0 +1,85 @@
+"""The micro-batcher's rule on its own (no server): who waits, who is batched together, where a batch runs."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+from recozoo.serve.batcher import INLINE_BELOW_S, MicroBatcher
+
+
+def _run(coro):
+    return asyncio.run(coro)
+
+
+def test_a_lone_sequential_client_waits_for_nobody():
+    """wait_s is 2 s here: the old rule made every request of a lone client wait it out."""
+    sizes = []
+
+    async def main():
+        b = MicroBatcher(lambda owner, items: sizes.append(len(items)) or [2 * i for i in items], wait_s=2.0)
+        b.start()
+        t0 = time.perf_counter()
+        got = [await b.submit("run", i) for i in range(5)]
+        took = time.perf_counter() - t0
+        await b.stop()
+        return got, took
+    got, took = _run(main())
+    assert got == [0, 2, 4, 6, 8] and sizes == [1] * 5 and took < 1.0
+
+
+def test_closed_loop_clients_are_batched_together_as_soon_as_all_are_in():
+    """8 clients that each send their next request when answered: after the first rounds every batch
+    holds all 8, and none waits out wait_s (2 s) for a ninth that never comes."""
+    sizes = []
+
+    def score(owner, items):
+        sizes.append(len(items))
+        t = time.thread_time()
+        while time.thread_time() - t < 2 * INLINE_BELOW_S:      # costly enough for the worker thread
+            pass
+        return [(owner, i) for i in items]
+
+    async def client(b, c):
+        return [await b.submit("run", (c, r)) for r in range(6)]
+
+    async def main():
+        b = MicroBatcher(score, wait_s=2.0, max_batch=64)
+        b.start()
+        t0 = time.perf_counter()
+        out = await asyncio.gather(*[client(b, c) for c in range(8)])
+        took = time.perf_counter() - t0
+        await b.stop()
+        return out, took
+    out, took = _run(main())
+    assert out == [[("run", (c, r)) for r in range(6)] for c in range(8)]       # nobody mixed up
+    assert sum(sizes) == 48 and sizes[-3:] == [8, 8, 8] and took < 1.5
+
+
+def test_cheap_batches_run_on_the_event_loop_and_costly_ones_on_the_worker_thread():
+    threads = []
+
+    def cheap(owner, items):
+        threads.append(threading.get_ident())
+        return items
+
+    def costly(owner, items):
+        threads.append(threading.get_ident())
+        t = time.thread_time()
+        while time.thread_time() - t < 3 * INLINE_BELOW_S:
+            pass
+        return items
+
+    async def main(score):
+        b = MicroBatcher(score, wait_s=0.0)
+        b.start()
+        for i in range(4):
+            assert await b.submit("run", i) == i
+        await b.stop()
+        return threading.get_ident()
+    loop_thread = _run(main(cheap))
+    assert threads[0] != loop_thread and threads[1:] == [loop_thread] * 3     # the first one: no timing yet
+    threads.clear()
+    loop_thread = _run(main(costly))
+    assert loop_thread not in threads
