@@ -19,11 +19,21 @@ file would be), ``synthetic`` (the built-in default), ``synthetic-small``
 500,000 ratings, the generator's own defaults). A model that needs timestamps
 is skipped where the data has none. Figures in docs/defaults.md come from the
 record (``benchmarks/records/defaults.json``).
+
+``--surprise`` (needs scikit-surprise, a benchmark extra, never a recozoo
+dependency) runs ``bias`` and Surprise's ``SVD``, ``SVDpp`` and ``KNNBaseline``
+at Surprise's own defaults on the same splits instead: trained on TRAIN alone
+(Surprise selects nothing on VALID; recozoo's models use VALID only to stop),
+scored on the same TEST, with ``random_state=0`` where Surprise draws. Record
+``benchmarks/records/defaults-surprise.json``::
+
+    python benchmarks/bench_defaults.py --surprise --datasets synthetic,ml-100k,ml-100k-time,netflix-sample
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 import time
@@ -32,6 +42,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import numpy as np  # noqa: E402
 from _record import Run, add_record_option, record_path  # noqa: E402
 
 DATA = Path(os.environ.get("RECOZOO_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -82,11 +93,53 @@ def fit_one(model: str, split) -> dict:
     return row
 
 
+#: Surprise's algorithms, by the row name they get here
+SURPRISE = {"surprise-svd": "SVD", "surprise-svd++": "SVDpp", "surprise-knnbaseline": "KNNBaseline"}
+#: KNNBaseline's default similarity is user-user (msd): three dense n_users² float64 matrices
+KNN_MAX_USERS = 20_000
+
+
+def _surprise_pairs(table):
+    return list(zip(table.users.tolist(), np.asarray(table.items).tolist(),
+                    np.asarray(table.ratings, dtype=float).tolist()))
+
+
+def fit_surprise(model: str, split) -> dict:
+    """One of :data:`SURPRISE` at Surprise's defaults, fitted on TRAIN, scored on VALID and TEST
+    (the raw ids are recozoo's row numbers, so a pair Surprise does not know gets its own fallback)."""
+    import surprise
+    train = split.train
+    if model == "surprise-knnbaseline" and train.n_users > KNN_MAX_USERS:
+        gb = 3 * 8 * train.n_users ** 2 / 1e9
+        return {"model": model, "skipped": f"user-user similarity of {train.n_users:,} users: {gb:.0f} GB"}
+    r = np.asarray(train.ratings, dtype=float)
+    reader = surprise.Reader(rating_scale=(float(r.min()), float(r.max())))
+    import pandas as pd
+    df = pd.DataFrame(_surprise_pairs(train), columns=["user", "item", "rating"])
+    trainset = surprise.Dataset.load_from_df(df, reader).build_full_trainset()
+    cls = getattr(surprise, SURPRISE[model])
+    algo = cls(random_state=0) if model != "surprise-knnbaseline" else cls(verbose=False)
+    c0, t0 = time.process_time(), time.perf_counter()
+    algo.fit(trainset)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+
+    def score(table):
+        pairs = _surprise_pairs(table)
+        est = np.array([p.est for p in algo.test(pairs)])
+        return float(np.sqrt(np.mean((est - np.array([t for _, _, t in pairs])) ** 2)))
+    row = {"model": model, "test_rmse": score(split.test), "fit_seconds": round(wall, 1),
+           "cpu_seconds": round(cpu, 1), "best_epoch": None, "settings": f"Surprise {SURPRISE[model]}() defaults",
+           "trained_on": "TRAIN"}
+    if split.valid is not None:
+        row["valid_rmse"] = score(split.valid)
+    return row
+
+
 def _fit_row(ds: str, model: str, split=None) -> dict:
     """One model's row on data set ``ds`` (the split loaded here unless given)."""
     split = load(ds) if split is None else split
     try:
-        return {"dataset": ds, **fit_one(model, split)}
+        return {"dataset": ds, **(fit_surprise(model, split) if model in SURPRISE else fit_one(model, split))}
     except Exception as e:  # noqa: BLE001 — one failing model must not lose the others' figures
         return {"dataset": ds, "model": model,
                 "error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
@@ -147,6 +200,9 @@ def main(argv=None) -> int:
     ap.add_argument("--datasets", default=",".join(DATASETS), help=f"comma list of {', '.join(DATASETS)}")
     ap.add_argument("--models", help="comma list (default: every registered rating model)")
     ap.add_argument("--jobs", type=int, default=1, help="data sets fitted at once, one process each (default 1)")
+    ap.add_argument("--surprise", action="store_true",
+                    help="instead: bias and Surprise's SVD, SVDpp, KNNBaseline at Surprise's defaults "
+                         "(needs scikit-surprise; record defaults-surprise.json)")
     add_record_option(ap)
     args = ap.parse_args(argv)
     datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
@@ -154,13 +210,20 @@ def main(argv=None) -> int:
     if unknown:
         ap.error(f"unknown data set(s) {', '.join(unknown)} (known: {', '.join(DATASETS)})")
     models = [m.strip() for m in args.models.split(",")] if args.models else rating_models()
+    if args.surprise:
+        if importlib.util.find_spec("surprise") is None:
+            ap.error("--surprise needs scikit-surprise (pip install scikit-surprise; a benchmark extra)")
+        models = list(SURPRISE)
     rec = Run(__file__, argv)
     if args.jobs < 1:
         ap.error(f"--jobs must be at least 1, got {args.jobs}")
     figures = run(datasets, models, args.jobs)
+    if args.surprise:
+        import surprise
+        figures["surprise_version"] = surprise.__version__
     from render_docs import markdown_table
     print(markdown_table(tables(figures)["main"]))
-    rec.write(figures, record_path(args.record, "defaults"))
+    rec.write(figures, record_path(args.record, "defaults-surprise" if args.surprise else "defaults"))
     return 0
 
 
