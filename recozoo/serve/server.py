@@ -13,7 +13,10 @@ What the HTTP layer adds to uvicorn's (:class:`GuardedHttpToolsProtocol`):
   body has its own timeout in the app, idle keep-alive connections uvicorn's
   ``timeout_keep_alive``;
 * a cap on the header bytes of one request (64 KiB, then 431);
-* malformed HTTP gets a JSON 400 like every other client error (uvicorn's is text).
+* malformed HTTP gets a JSON 400 like every other client error (uvicorn's is text);
+* a response's head and body leave in one ``send`` (:class:`CorkedTransport`):
+  uvicorn writes them separately, two system calls and two loopback packets
+  per answer, a quarter of the event loop's time under load (py-spy).
 
 Shutdown: SIGTERM or SIGINT stop accepting, let in-flight requests finish
 (up to ``graceful_s``), then close. SIGHUP reloads RUN_DIR (re-resolving a
@@ -34,8 +37,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from recozoo.serve.app import ServeOptions, compute_threads, create_app
 
-__all__ = ["serve", "bind_socket", "GuardedHttpToolsProtocol", "ServerThread", "serve_in_thread",
-           "OPTIONS_ENV"]
+__all__ = ["serve", "bind_socket", "GuardedHttpToolsProtocol", "CorkedTransport", "ServerThread",
+           "serve_in_thread", "OPTIONS_ENV"]
 
 #: worker processes read their ServeOptions (JSON) from this environment variable
 OPTIONS_ENV = "RECOZOO_SERVE_OPTIONS"
@@ -48,11 +51,50 @@ def _json_response(status: int, reason: str, message: str) -> bytes:
             f"content-length: {len(body)}\r\nconnection: close\r\n\r\n").encode() + body
 
 
+class CorkedTransport:
+    """A transport whose writes of one event-loop turn leave together, in one ``write`` at the turn's end.
+
+    uvicorn writes a response's head when the app sends ``http.response.start``
+    and its body on ``http.response.body``, one after the other in the same
+    turn; joined, they cost one system call instead of two. ``close`` (and
+    ``set_protocol``) write what is held first; everything else is the wrapped
+    transport's.
+    """
+
+    def __init__(self, transport, loop):
+        self._transport, self._loop = transport, loop
+        self._held: list[bytes] = []
+
+    def write(self, data) -> None:
+        if not self._held:
+            self._loop.call_soon(self.flush)
+        self._held.append(bytes(data))
+
+    def flush(self) -> None:
+        if self._held:
+            data = b"".join(self._held)
+            self._held.clear()
+            if not self._transport.is_closing():
+                self._transport.write(data)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def set_protocol(self, protocol) -> None:
+        self.flush()
+        self._transport.set_protocol(protocol)
+
+    def __getattr__(self, name):
+        return getattr(self._transport, name)
+
+
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a header read timeout, a header size cap and JSON 400s."""
+    """uvicorn's httptools protocol with a header read timeout, a header size cap and JSON 400s, whose
+    responses leave in one write each (:class:`CorkedTransport`)."""
 
     def connection_made(self, transport) -> None:
-        super().connection_made(transport)
+        super().connection_made(CorkedTransport(transport, self.loop))
         self.read_timeout = float(getattr(self.config, "recozoo_read_timeout", 10.0))
         self._head_bytes = 0
         self._head_timer = None
