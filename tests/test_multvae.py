@@ -165,7 +165,14 @@ def test_settings_errors():
         MultVAE({"first_layer": "csr"})
 
 
-@pytest.mark.parametrize("name", ["mult-dae", "mult-vae"])
+SELECTED = {"mult-dae": {"layers": "8", "epochs": 8, "batch_size": 16, "lr": 0.01},
+            "mult-vae": {"layers": "16,8", "epochs": 8, "batch_size": 16, "lr": 0.01, "total_anneal_steps": 20},
+            "deeprec": {"loss": "multinomial", "refeed": 0, "mode": "user", "layers": "8", "epochs": 8,
+                        "batch_size": 16, "optimizer": "adam", "lr": 0.01, "dropout": 0.0, "patience": 0,
+                        "eval_every": 1}}
+
+
+@pytest.mark.parametrize("name", sorted(SELECTED))
 def test_epoch_is_selected_on_valid_ndcg_of_held_out_users(name):
     """On a strong-generalisation split the kept epoch is the one with the highest NDCG@100 of VALID's
     held-out users (scored from their fold-in), and that figure is what the evaluator reports."""
@@ -175,10 +182,7 @@ def test_epoch_is_selected_on_valid_ndcg_of_held_out_users(name):
     u = np.repeat(np.arange(150), 12)
     i = np.concatenate([rng.choice(50, 12, replace=False, p=p / p.sum()) for _ in range(150)])
     split = strong_generalization_split(RatingsTable.from_raw(u, i, np.ones(u.size, np.float32)), "x", 20)
-    st = {"layers": "8" if name == "mult-dae" else "16,8", "epochs": 8, "batch_size": 16, "lr": 0.01,
-          "total_anneal_steps": 20}
-    if name == "mult-dae":
-        del st["total_anneal_steps"]
+    st = SELECTED[name]
     m = get_model(name)(st, seed=0).fit(split.train, split.valid, valid_fold_in=split.valid_fold_in)
     curve = [r["valid_ndcg@100"] for r in m.history_]
     assert len(curve) == 8 and m.best_epoch_ == int(np.argmax(curve)) + 1

@@ -54,6 +54,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recozoo.engine import EngineConfig, Loss, RowBatch, RowMatrix, RowSparseModule, Task, Trainer, copy_weights
+from recozoo.engine.held_out import SELECT_K, HeldOutValid
 from recozoo.engine.sparse_ops import CompactPattern, csr_matmul, sampled_dot, sampled_dot_at
 from recozoo.errors import SettingsError
 from recozoo.io import atomic_write_bytes
@@ -299,6 +300,14 @@ class AutoencoderTask(Task):
             return {}
         return {module.w_in: batch.pattern.cols_global}
 
+    def valid_score(self, module, valid) -> float | None:
+        """Held-out VALID users (user mode, implicit loss): NDCG@100 of their scores from their
+        fold-in rows (:mod:`recozoo.engine.held_out`); otherwise the engine's figure."""
+        if not isinstance(valid, HeldOutValid):
+            return super().valid_score(module, valid)
+        return valid.mean_ndcg(lambda x: module.decode_dense(module.encode_sparse(x.offsets, x.cols, x.vals)),
+                               next(module.parameters()).device)
+
     def eval_sse(self, module, inputs: RowBatch, targets: RowBatch):
         """Squared error at VALID's ratings; under an implicit loss, the multinomial negative
         log-likelihood of VALID's entries instead (so ``valid_rmse`` is the root of its mean)."""
@@ -385,6 +394,10 @@ class AutoencoderModel(Model):
     # --------------------------------------------------------------- fitting
     def _fit(self, train, valid, reporter, run_dir, resume):
         mode = self._mode()
+        held_out = None
+        if (self._loss() != "mse" and mode == "user" and valid is not None and valid.nnz
+                and self.valid_fold_in is not None and self.valid_fold_in.nnz):
+            held_out = HeldOutValid.from_tables(self.valid_fold_in, valid)   # strong generalisation
         self.base_ = BiasBaseline.fit(train) if self._uses_baseline() else None
         if self.base_ is not None:      # the rows hold residuals; VALID's RMSE is the same in either space
             train = self.base_.residuals(train)
@@ -396,8 +409,12 @@ class AutoencoderModel(Model):
         if self._loss() != "mse":             # implicit feedback: every stored entry is one interaction
             rows = binary_rows(rows)
             vpair = None if vpair is None else (rows, binary_rows(vpair[1]))
+        task = self._task(rows.n_cols, rows.nnz)
+        if held_out is not None:          # VALID's users are held out of TRAIN: rank them from their fold-in
+            vpair = held_out
+            task.valid_metric, task.higher_is_better = f"ndcg@{SELECT_K}", True
         prev = self._warm_previous(train.n_users, train.n_items)
-        trainer = Trainer(self._task(rows.n_cols, rows.nnz), self._engine_config(), reporter=reporter,
+        trainer = Trainer(task, self._engine_config(), reporter=reporter,
                           run_dir=run_dir, resume=resume,
                           signature={"model": self.name, "mode": mode, "n_rows": rows.n_rows,
                                      "n_cols": rows.n_cols},

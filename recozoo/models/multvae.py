@@ -67,17 +67,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from recozoo.engine import EngineConfig, Loss, RowBatch, RowMatrix, RowSparseModule, Task, Trainer, copy_weights
-from recozoo.rank_eval import rank_scores
+from recozoo.engine.held_out import SELECT_K, HeldOutValid
 from recozoo.errors import SettingsError
 from recozoo.models.base import FoldIn, Model
 from recozoo.search_space import Float, Int, Layers, SearchSpace
 from recozoo.settings import BaseSettings, setting
 
-__all__ = ["MultVAE", "MultDAE", "MultNet", "MultTask", "MultVAESettings", "MultDAESettings", "HeldOutValid",
-           "anneal_beta", "normalized_values", "SELECT_K"]
-
-#: the cut-off of the NDCG that selects epochs on held-out VALID users (the paper's NDCG@100)
-SELECT_K = 100
+__all__ = ["MultVAE", "MultDAE", "MultNet", "MultTask", "MultVAESettings", "MultDAESettings",
+           "anneal_beta", "normalized_values"]
 
 
 def anneal_beta(update: int, total_anneal_steps: int, anneal_cap: float) -> float:
@@ -198,34 +195,6 @@ class MultNet(RowSparseModule):
 
 
 # --------------------------------------------------------------------------- engine task
-@dataclass(frozen=True)
-class HeldOutValid:
-    """VALID as held-out users: their fold-in rows (the input, excluded from the ranking) and their
-    scored items (the positives), row for row; only users with both."""
-
-    inputs: RowMatrix
-    known: sp.csr_matrix
-    positives: sp.csr_matrix
-
-    @classmethod
-    def from_tables(cls, fold_in, valid) -> "HeldOutValid | None":
-        """From the split's ``valid_fold_in`` and ``valid`` tables (None when no user has both)."""
-        known, pos = _ones(fold_in.to_csr()), _ones(valid.to_csr())
-        users = np.flatnonzero((np.diff(known.indptr) > 0) & (np.diff(pos.indptr) > 0))
-        if users.size == 0:
-            return None
-        known, pos = known[users], pos[users]
-        return cls(_binary_rows(known), known, pos)
-
-
-def _ones(csr) -> sp.csr_matrix:
-    """Canonical (sorted) CSR of ones from a table's CSR, in fresh arrays."""
-    out = sp.csr_matrix((np.ones(csr.nnz, dtype=np.float32), np.array(csr.indices), np.array(csr.indptr)),
-                        shape=csr.shape)
-    out.sort_indices()
-    return out
-
-
 class MultTask(Task):
     """The multinomial loss (+ β·KL for the VAE) for :class:`recozoo.engine.Trainer`.
 
@@ -287,18 +256,13 @@ class MultTask(Task):
         return total / max(count, 1)
 
     def valid_score(self, module, valid) -> float | None:
-        """NDCG@:data:`SELECT_K` of held-out VALID users (their fold-in rows as input), or the NLL."""
+        """NDCG@100 of held-out VALID users (their fold-in rows as input), or the NLL."""
         if not isinstance(valid, HeldOutValid):
             return self.valid_rmse(module, valid)
-        dev = next(module.parameters()).device
-        ndcg = []
-        for s in range(0, valid.inputs.n_rows, 1024):
-            r = np.arange(s, min(s + 1024, valid.inputs.n_rows))
-            x = valid.inputs.take(r).to(dev)
-            logits, _, _ = module(x.offsets, x.cols, normalized_values(x.offsets, torch.ones_like(x.vals)))
-            scores = logits.float().cpu().numpy()
-            ndcg.append(rank_scores(scores, valid.known[r], valid.positives[r], (SELECT_K,))[f"ndcg@{SELECT_K}"])
-        return float(np.mean(np.concatenate(ndcg)))
+
+        def scores_of(x):
+            return module(x.offsets, x.cols, normalized_values(x.offsets, torch.ones_like(x.vals)))[0]
+        return valid.mean_ndcg(scores_of, next(module.parameters()).device)
 
     def state_dict(self) -> dict[str, Any]:
         return {"updates": self.updates}
