@@ -1,4 +1,5 @@
-"""DeepRec end to end through the real CLI on real ML-100K (issue 3)."""
+"""DeepRec end to end through the real CLI (its entry point in process: ``cli_helpers.invoke_cli``)
+on real ML-100K (issue 3)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from cli_helpers import assert_one_line_error, run_cli, run_json
+from cli_helpers import assert_one_line_error, invoke_cli, invoke_json
 
 #: DeepRec's pre-"auto" fixed defaults written out (SELU, one re-feed, no weight decay, VALID every epoch,
 #: no early stopping); mode and batch size last (the resume test drops them)
@@ -26,9 +27,9 @@ def env(ml100k_env):
 
 def test_fit_beats_global_mean_then_resume_and_export(env, tmp_path):
     run = tmp_path / "run"
-    s = run_json("fit", "deeprec", "--dataset", "ml-100k", *SMALL, "--seed", "3", "--out", run, "-q",
+    s = invoke_json("fit", "deeprec", "--dataset", "ml-100k", *SMALL, "--seed", "3", "--out", run, "-q",
                  env=env)
-    mean = run_json("fit", "mean", "--dataset", "ml-100k", "--out", tmp_path / "mean", "-q", env=env)
+    mean = invoke_json("fit", "mean", "--dataset", "ml-100k", "--out", tmp_path / "mean", "-q", env=env)
     assert s["metrics"]["valid"]["rmse"] < mean["metrics"]["valid"]["rmse"] - 0.08
     log = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [1, 2, 3, 4]
@@ -36,13 +37,13 @@ def test_fit_beats_global_mean_then_resume_and_export(env, tmp_path):
     assert {"last.pt", "best.pt", "model.rcz", "config.json", "summary.json"} <= {p.name for p in run.iterdir()}
 
     # --resume on a finished run continues from last.pt: same best model, same figures
-    r = run_json("fit", "deeprec", "--dataset", "ml-100k", *SMALL, "--seed", "3", "--out", run, "--resume",
+    r = invoke_json("fit", "deeprec", "--dataset", "ml-100k", *SMALL, "--seed", "3", "--out", run, "--resume",
                  "-q", env=env)
     assert r["metrics"]["test"]["rmse"] == pytest.approx(s["metrics"]["test"]["rmse"], abs=1e-6)
 
     # export reproduces predict on the rows' train vectors
     out = tmp_path / "deeprec.pt"
-    run_cli("export", run, "--out", out, env=env)
+    invoke_cli("export", run, "--out", out, env=env)
     from recozoo.models.base import load_model
     m = load_model(run / "model.rcz")
     with warnings.catch_warnings():          # torch 2.x deprecates the loader it still ships
@@ -57,7 +58,7 @@ def test_fit_beats_global_mean_then_resume_and_export(env, tmp_path):
     # the same through ONNX (run by onnxruntime)
     import onnxruntime as ort
     onnx_path = tmp_path / "deeprec.onnx"
-    p = run_cli("export", run, "--out", onnx_path, "--format", "onnx", env=env)
+    p = invoke_cli("export", run, "--out", onnx_path, "--format", "onnx", env=env)
     assert "exported deeprec" in p.stderr and p.stdout == ""
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     got = sess.run(None, {"ratings": x.numpy()})[0]
@@ -66,9 +67,9 @@ def test_fit_beats_global_mean_then_resume_and_export(env, tmp_path):
 
 def test_resume_with_other_settings_is_refused(env, tmp_path):
     run = tmp_path / "run"
-    run_cli("fit", "deeprec", "--dataset", "ml-100k", *SMALL[:-2], "--set", "epochs=1", "--out", run, "-q",
+    invoke_cli("fit", "deeprec", "--dataset", "ml-100k", *SMALL[:-2], "--set", "epochs=1", "--out", run, "-q",
             env=env)
-    p = run_cli("fit", "deeprec", "--dataset", "ml-100k", "--set", "layers=8", "--set", "epochs=1",
+    p = invoke_cli("fit", "deeprec", "--dataset", "ml-100k", "--set", "layers=8", "--set", "epochs=1",
                 "--out", run, "--resume", env=env, check=False)
     assert_one_line_error(p, "--resume")
 
@@ -76,12 +77,12 @@ def test_resume_with_other_settings_is_refused(env, tmp_path):
 def test_checkpoint_from_another_item_count_is_one_line_error(env, tmp_path):
     run = tmp_path / "run"
     base = ["--set", "layers=8", "--set", "epochs=1", "--set", "mode=user", "--set", "optimizer=momentum"]
-    run_cli("fit", "deeprec", "--dataset", "ml-100k", *base, "--out", run, "-q", env=env)
+    invoke_cli("fit", "deeprec", "--dataset", "ml-100k", *base, "--out", run, "-q", env=env)
     # the same run directory resumed on another dataset (other item count)
     cfg = json.loads((run / "config.json").read_text())
     cfg["dataset"] = "synthetic"
     (run / "config.json").write_text(json.dumps(cfg))
-    p = run_cli("fit", "deeprec", "--dataset", "synthetic", "--data-param", "n_users=500",
+    p = invoke_cli("fit", "deeprec", "--dataset", "synthetic", "--data-param", "n_users=500",
                 "--data-param", "n_items=300", "--data-param", "n_ratings=20000", *base,
                 "--out", run, "--resume", env=env, check=False)
     assert_one_line_error(p)
@@ -90,12 +91,12 @@ def test_checkpoint_from_another_item_count_is_one_line_error(env, tmp_path):
 @pytest.mark.parametrize("setting,needle", [("activation=gelu", "activation"), ("layers=", "layers"),
                                             ("dropout=1.0", "dropout"), ("dropout=-0.1", "dropout")])
 def test_bad_settings(env, setting, needle):
-    p = run_cli("fit", "deeprec", "--dataset", "ml-100k", "--set", setting, env=env, check=False)
+    p = invoke_cli("fit", "deeprec", "--dataset", "ml-100k", "--set", setting, env=env, check=False)
     assert_one_line_error(p, needle)
 
 
 def test_help_settings_lists_contract_names():
-    out = run_cli("fit", "deeprec", "--help-settings").stdout
+    out = invoke_cli("fit", "deeprec", "--help-settings").stdout
     for name in ("layers", "activation", "tied", "dropout", "noise", "last_linear", "mode", "refeed",
                  "optimizer", "lr", "momentum", "weight_decay", "batch_size", "epochs", "eval_every",
                  "patience", "precision"):
