@@ -1,5 +1,6 @@
-"""Ranking leaderboards through the real CLI on ml-100k-implicit (held-out users, fold-in): default
-metrics, NDCG@100 order, --sort, JSON keys, paired intervals over users (~40 s)."""
+"""Ranking leaderboards through the real CLI (its entry point in process) on ml-100k-implicit
+(held-out users, fold-in): default metrics, NDCG@100 order, --sort, JSON keys, paired intervals
+over users."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cli_helpers import assert_one_line_error, run_cli
+from cli_helpers import assert_one_line_error, invoke_cli
 
 from recozoo.compare.runner import TEST_RANKING
 from recozoo.compare.store import ResultsStore
@@ -20,7 +21,7 @@ def implicit_run(tmp_path_factory, ml100k_dir):
     base = tmp_path_factory.mktemp("cmp-implicit")
     env = {"RECOZOO_DATA": str(base / "home")}
     out = base / "out"
-    p = run_cli("compare", "--dataset", "ml-100k-implicit", "--source", ml100k_dir, "--models", "bias,pop",
+    p = invoke_cli("compare", "--dataset", "ml-100k-implicit", "--source", ml100k_dir, "--models", "bias,pop",
                 "--seeds", "2", "--out", out, "--format", "json", "-q", env=env)
     return {"out": out, "env": env, "json": json.loads(p.stdout)}
 
@@ -60,26 +61,26 @@ def test_records_are_fold_in_rankings_with_per_user_values(implicit_run):
 def test_evaluate_ranks_a_run_on_implicit_data_like_fit(implicit_run):
     out, env = implicit_run["out"], implicit_run["env"]
     rec = next(r for r in ResultsStore(out).latest().values() if r["model"] == "bias")   # a rating model
-    got = json.loads(run_cli("evaluate", out / rec["run_dir"], "--json", env=env).stdout)["metrics"]
+    got = json.loads(invoke_cli("evaluate", out / rec["run_dir"], "--json", env=env).stdout)["metrics"]
     assert got["ndcg@100"] == rec["metrics"]["test"]["ndcg@100"] and got["scored_by"] == "fold-in"
     # `recozoo fit` prints one row per part and cut-off
-    text = run_cli("fit", "pop", "--dataset", "ml-100k-implicit", "--out", out.parent / "fit-pop", env=env).stdout
+    text = invoke_cli("fit", "pop", "--dataset", "ml-100k-implicit", "--out", out.parent / "fit-pop", env=env).stdout
     assert "pop on ml-100k-implicit (ranking, full)" in text and "recall_std" in text
     assert sum(line.count("fold-in") for line in text.splitlines()) == 6       # valid and test at 20, 50, 100
 
 
 def test_sort_and_metric_errors(implicit_run):
     out, env = implicit_run["out"], implicit_run["env"]
-    p = run_cli("leaderboard", out, "--metrics", "recall@50,ndcg@100", "--sort", "recall@50",
+    p = invoke_cli("leaderboard", out, "--metrics", "recall@50,ndcg@100", "--sort", "recall@50",
                 "--format", "json", env=env)
     lb = json.loads(p.stdout)
     vals = [r["test_recall@50_mean"] for r in lb["rows"]]
     assert lb["sort"] == "recall@50" and vals == sorted(vals, reverse=True)
-    md = run_cli("leaderboard", out, "--format", "markdown", env=env).stdout
+    md = invoke_cli("leaderboard", out, "--format", "markdown", env=env).stdout
     assert "Δ NDCG@100 vs best [95% CI]" in md and "| pop |" in md
-    assert_one_line_error(run_cli("leaderboard", out, "--sort", "recall@20", "--metrics", "ndcg@100",
+    assert_one_line_error(invoke_cli("leaderboard", out, "--sort", "recall@20", "--metrics", "ndcg@100",
                                   env=env, check=False), "--sort recall@20", "not among")
-    assert_one_line_error(run_cli("compare", "--dataset", "ml-100k-implicit", "--models", "pop", "--seeds", "1",
+    assert_one_line_error(invoke_cli("compare", "--dataset", "ml-100k-implicit", "--models", "pop", "--seeds", "1",
                                   "--metrics", "rmse,ndcg@10", "--out", out.parent / "o2", "-q", env=env,
                                   check=False), "implicit", "rmse")
 

@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from cli_helpers import assert_one_line_error, run_cli, run_json
+from cli_helpers import assert_one_line_error, invoke_cli, invoke_json
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def test_warm_start_resumes_from_the_runs_weights_and_sees_the_events(mf_run, tm
     ids = _events(run, [(1, 50, 1.0), (1, 50, 2.0), (90001, 50, 5.0), (90001, 181, 4.0), (90001, 1, None),
                         (held[0], held[1], 5.0)])
     # lr 1e-12: one epoch moves nothing, so the fit must end where it started — the run's weights
-    s = run_json("fit", "biasedmf", "--warm-start", run, "--out", tmp_path / "warm", "-q",
+    s = invoke_json("fit", "biasedmf", "--warm-start", run, "--out", tmp_path / "warm", "-q",
                  "--set", "lr=1e-12", "--set", "epochs=1", env=ml100k_env)
     info = s["warm_start"]
     assert info["events_through"] == ids[-1] and info["events_read"] == 6
@@ -89,12 +89,12 @@ def test_warm_start_resumes_from_the_runs_weights_and_sees_the_events(mf_run, tm
 def test_warm_start_errors_are_one_line(mf_run, tmp_path, ml100k_env):
     run = tmp_path / "run"
     shutil.copytree(mf_run, run)
-    assert_one_line_error(run_cli("fit", "als", "--warm-start", run, check=False, env=ml100k_env),
+    assert_one_line_error(invoke_cli("fit", "als", "--warm-start", run, check=False, env=ml100k_env),
                           "holds a biasedmf run")
-    assert_one_line_error(run_cli("fit", "biasedmf", "--warm-start", tmp_path, check=False, env=ml100k_env),
+    assert_one_line_error(invoke_cli("fit", "biasedmf", "--warm-start", tmp_path, check=False, env=ml100k_env),
                           "not a run directory")
     _events(run, [(1, 999999, 4.0)])
-    assert_one_line_error(run_cli("fit", "biasedmf", "--warm-start", run, "--out", tmp_path / "w", check=False,
+    assert_one_line_error(invoke_cli("fit", "biasedmf", "--warm-start", run, "--out", tmp_path / "w", check=False,
                                   env=ml100k_env), "outside the run's catalogue")
 
 
