@@ -5,7 +5,8 @@ Every ``recozoo`` command in a fenced shell block of the README or of any docs p
 rejected). The quick-start commands of the README and docs/getting-started.md also run, in a
 temporary data home and working folder: with tiny sizes or one epoch where the command as
 written would train for minutes (two DeepRec fits on the Netflix-shaped sets are only parsed: the
-machine is small), with real files standing in for the placeholders
+machine is small; the commands run the CLI's entry point in process, ``cli_helpers.invoke_cli``,
+and one more runs the installed console script), with real files standing in for the placeholders
 (``/data/nf_prize_dataset.tar.gz``, ``N3M_TRAIN``) and ``data fetch`` replaced by a
 ``data prepare`` of the same files (tests never touch the network). A new documented command
 with no entry in :data:`RUN_AS` fails the test: someone must decide how it is checked.
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from cli_helpers import run_cli
+from cli_helpers import invoke_cli, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK_START_PAGES = ("README.md", "docs/getting-started.md")
@@ -84,14 +85,14 @@ def test_data_param_takes_several_pairs_after_one_option(tmp_path):
     """The docs' ``--data-param n_users=… n_items=… n_ratings=…`` (was "unexpected extra argument"),
     through the CLI; the repeated form gives the same split, and a positional after the pairs stays one."""
     env = {"RECOZOO_DATA": str(tmp_path / "home")}
-    one = json.loads(run_cli("data", "info", "synthetic", *TINY_SYNTHETIC, "--json", env=env).stdout)
+    one = json.loads(invoke_cli("data", "info", "synthetic", *TINY_SYNTHETIC, "--json", env=env).stdout)
     assert one["train"]["users"] <= 300 and one["train"]["items"] <= 80
     assert sum(part["ratings"] for part in one.values()) <= 6000
-    repeated = json.loads(run_cli("data", "info", "synthetic", "--data-param", "n_users=300", "--data-param",
-                                  "n_items=80", "--data-param", "n_ratings=6000", "--json", env=env).stdout)
+    repeated = json.loads(invoke_cli("data", "info", "synthetic", "--data-param", "n_users=300", "--data-param",
+                                     "n_items=80", "--data-param", "n_ratings=6000", "--json", env=env).stdout)
     assert repeated == one
-    after = json.loads(run_cli("data", "info", "--data-param", "n_users=300", "n_items=80", "n_ratings=6000",
-                               "synthetic", "--json", env=env).stdout)
+    after = json.loads(invoke_cli("data", "info", "--data-param", "n_users=300", "n_items=80", "n_ratings=6000",
+                                  "synthetic", "--json", env=env).stdout)
     assert after == one
 
 
@@ -137,11 +138,12 @@ def test_quick_start_commands_run(ml100k_env, tmp_path):
         if "runs/<run-dir>" in argv:
             argv[argv.index("runs/<run-dir>")] = next(p for p in sorted((work / "runs").iterdir())
                                                       if p.name.startswith("bias-ml-100k"))
-        p = run_cli(*argv, *extra, *(["-q"] if argv[0] == "fit" else []), env=env, cwd=work)
+        p = invoke_cli(*argv, *extra, *(["-q"] if argv[0] == "fit" else []), env=env, cwd=work)
         if "--json" in argv:
             json.loads(p.stdout)                # one JSON document on stdout, nothing else
     assert len(list((work / "runs").iterdir())) == 3     # the three fits run
-    # the README's convention, for the one --json command its quick start does not show
+    # the README's convention, for the one --json command its quick start does not show; through the
+    # installed console script in a new process (the commands above ran its entry point in process)
     bias_run = next(p for p in (work / "runs").iterdir() if p.name.startswith("bias-ml-100k"))
     assert json.loads(run_cli("evaluate", bias_run, "--json", env=env, cwd=work).stdout)["metrics"]["rmse"] > 0
 
