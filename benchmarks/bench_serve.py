@@ -19,7 +19,8 @@ What it measures (the issue's targets; loopback only; every load bounded in time
   same whatever the weights, so serving speed does not depend on training
   length (``--epochs``).
 * **Cornac side by side** (``--cornac-python PY``: an interpreter with
-  ``cornac`` and ``flask``, e.g. ``pip install 'recozoo[bench]'`` in another
+  ``cornac``, ``flask`` and ``torch`` — VAECF trains with torch, which cornac
+  does not install — e.g. ``pip install 'recozoo[bench]' torch`` in another
   venv): Cornac's Flask serving app (``cornac.serving.app``) with VAECF trained
   on the same TRAIN data, same load, same client (GET /recommend?uid=U&k=10).
 * **fold-in latency** — in-process: a new user with 20 ratings folded into ALS
