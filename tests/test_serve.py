@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 import numpy as np
 import pytest
 
-from cli_helpers import RECOZOO, assert_one_line_error, run_cli, run_json
+from cli_helpers import RECOZOO, assert_one_line_error, invoke_cli, invoke_json
 
 
 @pytest.fixture(scope="module")
@@ -448,23 +448,24 @@ def test_hot_swap_keeps_in_flight_requests(runs, tmp_path):
 
 
 def test_recommend_cli_known_and_new_user(runs, tmp_path):
+    """`recozoo recommend`, and `serve` refusing bad input before it starts (in process: `invoke_cli`)."""
     f = tmp_path / "new.json"
     f.write_text(json.dumps({"50": 5, "181": 4}))
-    n = run_json("recommend", runs / "als", "--ratings", f, "--k", "4")
+    n = invoke_json("recommend", runs / "als", "--ratings", f, "--k", "4")
     assert len(n["items"]) == 4
-    d = run_json("recommend", runs / "deeprec", "--ratings", f, "--k", "4")      # user mode folds in
+    d = invoke_json("recommend", runs / "deeprec", "--ratings", f, "--k", "4")      # user mode folds in
     assert len(d["items"]) == 4 and not {50, 181} & {r["item"] for r in d["items"]}
     from recozoo.serve.store import EVENTS_FILE, InteractionStore
     store = InteractionStore(runs / "bias" / EVENTS_FILE)      # as `recozoo serve` logs them (the servers of
     store.add([(90001, 50, 5.0), (90001, 181, 4.0)])           # this module keep their events elsewhere)
     store.close()
-    e = run_json("recommend", runs / "bias", "--user", "90001", "--k", "4")       # known through its events
+    e = invoke_json("recommend", runs / "bias", "--user", "90001", "--k", "4")       # known through its events
     assert len(e["items"]) == 4 and not {50, 181} & {r["item"] for r in e["items"]}
-    assert_one_line_error(run_cli("recommend", runs / "bias", "--user", "424242", check=False), "unknown user")
+    assert_one_line_error(invoke_cli("recommend", runs / "bias", "--user", "424242", check=False), "unknown user")
     f.write_text("{not json")
-    assert_one_line_error(run_cli("recommend", runs / "bias", "--ratings", f, check=False), "not valid json")
-    assert_one_line_error(run_cli("serve", runs / "bias", "--workers", "0", check=False), "--workers")
-    assert_one_line_error(run_cli("serve", tmp_path, check=False), "not a run directory")
+    assert_one_line_error(invoke_cli("recommend", runs / "bias", "--ratings", f, check=False), "not valid json")
+    assert_one_line_error(invoke_cli("serve", runs / "bias", "--workers", "0", check=False), "--workers")
+    assert_one_line_error(invoke_cli("serve", tmp_path, check=False), "not a run directory")
 
 
 def test_sighup_reloads_a_repointed_symlink_and_sigterm_lets_in_flight_requests_finish(runs, tmp_path):
