@@ -20,7 +20,7 @@ from recozoo.topk import top_k_rows
 from recozoo.registry import get_model, list_models
 from recozoo.testing import tiny_split
 
-from cli_helpers import run_json
+from cli_helpers import invoke_json
 
 
 @pytest.fixture(scope="module")
@@ -286,11 +286,11 @@ def test_every_model_declares_its_fold_in():
     for e in list_models():
         assert isinstance(e.cls.folds_in, FoldIn), e.name
         assert e.cls.fold_in_method and "\n" not in e.cls.fold_in_method, e.name
-    rows = {r["name"]: r for r in run_json("models")}
+    rows = {r["name"]: r for r in invoke_json("models")}
     assert rows["als"]["folds_in"] == "yes" and rows["ease"]["folds_in"] == "yes"
     assert rows["autorec-i"]["folds_in"] == "no" and rows["autorec-u"]["folds_in"] == "yes"
     assert rows["deeprec"]["folds_in"] == "depends on settings" and rows["glocal-k"]["folds_in"] == "no"
-    assert "fold_in_method" in run_json("models", "als")
+    assert "fold_in_method" in invoke_json("models", "als")
 
 
 @settings(max_examples=60, deadline=None)

@@ -19,7 +19,7 @@ from recozoo.registry import get_model
 from recozoo.runs import RunConfig, fit_run
 from recozoo.strong_generalization import strong_generalization_split
 
-from cli_helpers import run_json
+from cli_helpers import invoke_json
 
 #: tiny settings per model for the fold-in and CLI checks
 TINY = {"pop": {}, "itemknn": {"neighbours": 8}, "bpr": {"factors": 6, "iterations": 20},
@@ -135,12 +135,12 @@ def test_every_implicit_model_fits_on_a_prepared_split(tmp_path, monkeypatch):
                            for i in rng.choice(60, size=int(rng.integers(5, 20)), replace=False)]
     (tmp_path / "clicks.csv").write_text("\n".join(lines) + "\n")
     home = {"RECOZOO_DATA": str(tmp_path / "home")}
-    run_json("data", "prepare", "clicks", "--source", tmp_path / "clicks.csv", "--protocol", "strong",
-             "--columns", "user=uid,item=sku,rating=none,string_ids=true", "--data-param", "heldout_users=15",
-             env=home)
+    invoke_json("data", "prepare", "clicks", "--source", tmp_path / "clicks.csv", "--protocol", "strong",
+                "--columns", "user=uid,item=sku,rating=none,string_ids=true", "--data-param", "heldout_users=15",
+                env=home)
     # bpr through the CLI (implicit's kernels and the read-only memory maps), the others in process
-    s = run_json("fit", "bpr", "--dataset", "clicks", "--out", tmp_path / "bpr", "-q",
-                 *[a for k, v in TINY["bpr"].items() for a in ("--set", f"{k}={v}")], env=home)
+    s = invoke_json("fit", "bpr", "--dataset", "clicks", "--out", tmp_path / "bpr", "-q",
+                    *[a for k, v in TINY["bpr"].items() for a in ("--set", f"{k}={v}")], env=home)
     assert s["predicts_ratings"] is False and (tmp_path / "bpr" / "model.rcz").exists()
     monkeypatch.setenv("RECOZOO_DATA", home["RECOZOO_DATA"])
     split = load_split("clicks")

@@ -17,7 +17,7 @@ from recozoo.search import refit
 from recozoo.splits import Split
 
 from _torch_small import one_thread, small_split
-from cli_helpers import run_cli
+from cli_helpers import invoke_cli
 
 _one_thread = pytest.fixture(autouse=True)(one_thread)
 
@@ -149,8 +149,8 @@ def env(ml100k_env):
 
 def test_cli_fit_refit_on_ml100k(env, tmp_path):
     sets = ["--set", "hidden=100", "--set", "epochs=40", "--set", "eval_every=2", "--set", "patience=3"]
-    out = run_cli("fit", "autorec-i", "--dataset", "ml-100k", *sets, "--refit", "--out", tmp_path / "run", "-q",
-                  env=env).stdout
+    out = invoke_cli("fit", "autorec-i", "--dataset", "ml-100k", *sets, "--refit", "--out", tmp_path / "run",
+                     "-q", env=env).stdout
     assert "refit on 80000 train+valid ratings" in " ".join(out.split())
     s = json.loads((tmp_path / "run" / "summary.json").read_text())
     r = s["refit"]

@@ -17,7 +17,7 @@ from recozoo.registry import get_model, list_models
 from recozoo.search_space import Categorical, Float, Int, Layers, RandomSuggest, SearchSpace, When
 from recozoo.settings import BaseSettings, parse_settings, setting
 from recozoo.testing import check_search_space
-from cli_helpers import run_json
+from cli_helpers import invoke_json
 
 MODELS = [e.name for e in list_models()]
 
@@ -125,11 +125,11 @@ def test_the_kit_catches_a_space_yielding_invalid_settings():
 
 
 def test_models_command_shows_the_space():
-    out = run_json("models", "deeprec")
+    out = invoke_json("models", "deeprec")
     rows = out["search_space"]
     assert {"name": "momentum", "kind": "float", "values": "0.5 .. 0.99", "log": False,
             "when": "optimizer = momentum"} in rows
     assert any(r["name"] == "layers" and r["kind"] == "layers" for r in rows)
-    assert out["valid_curve"] is True and run_json("models", "biasedmf")["valid_curve"] is True
-    assert run_json("models", "bias")["valid_curve"] is False      # no epochs: tune has nothing to prune on
+    assert out["valid_curve"] is True and invoke_json("models", "biasedmf")["valid_curve"] is True
+    assert invoke_json("models", "bias")["valid_curve"] is False      # no epochs: tune has nothing to prune on
     assert get_model("ease").search_space.describe()[0]["name"] == "reg"   # the plugin's own
