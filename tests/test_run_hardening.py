@@ -1,7 +1,9 @@
 """Hostile use of runs through the real CLI (issue 14, items 9-11): tampered model files and
 checkpoints, devices this machine lacks, ``--out`` onto another run. Each case is what a user
-would type; each must end in one line on stderr and a non-zero exit, or in a run that says what
-it did. The guarantees are listed with their tests in docs/reliability.md."""
+would type (through the installed console script where the process matters: hidden CUDA, torchrun;
+through its entry point in process, ``cli_helpers.invoke_cli``, elsewhere); each must end in one
+line on stderr and a non-zero exit, or in a run that says what it did. The guarantees are listed
+with their tests in docs/reliability.md."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cli_helpers import assert_one_line_error, run_cli, run_json
+from cli_helpers import assert_one_line_error, invoke_cli, invoke_json, run_cli, run_json
 
 TINY_DEEPREC = ["--set", "layers=8", "--set", "epochs=1", "--set", "batch_size=256"]
 NO_CUDA = {"CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
@@ -72,7 +74,7 @@ HEADER_EDITS = {
 def test_tampered_model_header_is_one_line_error_through_the_cli(runs, ml100k_env, tmp_path):
     edit, needle = HEADER_EDITS["n_users-mismatch"]
     bad = _copy_with_header(runs[0] / "bias", tmp_path / "bad", edit)
-    p = run_cli("evaluate", bad, check=False, env=ml100k_env)
+    p = invoke_cli("evaluate", bad, check=False, env=ml100k_env)
     assert_one_line_error(p, "model.rcz", needle)
 
 
@@ -108,8 +110,8 @@ CHECKPOINT_EDITS = {
 def test_tampered_checkpoint_resume_is_one_line_error_through_the_cli(runs, ml100k_env, tmp_path):
     edit, needle = CHECKPOINT_EDITS["rng-a-string"]
     bad = _copy_with_checkpoint(runs[0] / "deeprec", tmp_path / "bad", edit)
-    p = run_cli("fit", "deeprec", "--dataset", "ml-100k", *TINY_DEEPREC, "--out", bad, "--resume", "-q",
-                check=False, env={**ml100k_env, **NO_CUDA})
+    p = invoke_cli("fit", "deeprec", "--dataset", "ml-100k", *TINY_DEEPREC, "--out", bad, "--resume", "-q",
+                   check=False, env={**ml100k_env, **NO_CUDA})
     assert_one_line_error(p, "last.pt", needle)
 
 
@@ -143,8 +145,8 @@ def test_tampered_checkpoint_is_a_checkpoint_error(small_run, tmp_path, case):
 def test_resume_of_another_models_run_is_refused(runs, ml100k_env, tmp_path):
     other = tmp_path / "other"
     shutil.copytree(runs[0] / "deeprec", other)
-    p = run_cli("fit", "bias", "--dataset", "ml-100k", "--out", other, "--resume", "-q", check=False,
-                env=ml100k_env)
+    p = invoke_cli("fit", "bias", "--dataset", "ml-100k", "--out", other, "--resume", "-q", check=False,
+                   env=ml100k_env)
     assert_one_line_error(p, "holds a deeprec run")
 
 
@@ -226,16 +228,16 @@ def test_out_onto_another_run_is_refused_and_force_replaces_it_whole(runs, ml100
     run = tmp_path / "run"
     shutil.copytree(runs[0] / "deeprec", run)
     before = _contents(run)
-    p = run_cli("fit", "bias", "--dataset", "ml-100k", "--out", run, "-q", check=False, env=ml100k_env)
+    p = invoke_cli("fit", "bias", "--dataset", "ml-100k", "--out", run, "-q", check=False, env=ml100k_env)
     assert_one_line_error(p, "holds a deeprec run", "--force")
     assert _contents(run) == before
     # --force, but the new fit fails: the old run is untouched and nothing is left beside it
-    p = run_cli("fit", "bias", "--dataset", "no-such-data", "--out", run, "--force", "-q", check=False,
-                env=ml100k_env)
+    p = invoke_cli("fit", "bias", "--dataset", "no-such-data", "--out", run, "--force", "-q", check=False,
+                   env=ml100k_env)
     assert_one_line_error(p, "no-such-data")
     assert _contents(run) == before and sorted(x.name for x in tmp_path.iterdir()) == ["run"]
     # --force and a good fit: the folder holds the bias run alone, and its summary names the folder
-    s = run_json("fit", "bias", "--dataset", "ml-100k", "--out", run, "--force", "-q", env=ml100k_env)
+    s = invoke_json("fit", "bias", "--dataset", "ml-100k", "--out", run, "--force", "-q", env=ml100k_env)
     assert sorted(_contents(run)) == ["config.json", "item_ids.npy", "model.rcz", "summary.json", "user_ids.npy"]
     assert json.loads((run / "config.json").read_text())["model"] == "bias"
     assert s["run_dir"] == str(run) == json.loads((run / "summary.json").read_text())["run_dir"]
@@ -244,7 +246,7 @@ def test_out_onto_another_run_is_refused_and_force_replaces_it_whole(runs, ml100
 
 def test_a_failed_fit_leaves_no_run_dir(ml100k_env, tmp_path):
     out = tmp_path / "new"
-    p = run_cli("fit", "bias", "--dataset", "no-such-data", "--out", out, "-q", check=False, env=ml100k_env)
+    p = invoke_cli("fit", "bias", "--dataset", "no-such-data", "--out", out, "-q", check=False, env=ml100k_env)
     assert_one_line_error(p, "no-such-data")
     assert not out.exists()
 
