@@ -109,9 +109,10 @@ def fit_surprise(model: str, split) -> dict:
     (the raw ids are recozoo's row numbers, so a pair Surprise does not know gets its own fallback)."""
     import surprise
     train = split.train
-    if model == "surprise-knnbaseline" and train.n_users > KNN_MAX_USERS:
-        gb = 3 * 8 * train.n_users ** 2 / 1e9
-        return {"model": model, "skipped": f"user-user similarity of {train.n_users:,} users: {gb:.0f} GB"}
+    n_users = int(np.count_nonzero(train.user_counts()))         # the users Surprise's trainset holds
+    if model == "surprise-knnbaseline" and n_users > KNN_MAX_USERS:
+        gb = 3 * 8 * n_users ** 2 / 1e9
+        return {"model": model, "skipped": f"user-user similarity of {n_users:,} users: {gb:.0f} GB"}
     r = np.asarray(train.ratings, dtype=float)
     reader = surprise.Reader(rating_scale=(float(r.min()), float(r.max())))
     import pandas as pd
