@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cli_helpers import assert_one_line_error, run_cli
+from cli_helpers import assert_one_line_error, invoke_cli
 
 from recozoo.compare.config import build_config
 from recozoo.compare.runner import run_compare
@@ -49,8 +49,7 @@ def sequential(tmp_path_factory) -> list[dict]:
 # ------------------------------------------------------------------ the executor
 def _square(shared, job):
     """A job for the executor tests: waits for ``after`` to exist (if given), touches ``mark``,
-    and reports its result, its thread caps and the shared object."""
-    import torch
+    and reports its result, its thread caps and the shared object (given one)."""
     x, after, mark = job
     deadline = time.monotonic() + 60
     while after and not Path(after).exists():
@@ -60,6 +59,9 @@ def _square(shared, job):
         Path(mark).touch()
     if x < 0:
         raise ValueError(f"job {x} failed")
+    if shared is None:               # the failure case: no torch import (seconds per spawned worker)
+        return x * x
+    import torch
     return x * x, torch.get_num_threads(), os.environ["OMP_NUM_THREADS"], shared
 
 
@@ -149,7 +151,7 @@ def test_bad_fanout_input_is_one_line_error(args, needle, tmp_path):
     args = [a.replace("FREE", str(_free_port())) if "FREE" in a else {"JOBS_TOML": str(bad)}.get(a, a)
             for a in args]
     out = tmp_path / "o"
-    p = run_cli("compare", "--dataset", "synthetic", "--models", "bias", "--seeds", "1", "--out", out, *args,
-                check=False, env={"RECOZOO_DATA": str(tmp_path / "home")})
+    p = invoke_cli("compare", "--dataset", "synthetic", "--models", "bias", "--seeds", "1", "--out", out, *args,
+                   check=False, env={"RECOZOO_DATA": str(tmp_path / "home")})
     assert_one_line_error(p, needle)
     assert not out.exists()                           # nothing half-written: no manifest, no store
