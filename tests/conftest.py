@@ -74,3 +74,18 @@ def ml100k_env(tmp_path_factory, ml100k_dir) -> dict:
     e = {"RECOZOO_DATA": str(home)}
     run_cli("data", "prepare", "ml-100k", "--source", ml100k_dir, env=e)
     return e
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """torch on one thread in the test process, wherever it was imported (a module's top, or a fit's body).
+
+    The CI box has 2 cores shared by parallel jobs; two OpenMP threads fighting other processes spin and
+    wait: a 4-epoch DeepRec fit on ML-100K took 60 s of CPU with two threads against 6.9 s with one (the
+    same figures, bit for bit; load 12). Tests that need another count set it themselves (and an
+    in-process server's own setting lasts until the next test)."""
+    import sys
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
+    yield
