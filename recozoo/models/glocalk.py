@@ -69,7 +69,7 @@ Measured on ml-100k u1 with settings chosen on VALID: docs/zoo.md.
 Scale: training is dense and full batch (the global convolution needs the whole
 matrix), which suits ML-100K/ML-1M/Douban-sized matrices (the paper's), not
 Netflix: a fit refuses, in one line, a matrix above ``max_cells`` (200M items x users
-cells, ~0.75 GiB per float copy; the Netflix sample's 11,259 x ~86,000 is 968M) rather
+cells, ~0.75 GiB per float copy; the Netflix sample's 11,259 x 97,618 is 1.1G) rather
 than exhaust the memory.
 
 Fallbacks: I-AutoRec's — an item without training ratings gets the user's mean
