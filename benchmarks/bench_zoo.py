@@ -73,7 +73,7 @@ GRIDS: dict[str, tuple[dict, int | None]] = {
     "autorec-i": ({"optimizer": ["lbfgs"], "lr": [1.0], "lam": [200.0, 300.0, 500.0], "eval_every": [1],
                    "patience": [50], "hidden": [500], "baseline": ["none"]}, None),
     # the default full-batch Rprop on raw ratings (the paper's; "auto" now picks the bias baseline)
-    "autorec-u": ({"lam": [100.0, 300.0], "hidden": [500], "baseline": ["none"]}, None),
+    "autorec-u": ({"lam": [100.0, 300.0], "hidden": [500], "baseline": ["none"], "eval_every": [5]}, None),
     # DeepRec's `--preset ml-100k` (chosen on VALID, docs/deeprec.md), L2 strength re-searched
     "deeprec": ({"mode": ["item"], "layers": ["500"], "activation": ["sigmoid"], "dropout": [0.0],
                  "refeed": [0], "optimizer": ["rprop"], "lr": [0.01], "batch_size": [0],

@@ -173,13 +173,15 @@ def test_autorec_rules_and_their_preset():
     from recozoo.defaults import autorec_i_rule, autorec_u_rule
     from recozoo.models.autorec import AutoRecSettings, IAutoRec
     dense, sparse = DataShape(943, 1650, 76_000), DataShape(10_000, 1_000, 192_000)
-    assert autorec_i_rule(dense) == {"hidden": 500, "baseline": "none"}
-    assert autorec_i_rule(sparse) == {"hidden": 100, "baseline": "bias"}
-    assert autorec_u_rule(dense) == autorec_u_rule(sparse) == {"hidden": 500, "baseline": "bias"}
+    few = DataShape(86_000, 10_000, 166_000)                          # the Netflix sample: 1.9 per user
+    assert autorec_i_rule(dense) == {"hidden": 500, "baseline": "none", "eval_every": 5}
+    assert autorec_i_rule(sparse) == {"hidden": 100, "baseline": "bias", "eval_every": 5}
+    assert autorec_i_rule(few) == autorec_u_rule(few) == {"hidden": 20, "baseline": "bias", "eval_every": 1}
+    assert autorec_u_rule(dense) == autorec_u_rule(sparse) == {"hidden": 500, "baseline": "bias", "eval_every": 5}
     implicit = parse_settings(AutoRecSettings, {"loss": "multinomial"})
     assert autorec_i_rule(sparse, implicit)["baseline"] == autorec_u_rule(dense, implicit)["baseline"] == "none"
     preset = resolve_settings(IAutoRec, {}, "ml-100k", "ml-100k")
-    assert auto_fields(preset) == [] and (preset.hidden, preset.baseline) == (500, "none")
+    assert auto_fields(preset) == [] and (preset.hidden, preset.baseline, preset.eval_every) == (500, "none", 1)
 
 
 def test_autorec_fit_resolves_from_train(table):

@@ -19,6 +19,7 @@ Where the defaults come from:
   :func:`~recozoo.defaults.autorec_u_rule`; docs/defaults.md): the paper's 500 hidden units on raw
   ratings for I-AutoRec from 30 training ratings per user up, 100 units on the bias model's residuals
   below; U-AutoRec always 500 units on the residuals (on raw ratings it lost to ``bias`` on ml-100k);
+  under 5 ratings per user both take 20 units (the Netflix sample's VALID);
 * ``lam=300`` — selected on ml-100k u1 VALID with full-batch Rprop (docs/deeprec.md
   records the search); re-tune it for other data;
 * optimiser — the paper trains with resilient propagation (Rprop) or L-BFGS on
@@ -28,7 +29,8 @@ Where the defaults come from:
   on Netflix-size data use a minibatch optimiser (e.g. ``optimizer=adam
   batch_size=256 lr=0.001``);
 * ``eval_every=5``/``patience=10`` — model selection on VALID (Rprop's VALID
-  RMSE bottoms out after ~30-150 steps on ml-100k, then overfits).
+  RMSE bottoms out after ~30-150 steps on ml-100k, then overfits); ``eval_every`` is
+  ``auto``: every step under 5 training ratings per user, where VALID is best after a few;
 
 ``optimizer=lbfgs`` (the paper's other optimiser) takes one full-batch L-BFGS
 iteration per epoch (torch ``LBFGS``, strong-Wolfe line search, history 10 —
@@ -72,7 +74,8 @@ class AutoRecSettings(BaseSettings):
     lr: float = setting(0.01, "learning rate (rprop: initial step size; lbfgs: step scale, use 1)", min=0.0, min_exclusive=True)
     batch_size: int = setting(0, "rows per batch; 0 = all rows in one batch (full-batch Rprop)", min=0)
     epochs: int = setting(800, "training epochs (one Rprop step each when full-batch)", min=1, max=100_000)
-    eval_every: int = setting(5, "evaluate VALID every N epochs", min=1)
+    eval_every: int = setting(AUTO, "evaluate VALID every N epochs (auto: 5, 1 under 5 ratings per user; "
+                                    "docs/defaults.md)", min=1, auto=True)
     patience: int = setting(10, "early stop after N evaluations without VALID improvement (0 = off)",
                             min=0)
     precision: Literal["fp32", "bf16", "fp16"] = setting("fp32", "fp32, bf16 (CPU/GPU) or fp16 (GPU)")
