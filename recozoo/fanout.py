@@ -23,6 +23,7 @@ Why Dask distributed and not Ray: see docs/dependencies.md.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import socket
 import sys
@@ -70,16 +71,29 @@ def pin_threads(n: int) -> None:
     pay its import (5-6 s on a loaded 2-core machine, per worker)."""
     for var in _THREAD_VARS:
         os.environ[var] = str(n)
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(n)
+    torch = _imported("torch")
+    if torch is not None:
+        torch.set_num_threads(n)
     try:
         from threadpoolctl import threadpool_limits
         threadpool_limits(n)
     except ImportError:  # pragma: no cover - optional: the variables above cover fresh processes
         pass
-    if "numba" in sys.modules:
-        numba = sys.modules["numba"]
+    numba = _imported("numba")
+    if numba is not None:
         numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+
+
+def _imported(name: str):
+    """The module ``name`` if this process has imported it (or is importing it), else None.
+
+    A Dask worker runs jobs in threads: while one job's thread is still importing numba, the
+    partly initialised module is already in ``sys.modules`` without ``set_num_threads``.
+    ``import_module`` on a module being imported waits on the import's lock for it to finish
+    (and is a dictionary lookup for one already imported)."""
+    if name not in sys.modules:
+        return None
+    return importlib.import_module(name)
 
 
 class LineProgress:

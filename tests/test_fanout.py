@@ -153,3 +153,29 @@ def test_bad_fanout_input_is_one_line_error(args, needle, tmp_path):
                    check=False, env={"RECOZOO_DATA": str(tmp_path / "home")})
     assert_one_line_error(p, needle)
     assert not out.exists()                           # nothing half-written: no manifest, no store
+
+
+def test_imported_waits_for_a_module_another_thread_is_importing(tmp_path, monkeypatch):
+    """pin_threads in a Dask worker thread may meet numba half imported by another job's thread:
+    it must wait for the import, not read the partial module (the 'no attribute set_num_threads' race)."""
+    import builtins
+    import sys
+    import threading
+
+    from recozoo.fanout import _imported
+
+    (tmp_path / "slow_import_probe.py").write_text(
+        "import time\nstarted.set()\ntime.sleep(0.5)\ndef set_num_threads(n):\n    return n\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    started = threading.Event()
+    monkeypatch.setattr(builtins, "started", started, raising=False)
+    monkeypatch.delitem(sys.modules, "slow_import_probe", raising=False)
+    t = threading.Thread(target=__import__, args=("slow_import_probe",))
+    t.start()
+    assert started.wait(10)
+    partial = sys.modules["slow_import_probe"]           # in sys.modules, still being imported
+    assert not hasattr(partial, "set_num_threads")
+    assert _imported("slow_import_probe").set_num_threads(3) == 3
+    t.join()
+    assert _imported("recozoo_module_never_imported") is None
+    del sys.modules["slow_import_probe"]
