@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import os
 import re
@@ -150,6 +151,19 @@ def _k(value) -> int:
 
 
 # ------------------------------------------------------------------------ the state
+def settle_heap() -> None:
+    """Collect once, then move every object alive now (the served run: its network, id maps and
+    per-item JSON fragments) out of the cyclic collector's reach (:func:`gc.freeze`).
+
+    Why: a full (generation 2) collection walks every tracked object and stops the whole server
+    while it does; with a 17,768-item DeepRec loaded each one took 30-130 ms, a few times in ten
+    seconds under load — the p99 at 32 connections. Frozen objects are still freed by reference
+    counting; the unfreeze first lets this collection reclaim a swapped-out run's cycles."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+
+
 class _State:
     """The served run (swapped atomically), the event log, the batcher and the metrics."""
 
@@ -169,6 +183,7 @@ class _State:
         store = InteractionStore(path)
         self.events = EventLog(store)
         self.rec = self.load(run)
+        settle_heap()
 
     def load(self, run_dir: Path) -> Recommender:
         """A Recommender for ``run_dir``; its live events are those after what the run learned."""
@@ -215,9 +230,11 @@ class _Api:
         """Load the new run off the event loop, then switch; in-flight batches keep their run."""
         async with self.state.swap_lock:
             target = Path(run_dir) if run_dir else Path(self.options.run_dir)
-            rec = await asyncio.get_running_loop().run_in_executor(None, self.state.load, target)
+            loop = asyncio.get_running_loop()
+            rec = await loop.run_in_executor(None, self.state.load, target)
             self.state.rec = rec
             self.state.metrics.swaps += 1
+            await loop.run_in_executor(None, settle_heap)
             return rec
 
     async def read_json(self, request: Request) -> Any:
