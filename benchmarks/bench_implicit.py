@@ -16,11 +16,18 @@ items (the first layer's width: what the dense layer pays for). Both are in the 
 Accuracy — every implicit model on the strong-generalisation split of MovieLens 100K through
 ``compare`` (held-out users through their fold-in, NDCG@100 and Recall@20/50 as in
 PROTOCOLS.md rule 6), then paired bootstrap intervals over TEST users of each autoencoder's
-NDCG@100 gap to ``pop`` and to ``itemknn``::
+NDCG@100 gap to each baseline of :data:`BASELINES` that ran::
 
     python benchmarks/bench_implicit.py accuracy [--dataset ml-100k-implicit] [--source DIR]
+        [--protocol strong] [--data-param NAME=VALUE]
         [--models pop,itemknn,bpr,ease,mult-dae,mult-vae,deeprec] [--seeds 0] [--set MODEL.NAME=VALUE]
         [--budget 5m] [--tune-trials N]
+
+``--protocol`` makes ``--dataset`` a name for one's own data: ``--source`` split by that protocol
+with the ``--data-param`` parameters, registered exactly as ``recozoo data prepare NAME --source DIR
+--protocol P --data-param ...`` does (e.g. the Netflix sample binarised at 3.5, strong
+generalisation: ``--dataset netflix-sample-implicit --source .../netflix-sample --protocol strong
+--data-param threshold=3.5``). Without it, ``--data-param`` overrides a built-in dataset's parameters.
 
 With ``--budget`` / ``--tune-trials`` each model is first tuned on VALID (``compare --tune``:
 ``recozoo tune`` per model on VALID NDCG@100, then a fit with the best settings refitted on
@@ -49,7 +56,7 @@ from _record import Run, add_record_option, record_path  # noqa: E402
 ML20M = {"n_users": 136_677, "n_items": 20_720, "n_ratings": 20_000_000}
 #: the autoencoders, and the baselines their NDCG@100 gaps are measured against
 AUTOENCODERS = ("mult-vae", "mult-dae", "deeprec")
-BASELINES = ("pop", "itemknn")
+BASELINES = ("pop", "itemknn", "bpr", "ease")
 #: settings of the accuracy run (the paper's for Mult-VAE/-DAE are the defaults)
 DEFAULT_SETS = ["deeprec.loss=multinomial", "deeprec.refeed=0", "deeprec.optimizer=adam", "deeprec.lr=0.001",
                 "deeprec.layers=600,200", "deeprec.activation=tanh", "deeprec.dropout=0.5",
@@ -179,9 +186,20 @@ def accuracy(args) -> dict:
     names = {m.strip() for m in args.models.split(",")}
     tuning = args.budget is not None or args.tune_trials is not None
     sets = [x for x in (TUNED_SETS if tuning else DEFAULT_SETS) if x.split(".")[0] in names] + (args.set or [])
+    from recozoo.settings import parse_assignments
     tune = TuneSpec(budget=parse_budget(args.budget), trials=args.tune_trials) if tuning else None
+    params = parse_assignments(args.data_param)
+    source = args.source
+    if args.protocol is not None:
+        from recozoo.datasets import register_protocol_dataset
+        from recozoo.errors import RecozooError
+        if source is None:
+            raise RecozooError("--protocol needs --source DIR (the ratings file or folder to split)")
+        register_protocol_dataset(args.dataset, source, args.protocol, params=params)
+        source, params = None, {}       # the registered record holds both from here on
     cfg = build_config(dataset=args.dataset, models=args.models, seeds=args.seeds, sets=sets,
-                       source=args.source, metrics="ndcg@100,recall@20,recall@50,recall_std@20", tune=tune)
+                       source=source, data_params=params,
+                       metrics="ndcg@100,recall@20,recall@50,recall_std@20", tune=tune)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(args.out or tmp)
         t0 = time.perf_counter()
@@ -193,6 +211,8 @@ def accuracy(args) -> dict:
         gaps = _gaps(folder, recs, "ndcg@100")
     out = {"dataset": args.dataset, "seeds": args.seeds, "sets": sets, "leaderboard": board, "gaps": gaps,
            "seconds": round(time.perf_counter() - t0, 1)}
+    if args.protocol is not None or args.data_param:
+        out["data"] = {"protocol": args.protocol, "params": parse_assignments(args.data_param)}
     if tuning:
         out["tune"] = {"budget": args.budget, "trials": args.tune_trials}
     return out
@@ -262,6 +282,9 @@ def main(argv=None) -> None:
     a = sub.add_parser("accuracy")
     a.add_argument("--dataset", default="ml-100k-implicit")
     a.add_argument("--source", default=None)
+    a.add_argument("--protocol", default=None,
+                   help="register --dataset as --source split by this protocol (as `recozoo data prepare`)")
+    a.add_argument("--data-param", action="append", help="NAME=VALUE: a protocol or dataset parameter")
     a.add_argument("--models", default="pop,itemknn,bpr,ease,mult-dae,mult-vae,deeprec")
     a.add_argument("--seeds", default="1", help="compare's --seeds: a count (3 = seeds 0,1,2) or a list")
     a.add_argument("--set", action="append", help="MODEL.NAME=VALUE (after the defaults)")
