@@ -20,8 +20,9 @@ What it measures (the issue's targets; loopback only; every load bounded in time
   length (``--epochs``).
 * **Cornac side by side** (``--cornac-python PY``: an interpreter with
   ``cornac``, ``flask`` and ``torch`` — VAECF trains with torch, which cornac
-  does not install — e.g. ``pip install 'recozoo[bench]' torch`` in another
-  venv): Cornac's Flask serving app (``cornac.serving.app``) with VAECF trained
+  does not install; docs/online.md#benchmark has the commands that build one,
+  and a missing or incomplete one stops the script at once, in one line):
+  Cornac's Flask serving app (``cornac.serving.app``) with VAECF trained
   on the same TRAIN data, same load, same client (GET /recommend?uid=U&k=10).
 * **fold-in latency** — in-process: a new user with 20 ratings folded into ALS
   (rank 10) and biased MF (100 factors) fitted on a 17,768-item table;
@@ -261,6 +262,31 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
+#: what ``--cornac-python`` must import: Cornac's serving app is a Flask app, and VAECF trains with torch
+CORNAC_NEEDS = ("cornac", "flask", "torch")
+
+
+def check_cornac_python(py: str) -> str | None:
+    """Why ``py`` cannot run the Cornac side (one line), or None when it can: checked before anything is
+    fitted, so a missing or incomplete peer interpreter stops the benchmark at once instead of after the
+    recozoo levels (or, for a missing file, with a traceback)."""
+    if not shutil.which(py):
+        return f"--cornac-python {py}: no such interpreter (docs/online.md#benchmark says how to build one)"
+    probe = ("import importlib.util, sys; "
+             f"print(' '.join(m for m in {CORNAC_NEEDS!r} if importlib.util.find_spec(m) is None))")
+    try:
+        p = subprocess.run([py, "-c", probe], capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"--cornac-python {py}: cannot run it ({e})"
+    missing = p.stdout.split() if p.returncode == 0 else None
+    if missing is None:
+        return f"--cornac-python {py}: exited {p.returncode} ({(p.stderr.strip().splitlines() or [''])[-1]})"
+    if missing:
+        return (f"--cornac-python {py}: cannot import {', '.join(missing)} "
+                f"(pip install 'cornac>=2' flask torch into it; docs/online.md#benchmark)")
+    return None
+
+
 def cornac_load(split, args, label: str, work: Path) -> dict | None:
     import numpy as np
     py = args.cornac_python
@@ -375,6 +401,9 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="tiny sizes and loads: checks the script, measures nothing")
     add_record_option(ap)
     args = ap.parse_args(argv)
+    if args.cornac_python and (why := check_cornac_python(args.cornac_python)):
+        sys.stderr.write(f"bench_serve.py: error: {why}\n")
+        return 2
     record = Run(__file__, argv)
     args.setups = [s.strip() for s in args.setups.split(",") if s.strip()]
     args.connections = [int(c) for c in args.connections.split(",")]

@@ -195,3 +195,21 @@ def test_implicit_accuracy_on_own_data_by_protocol(tmp_path):
     assert [(g["model"], g["vs"]) for g in f["gaps"]] == [("mult-dae", "pop"), ("mult-dae", "itemknn")]
     assert all(g["ci_low"] <= g["estimate"] <= g["ci_high"] for g in f["gaps"])
     assert "| mult-dae | itemknn |" in _rendered(rec, "gaps")
+
+
+@pytest.mark.parametrize("bare", [False, True])
+def test_bench_serve_refuses_a_cornac_python_that_cannot_serve_cornac(bare, tmp_path):
+    """--cornac-python is checked before anything is fitted: one line, exit 2, no record (a missing
+    interpreter was a FileNotFoundError traceback after the recozoo levels, one without cornac a
+    'training failed' entry in the record). ``bare``: a Python without site-packages (-S)."""
+    python = str(tmp_path / "no-such-python")
+    if bare:
+        Path(python).write_text(f"#!/bin/sh\nexec {sys.executable} -S \"$@\"\n")
+        Path(python).chmod(0o755)
+    out = tmp_path / "serve.json"
+    p = subprocess.run([sys.executable, str(SCRIPTS / "bench_serve.py"), "--cornac-python", python,
+                        "--record", str(out)], capture_output=True, text=True, timeout=120)
+    lines = p.stderr.strip().splitlines()
+    needle = "cannot import cornac, flask, torch" if bare else "no such interpreter"
+    assert p.returncode == 2 and len(lines) == 1 and needle in lines[0] and python in lines[0], p.stderr
+    assert not out.exists()
