@@ -78,3 +78,31 @@ def test_tune_prunes_a_bad_biasedmf_learning_curve(split, tmp_path):
         assert t.user_attrs["info"]["epochs_run"] == 4         # the fit itself stopped: 4 of its 6 epochs
     assert all(t.user_attrs["info"]["epochs_run"] == 6 for t in study.trials if t.state.name == "COMPLETE")
     assert r["best"]["params"]["lr"] == 0.02
+
+
+
+@pytest.mark.parametrize("cold", [False, True])
+@pytest.mark.parametrize("cls, settings", [
+    (BiasedMF, {"factors": 8, "epochs": 4}),
+    (PMF, {"factors": 6, "epochs": 4}),
+    (PMF, {"factors": 6, "epochs": 4, "link": "logistic", "baseline": "none"}),
+])
+def test_every_epochs_figure_is_what_predict_gives_at_that_epoch(split, cls, settings, cold):
+    """ValidCurve scores the training arrays with its own compiled loop and fallback (not predict,
+    which reads the float32 copies a fit makes at its end); so each epoch's figure is held to
+    predict() on a fit stopped at that epoch (the same seed draws the same factors and permutations,
+    so a k-epoch fit is the first k epochs of the longer one). ``cold``: TRAIN without the ratings of
+    5 users and 3 items, so VALID holds pairs that take predict's fallback."""
+    train = split.train
+    if cold:
+        train = train.select(~(np.isin(train.users, np.arange(5)) | np.isin(train.items, np.arange(3))))
+    v = split.valid
+    u, i = v.users.astype(np.int64), np.asarray(v.items, dtype=np.int64)
+    assert not cold or (train.user_counts()[u] == 0).any() and (train.item_counts()[i] == 0).any()
+    log = _Log()
+    cls(settings=settings, seed=5).fit(train, v, reporter=log)
+    curve = [r["valid_rmse"] for r in log.records]
+    for k in range(1, settings["epochs"] + 1):
+        short = cls(settings={**settings, "epochs": k}, seed=5).fit(train)
+        err = short.predict(u, i).astype(np.float64) - np.asarray(v.ratings, dtype=np.float64)
+        assert curve[k - 1] == pytest.approx(float(np.sqrt(np.mean(err ** 2))), rel=1e-5), k
