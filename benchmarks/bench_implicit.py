@@ -179,6 +179,17 @@ def _gaps(folder: Path, recs: dict[str, list[str]], metric: str) -> list[dict]:
     return out
 
 
+def _split_counts(cfg) -> dict:
+    """What the models were ranked on: TRAIN's counts, the held-out N, TEST's scored users and entries."""
+    from recozoo.datasets import load_split
+    split = load_split(cfg.dataset, cfg.source, cfg.split_seed, cfg.data_params, remember=False)
+    out = {"train": split.train.describe(), "test": split.test.describe(),
+           "heldout_users": split.info.get("heldout_users")}
+    if split.test_fold_in is not None:
+        out["test_fold_in"] = split.test_fold_in.describe()
+    return out
+
+
 def accuracy(args) -> dict:
     from recozoo.compare.config import build_config
     from recozoo.compare.runner import run_compare
@@ -213,7 +224,7 @@ def accuracy(args) -> dict:
             recs.setdefault(rec["model"], []).append(rec["run_dir"])
         gaps = _gaps(folder, recs, "ndcg@100")
     out = {"dataset": args.dataset, "seeds": args.seeds, "sets": sets, "leaderboard": board, "gaps": gaps,
-           "seconds": round(time.perf_counter() - t0, 1)}
+           "seconds": round(time.perf_counter() - t0, 1), "split": _split_counts(cfg)}
     if args.protocol is not None or args.data_param:
         out["data"] = {"protocol": args.protocol, "params": parse_assignments(args.data_param)}
     if tuning:
@@ -247,15 +258,29 @@ def _accuracy_table(f: dict) -> dict:
                     f"{r['tune_best_valid']:.4f}" if r.get("tune_best_valid") is not None else ""]
         rows.append(row)
     cols = ["model", "NDCG@100", "Recall@20", "Recall@50", "recall_std@20"]
+    notes = [_data_note(f)] if "split" in f else []
     if not tuned:
-        return {"columns": cols, "rows": rows}
+        return {"columns": cols, "rows": rows, "notes": notes}
     t = f["tune"]
     budget = ", ".join(x for x in (f"{t['budget']} per model" if t["budget"] else "",
                                    f"at most {t['trials']} trials" if t["trials"] else "") if x)
     return {"columns": cols + ["tune trials", "best VALID NDCG@100"], "rows": rows,
-            "notes": [f"each model tuned on VALID NDCG@100 ({budget}; Optuna TPE), then fitted with the best "
-                      f"settings, refitted on TRAIN + VALID and scored on TEST once; fixed: "
-                      f"{', '.join(f['sets']) or 'nothing'}"]}
+            "notes": notes + [f"each model tuned on VALID NDCG@100 ({budget}; Optuna TPE), then fitted with the "
+                              f"best settings, refitted on TRAIN + VALID and scored on TEST once; fixed: "
+                              f"{', '.join(f['sets']) or 'nothing'}"]}
+
+
+def _data_note(f: dict) -> str:
+    s, data = f["split"], f.get("data") or {}
+    made = ""
+    if data.get("protocol"):
+        params = ", ".join(f"{k}={v}" for k, v in data["params"].items())
+        made = f" (the source split by `{data['protocol']}`{f', {params}' if params else ''})"
+    n = f"{s['heldout_users']} held-out users each for VALID and TEST; " if s.get("heldout_users") else ""
+    fold = f", {s['test_fold_in']['ratings']} fold-in" if "test_fold_in" in s else ""
+    return (f"{f['dataset']}{made}: {n}TRAIN {s['train']['users']} users, {s['train']['items']} items, "
+            f"{s['train']['ratings']} interactions; {s['test']['users']} TEST users scored "
+            f"({s['test']['ratings']} scored interactions{fold})")
 
 
 def _gap_table(f: dict) -> dict:

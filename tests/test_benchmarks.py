@@ -195,6 +195,8 @@ def test_implicit_accuracy_on_own_data_by_protocol(tmp_path):
     assert [(g["model"], g["vs"]) for g in f["gaps"]] == [("mult-dae", "pop"), ("mult-dae", "itemknn")]
     assert all(g["ci_low"] <= g["estimate"] <= g["ci_high"] for g in f["gaps"])
     assert "| mult-dae | itemknn |" in _rendered(rec, "gaps")
+    assert f["split"]["test"]["users"] > 0 and f["split"]["heldout_users"] == f["split"]["test_fold_in"]["users"]
+    assert "tiny-implicit (the source split by `strong`, threshold=2.5): " in _rendered(rec, "main")
 
 
 @pytest.mark.parametrize("bare", [False, True])
