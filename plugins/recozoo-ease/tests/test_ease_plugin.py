@@ -79,3 +79,27 @@ def test_fit_leaves_the_training_table_untouched():
     EASE(settings={"reg": 5.0, "min_rating": 4}).fit(t)
     for a, b in zip(before, (t.indptr, t.items, t.ratings)):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_recozoo_without_what_the_plugin_uses_is_one_line_naming_it(monkeypatch):
+    """An older recozoo 0.1.0 (the bound in pyproject.toml cannot tell it apart) lacks
+    recozoo.models.base.scores_at_pairs: the plugin's load fails in one line that says which recozoo
+    it needs, not with a bare 'cannot import name'."""
+    import sys
+
+    import pytest
+    import recozoo.models.base as base
+    from recozoo import registry
+    from recozoo.errors import RegistryError
+    monkeypatch.delattr(base, "scores_at_pairs")
+    for name in [m for m in sys.modules if m == "recozoo_ease" or m.startswith("recozoo_ease.")]:
+        monkeypatch.delitem(sys.modules, name)
+    registry.reset()
+    try:
+        with pytest.raises(RegistryError) as e:
+            registry.list_models()
+    finally:
+        monkeypatch.undo()
+        registry.reset()
+    msg = str(e.value)
+    assert "\n" not in msg and "'ease'" in msg and "needs a recozoo" in msg and "scores_at_pairs" in msg, msg

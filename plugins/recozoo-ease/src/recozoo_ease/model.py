@@ -27,7 +27,15 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from recozoo.models.base import FoldIn, Model, scores_at_pairs
+import recozoo
+from recozoo.models.base import FoldIn, Model
+
+try:
+    from recozoo.models.base import scores_at_pairs
+except ImportError:     # a recozoo from before the helper (its version number is the same 0.1.0)
+    raise ImportError(f"recozoo-ease needs a recozoo whose recozoo.models.base has scores_at_pairs (this "
+                      f"recozoo {recozoo.__version__} has not): install recozoo from the same "
+                      "repository as this plugin") from None
 from recozoo.search_space import Float, SearchSpace
 from recozoo.settings import BaseSettings, setting
 
