@@ -85,6 +85,63 @@ def test_cheap_batches_run_on_the_event_loop_and_costly_ones_on_the_worker_threa
     assert loop_thread not in threads
 
 
+
+def test_a_hot_swap_does_not_inherit_the_old_runs_timing():
+    """The old run's batches were cheap (scored on the loop); the new run's first batch goes to the
+    worker thread all the same, since the old timing says nothing of the new model's cost."""
+    threads = []
+
+    def score(owner, items):
+        threads.append((owner, threading.get_ident()))
+        return items
+
+    async def main():
+        b = MicroBatcher(score, wait_s=0.0)
+        b.start()
+        for i in range(3):
+            await b.submit("old run", i)
+        for i in range(2):
+            await b.submit("new run", i)
+        await b.stop()
+        return threading.get_ident()
+    loop_thread = _run(main())
+    where = [(owner, t == loop_thread) for owner, t in threads]
+    assert where == [("old run", False), ("old run", True), ("old run", True),
+                     ("new run", False), ("new run", True)]
+
+
+def test_a_backlog_of_cheap_batches_yields_to_the_loop_between_batches():
+    """Six requests pending with max_batch 1: each cheap batch scored on the loop is followed by one
+    turn of the other tasks (the connections' reads), not the next batch at once."""
+    events = []
+
+    def score(owner, items):
+        events.append("batch")
+        return items
+
+    async def main():
+        b = MicroBatcher(score, wait_s=0.0, max_batch=1)
+        b.start()
+        await b.submit("run", -1)                  # timed once: later batches run on the loop
+        done = False
+
+        async def ticker():
+            while not done:
+                events.append("tick")
+                await asyncio.sleep(0)
+        t = asyncio.get_running_loop().create_task(ticker())
+        events.clear()
+        got = await asyncio.gather(*[b.submit("run", i) for i in range(6)])
+        done = True
+        await t
+        await b.stop()
+        return got
+    assert _run(main()) == list(range(6))
+    batches = [i for i, e in enumerate(events) if e == "batch"]
+    assert len(batches) == 6
+    assert all("tick" in events[a:c] for a, c in zip(batches, batches[1:])), events
+
+
 def test_settle_heap_freezes_what_is_alive_and_a_swap_reclaims_old_cycles():
     """The served run is frozen out of the cyclic collector's full passes (which stopped the server
     30-130 ms each with a 17,768-item DeepRec loaded); settling again after a swap frees the old run's

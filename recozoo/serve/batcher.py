@@ -21,7 +21,11 @@ many requests for the price of a few. The rule:
   (two wake-ups and two GIL hand-overs) cost more than the scoring (ML-100K item
   mode, whose answers are rows of a cached matrix: a fifth of the event loop's
   time went into ``ThreadPoolExecutor.submit``, measured with py-spy). A batch
-  that takes longer sends the next one back to the thread.
+  that takes longer sends the next one back to the thread, and so does a hot
+  swap (the timing is the previous run's: a cheap model's says nothing of the
+  next one's). After a batch scored on the loop, the loop yields once before
+  the next one if requests are still pending, so a backlog of cheap batches
+  never holds the other connections' reads for more than one batch.
 
 Items carry the :class:`~recozoo.serve.recommender.Recommender` they were
 parsed against; a batch never mixes two (a hot swap splits it), so a request's
@@ -38,7 +42,10 @@ from typing import Any, Callable
 
 __all__ = ["MicroBatcher", "PEAK_WINDOW", "INLINE_BELOW_S"]
 
-#: a batch is scored on the event loop when the previous one took less than this (CPU seconds)
+#: a batch is scored on the event loop when the previous one (same run) took less than this, in CPU
+#: seconds. Why 1 ms: a batch on the loop delays the reading of every other connection by its length,
+#: and 1 ms stays below the p99 latency served at 8 connections on ML-100K (3.5 ms, docs/online.md)
+#: while scoring rows of a cached matrix (ML-100K item mode) falls under it
 INLINE_BELOW_S = 0.001
 
 #: batches over which the clients' concurrency (the most requests in flight) is remembered
@@ -67,8 +74,9 @@ class MicroBatcher:
         self._in_flight = 0
         self._peak = 0
         self._peaks: collections.deque[int] = collections.deque(maxlen=PEAK_WINDOW)
-        #: seconds the last batch's scoring took (None: none scored yet)
+        #: seconds the last batch's scoring took (None: none scored yet), and whose batch it was
         self._last_s: float | None = None
+        self._last_owner: Any = None
         self._task: asyncio.Task | None = None
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="recozoo-batch")
 
@@ -116,7 +124,11 @@ class MicroBatcher:
         try:
             return self.run_batch(owner, items)
         finally:
-            self._last_s = time.thread_time() - t0
+            self._last_s, self._last_owner = time.thread_time() - t0, owner
+
+    def _inline(self, owner) -> bool:
+        """Whether ``owner``'s next batch is cheap enough for the event loop (module docstring)."""
+        return self._last_owner is owner and self._last_s is not None and self._last_s < INLINE_BELOW_S
 
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -141,8 +153,9 @@ class MicroBatcher:
             self._peak = self._in_flight
             self.on_batch(len(batch))
             items = [p[1] for p in batch]
+            inline = self._inline(owner)
             try:
-                if self._last_s is not None and self._last_s < INLINE_BELOW_S:
+                if inline:
                     results = self._timed(owner, items)
                 else:
                     results = await loop.run_in_executor(self._executor, self._timed, owner, items)
@@ -150,7 +163,9 @@ class MicroBatcher:
                 for _, _, fut in batch:
                     if not fut.done():
                         fut.set_exception(e)
-                continue
-            for (_, _, fut), res in zip(batch, results):
-                if not fut.done():          # (a client that went away cancelled its future)
-                    fut.set_result(res)
+            else:
+                for (_, _, fut), res in zip(batch, results):
+                    if not fut.done():      # (a client that went away cancelled its future)
+                        fut.set_result(res)
+            if inline and self._pending:    # nothing awaited since the last batch: let the others read
+                await asyncio.sleep(0)
