@@ -24,9 +24,11 @@ import numpy as np
 from recozoo.errors import SettingsError
 from recozoo.settings import AUTO, auto_fields
 
-__all__ = ["TIMESVDPP_BELLKOR", "TIMESVDPP_SMALL", "DataShape", "resolve", "deeprec_rule", "als_rule", "biasedmf_rule", "pmf_rule", "timesvdpp_rule",
-           "SMALL_DATA_RATINGS",
-           "SPARSE_USERS", "FEW_RATINGS", "autorec_i_rule", "autorec_u_rule"]
+__all__ = ["DataShape", "resolve",
+           "SMALL_DATA_RATINGS", "SPARSE_USERS", "FEW_RATINGS",
+           "DEEPREC_SMALL", "DEEPREC_SPARSE", "TIMESVDPP_BELLKOR", "TIMESVDPP_SMALL", "AUTOREC_FEW",
+           "deeprec_rule", "als_rule", "biasedmf_rule", "pmf_rule", "timesvdpp_rule",
+           "autorec_i_rule", "autorec_u_rule"]
 
 
 @dataclass(frozen=True)
@@ -80,17 +82,27 @@ def resolve(settings, rule: Callable[[DataShape, Any], dict[str, Any]] | None, t
 
 
 # ------------------------------------------------------------------ rules
-#: up to this many training ratings DeepRec uses one of its small-data recipes (docs/defaults.md)
+#: up to this many training ratings DeepRec and TimeSVD++ use their small-data recipes; above, the
+#: settings their papers tuned on the Netflix Prize data (13.7M-98M ratings) (docs/defaults.md)
 SMALL_DATA_RATINGS = 5_000_000
 
 #: fewer training ratings per user than this is "sparse users": user factors cannot be learned well,
 #: so the models regularise harder or lean on the bias baseline (the Netflix sample has 1.9 per user,
-#: synthetic ~16-20, ml-100k 80, ml-100k-time 106)
+#: synthetic ~16-20, ml-100k 80, ml-100k-time 106; DeepRec, biased MF, I-AutoRec)
 SPARSE_USERS = 30.0
 
 #: fewer training ratings per user than this: even regularised user factors barely learn (the Netflix
-#: sample, 1.9 per user), so ALS and PMF lean on the bias model or shrink the factors towards it
+#: sample, 1.9 per user), so ALS fits the bias model's residuals, PMF shrinks its factors towards that
+#: model and both AutoRecs take a small network on its residuals (:data:`AUTOREC_FEW`)
 FEW_RATINGS = 5.0
+
+
+def _residuals_if(wanted: bool, settings) -> str:
+    """``baseline``: ``"bias"`` when ``wanted`` and the loss fits ratings (an implicit loss has no
+    ratings to take residuals of), else ``"none"``."""
+    implicit = settings is not None and settings.loss != "mse"
+    return "bias" if wanted and not implicit else "none"
+
 
 #: DeepRec on small data with many ratings per user: chosen on ml-100k u1 VALID (docs/deeprec.md), a
 #: shallow, item-based, L2-regularised, full-batch Rprop autoencoder on the raw ratings
@@ -125,8 +137,7 @@ def deeprec_rule(shape: DataShape, settings=None) -> dict[str, Any]:
     if shape.n_ratings <= SMALL_DATA_RATINGS:
         if shape.per_user >= SPARSE_USERS:
             return {**DEEPREC_SMALL, "mode": "item", "baseline": "none"}
-        implicit = settings is not None and settings.loss != "mse"     # no ratings to take residuals of
-        return {**DEEPREC_SPARSE, "baseline": "none"} if implicit else dict(DEEPREC_SPARSE)
+        return {**DEEPREC_SPARSE, "baseline": _residuals_if(True, settings)}
     layers, dropout = next((lay, dp) for cap, lay, dp in _DEEPREC_PAPER
                            if cap is None or shape.n_ratings <= cap)
     return {"mode": "user", "layers": layers, "activation": "selu", "dropout": dropout, "refeed": 1,
@@ -175,13 +186,6 @@ def timesvdpp_rule(shape: DataShape, settings=None) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------ autoencoder rules (AutoRec, GLocal-K, ...)
-def _residuals_if(wanted: bool, settings) -> str:
-    """``baseline``: ``"bias"`` when ``wanted`` and the loss fits ratings (an implicit loss has no
-    ratings to take residuals of), else ``"none"``."""
-    implicit = settings is not None and settings.loss != "mse"
-    return "bias" if wanted and not implicit else "none"
-
-
 #: both AutoRecs under :data:`FEW_RATINGS` ratings per user (the Netflix sample, 1.9), on the bias model's
 #: residuals: 20 hidden units, VALID scored after every full-batch Rprop step (VALID is best after a handful;
 #: every 5 missed it) — chosen on the Netflix sample's VALID (20 units beat 5, 100 and 500 for both; at 500
