@@ -31,7 +31,8 @@ def _net(settings=None, seed=0):
 def test_registered_and_paper_defaults():
     assert get_model("glocal-k") is GLocalK
     s = GLocalK().settings
-    assert (s.layers, s.kernel_dim, s.gk_size, s.lambda_2, s.lambda_s) == ((500, 500), 5, 3, 20.0, 0.006)
+    assert (s.layers, s.kernel_dim, s.gk_size, s.lambda_2, s.lambda_s, s.baseline) == \
+        ((500, 500), 5, 3, 20.0, 0.006, "none")
     assert GLocalK.row_mode == "item"
 
 
@@ -136,3 +137,38 @@ def test_beats_the_mean_on_ml100k_valid(ml100k_split):
                 seed=0).fit(s.train, s.valid)
     mean = float(np.sqrt(np.mean((s.valid.ratings - m.global_mean_) ** 2)))
     assert rmse_on(m, s.valid) < mean - 0.08
+
+
+class _Trial:
+    """What PruningReporter talks to: records the reported steps, never prunes."""
+
+    def __init__(self):
+        self.steps: list[int] = []
+
+    def report(self, value: float, step: int) -> None:
+        self.steps.append(step)
+
+    def should_prune(self) -> bool:
+        return False
+
+
+def test_valid_curve_counts_on_through_fine_tuning():
+    """``recozoo tune``'s pruner gets one epoch axis over both stages: fine-tuning's VALID reports follow
+    pre-training's (no step reported twice, which Optuna would drop, and no fine-tuning step compared
+    with another trial's pre-training step); the history and best_epoch_ use the same axis."""
+    from recozoo.tune.objective import PruningReporter
+    split = small_split()
+    trial = _Trial()
+    rep = PruningReporter(trial, prune=True)
+    m = GLocalK(FAST | {"pre_epochs": 8, "fine_epochs": 6}, seed=0).fit(split.train, split.valid, reporter=rep)
+    assert trial.steps == [2, 4, 6, 8, 10, 12, 14] and rep.last_step == 14
+    assert [r["epoch"] for r in m.history_] == list(range(1, 15))
+    assert [r["stage_epoch"] for r in m.history_] == [*range(1, 9), *range(1, 7)]
+    fine = m.stage_best_epochs_["finetune"]
+    assert m.best_epoch_ == 8 + fine and m.history_[-1]["best_epoch"] == 8 + fine
+    # a pre-training stage stopped early: fine-tuning counts on from where it stopped
+    trial = _Trial()
+    m = GLocalK(FAST | {"pre_epochs": 40, "fine_epochs": 4, "patience": 1, "lambda_2": 0.0}, seed=0).fit(
+        split.train, split.valid, reporter=PruningReporter(trial, prune=True))
+    pre = sum(r["stage"] == "pretrain" for r in m.history_)
+    assert pre < 40 and trial.steps == sorted(set(trial.steps)) and trial.steps[-1] == pre + 4

@@ -63,6 +63,15 @@ Our choices (not the paper's):
   ``RUN_DIR/pretrain`` and ``RUN_DIR/finetune``.
 * L-BFGS keeps its history across iterations within a stage; the reference's
   scipy interface restarts L-BFGS-B (empty history) every 5 iterations.
+* one epoch axis over both stages: fine-tuning's epochs count on from the last
+  pre-training epoch in what a reporter receives (``recozoo tune``'s pruner compares
+  trials epoch by epoch), in ``history_`` (``stage`` and ``stage_epoch`` say where
+  an epoch belongs) and in ``best_epoch_``; ``refit_settings`` reads each stage's own
+  best epoch.
+* ``baseline=bias``: the network learns the residuals of the bias model
+  μ + b_u + b_i (fitted on TRAIN), which is added back when it predicts (as
+  DeepRec's and AutoRec's ``baseline``); the convolution then runs over the
+  residual matrix.
 
 Measured on ml-100k u1 with settings chosen on VALID: docs/zoo.md.
 
@@ -82,7 +91,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -91,8 +100,10 @@ from torch import nn
 
 from recozoo.engine import EngineConfig, Loss, RowBatch, RowMatrix, Task, Trainer
 from recozoo.errors import SettingsError
+from recozoo.models._baseline import BiasBaseline
 from recozoo.models.autoencoder import AutoencoderModel
 from recozoo.models.base import FoldIn
+from recozoo.progress import Reporter
 from recozoo.search_space import Categorical, Float, Int, Layers, SearchSpace
 from recozoo.settings import BaseSettings, setting
 
@@ -229,6 +240,44 @@ class GLocalKTask(Task):
         return ((pred.float() - targets.vals) ** 2).sum(), targets.nnz
 
 
+def _in_stage(record: dict[str, Any], stage: str, done: int) -> dict[str, Any]:
+    """An engine epoch record of ``stage`` on the fit's one epoch axis: ``epoch`` counts on from the
+    ``done`` epochs of the stages before (``stage_epoch`` is the stage's own count)."""
+    out = {**record, "epoch": done + int(record["epoch"]), "stage_epoch": int(record["epoch"]), "stage": stage}
+    if record.get("best_epoch"):
+        out["best_epoch"] = done + int(record["best_epoch"])
+    return out
+
+
+class _StageReporter(Reporter):
+    """Passes everything on; epoch records go through :func:`_in_stage`, so the VALID curve a
+    reporter sees (``recozoo tune``'s pruner, ``compare``'s learning curves) rises monotonically
+    across both stages instead of restarting at epoch 1 when fine-tuning starts (the pruner would
+    compare fine-tuning steps with other trials' pre-training steps, and Optuna drops a step
+    reported twice)."""
+
+    def __init__(self, inner: Reporter, stage: str, done: int):
+        self.inner, self.stage, self.done = inner, stage, done
+
+    def start(self, description: str, total: float | None = None) -> None:
+        self.inner.start(f"{self.stage} {description}", total)
+
+    def advance(self, n: float = 1, **figures: Any) -> None:
+        self.inner.advance(n, **figures)
+
+    def finish(self) -> None:
+        self.inner.finish()
+
+    def log(self, record: dict[str, Any]) -> None:
+        self.inner.log(_in_stage(record, self.stage, self.done) if "epoch" in record else record)
+
+    def message(self, text: str) -> None:
+        self.inner.message(f"{self.stage}: {text}")
+
+    def close(self) -> None:
+        self.inner.close()
+
+
 @dataclass(frozen=True)
 class GLocalKSettings(BaseSettings):
     layers: tuple[int, ...] = setting((500, 500), "hidden kernel layers (the paper's 2 x 500)", min=1)
@@ -248,6 +297,9 @@ class GLocalKSettings(BaseSettings):
     eval_every: int = setting(5, "evaluate VALID every N iterations (the reference: every 5)", min=1)
     patience: int = setting(10, "stop a stage after N evaluations without VALID improvement (0 = off; "
                                 "ours)", min=0)
+    baseline: Literal["none", "bias"] = setting("none", "bias: the network learns residuals over the bias model "
+                                                "μ + b_u + b_i (fitted on TRAIN); none: raw ratings (the "
+                                                "paper's)")
     max_cells: int = setting(200_000_000, "refuse a training matrix of more items x users cells (the model "
                                           "holds several dense float copies of it; 0 = no limit; ours)", min=0)
 
@@ -284,6 +336,9 @@ class GLocalK(AutoencoderModel):
         super().__init__(*args, **kwargs)
         self._full = None
 
+    def _uses_baseline(self) -> bool:
+        return self.settings.baseline == "bias"
+
     def _build_net(self, n_cols: int) -> GLocalKNet:
         s = self.settings
         return GLocalKNet(self.rows_, s.layers, s.kernel_dim, s.gk_size, s.dot_scale)
@@ -300,12 +355,17 @@ class GLocalK(AutoencoderModel):
             raise SettingsError(f"glocal-k: the training matrix has {train.n_items:,} items x {train.n_users:,} users "
                                 f"= {cells:,} cells, above max_cells={s.max_cells:,} (a dense model: ~{cells * 4 / 2**30:.1f} "
                                 f"GiB per float copy); use a smaller data set or raise --set max_cells=...")
+        self.base_ = BiasBaseline.fit(train) if self._uses_baseline() else None
+        if self.base_ is not None:      # the matrix holds residuals; VALID's RMSE is the same in either space
+            train = self.base_.residuals(train)
+            valid = self.base_.residuals(valid) if valid is not None else None
         rows = RowMatrix.from_table(train, "item")
         self.rows_ = rows
         vpair = (rows, RowMatrix.from_table(valid, "item")) if valid is not None and valid.nnz else None
         sig = {"model": self.name, "mode": "item", "n_rows": rows.n_rows, "n_cols": rows.n_cols}
         history: list[dict[str, Any]] = []
         module = None
+        done = 0                     # epochs of the stages before: stage 2's epochs continue the count
         self.stage_best_epochs_: dict[str, int] = {}
         for stage, epochs in (("pretrain", s.pre_epochs), ("finetune", s.fine_epochs)):
             if epochs == 0:
@@ -316,14 +376,15 @@ class GLocalK(AutoencoderModel):
                 module.stage.fill_(1)
                 build = lambda m=module: m                      # noqa: E731 - stage 2 continues stage 1
             task = GLocalKTask(build, s.lambda_2, s.lambda_s, rows.nnz)
-            trainer = Trainer(task, self._config(epochs), reporter=reporter,
+            trainer = Trainer(task, self._config(epochs), reporter=_StageReporter(reporter, stage, done),
                               run_dir=Path(run_dir) / stage if run_dir else None, resume=resume,
                               signature={**sig, "stage": stage})
             res = trainer.fit(rows, vpair)
             module = res.module
-            history += [{**r, "stage": stage} for r in res.history]
-            self.best_epoch_ = res.best_epoch
+            history += [_in_stage(r, stage, done) for r in res.history]
+            self.best_epoch_ = done + int(res.best_epoch) if res.best_epoch else 0
             self.stage_best_epochs_[stage] = int(res.best_epoch)
+            done += int(res.history[-1]["epoch"]) if res.history else 0
         self.net_ = module.eval()
         self.history_ = history
         self._full = None
