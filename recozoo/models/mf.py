@@ -308,8 +308,8 @@ class PMF(_SGDFactorModel):
     #: ``--preset paper``: the paper's model (logistic link, no biases), as the default was before issue 12
     presets: ClassVar[dict[str, Callable[[str], dict[str, Any]]]] = {
         "paper": lambda dataset: {"link": "logistic", "baseline": "none", "reg_count": 0.0}}
-    fold_in_method = ("MAP of the user's factor with the items fixed: Σ (r − g(U·V_i))² + n λ_U ‖U‖², "
-                      "one ridge solve (linear link) or Gauss-Newton iterations (logistic link)")
+    fold_in_method = ("MAP of the user's factor with the items fixed: Σ (r − g(U·V_i))² + (n λ_U + c) ‖U‖² "
+                      "(c: reg_count), one ridge solve (linear link) or Gauss-Newton iterations (logistic link)")
     _use_bias = False
     auto_rule = pmf_rule
     #: what ``recozoo tune pmf`` tries
