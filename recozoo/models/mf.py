@@ -188,7 +188,7 @@ class _SGDFactorModel(BiasedFactorModel):
         users = train.users.astype(np.int32)
         items = np.asarray(train.items, dtype=np.int32)
         r = np.asarray(train.ratings, dtype=np.float64)
-        logistic = getattr(s, "link", "linear") == "logistic"
+        logistic = self._logistic()
         if logistic:
             lo, hi = float(r.min()), float(r.max())
             self.scale_ = (lo, max(hi - lo, 1e-6))
@@ -241,6 +241,10 @@ class _SGDFactorModel(BiasedFactorModel):
         """Whether the fit starts from the bias model's μ, b_u and b_i (PMF: ``baseline=bias``)."""
         return False
 
+    def _logistic(self) -> bool:
+        """Whether ratings are lo + span·σ(x) (PMF: ``link=logistic``), else x itself."""
+        return False
+
     # ------------------------------------------------------ prediction, state
     def _uses_bias(self) -> bool:
         # PMF: a user without data has the prior mean factor 0, which the link maps
@@ -249,7 +253,7 @@ class _SGDFactorModel(BiasedFactorModel):
         return self._use_bias or self._baseline()
 
     def _link(self, x: np.ndarray) -> np.ndarray:
-        if getattr(self.settings, "link", "linear") == "logistic":
+        if self._logistic():
             lo, span = self.scale_
             return (lo + span / (1.0 + np.exp(-x))).astype(np.float32)
         return x.astype(np.float32)
@@ -320,9 +324,9 @@ class PMF(_SGDFactorModel):
 
     def _score_new_users(self, ratings):
         """Linear link: the ridge solve of the base class. Logistic link: the same objective,
-        Σ_i (r_i − lo − span·σ(U·V_i))² + n λ_U ‖U‖², is no longer quadratic; it is minimised by
+        Σ_i (r_i − lo − span·σ(U·V_i))² + (n λ_U + c) ‖U‖², is no longer quadratic; it is minimised by
         damped Gauss-Newton (Levenberg-Marquardt) steps from U = 0, all users of a batch at once."""
-        if self.settings.link != "logistic":
+        if not self._logistic():
             return super()._score_new_users(ratings)
         ratings = self._fold_in_data(ratings)
         U = logistic_fold_in(ratings, self.item_factors_, self.scale_, float(self.settings.reg_user),
@@ -332,6 +336,9 @@ class PMF(_SGDFactorModel):
 
     def _baseline(self) -> bool:
         return self.settings.baseline == "bias"
+
+    def _logistic(self) -> bool:
+        return self.settings.link == "logistic"
 
     def _count_reg(self) -> float:
         # "auto" only in a model saved before the setting existed, which was trained with c = 0
