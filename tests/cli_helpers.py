@@ -50,7 +50,8 @@ def invoke_cli(*args, env: dict | None = None, cwd: str | Path | None = None, ch
     the CLI does (its output, its one-line errors, its exit code, the files it writes) gets the same answer
     from the same entry point here. File descriptors 1 and 2 are redirected too (a C library's or a
     warning's output is caught as a child's would be), the environment, working folder, argv, stdin and
-    warning filters are the child's for the call and restored after, and an uncaught exception is written
+    warning filters are the child's for the call and restored after (the whole environment: a variable
+    the command sets, e.g. a thread count, dies with it as with a child), and an uncaught exception is written
     to stderr as the interpreter would (a traceback, exit 1) so ``assert_one_line_error`` still catches it.
     Tests about the process itself (signals, kill -9, torchrun, fresh imports, memory) keep ``run_cli``.
     """
@@ -64,7 +65,7 @@ def invoke_cli(*args, env: dict | None = None, cwd: str | Path | None = None, ch
     # one torch/OpenMP thread unless the test says otherwise: two threads fighting the other jobs on a
     # shared 2-core box made a 4-epoch DeepRec fit 13x slower in wall time (the same figures, bit for bit)
     e = {"COLUMNS": "200", "OMP_NUM_THREADS": "1", **(env or {})}
-    saved_env = {k: os.environ.get(k) for k in e}
+    saved_env = os.environ.copy()       # all of it: what the command sets must not outlive it, as a child's
     saved = (sys.argv, sys.stdin, sys.stdout, sys.stderr, os.getcwd(), warnings.showwarning)
     torch = sys.modules.get("torch")
     threads = torch.get_num_threads() if torch is not None else None
@@ -116,11 +117,9 @@ def invoke_cli(*args, env: dict | None = None, cwd: str | Path | None = None, ch
                 os.close(fd)
             sys.argv, sys.stdin, sys.stdout, sys.stderr, cwd_before, warnings.showwarning = saved
             os.chdir(cwd_before)
-            for k, v in saved_env.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
+            if os.environ != saved_env:
+                os.environ.clear()
+                os.environ.update(saved_env)
             if threads is not None:
                 torch.set_num_threads(threads)
         out.seek(0)

@@ -53,3 +53,23 @@ def test_an_unexpected_exception_shows_as_the_interpreter_shows_it(monkeypatch):
         assert lines[0] == "Traceback (most recent call last):" and lines[-1] == "ValueError: boom: a bug, not bad input"
         with pytest.raises(AssertionError, match="Traceback"):
             assert_one_line_error(p)
+
+
+def test_what_a_command_does_to_the_environment_ends_with_it(monkeypatch):
+    """A child's environment dies with it; in process, a variable the command sets or removes (a thread
+    count pinned by a fan-out, say) is undone after the call, and the call's own env too."""
+    import os
+
+    import recozoo.registry
+    monkeypatch.setenv("RECOZOO_TEST_KEPT", "before")
+
+    def meddle(name):
+        os.environ["RECOZOO_TEST_SET"] = "by the command"
+        os.environ.pop("RECOZOO_TEST_KEPT")
+        assert os.environ["RECOZOO_TEST_CALL"] == "for the call"
+        raise recozoo.registry.RegistryError("meddled")
+    monkeypatch.setattr(recozoo.registry, "get_model", meddle)
+    before = dict(os.environ)
+    assert_one_line_error(invoke_cli("models", "bias", env={"RECOZOO_TEST_CALL": "for the call"}, check=False),
+                          "meddled")
+    assert dict(os.environ) == before
