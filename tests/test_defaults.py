@@ -143,6 +143,7 @@ def test_pmf_fold_in_solves_the_count_shrunk_objective(table):
     ("pmf", {"factors": 3, "epochs": 2, "reg_count": 5.0}),
     ("als", {"rank": 3, "iterations": 2, "baseline": "bias"}),
     ("glocal-k", {"layers": "4,4", "pre_epochs": 3, "fine_epochs": 2, "eval_every": 1, "baseline": "bias"}),
+    ("rrn", {"epochs": 2, "hidden": 8, "embed": 8, "dynamic": 4, "stationary": 4, "baseline": "bias"}),
 ])
 def test_bias_baseline_is_added_back_everywhere(table, tmp_path, model, settings):
     """Under baseline=bias: cold pairs get the bias model's μ + b_u/b_i, save/load and score_items

@@ -18,7 +18,7 @@ SMALL = {"epochs": 2, "hidden": 8, "embed": 8, "dynamic": 4, "stationary": 4, "b
 #: the paper's formula and input only: our additions (biases, dynamic biases, step summary) off,
 #: the indicator channel on — the causality tests run on both configurations
 PAPER_ONLY = {**SMALL, "biases": False, "dynamic_bias": False, "step_summary": False,
-              "indicator": True}
+              "indicator": True, "baseline": "none"}
 
 
 @pytest.fixture(scope="module")
@@ -178,3 +178,29 @@ def test_packed_lstm_backward_matches_autograd():
     w = torch.randn(H, 4 * H, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda a, b: PackedLSTM.apply(a, b, sizes, torch.from_numpy(prev)),
                                     (xw, w))
+
+
+def test_bias_baseline_gives_the_biases_and_the_networks_start_without_an_offset(split):
+    """baseline=bias: μ + b_u + b_i are the bias model's (RRN's own biases stay unused at zero), the
+    LSTMs read the bias model's residuals, and the dynamic outputs start without a bias of their own;
+    baseline=bias with biases=false is refused in one line."""
+    from recozoo.errors import SettingsError
+    from recozoo.models.baselines import Bias
+    m = RRN(settings={**SMALL, "baseline": "bias"}, seed=0).fit(split.train, split.valid)
+    bias = Bias(seed=0).fit(split.train)
+    np.testing.assert_allclose(m.base_.item_bias, bias.item_bias_, atol=1e-6)
+    assert float(m.BU_.detach().abs().max()) == 0.0 and float(m.BM_.detach().abs().max()) == 0.0
+    u, i = split.train.users.astype(np.int64), split.train.items.astype(np.int64)
+    want = split.train.ratings - m.base_.at(u, i)                      # the residuals the LSTMs read
+    np.testing.assert_allclose(np.sort(m._us.bag_r), np.sort(want.astype(np.float32)), atol=1e-5)
+    fresh = RRN(settings={**SMALL, "baseline": "bias"}, seed=0)
+    fresh._set_baseline(m.base_)
+    fresh._build_nets(m.n_users_, m.n_items_)
+    D = fresh.settings.dynamic
+    for net in (fresh.user_net_, fresh.movie_net_):
+        w, b = net.out.weight.detach(), net.out.bias.detach()
+        assert float(b.abs().max()) == 0.0 and float(w[D].abs().max()) == 0.0
+        assert float(w[:D].abs().max()) > 0.0          # the dynamic states still start random
+    with pytest.raises(SettingsError, match="baseline") as e:
+        RRN(settings={"baseline": "bias", "biases": False})
+    assert "\n" not in str(e.value)

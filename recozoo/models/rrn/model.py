@@ -26,7 +26,14 @@ Prediction::
 
 with 20-d stationary factors ``u_i``, ``m_j``. The paper's formula is the last
 line; μ, the stationary biases ``b_i``, ``b_j`` (``biases``) and the dynamic
-biases ``d`` (``dynamic_bias``) are ours. Training alternates a user phase
+biases ``d`` (``dynamic_bias``) are ours. With ``baseline=bias`` (ours) μ + b_i
++ b_j are the bias model's (:class:`~recozoo.models.baselines.Bias`, fitted on
+TRAIN and kept fixed): the networks and stationary factors then learn, and the
+LSTMs read, the residuals of that regularised baseline, and the affine outputs
+start with a zero bias, so the model starts from the bias model's predictions —
+RRN's own biases, one SGD step per entity per batch under a per-rating L2
+penalty, are not shrunk by the entity's count as the bias model's are, and
+over-fitted users and movies with few ratings. Training alternates a user phase
 (the movie states are computed once and held fixed, gradients flow through the
 user LSTM over whole sequences) and a movie phase (the mirror image). Adam
 trains the networks (AdamW if ``weight_decay`` > 0); plain SGD with L2 the
@@ -85,7 +92,8 @@ from torch import nn
 from recozoo.data.table import RatingsTable
 from recozoo.devices import resolve_device
 from recozoo.engine import EngineConfig, Trainer, copy_weights
-from recozoo.errors import RecozooError
+from recozoo.errors import RecozooError, SettingsError
+from recozoo.models._baseline import BiasBaseline
 from recozoo.models.temporal import TimeAwarePredict, days_of
 from recozoo.models.base import Model
 from recozoo.models.rrn.layout import Layout, Side, length_batches
@@ -135,9 +143,18 @@ class RRNSettings(BaseSettings):
     cpu_threads: int = setting(1, "torch intra-op threads while RRN fits/predicts on CPU (0 = leave "
                                   "torch's setting); its many small per-step ops run faster on one",
                                min=0)
+    baseline: Literal["none", "bias"] = setting(
+        "none", "bias: the networks and stationary factors learn the residuals of the bias model (fitted "
+                "on TRAIN, kept fixed), whose mu + b_user + b_movie are the prediction's (needs biases=true; "
+                "ours)")
     future: Literal["one-step", "calendar"] = setting(
         "one-step", "after training: one step from the last known step straight to the predicted "
                     "day (one-step), or one empty step per calendar step up to it (calendar)")
+
+    def validate(self) -> None:
+        if self.baseline == "bias" and not self.biases:
+            raise SettingsError("setting 'baseline': bias takes mu, b_user and b_movie from the bias model; "
+                                "with biases=false use baseline=none")
 
 
 @contextlib.contextmanager
@@ -187,6 +204,14 @@ class RRN(TimeAwarePredict, Model):
         torch.manual_seed(self.seed)
         self.user_net_ = SideNet(n_items, s).to(self._dev)
         self.movie_net_ = SideNet(n_users, s).to(self._dev)
+        if getattr(self, "base_", None) is not None:
+            # on the bias model's residuals the dynamic part starts without an offset of its own (the
+            # output layer's bias and dynamic-bias row at zero), so the model starts at the bias model
+            with torch.no_grad():
+                for net in (self.user_net_, self.movie_net_):
+                    net.out.bias.zero_()
+                    if s.dynamic_bias:
+                        net.out.weight[s.dynamic].zero_()
         g = torch.Generator().manual_seed(self.seed)
         self.U_ = nn.Parameter((torch.randn(n_users, s.stationary, generator=g) * s.init_std).to(self._dev))
         self.M_ = nn.Parameter((torch.randn(n_items, s.stationary, generator=g) * s.init_std).to(self._dev))
@@ -197,12 +222,38 @@ class RRN(TimeAwarePredict, Model):
         """Predictions from the two sides' dynamic outputs and the stationary terms of (uu, ii)."""
         s = self.settings
         D = s.dynamic
-        p = self.global_mean_ + (du[:, :D] * dm[:, :D]).sum(1) + (self.U_[uu] * self.M_[ii]).sum(1)
+        p = self._centre(uu, ii) + (du[:, :D] * dm[:, :D]).sum(1) + (self.U_[uu] * self.M_[ii]).sum(1)
         if s.dynamic_bias:
             p = p + du[:, D] + dm[:, D]
-        if s.biases:
+        if self._own_biases:
             p = p + self.BU_[uu] + self.BM_[ii]
         return p
+
+    @property
+    def _own_biases(self) -> bool:
+        """Whether the stationary biases b_i, b_j are the model's own (under ``baseline=bias`` they are the
+        bias model's, in :meth:`_centre`)."""
+        return self.settings.biases and getattr(self, "base_", None) is None
+
+    def _centre(self, uu, ii):
+        """What the model's terms are added to: μ, or under ``baseline=bias`` the bias model's
+        μ + b_u + b_i of each pair (uu, ii: index tensors)."""
+        base = getattr(self, "_base_t", None)
+        if base is None:
+            return self.global_mean_
+        mu, bu, bi = base
+        return mu + bu[uu] + bi[ii]
+
+    def _set_baseline(self, base: BiasBaseline | None) -> None:
+        """Keep the bias baseline (or None) and its biases as tensors on the model's device."""
+        self.base_ = base
+        self._base_t = None if base is None else (
+            base.mu, torch.from_numpy(base.user_bias).to(self._dev), torch.from_numpy(base.item_bias).to(self._dev))
+
+    def _predict_unknown(self, users, items):
+        if getattr(self, "base_", None) is None:
+            return super()._predict_unknown(users, items)
+        return self.base_.at(users, items).astype(np.float32)
 
     @property
     def _dev(self) -> torch.device:
@@ -240,7 +291,11 @@ class RRN(TimeAwarePredict, Model):
     def _make_sides(self) -> None:
         ip, it, r, d = self._history
         users = np.repeat(np.arange(self.n_users_, dtype=np.int64), np.diff(ip))
-        common = (self.global_mean_, self.t_mean_, self.t_std_)
+        mu = self.global_mean_
+        if getattr(self, "base_", None) is not None:     # the LSTMs read the bias model's residuals
+            r = (r.astype(np.float64) - self.base_.at(users, it)).astype(np.float32)
+            mu = 0.0
+        common = (mu, self.t_mean_, self.t_std_)
         s = self.settings
         self._us = Side(users, it, r, d, self.n_users_, s.user_step_days, self.d0_, *common)
         self._ms = Side(it, users, r, d, self.n_items_, s.movie_step_days, self.d0_, *common)
@@ -260,6 +315,7 @@ class RRN(TimeAwarePredict, Model):
         self._train_history = (train.indptr.astype(np.int64), train.items.astype(np.int64),
                                train.ratings.astype(np.float32), days)
         self._history = self._train_history
+        self._set_baseline(BiasBaseline.fit(train) if s.baseline == "bias" else None)
         self._make_sides()
         task = RRNTask(self, train)
         cfg = EngineConfig.from_settings(s, device=str(self._dev), seed=self.seed, optimizer="adam")
@@ -277,7 +333,7 @@ class RRN(TimeAwarePredict, Model):
         """A side's (own, other) stationary biases and factors (detached), for the step summary."""
         s = self.settings
         bu, bm = self.BU_.detach(), self.BM_.detach()
-        if not s.biases:
+        if not self._own_biases:
             bu, bm = torch.zeros_like(bu), torch.zeros_like(bm)
         u, m = self.U_.detach(), self.M_.detach()
         return (bu, bm, u, m) if side is self._us else (bm, bu, m, u)
@@ -395,10 +451,12 @@ class RRN(TimeAwarePredict, Model):
             ut = torch.from_numpy(users).to(self._dev)
             s = self.settings
             D = s.dynamic
-            out = self.global_mean_ + du[:, :D] @ dm[:, :D].T + self.U_[ut] @ self.M_.T
+            base = getattr(self, "_base_t", None)
+            centre = self.global_mean_ if base is None else base[0] + base[1][ut][:, None] + base[2][None, :]
+            out = centre + du[:, :D] @ dm[:, :D].T + self.U_[ut] @ self.M_.T
             if s.dynamic_bias:
                 out = out + du[:, D:] + dm[:, D][None, :]
-            if s.biases:
+            if self._own_biases:
                 out = out + self.BU_[ut][:, None] + self.BM_[None, :]
         return out.cpu().numpy().astype(np.float32)
 
@@ -425,6 +483,8 @@ class RRN(TimeAwarePredict, Model):
         st.update({"train_indptr": ip, "train_items": it, "train_ratings": r, "train_days": d,
                    "d0": self.d0_, "d_max": self.d_max_, "t_mean": self.t_mean_,
                    "t_std": self.t_std_, "best_epoch": self.best_epoch_})
+        if getattr(self, "base_", None) is not None:
+            st.update(self.base_.state())
         return st
 
     def _set_state(self, state):
@@ -446,5 +506,6 @@ class RRN(TimeAwarePredict, Model):
                                np.asarray(state["train_ratings"], np.float32),
                                np.asarray(state["train_days"], np.int64))
         self._history = self._train_history
+        self._set_baseline(BiasBaseline.from_state(state) if "baseline_mu" in state else None)
         self._make_sides()
 

@@ -131,7 +131,7 @@ class RRNTask(Task):
         du, dm = (d_own, d_oth) if phase.user_side else (d_oth, d_own)
         err = self.r[sel] - m._score(du, dm, uu, ii)
         penalty = s.reg_stationary * ((m.U_[uu] ** 2).sum() + (m.M_[ii] ** 2).sum())
-        if s.biases:
+        if m._own_biases:
             penalty = penalty + s.reg_bias * ((m.BU_[uu] ** 2).sum() + (m.BM_[ii] ** 2).sum())
         yield Loss((err * err).sum(), int(sel_np.size), penalty, summed=True, steps=(phase.optimizer, "sgd"),
                    before_step=lambda: m._mean_grads(uu, ii))
