@@ -104,6 +104,15 @@ class _Range:
     def sample(self, s: Suggest, out: dict[str, Any]) -> None:
         out[self.name] = self._draw(s)
 
+    def params_for(self, point: Mapping[str, Any], out: dict[str, Any]) -> None:
+        v = point.get(self.name)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            return
+        out[self.name] = self._nearest(min(max(v, self.low), self.high))
+
+    def _nearest(self, v: float) -> float | int:
+        return float(v)
+
     def describe(self, when: str = "") -> list[dict[str, Any]]:
         return [{"name": self.name, "kind": self.kind, "values": self._values(), "log": self.log, "when": when}]
 
@@ -139,6 +148,9 @@ class Int(_Range):
     def _draw(self, s: Suggest) -> int:
         return s.suggest_int(self.name, self.low, self.high, step=self.step, log=self.log)
 
+    def _nearest(self, v: float) -> int:
+        return int(min(self.low + self.step * round((v - self.low) / self.step), self.high))
+
     def _values(self) -> str:
         step = f" step {self.step}" if self.step != 1 else ""
         return f"{self.low} .. {self.high}{step}"
@@ -159,6 +171,14 @@ class Categorical:
 
     def sample(self, s: Suggest, out: dict[str, Any]) -> None:
         out[self.name] = s.suggest_categorical(self.name, self.choices)
+
+    def params_for(self, point: Mapping[str, Any], out: dict[str, Any]) -> None:
+        v = point.get(self.name)
+        # a tuple setting is a string choice ("256,256"); a bool must not match 0/1 choices, nor 1 True
+        match = [c for c in self.choices if type(c) is type(v) and c == v] + \
+            [c for c in self.choices if isinstance(c, str) and isinstance(v, tuple) and c == ",".join(map(str, v))]
+        if match:
+            out[self.name] = match[0]
 
     def describe(self, when: str = "") -> list[dict[str, Any]]:
         return [{"name": self.name, "kind": "choice", "values": " | ".join(map(str, self.choices)),
@@ -190,6 +210,16 @@ class Layers:
         out[self.name] = tuple(s.suggest_int(f"{self.name}_{i}", self.width[0], self.width[1], log=self.log)
                                for i in range(depth))
 
+    def params_for(self, point: Mapping[str, Any], out: dict[str, Any]) -> None:
+        v = point.get(self.name)
+        if not isinstance(v, (tuple, list)) or not self.depth[0] <= len(v) <= self.depth[1] \
+                or not all(isinstance(w, int) and not isinstance(w, bool) for w in v):
+            return
+        if self.depth[0] != self.depth[1]:
+            out[f"{self.name}_depth"] = len(v)
+        for i, w in enumerate(v):
+            out[f"{self.name}_{i}"] = min(max(w, self.width[0]), self.width[1])
+
     def describe(self, when: str = "") -> list[dict[str, Any]]:
         return [{"name": self.name, "kind": "layers",
                  "values": f"{self.depth[0]} .. {self.depth[1]} layers of {self.width[0]} .. {self.width[1]}",
@@ -220,6 +250,11 @@ class When:
             out.update(self.fixed)
             for d in self.dims:
                 d.sample(s, out)
+
+    def params_for(self, point: Mapping[str, Any], out: dict[str, Any]) -> None:
+        if point.get(self.param) in self.values:
+            for d in self.dims:
+                d.params_for(point, out)
 
     def describe(self, when: str = "") -> list[dict[str, Any]]:
         cond = f"{self.param} = {'|'.join(map(str, self.values))}"
@@ -260,6 +295,18 @@ class SearchSpace:
         out: dict[str, Any] = dict(self.fixed)
         for d in self.dims:
             d.sample(suggest, out)
+        return out
+
+    def params_for(self, point: Mapping[str, Any]) -> dict[str, Any]:
+        """The draws (Optuna parameter names -> values) that come nearest to ``point``, a dict of
+        settings such as a model's defaults: each number clipped into its range (and onto its step),
+        a choice or a layer stack kept only when the space can draw it, a conditional part only
+        under its condition. What :meth:`sample` returns from these draws is the point as near as
+        the space can express it (``fixed`` values win). ``recozoo tune`` queues them as a new
+        study's first trial."""
+        out: dict[str, Any] = {}
+        for d in self.dims:
+            d.params_for(point, out)
         return out
 
     def sample_random(self, rng: np.random.Generator | int) -> dict[str, Any]:

@@ -133,3 +133,57 @@ def test_models_command_shows_the_space():
     assert out["valid_curve"] is True and invoke_json("models", "biasedmf")["valid_curve"] is True
     assert invoke_json("models", "bias")["valid_curve"] is False      # no epochs: tune has nothing to prune on
     assert get_model("ease").search_space.describe()[0]["name"] == "reg"   # the plugin's own
+
+
+# ----------------------------------------------------------------- params_for: a point back to its draws
+class _Replay:
+    """A suggester answering each draw from ``params`` (what an Optuna trial does with a queued trial)."""
+
+    def __init__(self, params):
+        self.params = params
+
+    def suggest_float(self, name, low, high, *, log=False):
+        return self.params[name]
+
+    def suggest_int(self, name, low, high, *, step=1, log=False):
+        return self.params[name]
+
+    def suggest_categorical(self, name, choices):
+        return self.params[name]
+
+
+@pytest.mark.parametrize("name", MODELS)
+@hyp_settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_params_for_a_sampled_point_draws_that_point_again(name, seed):
+    space = get_model(name).search_space
+    point = space.sample_random(seed)
+    assert space.sample(_Replay(space.params_for(point))) == point
+
+
+@hyp_settings(max_examples=200, deadline=None)
+@given(lr=st.floats(-1.0, 10.0, allow_nan=False), k=st.integers(-5, 500), n=st.integers(-3, 30),
+       depth=st.integers(1, 5), width=st.integers(1, 5000), opt=st.sampled_from(["adam", "momentum", "sgd"]))
+def test_params_for_clips_into_the_space_and_leaves_out_what_it_cannot_draw(lr, k, n, depth, width, opt):
+    point = {"lr": lr, "k": k, "n": n, "opt": opt, "momentum": 0.9, "layers": (width,) * depth}
+    params = SPACE.params_for(point)
+    drawn = SPACE.sample(_Replay({**_every_draw(), **params}))
+    assert 1e-4 <= params["lr"] <= 1e-1 and params["lr"] == min(max(lr, 1e-4), 1e-1)
+    assert 2 <= params["k"] <= 64 and params["n"] in (0, 5, 10) and abs(params["n"] - min(max(n, 0), 10)) <= 2.5
+    assert ("opt" in params) == (opt != "sgd")              # not a choice of the space: drawn as usual
+    assert ("momentum" in params) == (opt == "momentum")     # only under its condition
+    assert ("layers_depth" in params) == (depth <= 3)        # deeper than the space: drawn as usual
+    if depth <= 3:
+        assert drawn["layers"] == (min(max(width, 16), 256),) * depth
+
+
+def _every_draw():
+    """A draw for every name of SPACE, for the parts ``params_for`` left out."""
+    return {"lr": 0.01, "k": 8, "n": 5, "opt": "adam", "momentum": 0.9, "layers_depth": 2,
+            "layers_0": 32, "layers_1": 32, "layers_2": 32}
+
+
+def test_params_for_keeps_bools_apart_from_numbers_and_reads_tuple_choices():
+    space = SearchSpace(Categorical("flag", (0, 1)), Categorical("shape", ("64,32", "128")))
+    assert space.params_for({"flag": True, "shape": (64, 32)}) == {"shape": "64,32"}
+    assert space.params_for({"flag": 1, "shape": "128"}) == {"flag": 1, "shape": "128"}

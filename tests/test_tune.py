@@ -309,3 +309,25 @@ def test_compare_tune_keeps_a_model_with_nothing_to_tune_as_given(tmp_path):
     assert sorted(fits) == ["itemknn", "pop"] and not (out / "studies" / "pop").exists()
     assert rows["pop"]["tune_trials"] is None and rows["pop"]["test_ndcg@10_mean"] is not None
     assert rows["itemknn"]["tune_trials"] == 2
+
+
+def test_a_new_study_tries_the_defaults_first_and_a_resumed_one_does_not_again(split, tmp_path):
+    """Trial 0 is the model's defaults for this data (auto rules resolved, the user's --set applied,
+    the space's fixed values on top), so a study never ends worse on VALID than the defaults."""
+    from recozoo.registry import get_model
+    from recozoo.defaults import resolve
+    from recozoo.settings import parse_settings
+    out = tmp_path / "als"
+    tune(TuneConfig("als", "tiny-tune", trials=3, seed=2, out=out, plots=False, fixed={"rank": 6}), split=split)
+    rows = _trials(out)
+    ALS = get_model("als")
+    want = resolve(parse_settings(ALS.Settings, {"rank": 6}), ALS.auto_rule, split.train)
+    first = json.loads(sqlite3.connect(out / "study.sqlite3").execute(
+        "select value_json from trial_user_attributes where trial_id = 1 and key = 'origin'").fetchone()[0])
+    assert first == "defaults"
+    assert float(rows[0]["reg"]) == pytest.approx(want.reg) and int(rows[0]["iterations"]) == want.iterations
+    assert rows[0]["biases"] == str(want.biases) and "rank" not in rows[0]             # fixed by --set
+    assert [r["reg"] for r in rows[1:]] != [rows[0]["reg"]] * 2          # then the sampler's own points
+    tune(TuneConfig("als", "tiny-tune", trials=5, seed=2, out=out, plots=False, fixed={"rank": 6}), split=split)
+    rows = _trials(out)
+    assert len(rows) == 5 and sum(r["reg"] == rows[0]["reg"] for r in rows) == 1   # not queued again

@@ -26,7 +26,7 @@ from recozoo.search import LOWER_IS_BETTER
 from recozoo.tune.config import TuneConfig
 from recozoo.tune.outputs import BEST_FILE, TRIALS_FILE, info, trial_summary, write_plots, write_trials_csv
 from recozoo.tune.study import StudyLock, counts, default_url, open_storage, open_study, redo_interrupted, safe_url
-from recozoo.tune.trials import pruner, run_worker, sampler
+from recozoo.tune.trials import pruner, queue_defaults, run_worker, sampler
 
 __all__ = ["tune"]
 
@@ -53,6 +53,7 @@ def tune(cfg: TuneConfig, *, reporter: Reporter | None = None, split=None) -> di
                 shutil.rmtree(cfg.out, ignore_errors=True)
             raise
         redone = [] if cfg.storage else redo_interrupted(study, storage)
+        queue_defaults(study, cls, cls.search_space.without(cfg.fixed), split.train, cfg.fixed)
         study.sampler = sampler(cfg, 0, len(study.get_trials(deepcopy=False)))
         _announce_resume(study, redone, reporter)
         _run_trials(cfg, study, cls, split if (given_split or cfg.jobs == 1) else None, reporter)

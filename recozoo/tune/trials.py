@@ -17,7 +17,10 @@ from recozoo.tune.objective import FailedFit, Objective
 from recozoo.tune.outputs import info
 from recozoo.tune.study import counts, default_url, open_storage, quiet_optuna
 
-__all__ = ["sampler", "pruner", "run_worker", "Progress"]
+__all__ = ["sampler", "pruner", "run_worker", "Progress", "queue_defaults", "DEFAULTS_ORIGIN"]
+
+#: the ``origin`` user attribute of the trial that tries the model's defaults
+DEFAULTS_ORIGIN = "defaults"
 
 
 def sampler(cfg: TuneConfig, worker: int, done: int = 0):
@@ -34,6 +37,33 @@ def pruner():
     """Median pruning from each epoch's VALID RMSE, once three trials have finished; the first three
     epochs are never pruned (a first pass's VALID RMSE says little about where a fit ends)."""
     return quiet_optuna().pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=4)
+
+
+def queue_defaults(study, cls, space, train, fixed: dict[str, Any]) -> dict[str, Any] | None:
+    """Queue the model's defaults for this data (its "auto" rules resolved on ``train``, the user's
+    ``fixed`` values applied) as the first trial of a new ``study``; returns the queued draws, or None
+    when nothing was queued (a study that has trials, or defaults the space cannot express at all).
+
+    Why: the defaults are chosen to hold on any data (docs/defaults.md), so a study that starts
+    from them never ends worse on VALID than `recozoo fit` at the defaults, however short the budget
+    — a few random start-up points in a space of ten dimensions often are. The draws are the
+    space's nearest point (:meth:`recozoo.search_space.SearchSpace.params_for`); the space's
+    ``fixed`` values (e.g. early stopping on) apply to this trial as to every other."""
+    from dataclasses import asdict
+    from recozoo.defaults import resolve
+    from recozoo.errors import SettingsError
+    from recozoo.settings import parse_settings
+    if study.get_trials(deepcopy=False):
+        return None
+    try:
+        defaults = resolve(parse_settings(cls.Settings, fixed, model=cls.name), cls.auto_rule, train)
+    except SettingsError:
+        return None
+    params = space.params_for(asdict(defaults))
+    if not params:
+        return None
+    study.enqueue_trial(params, user_attrs={"origin": DEFAULTS_ORIGIN})
+    return params
 
 
 def run_worker(cfg: TuneConfig, worker: int, *, split=None, study=None, cls=None, reporter: Reporter | None = None,
