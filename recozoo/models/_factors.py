@@ -92,6 +92,12 @@ def fold_in_ridge(ratings, features, targets: np.ndarray, reg: np.ndarray, count
     return out
 
 
+def _known_side_bias(offset, user_bias, item_bias, users, items, ku, ki):
+    """``offset + b_u + b_i`` with each bias counted only where its side is known (``ku``, ``ki``): the
+    score of a pair whose user or item has no factors (``users``/``items`` must index the arrays)."""
+    return offset + np.where(ku, user_bias[users], 0.0) + np.where(ki, item_bias[items], 0.0)
+
+
 class BiasedFactorModel(Model):
     """A model scored as ``link(offset + b_u + b_i + p_u·q_i)``.
 
@@ -145,9 +151,8 @@ class BiasedFactorModel(Model):
             return np.full(users.shape[0], self.global_mean_, dtype=np.float32)
         ku = (users >= 0) & (users < self.n_users_)
         ki = (items >= 0) & (items < self.n_items_)
-        bu = np.where(ku, self.user_bias_[np.clip(users, 0, self.n_users_ - 1)], 0.0)
-        bi = np.where(ki, self.item_bias_[np.clip(items, 0, self.n_items_ - 1)], 0.0)
-        return (self.offset_ + bu + bi).astype(np.float32)
+        return _known_side_bias(self.offset_, self.user_bias_, self.item_bias_, np.clip(users, 0, self.n_users_ - 1),
+                                np.clip(items, 0, self.n_items_ - 1), ku, ki).astype(np.float32)
 
     def _predict(self, users, items):
         x = (self.offset_ + self.user_bias_[users].astype(np.float64) + self.item_bias_[items]
@@ -290,7 +295,7 @@ class ValidCurve:
         pred = m._link(self._x).astype(np.float64)
         if self.cold.any():                    # predict's fallback: μ + the known side's bias, or the mean
             c = self.cold
-            pred[c] = offset + np.where(self.ku[c], bu[u[c]], 0.0) + np.where(self.ki[c], bi[i[c]], 0.0) \
+            pred[c] = _known_side_bias(offset, bu, bi, u[c], i[c], self.ku[c], self.ki[c]) \
                 if m._uses_bias() else m.global_mean_
         return float(np.sqrt(np.mean((pred - self.ratings) ** 2)))
 
