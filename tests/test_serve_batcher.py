@@ -142,6 +142,20 @@ def test_a_backlog_of_cheap_batches_yields_to_the_loop_between_batches():
     assert all("tick" in events[a:c] for a, c in zip(batches, batches[1:])), events
 
 
+
+def test_a_scorer_that_answers_too_few_fails_its_requests_instead_of_leaving_them_waiting():
+    """zip over fewer results than requests left the rest waiting for ever (a client's hang, not a 500)."""
+    async def main():
+        b = MicroBatcher(lambda owner, items: items[:-1], wait_s=0.5, max_batch=8)
+        b.start()
+        got = await asyncio.wait_for(asyncio.gather(*[b.submit("run", i) for i in range(3)],
+                                                    return_exceptions=True), 5.0)
+        await b.stop()
+        return got
+    got = _run(main())
+    assert len(got) == 3 and all(isinstance(g, RuntimeError) and "answered 2 of 3" in str(g) for g in got), got
+
+
 def test_settle_heap_freezes_what_is_alive_and_a_swap_reclaims_old_cycles():
     """The served run is frozen out of the cyclic collector's full passes (which stopped the server
     30-130 ms each with a 17,768-item DeepRec loaded); settling again after a swap frees the old run's

@@ -55,7 +55,8 @@ PEAK_WINDOW = 32
 class MicroBatcher:
     """Collect ``(owner, item)`` submissions and answer them with ``run_batch(owner, items)``.
 
-    ``run_batch`` returns one result per item (same order); ``on_batch(size)`` is
+    ``run_batch`` returns one result per item (same order; any other count fails the batch's
+    requests instead of leaving some unanswered); ``on_batch(size)`` is
     called for every batch scored (metrics).
     """
 
@@ -159,6 +160,8 @@ class MicroBatcher:
                     results = self._timed(owner, items)
                 else:
                     results = await loop.run_in_executor(self._executor, self._timed, owner, items)
+                if len(results) != len(items):    # zip would leave the extra requests waiting forever
+                    raise RuntimeError(f"run_batch answered {len(results)} of {len(items)} requests")
             except Exception as e:          # noqa: BLE001 (handed to every waiting request)
                 for _, _, fut in batch:
                     if not fut.done():
