@@ -338,18 +338,26 @@ class DaskFanout(Fanout):
         with self.client.as_current():   # as_completed looks the client up (set_as_default=False)
             return self._map_here(fn, jobs, shared, labels, on_result, on_start, progress)
 
-    def _map_here(self, fn, jobs, shared, labels, on_result, on_start, progress):
-        from distributed import as_completed
-        col = _Collector(len(jobs), labels, on_result, progress)
+    def submit(self, fn: Callable[[Any, Any], Any], jobs: Sequence[Any], *, shared: Any = None,
+               labels: Sequence[str] | None = None, on_start: Callable[[int], None] | None = None) -> list:
+        """Hand every job to the cluster and return at once: one ``distributed.Future`` per job (its
+        result is ``(fn(shared, job), seconds)``), for a caller with work of its own while they run."""
+        labels = list(labels) if labels is not None else [f"job {i}" for i in range(len(jobs))]
         threads = self._threads_by_worker()
         shared_f = self.client.scatter(shared, broadcast=True, hash=False) if shared is not None else None
-        pending = {}
+        futures = []
         for i, job in enumerate(jobs):
             if on_start is not None:
                 on_start(i)
-            fut = self.client.submit(_dask_call, fn, shared_f, job, threads, pure=False,
-                                     key=f"recozoo-{labels[i]}-{os.getpid()}-{time.time_ns()}")
-            pending[fut.key] = (i, fut)
+            futures.append(self.client.submit(_dask_call, fn, shared_f, job, threads, pure=False,
+                                              key=f"recozoo-{labels[i]}-{os.getpid()}-{time.time_ns()}"))
+        return futures
+
+    def _map_here(self, fn, jobs, shared, labels, on_result, on_start, progress):
+        from distributed import as_completed
+        col = _Collector(len(jobs), labels, on_result, progress)
+        futures = self.submit(fn, jobs, shared=shared, labels=labels, on_start=on_start)
+        pending = {fut.key: (i, fut) for i, fut in enumerate(futures)}
         try:
             for fut in as_completed([f for _, f in pending.values()]):
                 i, _ = pending.pop(fut.key)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -148,3 +149,10 @@ def _repoint_log_handlers(streams: dict) -> list:
 
 def invoke_json(*args, **kw):
     return json.loads(invoke_cli(*args, "--json", **kw).stdout)
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (for "a cluster address that does not answer")."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

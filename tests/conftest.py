@@ -89,3 +89,14 @@ def _one_torch_thread():
     if torch is not None and torch.get_num_threads() != 1:
         torch.set_num_threads(1)
     yield
+
+
+@pytest.fixture(scope="module")
+def dask_cluster() -> str:
+    """A real Dask cluster of two single-thread worker processes on loopback, for one test module:
+    its scheduler's address."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  protocol="tcp", dashboard_address=None) as cluster:
+        cluster.wait_for_workers(2)
+        yield cluster.scheduler_address

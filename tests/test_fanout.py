@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from cli_helpers import assert_one_line_error, invoke_cli
+from cli_helpers import assert_one_line_error, free_port, invoke_cli
 
 from recozoo.compare.config import build_config
 from recozoo.compare.runner import run_compare
@@ -109,15 +108,7 @@ def test_jobs_2_gives_the_sequential_table(sequential, tmp_path):
     assert ResultsStore(out).records() == recs
 
 
-# ------------------------------------------------------------------ compare --cluster
-@pytest.fixture(scope="module")
-def dask_cluster():
-    distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  protocol="tcp", dashboard_address=None) as cluster:
-        yield cluster.scheduler_address
-
-
+# ------------------------------------------------------------------ compare --cluster (dask_cluster: conftest.py)
 def test_dask_cluster_gives_the_sequential_table(sequential, dask_cluster, tmp_path):
     out = tmp_path / "out"
     res = run_compare(_config(cluster=dask_cluster), out, progress=False)
@@ -131,12 +122,6 @@ def test_dask_cluster_gives_the_sequential_table(sequential, dask_cluster, tmp_p
 
 
 # ------------------------------------------------------------------ bad input
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.parametrize("args, needle", [
     (["--cluster", "tcp://127.0.0.1:FREE"], "no Dask scheduler answers"),
     (["--cluster", "tcp://127.0.0.1:notaport"], "not a scheduler address"),
@@ -146,7 +131,7 @@ def _free_port() -> int:
 def test_bad_fanout_input_is_one_line_error(args, needle, tmp_path):
     bad = tmp_path / "jobs.toml"
     bad.write_text('jobs = "many"\n')
-    args = [a.replace("FREE", str(_free_port())) if "FREE" in a else {"JOBS_TOML": str(bad)}.get(a, a)
+    args = [a.replace("FREE", str(free_port())) if "FREE" in a else {"JOBS_TOML": str(bad)}.get(a, a)
             for a in args]
     out = tmp_path / "o"
     p = invoke_cli("compare", "--dataset", "synthetic", "--models", "bias", "--seeds", "1", "--out", out, *args,

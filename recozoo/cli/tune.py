@@ -24,7 +24,11 @@ def register(app: typer.Typer) -> None:
                                              "when no --budget)"),
         metric: Optional[str] = typer.Option(None, "--metric", help="rmse|mae|ndcg@K|recall@K|map@K|hitrate@K "
                                              "(default rmse; ndcg@10 for ranking-only models)"),
-        jobs: int = typer.Option(1, "--jobs", help="worker processes sharing the study"),
+        jobs: Optional[int] = typer.Option(None, "--jobs", help="trials at once: worker processes sharing the "
+                                           "study (default 1); with --cluster, default: the cluster's task slots"),
+        cluster: Optional[str] = typer.Option(None, "--cluster", help="Dask scheduler address tcp://HOST:PORT: the "
+                                              "trials run on its workers, the study is kept in --out "
+                                              "(pip install 'recozoo[cluster]')"),
         storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage URL (default: SQLite in "
                                               "--out); e.g. postgresql://user@host/db for several machines"),
         seed: int = typer.Option(0, "--seed", help="seed of the TPE sampler and of every fit"),
@@ -49,7 +53,7 @@ def register(app: typer.Typer) -> None:
         if not dataset:
             raise RecozooError("tune needs --dataset NAME (see `recozoo data list`)")
         cfg = TuneConfig(model=model, dataset=dataset, metric=metric, budget=parse_budget(budget), trials=trials,
-                         jobs=jobs, storage=storage, seed=seed, out=out, refit=not no_refit,
+                         jobs=jobs, cluster=cluster, storage=storage, seed=seed, out=out, refit=not no_refit,
                          fixed=parse_assignments(set_), split_seed=split_seed,
                          data_params=parse_assignments(data_param) if data_param else None,
                          source=str(source) if source else None, device=check_device_name(device))

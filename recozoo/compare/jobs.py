@@ -37,7 +37,7 @@ from recozoo.registry import get_model
 from recozoo.runs import RunConfig, fit_and_score, versions
 from recozoo.settings import BaseSettings
 
-__all__ = ["FitContext", "FitJob", "FitResult", "fit_job", "run_fit", "land_files", "ranking_at",
+__all__ = ["FitContext", "FitJob", "FitResult", "fit_job", "run_fit", "land_files", "write_files", "ranking_at",
            "TEST_ERRORS", "TEST_RANKING", "LOG_FILE", "run_dir_name", "machine"]
 
 TEST_ERRORS = "test_errors.npy"
@@ -193,17 +193,23 @@ def land_files(files: dict[str, bytes], rdir: Path) -> None:
     stage = rdir.with_name(f".{rdir.name}.partial")
     if stage.exists():
         shutil.rmtree(stage)
-    for rel, data in files.items():
-        target = stage / rel
-        if rel == SUMMARY_FILE:
-            doc = json.loads(data)
-            doc["run_dir"] = str(rdir)
-            data = json.dumps(doc, indent=2).encode()
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
+    if SUMMARY_FILE in files:
+        doc = json.loads(files[SUMMARY_FILE])
+        doc["run_dir"] = str(rdir)
+        files = {**files, SUMMARY_FILE: json.dumps(doc, indent=2).encode()}
+    write_files(files, stage)
+    stage.mkdir(parents=True, exist_ok=True)      # (a run with no file at all is still a folder)
     if rdir.exists():
         shutil.rmtree(rdir)
     os.replace(stage, rdir)
+
+
+def write_files(files: dict[str, bytes], folder: Path) -> None:
+    """Each ``relative path -> bytes`` of ``files`` written under ``folder`` (made as needed)."""
+    for rel, data in files.items():
+        target = Path(folder) / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
 
 
 def _save_npy(path: Path, arr: np.ndarray) -> None:

@@ -132,7 +132,7 @@ def run_compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, c
         if cfg.tune is not None:       # settings chosen on VALID first (recozoo.compare.tuning)
             from recozoo.compare.tuning import tune_models
             messages = RichReporter(enabled=progress, console=console)
-            resolved, tuned = tune_models(cfg, resolved, split, out, metrics, device, messages)
+            resolved, tuned = tune_models(cfg, resolved, split, out, metrics, device, messages, fan)
         return _run(cfg, out, resolved, (metrics, ks, implicit, tuned), device, split, fan, progress, console,
                     on_fit)
     finally:

@@ -8,10 +8,23 @@ ordinary comparison — every seed fitted, refitted on TRAIN ∪ VALID, TEST sco
 once per fit — so a tuned row is made exactly like an untuned one. A rerun
 resumes each study (a finished one runs no trial) and, with the same best
 settings, the same config hash: its fits are reused from the results store.
+
+Where the studies run: here one after another, side by side in ``--jobs``
+worker processes, or on the ``--cluster``'s workers. Each is a one-worker study
+with the comparison's seed wherever it runs, so ``--tune-trials`` chooses the
+same settings every way. On a cluster a study runs whole on one worker, in a
+temporary folder holding a copy of the study folder here (so an interrupted
+study resumes there), and its folder comes back as bytes that this process
+writes in place of the old one (:func:`land_study`). Spreading a study's own
+trials over the cluster (``recozoo tune --cluster``) would make the trials
+depend on which worker finishes first, and so the chosen settings.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +32,7 @@ from recozoo.compare.config import CompareConfig
 from recozoo.progress import Reporter, StderrReporter
 from recozoo.settings import parse_settings
 
-__all__ = ["tune_models", "tune_metric", "STUDIES"]
+__all__ = ["tune_models", "tune_metric", "land_study", "StudyJob", "STUDIES"]
 
 #: where the studies live inside a comparison's output folder
 STUDIES = "studies"
@@ -34,24 +47,24 @@ def tune_metric(cfg: CompareConfig, cls, metrics: list[str]) -> str:
 
 
 def tune_models(cfg: CompareConfig, resolved: list, split, out: Path, metrics: list[str], device: str,
-                reporter: Reporter) -> tuple[list, dict[str, dict[str, Any]]]:
+                reporter: Reporter, fan=None) -> tuple[list, dict[str, dict[str, Any]]]:
     """``resolved`` with each model's settings replaced by its study's best, and per model what the
     table shows (trials, best VALID, metric, study folder). A model with nothing to tune (``pop``; or
     every dimension of its space set with ``--set``) keeps its settings and has no entry: its row
     shows no trials.
 
-    With ``jobs`` > 1 (and no ``cluster``) the studies run side by side, one per worker process of
-    :class:`recozoo.fanout.ProcessFanout`, each a one-worker study as in the sequential run, so the
-    same seed gives the same trials (``--tune-trials``; a wall-clock ``--budget`` counts trials
-    that depend on the machine either way). On a ``cluster`` they run here, one after another:
-    a study's SQLite file lives in this machine's output folder, which a remote worker cannot write."""
+    With ``jobs`` > 1 the studies run side by side, one per worker process of
+    :class:`recozoo.fanout.ProcessFanout`; with ``fan`` a :class:`recozoo.fanout.DaskFanout` (the
+    comparison's ``--cluster``), one per cluster worker (see the module docstring). Each is a
+    one-worker study as in the sequential run, so the same seed gives the same trials
+    (``--tune-trials``; a wall-clock ``--budget`` counts trials that depend on the machine either way)."""
     configs = {}
     for spec, cls, _ in resolved:
         if not cls.search_space.without(spec.settings):   # e.g. pop: no space, or every dimension set
             reporter.message(f"{spec.name}: nothing to tune (no search space left); its settings as given")
             continue
         configs[spec.name] = _tune_config(cfg, spec, cls, out, metrics, device)
-    results = _run_studies(cfg, list(configs.values()), split, reporter)
+    results = _run_studies(cfg, list(configs.values()), split, reporter, fan)
     tuned, info = [], {}
     for spec, cls, settings in resolved:
         res = results.get(spec.name)
@@ -73,8 +86,11 @@ def _tune_config(cfg: CompareConfig, spec, cls, out: Path, metrics: list[str], d
                       device=device, final=False)
 
 
-def _run_studies(cfg: CompareConfig, configs: list, split, reporter: Reporter) -> dict[str, dict[str, Any]]:
+def _run_studies(cfg: CompareConfig, configs: list, split, reporter: Reporter, fan) -> dict[str, dict[str, Any]]:
     """Each study's ``tune`` result by model name: here one by one, or fanned out (see tune_models)."""
+    from recozoo.fanout import DaskFanout
+    if isinstance(fan, DaskFanout) and configs:
+        return _run_studies_on_cluster(fan, configs, split, reporter)
     if cfg.jobs == 1 or cfg.cluster or len(configs) < 2:
         out = {}
         for tc in configs:
@@ -93,3 +109,55 @@ def _tune_one(split, tc, reporter: Reporter | None = None) -> dict[str, Any]:
     """One model's study on the comparison's split (a fan-out job: module level, picklable result)."""
     from recozoo.tune import tune
     return tune(tc, reporter=reporter or StderrReporter(prefix=f"{tc.model}: "), split=split)
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyJob:
+    """One model's study for a cluster worker: its config (``out``: the folder here) and that
+    folder's files as they are now (empty for a new study)."""
+
+    config: Any
+    files: dict[str, bytes]
+
+
+def _run_studies_on_cluster(fan, configs: list, split, reporter: Reporter) -> dict[str, dict[str, Any]]:
+    from recozoo.tune.study import folder_files
+    reporter.message(f"tuning {', '.join(tc.model for tc in configs)} on VALID on the Dask cluster at "
+                     f"{fan.address}, one study per worker slot")
+    jobs = [StudyJob(tc, folder_files(tc.out) if Path(tc.out).is_dir() else {}) for tc in configs]
+    results: dict[str, dict[str, Any]] = {}
+
+    def landed(i: int, res: tuple[dict[str, Any], dict[str, bytes]]) -> None:
+        tc = configs[i]
+        results[tc.model] = land_study(tc.out, *res)
+        c = results[tc.model]["trials"]
+        reporter.message(f"{tc.model}: study finished on the cluster ({c['complete']} completed, "
+                         f"{c['pruned']} pruned, {c['failed']} failed trials)")
+
+    fan.map(_study_job, jobs, shared=split, labels=[f"study {tc.model}" for tc in configs], on_result=landed)
+    return results
+
+
+def _study_job(split, job: StudyJob) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """A cluster worker's study: the folder rebuilt in a temporary place, tuned, handed back as bytes."""
+    from recozoo.compare.jobs import write_files
+    from recozoo.tune.study import folder_files
+    with tempfile.TemporaryDirectory(prefix="recozoo-study-") as tmp:
+        folder = Path(tmp) / "study"
+        write_files(job.files, folder)
+        result = _tune_one(split, dataclasses.replace(job.config, out=folder))
+        return result, folder_files(folder)
+
+
+def land_study(out: Path, result: dict[str, Any], files: dict[str, bytes]) -> dict[str, Any]:
+    """Write a study folder that came back from a cluster worker in place of ``out`` (all of it, or
+    nothing); ``best.json`` and the returned result name ``out``, not the worker's temporary folder."""
+    from recozoo.compare.jobs import land_files
+    from recozoo.tune.outputs import BEST_FILE
+    from recozoo.tune.study import default_url, safe_url
+    here = {"run_dir": str(out), "storage": safe_url(default_url(out))}
+    files = dict(files)
+    if BEST_FILE in files:
+        files[BEST_FILE] = (json.dumps({**json.loads(files[BEST_FILE]), **here}, indent=2) + "\n").encode()
+    land_files(files, Path(out))
+    return {**result, **here}

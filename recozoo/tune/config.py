@@ -65,9 +65,12 @@ class TuneConfig:
     budget: float | None = None
     #: finished (completed or pruned) trials to reach; None with no budget = DEFAULT_TRIALS
     trials: int | None = None
-    jobs: int = 1
+    #: trials at once: worker processes here, or on ``cluster`` (None: 1 here, the cluster's task slots there)
+    jobs: int | None = 1
     #: an Optuna storage URL; None = SQLite in the output folder
     storage: str | None = None
+    #: a Dask scheduler address (``tcp://HOST:PORT``): the trials run on its workers (recozoo.tune.cluster)
+    cluster: str | None = None
     seed: int = 0
     out: Path | None = None
     #: refit the best settings on TRAIN ∪ VALID before TEST (recozoo.search.refit)
@@ -94,8 +97,13 @@ class TuneConfig:
                                f"--metric ndcg@10")
         if self.trials is not None and self.trials < 1:
             raise RecozooError(f"--trials must be >= 1, got {self.trials}")
-        if self.jobs < 1:
-            raise RecozooError(f"--jobs must be >= 1, got {self.jobs}")
+        jobs = self.jobs if self.jobs is not None or self.cluster else 1
+        if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
+            raise RecozooError(f"--jobs must be >= 1, got {jobs}")
+        if self.cluster and self.storage and self.storage.startswith("sqlite:"):
+            raise RecozooError(f"--cluster with --storage {self.storage}: the cluster's workers cannot share an SQLite "
+                               "file; leave --storage out (the scheduler serves the study and it is kept in --out) "
+                               "or give a database server every worker reaches")
         budget = parse_budget(self.budget)
         trials = self.trials if (self.trials is not None or budget is not None) else DEFAULT_TRIALS
         space = model_cls.search_space.without(self.fixed)
@@ -108,7 +116,7 @@ class TuneConfig:
                                f"({bad[1]}; point {_short(bad[0])})")
         out = Path(self.out) if self.out else Path("runs") / f"tune-{self.model}-{self.dataset}"
         name = self.study_name or f"recozoo-{self.model}-{self.dataset}-{key}"
-        return _replace(self, metric=key, budget=budget, trials=trials, out=out, study_name=name)
+        return _replace(self, metric=key, budget=budget, trials=trials, jobs=jobs, out=out, study_name=name)
 
 
 def _short(point: dict[str, Any]) -> str:

@@ -11,6 +11,7 @@ changed reuses that run instead of fitting it again.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import time
@@ -37,6 +38,16 @@ def tune(cfg: TuneConfig, *, reporter: Reporter | None = None, split=None) -> di
     reporter = reporter or NullReporter()
     cls = get_model(cfg.model)
     cfg = cfg.resolved(cls)
+    if not cfg.cluster:
+        return _tune(cfg, cls, reporter, split, None, None)
+    from recozoo.tune.cluster import connect
+    with connect(cfg) as (fan, served):     # a cluster that does not answer: one line, nothing written yet
+        if cfg.jobs is None:
+            cfg = dataclasses.replace(cfg, jobs=fan.workers)
+        return _tune(cfg, cls, reporter, split, fan, served)
+
+
+def _tune(cfg: TuneConfig, cls, reporter: Reporter, split, fan, served) -> dict[str, Any]:
     given_split = split is not None
     if split is None:
         split = load_split(cfg.dataset, cfg.source, cfg.split_seed, cfg.data_params)
@@ -56,7 +67,8 @@ def tune(cfg: TuneConfig, *, reporter: Reporter | None = None, split=None) -> di
         queue_defaults(study, cls, cls.search_space.without(cfg.fixed), split.train, cfg.fixed)
         study.sampler = sampler(cfg, 0, len(study.get_trials(deepcopy=False)))
         _announce_resume(study, redone, reporter)
-        _run_trials(cfg, study, cls, split if (given_split or cfg.jobs == 1) else None, reporter)
+        shipped = given_split or cfg.jobs == 1 or fan is not None   # (local workers load it faster themselves)
+        _run_trials(cfg, study, storage, cls, split if shipped else None, reporter, fan, served)
         return _finish(cfg, study, split, reporter, redone)
 
 
@@ -81,13 +93,17 @@ def _remaining(cfg: TuneConfig, study) -> tuple[int | None, float | None]:
     return trials, seconds
 
 
-def _run_trials(cfg: TuneConfig, study, cls, split, reporter: Reporter) -> None:
+def _run_trials(cfg: TuneConfig, study, storage, cls, split, reporter: Reporter, fan, served) -> None:
     trials, seconds = _remaining(cfg, study)
     if trials == 0 or seconds == 0:
         return
     t0, spent = time.perf_counter(), float(study.user_attrs.get("seconds", 0.0))
     try:
-        if cfg.jobs == 1:
+        if fan is not None:
+            from recozoo.tune.cluster import run_on_cluster
+            reporter.message(f"{cfg.jobs} trial(s) at a time on the Dask cluster at {cfg.cluster}")
+            run_on_cluster(cfg, study, storage, fan, served, split, seconds, reporter)
+        elif cfg.jobs == 1:
             run_worker(cfg, 0, split=split, study=study, cls=cls, reporter=reporter, seconds=seconds)
         else:
             from recozoo.tune.workers import run_workers      # (multiprocessing only when asked for)

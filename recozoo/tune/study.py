@@ -28,7 +28,7 @@ from recozoo.errors import RecozooError
 from recozoo.search import LOWER_IS_BETTER
 
 __all__ = ["open_storage", "open_study", "StudyLock", "redo_interrupted", "counts", "safe_url",
-           "HEARTBEAT_S", "GRACE_S", "STUDY_FILE", "quiet_optuna"]
+           "HEARTBEAT_S", "GRACE_S", "STUDY_FILE", "quiet_optuna", "folder_files"]
 
 STUDY_FILE = "study.sqlite3"
 HEARTBEAT_S = 30
@@ -153,3 +153,30 @@ def counts(study) -> dict[str, int]:
     for t in study.get_trials(deepcopy=False):
         out[names[t.state.name]] += 1
     return out
+
+
+def folder_files(out: Path) -> dict[str, bytes]:
+    """A study folder as ``{relative path: bytes}``, to carry to another machine and back: the SQLite
+    study as one consistent file (SQLite's backup reads through a write-ahead log a killed run left),
+    without its ``-wal``/``-shm`` companions or the lock."""
+    import sqlite3
+    import tempfile
+    out = Path(out)
+    files: dict[str, bytes] = {}
+    for p in sorted(out.rglob("*")):
+        rel = p.relative_to(out).as_posix()
+        if not p.is_file() or rel == "tune.lock" or rel.startswith(f"{STUDY_FILE}-"):
+            continue
+        if rel != STUDY_FILE:
+            files[rel] = p.read_bytes()
+            continue
+        with tempfile.TemporaryDirectory(prefix="recozoo-study-") as tmp:
+            copy = Path(tmp) / STUDY_FILE
+            src, dst = sqlite3.connect(p), sqlite3.connect(copy)
+            try:
+                src.backup(dst)
+            finally:
+                dst.close()
+                src.close()
+            files[rel] = copy.read_bytes()
+    return files

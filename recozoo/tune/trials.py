@@ -17,7 +17,8 @@ from recozoo.tune.objective import FailedFit, Objective
 from recozoo.tune.outputs import info
 from recozoo.tune.study import counts, default_url, open_storage, quiet_optuna
 
-__all__ = ["sampler", "pruner", "run_worker", "Progress", "queue_defaults", "DEFAULTS_ORIGIN"]
+__all__ = ["sampler", "pruner", "run_worker", "Progress", "queue_defaults", "DEFAULTS_ORIGIN",
+           "finished"]
 
 #: the ``origin`` user attribute of the trial that tries the model's defaults
 DEFAULTS_ORIGIN = "defaults"
@@ -66,15 +67,20 @@ def queue_defaults(study, cls, space, train, fixed: dict[str, Any]) -> dict[str,
     return params
 
 
-def run_worker(cfg: TuneConfig, worker: int, *, split=None, study=None, cls=None, reporter: Reporter | None = None,
-               seconds: float | None = None) -> None:
-    """One process's share of the trials (the only one when ``jobs=1``); workers open the study themselves."""
+def run_worker(cfg: TuneConfig, worker: int, *, split=None, study=None, storage=None, cls=None,
+               reporter: Reporter | None = None, seconds: float | None = None) -> None:
+    """One process's share of the trials (the only one when ``jobs=1``); workers open the study themselves,
+    from ``storage`` when given (a cluster's scheduler-served copy, :mod:`recozoo.tune.cluster`), else
+    from ``cfg``'s storage URL."""
     optuna = quiet_optuna()
     cls = cls or get_model(cfg.model)
     if study is None:
-        storage = open_storage(cfg.storage or default_url(cfg.out), shared=cfg.storage is not None)
+        if storage is None:
+            storage = open_storage(cfg.storage or default_url(cfg.out), shared=cfg.storage is not None)
         study = optuna.load_study(study_name=cfg.study_name, storage=storage, sampler=None, pruner=pruner())
         study.sampler = sampler(cfg, worker, len(study.get_trials(deepcopy=False)))
+    if cfg.trials is not None and finished(study) >= cfg.trials:
+        return      # a worker that starts late (a cluster with fewer slots than --jobs) adds no extra trial
     if split is None:
         split = load_split(cfg.dataset, cfg.source, cfg.split_seed, cfg.data_params)
     _, k = parse_metric(cfg.metric)
@@ -90,10 +96,17 @@ def run_worker(cfg: TuneConfig, worker: int, *, split=None, study=None, cls=None
     study.optimize(objective, n_trials=n_trials, timeout=seconds, catch=(FailedFit,), callbacks=callbacks)
 
 
-class Progress:
-    """After each trial, one line on stderr: its outcome and the best VALID so far."""
+def finished(study) -> int:
+    """Completed plus pruned trials: what ``--trials`` counts."""
+    c = counts(study)
+    return c["complete"] + c["pruned"]
 
-    def __init__(self, cfg: TuneConfig, reporter: Reporter, worker: int):
+
+class Progress:
+    """After each trial, one line on stderr: its outcome and the best VALID so far (``worker``: the
+    worker to name in the line when ``jobs`` > 1; None names none)."""
+
+    def __init__(self, cfg: TuneConfig, reporter: Reporter, worker: int | None):
         self.cfg, self.reporter, self.worker = cfg, reporter, worker
         self.t0 = time.perf_counter()
 
@@ -112,6 +125,6 @@ class Progress:
         except ValueError:
             best = "no completed trial yet"
         goal = f"/{self.cfg.trials}" if self.cfg.trials else ""
-        who = f"worker {self.worker}: " if self.cfg.jobs > 1 else ""
+        who = f"worker {self.worker}: " if self.cfg.jobs > 1 and self.worker is not None else ""
         self.reporter.message(f"{who}trial {trial.number} {what} | {best} | {c['complete'] + c['pruned']}{goal} "
                               f"finished, {time.perf_counter() - self.t0:.0f} s")

@@ -1,0 +1,150 @@
+"""``recozoo tune --cluster`` and ``compare --tune --cluster`` on a real Dask cluster: two worker
+processes on loopback, started here (``dask_cluster`` in conftest.py).
+
+The trials run on the workers against the study the scheduler serves; every finished trial is
+copied back into the SQLite study in ``--out``, which stays the record (resume, trials.csv,
+best.json, the final run). One cluster worker gives the trials of the run on this machine.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+
+from cli_helpers import assert_one_line_error, free_port, invoke_cli
+
+from recozoo.compare.config import TuneSpec, build_config
+from recozoo.compare.runner import resolve_models
+from recozoo.compare.tuning import tune_models
+from recozoo.data.synthetic import generate
+from recozoo.fanout import DaskFanout
+from recozoo.progress import NullReporter
+from recozoo.registry import get_model
+from recozoo.settings import settings_to_dict
+from recozoo.splits import random_split
+from recozoo.tune.study import open_storage, quiet_optuna
+
+SMALL = ("--dataset", "synthetic", "--data-param", "n_users=300", "--data-param", "n_items=120",
+         "--data-param", "n_ratings=10000")
+#: biasedmf, 6 epochs a trial: a per-epoch VALID curve (what pruning reads) in well under a second
+TUNE = ("tune", "biasedmf", *SMALL, "--seed", "3", "--set", "epochs=6")
+
+
+def _rows(out) -> list[dict]:
+    with open(out / "trials.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _study(out):
+    optuna = quiet_optuna()
+    storage = open_storage(f"sqlite:///{out / 'study.sqlite3'}", shared=False)
+    return optuna.load_study(study_name=storage.get_all_studies()[0].study_name, storage=storage)
+
+
+def test_one_cluster_worker_gives_the_trials_of_this_machine(dask_cluster, tmp_path):
+    here = json.loads(invoke_cli(*TUNE, "--trials", "5", "--out", tmp_path / "here", "--json").stdout)
+    p = invoke_cli(*TUNE, "--trials", "5", "--out", tmp_path / "cl", "--cluster", dask_cluster, "--jobs", "1",
+                   "--json")
+    there = json.loads(p.stdout)
+    assert f"1 trial(s) at a time on the Dask cluster at {dask_cluster}" in p.stderr
+    assert "trial 4 " in p.stderr and "pruned at epoch" in p.stderr   # progress lines come back here
+    def no_time(rows):
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+    assert no_time(_rows(tmp_path / "cl")) == no_time(_rows(tmp_path / "here"))
+    def untimed(best):
+        return {k: v for k, v in best.items() if "seconds" not in k}
+    assert untimed(there["best"]) == untimed(here["best"])
+    assert {k: v for k, v in there["test"].items() if "seconds" not in k} == \
+        {k: v for k, v in here["test"].items() if "seconds" not in k}
+    assert there["trials"] == here["trials"] == {"complete": 3, "pruned": 2, "failed": 0, "running": 0, "waiting": 0}
+    for f in ("config.json", "model.rcz", "summary.json", "best.json", "trials.csv", "history.png"):
+        assert (tmp_path / "cl" / f).is_file(), f
+    # each epoch's VALID RMSE reached the scheduler's copy (the pruner read it there: the same trials
+    # were pruned as here) and came back with the trial
+    trials = _study(tmp_path / "cl").trials
+    assert [len(t.intermediate_values) for t in trials] == [len(t.intermediate_values) for t in
+                                                           _study(tmp_path / "here").trials]
+    assert {len(t.intermediate_values) for t in trials if t.state.name == "COMPLETE"} == {6}
+
+
+def test_two_trials_at_once_then_a_rerun_resumes(dask_cluster, tmp_path):
+    out = tmp_path / "o"
+    first = json.loads(invoke_cli(*TUNE, "--trials", "4", "--out", out, "--cluster", dask_cluster,
+                                  "--json").stdout)            # --jobs left out: the cluster's 2 slots
+    c = first["trials"]
+    assert 4 <= c["complete"] + c["pruned"] <= 5 and c["running"] == c["waiting"] == 0
+    before = [(r["number"], r["state"], r["value"]) for r in _rows(out)]
+    p = invoke_cli(*TUNE, "--trials", "7", "--out", out, "--cluster", dask_cluster, "--json")
+    assert "resuming study" in p.stderr and "2 trial(s) at a time" in p.stderr
+    after = [(r["number"], r["state"], r["value"]) for r in _rows(out)]
+    assert after[:len(before)] == before                             # kept, not fitted again
+    assert sorted(int(n) for n, _, _ in after) == list(range(len(after)))
+    done = sum(s in ("complete", "pruned") for _, s, _ in after)
+    assert 7 <= done <= 8 and json.loads(p.stdout)["trials"]["running"] == 0
+
+
+def test_an_interrupted_trial_is_redone_on_the_cluster(dask_cluster, tmp_path):
+    """A trial left RUNNING (its process was killed) is failed and its point queued again; the cluster
+    runs the queued point and it is filled in here under the queued trial's own number."""
+    out = tmp_path / "r"
+    invoke_cli(*TUNE, "--trials", "2", "--out", out)
+    study = _study(out)
+    killed = study.ask()                       # a trial mid-fit when its process died: point drawn, RUNNING
+    get_model("biasedmf").search_space.without({"epochs": 6}).sample(killed)
+    del study
+    p = invoke_cli(*TUNE, "--trials", "3", "--out", out, "--cluster", dask_cluster, "--jobs", "1", "--json")
+    res = json.loads(p.stdout)
+    assert res["redone"] == [killed.number] and "queued again" in p.stderr
+    rows = {int(r["number"]): r for r in _rows(out)}
+    assert rows[killed.number]["state"] == "fail"
+    redo = [r for r in rows.values() if r["redo_of"] == str(killed.number)]
+    assert len(redo) == 1 and redo[0]["state"] == "complete" and redo[0]["value"]
+    assert all(redo[0][k] == str(v) for k, v in killed.params.items())
+    assert res["trials"]["complete"] == 3 and res["trials"]["waiting"] == 0
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--cluster", "tcp://127.0.0.1:FREE"], "no Dask scheduler answers"),
+    (["--cluster", "tcp://127.0.0.1:FREE", "--storage", "sqlite:///elsewhere.db"], "cannot share an SQLite"),
+    (["--cluster", "tcp://127.0.0.1:FREE", "--jobs", "0"], "--jobs must be >= 1"),
+])
+def test_bad_cluster_input_is_one_line_and_writes_nothing(args, needle, tmp_path):
+    out = tmp_path / "never"
+    args = [a.replace("FREE", str(free_port())) for a in args]
+    p = invoke_cli(*TUNE, "--trials", "2", "--out", out, *args, check=False)
+    assert_one_line_error(p, needle)
+    assert not out.exists()
+
+
+def test_compare_tune_on_the_cluster_chooses_what_the_sequential_run_chooses(dask_cluster, tmp_path):
+    split = random_split(generate(n_users=200, n_items=80, n_ratings=5000, seed=5), "tiny-tune-cluster",
+                         test_fraction=0.1, valid_fraction=0.1, seed=0)
+    got = {}
+    for where in ("here", "cluster"):
+        cfg = build_config(dataset="tiny-tune-cluster", models="bias,als", sets=["als.iterations=3"],
+                           tune=TuneSpec(trials=3), cluster=dask_cluster if where == "cluster" else None)
+        out = tmp_path / where
+        fan = DaskFanout(dask_cluster) if where == "cluster" else None
+        try:
+            tuned, info = tune_models(cfg, resolve_models(cfg), split, out, ["rmse"], "cpu", NullReporter(), fan)
+        finally:
+            if fan is not None:
+                fan.close()
+        got[where] = ({spec.name: settings_to_dict(s) for spec, _, s in tuned},
+                      {m: (i["best_valid"], i["trials"]) for m, i in info.items()},
+                      {m: [(r["number"], r["state"], r["value"]) for r in _rows(out / "studies" / m)]
+                       for m in ("bias", "als")})
+        for m in ("bias", "als"):
+            best = json.loads((out / "studies" / m / "best.json").read_text())
+            assert best["run_dir"] == str(out / "studies" / m) and str(out) in best["storage"]
+            assert not list((out / "studies").glob(".*partial"))
+    assert got["cluster"] == got["here"]
+    # a rerun resumes each study from the folder here: nothing left to run, the same choice
+    cfg = build_config(dataset="tiny-tune-cluster", models="bias,als", sets=["als.iterations=3"],
+                       tune=TuneSpec(trials=3), cluster=dask_cluster)
+    with DaskFanout(dask_cluster) as fan:
+        _, info = tune_models(cfg, resolve_models(cfg), split, tmp_path / "cluster", ["rmse"], "cpu",
+                              NullReporter(), fan)
+    assert {m: (i["best_valid"], i["trials"]) for m, i in info.items()} == got["cluster"][1]
