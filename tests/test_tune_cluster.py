@@ -44,12 +44,12 @@ def _study(out):
 
 
 def test_one_cluster_worker_gives_the_trials_of_this_machine(dask_cluster, tmp_path):
-    here = json.loads(invoke_cli(*TUNE, "--trials", "5", "--out", tmp_path / "here", "--json").stdout)
-    p = invoke_cli(*TUNE, "--trials", "5", "--out", tmp_path / "cl", "--cluster", dask_cluster, "--jobs", "1",
+    here = json.loads(invoke_cli(*TUNE, "--trials", "6", "--out", tmp_path / "here", "--json").stdout)
+    p = invoke_cli(*TUNE, "--trials", "6", "--out", tmp_path / "cl", "--cluster", dask_cluster, "--jobs", "1",
                    "--json")
     there = json.loads(p.stdout)
     assert f"1 trial(s) at a time on the Dask cluster at {dask_cluster}" in p.stderr
-    assert "trial 4 " in p.stderr and "pruned at epoch" in p.stderr   # progress lines come back here
+    assert "trial 5 " in p.stderr and "pruned at epoch" in p.stderr   # progress lines come back here
     def no_time(rows):
         return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
     assert no_time(_rows(tmp_path / "cl")) == no_time(_rows(tmp_path / "here"))
@@ -58,7 +58,8 @@ def test_one_cluster_worker_gives_the_trials_of_this_machine(dask_cluster, tmp_p
     assert untimed(there["best"]) == untimed(here["best"])
     assert {k: v for k, v in there["test"].items() if "seconds" not in k} == \
         {k: v for k, v in here["test"].items() if "seconds" not in k}
-    assert there["trials"] == here["trials"] == {"complete": 3, "pruned": 2, "failed": 0, "running": 0, "waiting": 0}
+    assert there["trials"] == here["trials"]
+    assert there["trials"]["pruned"] >= 1 and there["trials"]["complete"] + there["trials"]["pruned"] == 6
     for f in ("config.json", "model.rcz", "summary.json", "best.json", "trials.csv", "history.png"):
         assert (tmp_path / "cl" / f).is_file(), f
     # each epoch's VALID RMSE reached the scheduler's copy (the pruner read it there: the same trials
