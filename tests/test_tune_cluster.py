@@ -149,3 +149,29 @@ def test_compare_tune_on_the_cluster_chooses_what_the_sequential_run_chooses(das
         _, info = tune_models(cfg, resolve_models(cfg), split, tmp_path / "cluster", ["rmse"], "cpu",
                               NullReporter(), fan)
     assert {m: (i["best_valid"], i["trials"]) for m, i in info.items()} == got["cluster"][1]
+
+
+def test_workers_stop_once_the_tune_process_is_gone(dask_cluster):
+    """A worker loop whose ``recozoo tune`` stopped beating (killed: nothing would copy its trials back)
+    starts no further trial after STALE_S; while the beat moves, it goes on."""
+    import time
+
+    from recozoo.tune.cluster import HEARTBEAT, Orphaned, serve
+    optuna = quiet_optuna()
+    with DaskFanout(dask_cluster) as fan:
+        served = serve(fan, dask_cluster)
+        study = optuna.create_study(storage=served, study_name="orphan")
+        sid = served.get_study_id_from_name("orphan")
+        served.set_study_system_attr(sid, HEARTBEAT, 1)
+
+        def objective(trial):
+            time.sleep(0.05)
+            return trial.suggest_float("x", 0, 1)
+        study.optimize(objective, n_trials=30, callbacks=[Orphaned(served, "orphan", stale_s=0.3)])
+        alone = len(study.trials)
+        assert alone < 30                            # stopped about 0.3 s after the last beat
+
+        def beating(study, trial):
+            served.set_study_system_attr(sid, HEARTBEAT, trial.number + 2)
+        study.optimize(objective, n_trials=12, callbacks=[beating, Orphaned(served, "orphan", stale_s=0.3)])
+        assert len(study.trials) == alone + 12       # a live beat: every trial asked for ran

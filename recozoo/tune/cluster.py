@@ -18,7 +18,9 @@ Trial numbers: the seeded trials keep theirs; a new trial is numbered here when 
 (in the order trials finish). A point queued again after an interrupted run is run on the cluster
 and filled in under its own number. If this process dies mid-run, the trials in flight and those
 finished since the last poll (:data:`POLL_S`) are lost with the scheduler's copy: a rerun samples
-afresh from the trials the study here kept.
+afresh from the trials the study here kept. The workers notice: this process bumps a counter in
+the copy at every poll (:class:`Orphaned`), and a worker that has seen no bump for
+:data:`STALE_S` seconds of its own clock starts no further trial, so its slot is free for the rerun.
 """
 
 from __future__ import annotations
@@ -31,10 +33,14 @@ from recozoo.errors import RecozooError
 from recozoo.tune.study import quiet_optuna
 from recozoo.tune.trials import Progress, run_worker
 
-__all__ = ["connect", "run_on_cluster", "Mirror", "POLL_S"]
+__all__ = ["connect", "run_on_cluster", "Mirror", "Orphaned", "POLL_S", "STALE_S", "HEARTBEAT"]
 
 #: seconds between two looks at the scheduler's copy for finished trials
 POLL_S = 0.25
+#: seconds without a heartbeat from this process after which a worker starts no further trial
+STALE_S = 30.0
+#: the study system attribute of the copy that carries the heartbeat (a counter: no clock to agree on)
+HEARTBEAT = "recozoo:heartbeat"
 
 
 @contextlib.contextmanager
@@ -93,8 +99,15 @@ def run_on_cluster(cfg, study, storage, fan, served, split, seconds: float | Non
     copy = optuna.create_study(storage=served, study_name=study.study_name, direction=study.direction)
     copy.add_trials(study.get_trials(deepcopy=False))
     mirror = Mirror(study, storage, copy, Progress(cfg, reporter, None))
+    copy_id = served.get_study_id_from_name(study.study_name)
+    beats = iter(range(1, 1 << 62))
+
+    def poll() -> None:
+        served.set_study_system_attr(copy_id, HEARTBEAT, next(beats))
+        mirror.poll()
+    poll()
     futures = fan.submit(_served_worker, range(cfg.jobs), shared=(cfg, split, seconds, served.name), labels=labels)
-    _wait(futures, mirror.poll, cfg.cluster)
+    _wait(futures, poll, cfg.cluster)
 
 
 class Mirror:
@@ -139,6 +152,27 @@ class Mirror:
         return trial_id
 
 
+class Orphaned:
+    """A worker's after-each-trial callback: stop the study's loop here once the heartbeat of the
+    ``recozoo tune`` that started it has not moved for ``stale_s`` seconds (that process is gone:
+    nothing would copy this worker's trials back)."""
+
+    def __init__(self, served, study_name: str, stale_s: float = STALE_S):
+        self.served, self.stale_s = served, stale_s
+        self.study_id = served.get_study_id_from_name(study_name)
+        self.seen, self.since = self._beat(), time.monotonic()
+
+    def _beat(self):
+        return self.served.get_study_system_attrs(self.study_id).get(HEARTBEAT)
+
+    def __call__(self, study, trial) -> None:
+        beat = self._beat()
+        if beat != self.seen:
+            self.seen, self.since = beat, time.monotonic()
+        elif time.monotonic() - self.since > self.stale_s:
+            study.stop()
+
+
 def _wait(futures: list, poll: Callable[[], Any], address: str) -> None:
     """Poll until every worker loop has ended; the first error (a worker's line or exception) is raised."""
     try:
@@ -168,7 +202,8 @@ def _served_worker(shared, index: int) -> str | None:
     quiet_optuna()              # (before DaskStorage: it is marked experimental, which warns on every worker)
     from optuna_integration.dask import DaskStorage
     served = DaskStorage(name=name, register=False)
-    return _guarded(lambda: run_worker(cfg, index, split=split, storage=served, seconds=seconds))
+    return _guarded(lambda: run_worker(cfg, index, split=split, storage=served, seconds=seconds,
+                                       callbacks=[Orphaned(served, cfg.study_name)]))
 
 
 def _own_storage_worker(shared, index: int) -> str | None:

@@ -68,10 +68,10 @@ def queue_defaults(study, cls, space, train, fixed: dict[str, Any]) -> dict[str,
 
 
 def run_worker(cfg: TuneConfig, worker: int, *, split=None, study=None, storage=None, cls=None,
-               reporter: Reporter | None = None, seconds: float | None = None) -> None:
+               reporter: Reporter | None = None, seconds: float | None = None, callbacks=()) -> None:
     """One process's share of the trials (the only one when ``jobs=1``); workers open the study themselves,
     from ``storage`` when given (a cluster's scheduler-served copy, :mod:`recozoo.tune.cluster`), else
-    from ``cfg``'s storage URL."""
+    from ``cfg``'s storage URL. ``callbacks``: more of Optuna's after-each-trial callbacks."""
     optuna = quiet_optuna()
     cls = cls or get_model(cfg.model)
     if study is None:
@@ -87,7 +87,7 @@ def run_worker(cfg: TuneConfig, worker: int, *, split=None, study=None, storage=
     deadline = None if seconds is None else time.perf_counter() + seconds
     objective = Objective(cls, cls.search_space.without(cfg.fixed), split, cfg.metric, k, fixed=cfg.fixed,
                           seed=cfg.seed, device=cfg.device, deadline=deadline)
-    callbacks: list[Any] = [Progress(cfg, reporter or NullReporter(), worker)]
+    callbacks = [Progress(cfg, reporter or NullReporter(), worker), *callbacks]
     n_trials = None
     if cfg.trials is not None:
         states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
