@@ -16,14 +16,10 @@ import pytest
 from cli_helpers import assert_one_line_error, free_port, invoke_cli
 
 from recozoo.compare.config import TuneSpec, build_config
-from recozoo.compare.runner import resolve_models
-from recozoo.compare.tuning import tune_models
-from recozoo.data.synthetic import generate
+from recozoo.compare.runner import run_compare
+from recozoo.compare.table import TIMING_KEYS, build_leaderboard
 from recozoo.fanout import DaskFanout
-from recozoo.progress import NullReporter
 from recozoo.registry import get_model
-from recozoo.settings import settings_to_dict
-from recozoo.splits import random_split
 from recozoo.tune.study import open_storage, quiet_optuna
 
 SMALL = ("--dataset", "synthetic", "--data-param", "n_users=300", "--data-param", "n_items=120",
@@ -119,36 +115,35 @@ def test_bad_cluster_input_is_one_line_and_writes_nothing(args, needle, tmp_path
     assert not out.exists()
 
 
-def test_compare_tune_on_the_cluster_chooses_what_the_sequential_run_chooses(dask_cluster, tmp_path):
-    split = random_split(generate(n_users=200, n_items=80, n_ratings=5000, seed=5), "tiny-tune-cluster",
-                         test_fraction=0.1, valid_fraction=0.1, seed=0)
-    got = {}
-    for where in ("here", "cluster"):
-        cfg = build_config(dataset="tiny-tune-cluster", models="bias,als", sets=["als.iterations=3"],
-                           tune=TuneSpec(trials=3), cluster=dask_cluster if where == "cluster" else None)
-        out = tmp_path / where
-        fan = DaskFanout(dask_cluster) if where == "cluster" else None
-        try:
-            tuned, info = tune_models(cfg, resolve_models(cfg), split, out, ["rmse"], "cpu", NullReporter(), fan)
-        finally:
-            if fan is not None:
-                fan.close()
-        got[where] = ({spec.name: settings_to_dict(s) for spec, _, s in tuned},
-                      {m: (i["best_valid"], i["trials"]) for m, i in info.items()},
-                      {m: [(r["number"], r["state"], r["value"]) for r in _rows(out / "studies" / m)]
-                       for m in ("bias", "als")})
-        for m in ("bias", "als"):
-            best = json.loads((out / "studies" / m / "best.json").read_text())
-            assert best["run_dir"] == str(out / "studies" / m) and str(out) in best["storage"]
-            assert not list((out / "studies").glob(".*partial"))
-    assert got["cluster"] == got["here"]
-    # a rerun resumes each study from the folder here: nothing left to run, the same choice
-    cfg = build_config(dataset="tiny-tune-cluster", models="bias,als", sets=["als.iterations=3"],
-                       tune=TuneSpec(trials=3), cluster=dask_cluster)
-    with DaskFanout(dask_cluster) as fan:
-        _, info = tune_models(cfg, resolve_models(cfg), split, tmp_path / "cluster", ["rmse"], "cpu",
-                              NullReporter(), fan)
-    assert {m: (i["best_valid"], i["trials"]) for m, i in info.items()} == got["cluster"][1]
+def _compare(**kw):
+    return build_config(dataset="synthetic", models="bias,als", seeds="1", sets=["als.iterations=3"],
+                        data_params={"n_users": "200", "n_items": "80", "n_ratings": "5000"}, device="cpu",
+                        metrics="rmse", tune=TuneSpec(trials=3), **kw)
+
+
+def _compare_outputs(out) -> tuple:
+    table = [{k: v for k, v in r.items() if k not in TIMING_KEYS} for r in build_leaderboard(out).rows]
+    studies = {m: [{k: v for k, v in r.items() if k != "seconds"} for r in _rows(out / "studies" / m)]
+               for m in ("bias", "als")}
+    return table, studies
+
+
+def test_compare_tune_on_the_cluster_gives_the_sequential_table(dask_cluster, tmp_path):
+    """``compare --tune --cluster``: each study runs whole on a cluster worker and comes back; the
+    studies, the chosen settings and the table are those of the run on this machine."""
+    run_compare(_compare(), tmp_path / "here", progress=False)
+    res = run_compare(_compare(cluster=dask_cluster), tmp_path / "cl", progress=False)
+    assert _compare_outputs(tmp_path / "cl") == _compare_outputs(tmp_path / "here")
+    assert set(res["manifest"]["tune"]) == {"bias", "als"} and len(res["fitted"]) == 2
+    for m in ("bias", "als"):
+        folder = tmp_path / "cl" / "studies" / m
+        best = json.loads((folder / "best.json").read_text())
+        assert best["run_dir"] == str(folder) and str(folder) in best["storage"]
+        assert len(_study(folder).trials) == len(_rows(folder))      # the SQLite study came back whole
+    assert not list((tmp_path / "cl" / "studies").glob(".*partial"))
+    # a rerun resumes each study from the folder here (no trial left to run) and reuses the fits
+    again = run_compare(_compare(cluster=dask_cluster), tmp_path / "cl", progress=False)
+    assert again["fitted"] == [] and again["manifest"]["tune"] == res["manifest"]["tune"]
 
 
 def test_workers_stop_once_the_tune_process_is_gone(dask_cluster):

@@ -6,7 +6,9 @@ point, a median pruner stops trials whose per-epoch VALID RMSE lags. The study
 lives in a database (SQLite in the output folder by default), so a killed run
 resumes when the same command is run again. At the end the best settings are
 refitted on TRAIN ∪ VALID and TEST is scored once, as an ordinary run directory
-with ``trials.csv``, ``best.json`` and two PNGs beside it. See docs/tuning.md.
+with ``trials.csv``, ``best.json`` and two PNGs beside it. Trials run in this process, in
+``jobs`` worker processes, or on a Dask cluster (``cluster``: :mod:`recozoo.tune.cluster`).
+See docs/tuning.md.
 
 Usage::
 
