@@ -170,3 +170,28 @@ def test_workers_stop_once_the_tune_process_is_gone(dask_cluster):
             served.set_study_system_attr(sid, HEARTBEAT, trial.number + 2)
         study.optimize(objective, n_trials=12, callbacks=[beating, Orphaned(served, "orphan", stale_s=0.3)])
         assert len(study.trials) == alone + 12       # a live beat: every trial asked for ran
+
+
+def test_with_a_storage_server_the_workers_open_it_themselves(dask_cluster, tmp_path):
+    """``--storage URL`` of a database server: nothing is served by the scheduler, each worker loop
+    opens the URL. A database file on this host stands in for the server here (the CLI refuses an
+    sqlite URL with --cluster: workers on other machines could not open it), so the check of the
+    config is passed by on purpose."""
+    import dataclasses
+
+    from recozoo.data.synthetic import generate
+    from recozoo.progress import NullReporter
+    from recozoo.splits import random_split
+    from recozoo.tune import TuneConfig
+    from recozoo.tune.run import _tune
+    split = random_split(generate(n_users=200, n_items=80, n_ratings=5000, seed=5), "tiny-tune-server",
+                         test_fraction=0.1, valid_fraction=0.1, seed=0)
+    url = f"sqlite:///{tmp_path / 'server.db'}"
+    cfg = TuneConfig("bias", "tiny-tune-server", trials=4, seed=1, storage=url, out=tmp_path / "o", plots=False,
+                     final=False).resolved(get_model("bias"))
+    with DaskFanout(dask_cluster) as fan:
+        res = _tune(dataclasses.replace(cfg, cluster=dask_cluster, jobs=2), get_model("bias"), NullReporter(),
+                    split, fan, None)
+    assert 4 <= res["trials"]["complete"] <= 5 and res["trials"]["running"] == 0
+    optuna = quiet_optuna()
+    assert len(optuna.load_study(study_name=cfg.study_name, storage=url).trials) == len(_rows(tmp_path / "o"))
