@@ -97,6 +97,6 @@ def dask_cluster() -> str:
     its scheduler's address."""
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  protocol="tcp", dashboard_address=None) as cluster:
+                                  protocol="tcp", dashboard_address=":0") as cluster:
         cluster.wait_for_workers(2)
         yield cluster.scheduler_address

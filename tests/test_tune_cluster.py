@@ -195,3 +195,49 @@ def test_with_a_storage_server_the_workers_open_it_themselves(dask_cluster, tmp_
     assert 4 <= res["trials"]["complete"] <= 5 and res["trials"]["running"] == 0
     optuna = quiet_optuna()
     assert len(optuna.load_study(study_name=cfg.study_name, storage=url).trials) == len(_rows(tmp_path / "o"))
+
+
+def test_a_cluster_that_goes_away_mid_run_is_one_line_and_keeps_the_copied_trials(tmp_path):
+    """The scheduler closes while trials run: a one-line error (not a study reported finished), and
+    the trials copied back before it went stay in the study here for a rerun to resume."""
+    import sqlite3
+    import threading
+    import time
+
+    import distributed
+
+    from recozoo.data.synthetic import generate
+    from recozoo.errors import RecozooError
+    from recozoo.splits import random_split
+    from recozoo.tune import TuneConfig, tune
+    split = random_split(generate(n_users=300, n_items=120, n_ratings=9000, seed=4), "tiny-tune-gone",
+                         test_fraction=0.1, valid_fraction=0.1, seed=0)
+    out, failed = tmp_path / "gone", []
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                       protocol="tcp", dashboard_address=":0")
+    cfg = TuneConfig("biasedmf", "tiny-tune-gone", trials=1000, seed=3, out=out, plots=False,
+                     cluster=cluster.scheduler_address, fixed={"epochs": 60})
+
+    def run():
+        try:
+            tune(cfg, split=split)
+        except RecozooError as e:
+            failed.append(str(e))
+    t = threading.Thread(target=run)
+    t.start()
+
+    def finished() -> int:
+        try:
+            with sqlite3.connect(f"file:{out / 'study.sqlite3'}?mode=ro", uri=True, timeout=1) as con:
+                return con.execute("select count(*) from trials where state in ('COMPLETE', 'PRUNED')").fetchone()[0]
+        except sqlite3.OperationalError:
+            return 0
+    deadline = time.monotonic() + 120
+    while finished() < 2 and time.monotonic() < deadline and t.is_alive():
+        time.sleep(0.1)
+    kept = finished()
+    cluster.close()
+    t.join(120)
+    assert not t.is_alive() and kept >= 2
+    assert len(failed) == 1 and "went away" in failed[0] and "\n" not in failed[0], failed
+    assert finished() >= kept and not (out / "best.json").exists()

@@ -180,6 +180,11 @@ def _wait(futures: list, poll: Callable[[], Any], address: str) -> None:
             poll()
             time.sleep(POLL_S)
         poll()
+    except (OSError, TimeoutError) as e:      # the scheduler went away mid-run (its comms raise OSErrors)
+        for f in futures:
+            f.cancel()
+        raise RecozooError(f"--cluster {address}: the scheduler went away mid-run ({_line(e)}); the trials "
+                           "copied so far are kept, rerun to resume") from None
     except BaseException:
         for f in futures:
             f.cancel()
@@ -187,7 +192,10 @@ def _wait(futures: list, poll: Callable[[], Any], address: str) -> None:
     for f in futures:
         if f.status == "error":
             raise RecozooError(f"--cluster {address}: a worker failed ({_line(f.exception())})")
-        if f.status == "finished" and f.result()[0]:
+        if f.status != "finished":       # cancelled or lost: the scheduler (or the cluster) went away
+            raise RecozooError(f"--cluster {address}: a worker loop ended {f.status}, not finished (the scheduler "
+                               "or its workers went away?); the trials copied so far are kept, rerun to resume")
+        if f.result()[0]:
             raise RecozooError(f.result()[0])
 
 
