@@ -101,7 +101,7 @@ def register(app: typer.Typer) -> None:
         cluster: Optional[str] = typer.Option(None, "--cluster",
                                               help="Dask scheduler address (tcp://HOST:8786): the fits "
                                                    "(and with --tune the studies, one per worker slot) run on "
-                                                   "its workers (pip install 'recozoo[cluster]')"),
+                                                   "its workers (pip install 'recozoo\\[cluster]')"),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
     ):
         """Fit several models x seeds on one split and print a leaderboard (resumable)."""

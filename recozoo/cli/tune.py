@@ -28,7 +28,7 @@ def register(app: typer.Typer) -> None:
                                            "study (default 1); with --cluster, default: the cluster's task slots"),
         cluster: Optional[str] = typer.Option(None, "--cluster", help="Dask scheduler address tcp://HOST:PORT: the "
                                               "trials run on its workers, the study is kept in --out "
-                                              "(pip install 'recozoo[cluster]')"),
+                                              "(pip install 'recozoo\\[cluster]')"),
         storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage URL (default: SQLite in "
                                               "--out); e.g. postgresql://user@host/db for several machines"),
         seed: int = typer.Option(0, "--seed", help="seed of the TPE sampler and of every fit"),
