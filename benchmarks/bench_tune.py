@@ -91,7 +91,7 @@ def check_targets(board: dict, surprise: list[dict] | str) -> list[dict]:
             svd = s["surprise SVD"]
             out.append({"target": "tuned biasedmf beats Surprise SVD in RMSE and fit time",
                         "measured": f"{mf['test_rmse_mean']:.4f} vs {svd['rmse']:.4f}; "
-                                    f"{mf['fit_seconds_mean']:.1f} s vs {svd['fit_s']:.1f} s",
+                                    f"{mf['fit_seconds_mean']:.2f} s vs {svd['fit_s']:.2f} s",
                         "met": mf["test_rmse_mean"] < svd["rmse"] and mf["fit_seconds_mean"] < svd["fit_s"]})
         if rated:
             out.append({"target": "best recozoo row beats Surprise SVD++", "measured":
