@@ -215,3 +215,19 @@ def test_bench_serve_refuses_a_cornac_python_that_cannot_serve_cornac(bare, tmp_
     needle = "cannot import cornac, flask, torch" if bare else "no such interpreter"
     assert p.returncode == 2 and len(lines) == 1 and needle in lines[0] and python in lines[0], p.stderr
     assert not out.exists()
+
+
+@pytest.mark.parametrize("args, env, needle", [
+    (["accuracy", "--protocol", "strong"], {}, "--protocol needs --source"),
+    (["speed", "--scale", "0.001"], {"RECOZOO_PLUGINS": ""}, "unknown model 'ease'"),
+])
+def test_bench_implicit_bad_input_is_one_line_before_any_work(args, env, needle, tmp_path):
+    """--protocol without --source was a RecozooError traceback; speed without the EASE plugin measured
+    the Mult-VAE epochs first and then ended in one (``RECOZOO_PLUGINS=''``: no plugin loads)."""
+    import os
+    out = tmp_path / "r.json"
+    p = subprocess.run([sys.executable, str(SCRIPTS / "bench_implicit.py"), *args, "--record", str(out)],
+                       capture_output=True, text=True, timeout=120, env={**os.environ, **env})
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode != 0 and len(lines) == 1 and needle in lines[0], p.stderr
+    assert "Traceback" not in p.stderr and not out.exists()
