@@ -44,6 +44,9 @@ _DEEPREC_PINNED = {"mode": "user", "activation": "selu", "optimizer": "momentum"
                    "weight_decay": 0.0, "batch_size": 128, "eval_every": 1, "patience": 0,
                    "baseline": "none"}
 
+#: RRN's settings that became "auto" (recozoo.defaults), at the values the case was recorded with
+_RRN_PINNED = {"baseline": "none"}
+
 #: (case name, registered model, settings): short budgets, every optimiser path of the engine
 CASES: list[tuple[str, str, dict]] = [
     ("mean", "mean", {}),
@@ -58,7 +61,8 @@ CASES: list[tuple[str, str, dict]] = [
     ("autorec-u-adam", "autorec-u", {"hidden": 50, "optimizer": "adam", "lr": 0.001, "batch_size": 128,
                                      "epochs": 3, "eval_every": 1, "baseline": "none"}),
     ("glocal-k", "glocal-k", {"layers": "32,32", "pre_epochs": 4, "fine_epochs": 3, "eval_every": 2}),
-    ("rrn", "rrn", {"epochs": 2, "hidden": 16, "embed": 16, "dynamic": 8, "stationary": 8}),
+    ("rrn", "rrn", {"epochs": 2, "hidden": 16, "embed": 16, "dynamic": 8, "stationary": 8,
+                    **_RRN_PINNED}),
     ("timesvdpp", "timesvdpp", {"epochs": 3}),
     ("als", "als", {"iterations": 5, "reg": 0.1, "baseline": "none"}),
     ("pmf", "pmf", {"epochs": 5, "link": "logistic", "baseline": "none"}),

@@ -210,3 +210,13 @@ def autorec_u_rule(shape: DataShape, settings=None) -> dict[str, Any]:
     ``synthetic`` alike (docs/defaults.md); under :data:`FEW_RATINGS`, :data:`AUTOREC_FEW`."""
     out = {"hidden": 500, "baseline": _residuals_if(True, settings), "eval_every": 5}
     return {**out, **AUTOREC_FEW} if shape.per_user < FEW_RATINGS else out
+
+
+# ------------------------------------------------------------------ RRN
+def rrn_rule(shape: DataShape, settings=None) -> dict[str, Any]:
+    """RRN on the residuals of the bias model (``baseline=bias``) whenever it has biases at all (with
+    ``biases=false``, the paper's formula, ``none``): RRN's own stationary biases take one SGD step per
+    user (movie) and batch under a per-rating L2 penalty, so a user or movie with few ratings is not
+    shrunk towards zero as the bias model shrinks it; on the raw ratings RRN lost to ``bias`` on TEST of
+    ``synthetic`` and ml-100k-time (docs/defaults.md), on every size and density measured."""
+    return {"baseline": "bias" if settings is None or settings.biases else "none"}

@@ -7,10 +7,13 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
 
 from recozoo.data.synthetic import generate
 from recozoo.defaults import (DEEPREC_SMALL, DEEPREC_SPARSE, SMALL_DATA_RATINGS, DataShape, deeprec_rule,
-                              resolve)
+                              resolve, rrn_rule)
 from recozoo.errors import SettingsError
 from recozoo.models.deeprec import DeepRec, DeepRecSettings
 from recozoo.registry import get_model
@@ -198,3 +201,22 @@ def test_autorec_fit_resolves_from_train(table):
 def test_glocalk_refuses_a_matrix_above_max_cells(table):
     with pytest.raises(SettingsError, match=r"max_cells=100 \(a dense model"):
         get_model("glocal-k")(settings={"max_cells": 100, "layers": "4"}, seed=0).fit(table)
+
+
+@hyp_settings(max_examples=100, deadline=None)
+@given(st.integers(1, 10**6), st.integers(1, 10**5), st.integers(1, 10**9), st.booleans())
+def test_rrn_rule_takes_the_bias_baseline_whenever_rrn_has_biases(n_users, n_items, n_ratings, biases):
+    """Whatever the data's shape: RRN on the bias model's residuals, unless biases=false (the paper's
+    formula), which the rule never contradicts (baseline=bias with biases=false is refused)."""
+    s = parse_settings(get_model("rrn").Settings, {"biases": biases})
+    out = rrn_rule(DataShape(n_users, n_items, n_ratings), s)
+    assert out == {"baseline": "bias" if biases else "none"}
+    assert s.replace(**out).baseline == out["baseline"]           # the resolved settings validate
+
+
+def test_rrn_fit_resolves_the_baseline_and_keeps_explicit(table):
+    tiny = {"epochs": 1, "hidden": 4, "embed": 4, "dynamic": 2, "stationary": 2}
+    rrn = get_model("rrn")
+    assert rrn(settings=tiny, seed=0).fit(table).settings.baseline == "bias"
+    assert rrn(settings={**tiny, "biases": False}, seed=0).fit(table).settings.baseline == "none"
+    assert rrn(settings={**tiny, "baseline": "none"}, seed=0).fit(table).base_ is None

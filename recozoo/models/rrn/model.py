@@ -90,6 +90,7 @@ import torch
 from torch import nn
 
 from recozoo.data.table import RatingsTable
+from recozoo.defaults import rrn_rule
 from recozoo.devices import resolve_device
 from recozoo.engine import EngineConfig, Trainer, copy_weights
 from recozoo.errors import RecozooError, SettingsError
@@ -101,7 +102,7 @@ from recozoo.models.rrn.lstm import SideNet, run_lstm, step_dim
 from recozoo.models.rrn.task import RRNModule, RRNTask
 from recozoo.progress import Reporter
 from recozoo.search_space import Float, Int, SearchSpace
-from recozoo.settings import BaseSettings, setting
+from recozoo.settings import AUTO, BaseSettings, setting
 
 __all__ = ["RRN", "RRNSettings"]
 
@@ -144,9 +145,9 @@ class RRNSettings(BaseSettings):
                                   "torch's setting); its many small per-step ops run faster on one",
                                min=0)
     baseline: Literal["none", "bias"] = setting(
-        "none", "bias: the networks and stationary factors learn the residuals of the bias model (fitted "
-                "on TRAIN, kept fixed), whose mu + b_user + b_movie are the prediction's (needs biases=true; "
-                "ours)")
+        AUTO, "bias: the networks and stationary factors learn the residuals of the bias model (fitted "
+              "on TRAIN, kept fixed), whose mu + b_user + b_movie are the prediction's (needs biases=true; "
+              "ours); none: mu and RRN's own biases; auto: docs/defaults.md", auto=True)
     future: Literal["one-step", "calendar"] = setting(
         "one-step", "after training: one step from the last known step straight to the predicted "
                     "day (one-step), or one empty step per calendar step up to it (calendar)")
@@ -191,6 +192,8 @@ class RRN(TimeAwarePredict, Model):
                          "fit's); fresh optimiser state, epochs counted from 0 (--set epochs=N); the time "
                          "standardisation is recomputed on TRAIN + events (dated the day after TRAIN)")
     #: tiny settings for the conformance kit (recozoo.testing.check_model)
+    #: "auto" settings (baseline) from recozoo.defaults
+    auto_rule = rrn_rule
     conformance_settings = {"epochs": 2, "hidden": 8, "embed": 8, "dynamic": 4, "stationary": 4}
     #: what ``recozoo tune rrn`` tries (epochs and patience stay the settings': VALID stops a trial)
     search_space = SearchSpace(Int("hidden", 16, 128, log=True), Int("embed", 16, 128, log=True),
