@@ -227,6 +227,8 @@ def main() -> int:
         lines = diff(a, b)
         print("\n".join(lines) if lines else f"identical: {len(b.get('cases', {}))} cases and the compare run")
         return 1 if lines else 0
+    if not args.data.is_dir():      # (the data folder is the one input a run needs; say so in one line)
+        sys.exit(f"check_predictions.py: error: --data {args.data}: no such folder (the ML-100K folder)")
     res = run(args.data, args.only.split(",") if args.only else None)
     text = json.dumps(res, indent=1, sort_keys=True) + "\n"
     if args.out:

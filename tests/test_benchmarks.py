@@ -231,3 +231,13 @@ def test_bench_implicit_bad_input_is_one_line_before_any_work(args, env, needle,
     lines = p.stderr.strip().splitlines()
     assert p.returncode != 0 and len(lines) == 1 and needle in lines[0], p.stderr
     assert "Traceback" not in p.stderr and not out.exists()
+
+
+def test_check_predictions_without_its_data_is_one_line(tmp_path):
+    """A missing --data folder was a DatasetNotFound traceback (from a default relative to the checkout:
+    a second checkout in /tmp, as the docstring's recipe makes, has no ../shared/data)."""
+    p = subprocess.run([sys.executable, str(SCRIPTS / "check_predictions.py"), "--data", str(tmp_path / "none"),
+                        "--out", str(tmp_path / "o.json")], capture_output=True, text=True, timeout=120)
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == 1 and len(lines) == 1 and "--data" in lines[0] and "no such folder" in lines[0], p.stderr
+    assert not (tmp_path / "o.json").exists()
