@@ -146,18 +146,20 @@ def _fit_row(ds: str, model: str, split=None) -> dict:
                 "error": f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
 
 
-def _fit_task(task: tuple[str, str]) -> dict:
+def _fit_task(shared, task: tuple[str, str]) -> dict:
+    """One (data set, model) fit in a :class:`recozoo.fanout.ProcessFanout` worker."""
     return _fit_row(*task)
 
 
 def run(datasets: list[str], models: list[str], jobs: int = 1) -> dict:
     """``bias`` and every model on every data set, rows in that order; ``jobs`` > 1 runs that many fits at
-    once, each (data set, model) in its own process (the same fits, only side by side)."""
+    once in :class:`recozoo.fanout.ProcessFanout` workers (spawned, killed with this process, torch/BLAS/
+    numba threads pinned to cores // jobs: the same fits, only side by side)."""
     tasks = [(ds, m) for ds in datasets for m in ["bias", *models]]
-    if jobs > 1:
-        from concurrent.futures import ProcessPoolExecutor
-        with ProcessPoolExecutor(jobs) as pool:
-            rows = list(pool.map(_fit_task, tasks))
+    if jobs > 1:      # recozoo's one local pool: spawned workers, threads pinned to cores // jobs
+        from recozoo.fanout import ProcessFanout
+        with ProcessFanout(jobs) as fan:
+            rows = fan.map(_fit_task, tasks, labels=[f"{m} on {ds}" for ds, m in tasks])
     else:
         splits: dict[str, Any] = {}
         rows = []
