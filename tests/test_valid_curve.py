@@ -64,8 +64,11 @@ class _TunedMF(BiasedMF):
 
 
 def test_tune_prunes_a_bad_biasedmf_learning_curve(split, tmp_path):
+    # the seed only decides which trials draw the bad rate; it must draw some after the pruner's
+    # warm-up: since a study's first trial starts from the defaults (bcfb649) seed 2 drew it at trials
+    # 0 and 1 only, seed 1 at trials 3, 4 and 7 (the assertions below hold for every such trial)
     with register_temporarily(_TunedMF, "tests"):
-        r = tune(TuneConfig("tune-biasedmf", "tiny-curve", trials=8, seed=2, out=tmp_path / "p", refit=False,
+        r = tune(TuneConfig("tune-biasedmf", "tiny-curve", trials=8, seed=1, out=tmp_path / "p", refit=False,
                             plots=False, fixed={"factors": 8, "epochs": 6, "lr_bias": None}),
                  split=split)
     import optuna
