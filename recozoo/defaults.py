@@ -28,7 +28,7 @@ __all__ = ["DataShape", "resolve",
            "SMALL_DATA_RATINGS", "SPARSE_USERS", "FEW_RATINGS",
            "DEEPREC_SMALL", "DEEPREC_SPARSE", "TIMESVDPP_BELLKOR", "TIMESVDPP_SMALL", "AUTOREC_FEW",
            "deeprec_rule", "als_rule", "biasedmf_rule", "pmf_rule", "timesvdpp_rule",
-           "autorec_i_rule", "autorec_u_rule"]
+           "autorec_i_rule", "autorec_u_rule", "rrn_rule"]
 
 
 @dataclass(frozen=True)
