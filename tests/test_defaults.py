@@ -145,8 +145,8 @@ def test_pmf_fold_in_solves_the_count_shrunk_objective(table):
     ("pmf", {"factors": 3, "epochs": 2}),
     ("pmf", {"factors": 3, "epochs": 2, "reg_count": 5.0}),
     ("als", {"rank": 3, "iterations": 2, "baseline": "bias"}),
-    ("glocal-k", {"layers": "4,4", "pre_epochs": 3, "fine_epochs": 2, "eval_every": 1, "baseline": "bias"}),
     ("rrn", {"epochs": 2, "hidden": 8, "embed": 8, "dynamic": 4, "stationary": 4, "baseline": "bias"}),
+    ("glocal-k", {"layers": "4,4", "pre_epochs": 3, "fine_epochs": 2, "eval_every": 1}),
 ])
 def test_bias_baseline_is_added_back_everywhere(table, tmp_path, model, settings):
     """Under baseline=bias: cold pairs get the bias model's μ + b_u/b_i, save/load and score_items
@@ -220,3 +220,29 @@ def test_rrn_fit_resolves_the_baseline_and_keeps_explicit(table):
     assert rrn(settings=tiny, seed=0).fit(table).settings.baseline == "bias"
     assert rrn(settings={**tiny, "biases": False}, seed=0).fit(table).settings.baseline == "none"
     assert rrn(settings={**tiny, "baseline": "none"}, seed=0).fit(table).base_ is None
+
+
+@hyp_settings(max_examples=200, deadline=None)
+@given(st.integers(1, 500_000), st.integers(1, 20_000), st.floats(1.0, 400.0))
+def test_glocalk_rule_is_the_papers_network_from_30_ratings_per_user(n_users, n_items, per_user):
+    """GLocal-K's rule reads ratings per user only: the paper's network on raw ratings (the old defaults,
+    which the blend's ml-100k preset relies on) from SPARSE_USERS up, the sparse recipe on the bias
+    model's residuals below; every value is a concrete setting of the model."""
+    from recozoo.defaults import GLOCALK_PAPER, GLOCALK_SPARSE, SPARSE_USERS, glocalk_rule
+    from recozoo.models.glocalk import GLocalKSettings
+    shape = DataShape(n_users, n_items, max(1, round(n_users * per_user)))
+    out = glocalk_rule(shape)
+    assert out == (GLOCALK_PAPER if shape.per_user >= SPARSE_USERS else GLOCALK_SPARSE)
+    assert out["baseline"] == ("none" if shape.per_user >= SPARSE_USERS else "bias")
+    s = GLocalKSettings().replace(**out)
+    s.validate()
+    assert auto_fields(s) == []
+
+
+def test_glocalk_rule_keeps_the_old_defaults_where_they_won():
+    """ml-100k u1 and ml-100k-time (80 and 106 per user, where the old defaults beat ``bias``) resolve
+    to exactly the old values: the reference's ML-100K network, so the blend preset predicts as before."""
+    from recozoo.defaults import glocalk_rule
+    for shape in (DataShape(943, 1644, 76_065), DataShape(751, 1616, 79_999)):
+        assert glocalk_rule(shape) == {"layers": (500, 500), "fine_epochs": 300, "baseline": "none"}
+    assert glocalk_rule(DataShape(9_760, 1_000, 191_722))["baseline"] == "bias"      # synthetic

@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from recozoo.defaults import resolve
 from recozoo.engine import RowMatrix
 from recozoo.models.base import load_model
 from recozoo.models.glocalk import GLocalK, GLocalKTask, KernelLayer, local_kernel
@@ -29,10 +30,11 @@ def _net(settings=None, seed=0):
 
 
 def test_registered_and_paper_defaults():
+    """From 30 ratings per user (small_split's TRAIN: 40) "auto" is the paper's network on raw ratings."""
     assert get_model("glocal-k") is GLocalK
-    s = GLocalK().settings
-    assert (s.layers, s.kernel_dim, s.gk_size, s.lambda_2, s.lambda_s, s.baseline) == \
-        ((500, 500), 5, 3, 20.0, 0.006, "none")
+    s = resolve(GLocalK().settings, GLocalK.auto_rule, small_split().train)
+    assert (s.layers, s.kernel_dim, s.gk_size, s.lambda_2, s.lambda_s, s.fine_epochs, s.baseline) == \
+        ((500, 500), 5, 3, 20.0, 0.006, 300, "none")
     assert GLocalK.row_mode == "item"
 
 

@@ -98,6 +98,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from recozoo.defaults import glocalk_rule
 from recozoo.engine import EngineConfig, Loss, RowBatch, RowMatrix, Task, Trainer
 from recozoo.errors import SettingsError
 from recozoo.models._baseline import BiasBaseline
@@ -105,7 +106,7 @@ from recozoo.models.autoencoder import AutoencoderModel
 from recozoo.models.base import FoldIn
 from recozoo.progress import Reporter
 from recozoo.search_space import Categorical, Float, Int, Layers, SearchSpace
-from recozoo.settings import BaseSettings, setting
+from recozoo.settings import AUTO, BaseSettings, setting
 
 __all__ = ["GLocalK", "GLocalKSettings", "GLocalKNet", "KernelLayer", "local_kernel"]
 
@@ -280,7 +281,8 @@ class _StageReporter(Reporter):
 
 @dataclass(frozen=True)
 class GLocalKSettings(BaseSettings):
-    layers: tuple[int, ...] = setting((500, 500), "hidden kernel layers (the paper's 2 x 500)", min=1)
+    layers: tuple[int, ...] = setting(AUTO, "hidden kernel layers (the paper's 2 x 500; auto: docs/defaults.md)",
+                                      min=1, auto=True)
     kernel_dim: int = setting(5, "dimension of the per-unit vectors u, v of the local kernel (paper: 5)",
                               min=1)
     lambda_2: float = setting(20.0, "L2 strength on the weight matrices W (reference, ML-100K: 20)", min=0.0)
@@ -291,22 +293,23 @@ class GLocalKSettings(BaseSettings):
                                min=0.0, min_exclusive=True)
     pre_epochs: int = setting(150, "pre-training L-BFGS iterations, one per epoch (reference: 30 x 5)",
                               min=1, max=100_000)
-    fine_epochs: int = setting(300, "fine-tuning L-BFGS iterations with the global kernel (reference: "
-                                    "60 x 5); 0 = local-kernel autoencoder only", min=0, max=100_000)
+    fine_epochs: int = setting(AUTO, "fine-tuning L-BFGS iterations with the global kernel (reference: "
+                                     "60 x 5); 0 = local-kernel autoencoder only; auto: docs/defaults.md",
+                               min=0, max=100_000, auto=True)
     lr: float = setting(1.0, "L-BFGS step scale (torch's default 1)", min=0.0, min_exclusive=True)
     eval_every: int = setting(5, "evaluate VALID every N iterations (the reference: every 5)", min=1)
     patience: int = setting(10, "stop a stage after N evaluations without VALID improvement (0 = off; "
                                 "ours)", min=0)
-    baseline: Literal["none", "bias"] = setting("none", "bias: the network learns residuals over the bias model "
+    baseline: Literal["none", "bias"] = setting(AUTO, "bias: the network learns residuals over the bias model "
                                                 "μ + b_u + b_i (fitted on TRAIN); none: raw ratings (the "
-                                                "paper's)")
+                                                "paper's); auto: docs/defaults.md", auto=True)
     max_cells: int = setting(200_000_000, "refuse a training matrix of more items x users cells (the model "
                                           "holds several dense float copies of it; 0 = no limit; ours)", min=0)
 
     def validate(self) -> None:
         if self.gk_size % 2 == 0:
             raise SettingsError(f"setting 'gk_size': must be odd (a 'same' convolution), got {self.gk_size}")
-        if not self.layers:
+        if self.layers != AUTO and not self.layers:
             raise SettingsError("setting 'layers': give at least one hidden layer size, e.g. 500,500")
 
 
@@ -318,6 +321,7 @@ class GLocalK(AutoencoderModel):
     row_mode = "item"
     empty_row = "mean"
     folds_in = FoldIn.NO
+    auto_rule = glocalk_rule
     warm_starts = False
     warm_start_method = ("no warm start: the network holds the training matrix (the global convolution runs "
                          "over all of it) and trains in two stages; fit anew on the extended data")
@@ -397,8 +401,7 @@ class GLocalK(AutoencoderModel):
         out: dict[str, Any] = {"patience": 0}
         if "pretrain" in best:
             out["pre_epochs"] = best["pretrain"]
-        if "finetune" in best:
-            out["fine_epochs"] = best["finetune"]
+        out["fine_epochs"] = best.get("finetune", 0)      # no fine-tuning stage ran: none in the refit either
         return out
 
     def _get_state(self) -> dict[str, Any]:
