@@ -44,6 +44,9 @@ Where the defaults come from (the paper and its reference implementation,
   fine-tuning rounds of L-BFGS-B with ``maxiter=5`` each; one engine epoch here is
   one L-BFGS iteration (torch ``LBFGS``, strong-Wolfe line search, history 10 =
   L-BFGS-B's ``maxcor``), so the iteration budgets match;
+* ``layers``, ``fine_epochs`` and ``baseline`` are ``auto`` (:func:`recozoo.defaults.glocalk_rule`):
+  the values above on raw ratings from 30 training ratings per user; fewer, 2 x 100 layers on the
+  bias model's residuals and no fine-tuning (docs/defaults.md has the VALID figures behind it);
 * initialisation — the reference's TF defaults: Glorot-uniform ``W`` *and* ``b``
   (TensorFlow's default for every variable), ``u``, ``v`` ~ N(0, 1e-3) truncated at
   2σ (so ``K`` starts ≈ 1 everywhere: a dense layer), ``C`` ~ N(0, 0.1) truncated.
