@@ -218,8 +218,13 @@ def rrn_rule(shape: DataShape, settings=None) -> dict[str, Any]:
     ``biases=false``, the paper's formula, ``none``): RRN's own stationary biases take one SGD step per
     user (movie) and batch under a per-rating L2 penalty, so a user or movie with few ratings is not
     shrunk towards zero as the bias model shrinks it; on the raw ratings RRN lost to ``bias`` on TEST of
-    ``synthetic`` and ml-100k-time (docs/defaults.md), on every size and density measured."""
-    return {"baseline": "bias" if settings is None or settings.biases else "none"}
+    ``synthetic`` and ml-100k-time (docs/defaults.md), on every size and density measured. There the
+    stationary factors start from ALS (``stationary_init=als``): by SGD they barely moved off the bias
+    model, which ALS's closed-form solves do not need to (docs/defaults.md); under ``none``, random."""
+    base = "bias" if settings is None or settings.biases else "none"
+    if settings is not None and settings.baseline != AUTO:
+        base = settings.baseline
+    return {"baseline": base, "stationary_init": "als" if base == "bias" else "random"}
 
 
 #: GLocal-K from :data:`SPARSE_USERS` ratings per user up: the paper's 2 x 500 network, pre-training and the

@@ -207,10 +207,12 @@ def test_glocalk_refuses_a_matrix_above_max_cells(table):
 @given(st.integers(1, 10**6), st.integers(1, 10**5), st.integers(1, 10**9), st.booleans())
 def test_rrn_rule_takes_the_bias_baseline_whenever_rrn_has_biases(n_users, n_items, n_ratings, biases):
     """Whatever the data's shape: RRN on the bias model's residuals, unless biases=false (the paper's
-    formula), which the rule never contradicts (baseline=bias with biases=false is refused)."""
+    formula), which the rule never contradicts (baseline=bias with biases=false is refused); the
+    stationary factors start from ALS exactly when the baseline is the bias model's."""
     s = parse_settings(get_model("rrn").Settings, {"biases": biases})
     out = rrn_rule(DataShape(n_users, n_items, n_ratings), s)
-    assert out == {"baseline": "bias" if biases else "none"}
+    base = "bias" if biases else "none"
+    assert out == {"baseline": base, "stationary_init": "als" if biases else "random"}
     assert s.replace(**out).baseline == out["baseline"]           # the resolved settings validate
 
 
@@ -220,6 +222,9 @@ def test_rrn_fit_resolves_the_baseline_and_keeps_explicit(table):
     assert rrn(settings=tiny, seed=0).fit(table).settings.baseline == "bias"
     assert rrn(settings={**tiny, "biases": False}, seed=0).fit(table).settings.baseline == "none"
     assert rrn(settings={**tiny, "baseline": "none"}, seed=0).fit(table).base_ is None
+    # ALS-initialised factors only on the bias model's residuals, and an explicit baseline=none is obeyed
+    assert rrn(settings=tiny, seed=0).fit(table).settings.stationary_init == "als"
+    assert rrn(settings={**tiny, "baseline": "none"}, seed=0).fit(table).settings.stationary_init == "random"
 
 
 @hyp_settings(max_examples=200, deadline=None)

@@ -204,3 +204,28 @@ def test_bias_baseline_gives_the_biases_and_the_networks_start_without_an_offset
     with pytest.raises(SettingsError, match="baseline") as e:
         RRN(settings={"baseline": "bias", "biases": False})
     assert "\n" not in str(e.value)
+
+
+def test_als_init_starts_the_stationary_part_at_the_als_fit(split):
+    """stationary_init=als: before the first step, μ + b_u + b_i + ⟨u_i, m_j⟩ is the prediction of
+    recozoo's ALS (rank = stationary, baseline=bias) fitted on TRAIN; random keeps the seeded draw."""
+    from recozoo.models._baseline import BiasBaseline
+    from recozoo.models.als import ALS
+    train = split.train
+    m = RRN(settings={**SMALL, "baseline": "bias", "stationary_init": "als"}, seed=0)
+    m._set_baseline(BiasBaseline.fit(train))
+    m._als_init = m._fit_als_init(train)
+    m._build_nets(train.n_users, train.n_items)
+    als = ALS(settings={"rank": SMALL["stationary"], "baseline": "bias"}, seed=0).fit(train)
+    u, i = train.users.astype(np.int64), train.items.astype(np.int64)
+    start = m.base_.at(u, i) + (m.U_.detach().numpy()[u] * m.M_.detach().numpy()[i]).sum(1)
+    np.testing.assert_allclose(start, als.predict(u, i), atol=1e-4)
+    assert float(np.abs(start - m.base_.at(u, i)).max()) > 0.1      # the factors are not zero
+    rnd = RRN(settings={**SMALL, "baseline": "bias", "stationary_init": "random"}, seed=0)
+    rnd._build_nets(train.n_users, train.n_items)
+    g = torch.Generator().manual_seed(0)
+    np.testing.assert_array_equal(rnd.U_.detach().numpy(),
+                                  (torch.randn(train.n_users, SMALL["stationary"], generator=g) * 0.1).numpy())
+    fitted = RRN(settings={**SMALL, "baseline": "bias", "stationary_init": "als", "epochs": 1},
+                 seed=0).fit(train, split.valid)
+    assert fitted._als_init is None and np.isfinite(fitted.predict(u[:50], i[:50])).all()

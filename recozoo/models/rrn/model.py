@@ -148,6 +148,11 @@ class RRNSettings(BaseSettings):
         AUTO, "bias: the networks and stationary factors learn the residuals of the bias model (fitted "
               "on TRAIN, kept fixed), whose mu + b_user + b_movie are the prediction's (needs biases=true; "
               "ours); none: mu and RRN's own biases; auto: docs/defaults.md", auto=True)
+    stationary_init: Literal["random", "als"] = setting(
+        AUTO, "random: stationary factors drawn N(0, init_std^2); als: the factors of recozoo's ALS "
+              "(rank = stationary, its auto reg, 15 iterations) fitted on TRAIN to what RRN's centre "
+              "leaves (the bias model's residuals under baseline=bias), so training starts from a "
+              "closed-form factor model (ours); auto: docs/defaults.md", auto=True)
     future: Literal["one-step", "calendar"] = setting(
         "one-step", "after training: one step from the last known step straight to the predicted "
                     "day (one-step), or one empty step per calendar step up to it (calendar)")
@@ -216,8 +221,13 @@ class RRN(TimeAwarePredict, Model):
                     if s.dynamic_bias:
                         net.out.weight[s.dynamic].zero_()
         g = torch.Generator().manual_seed(self.seed)
-        self.U_ = nn.Parameter((torch.randn(n_users, s.stationary, generator=g) * s.init_std).to(self._dev))
-        self.M_ = nn.Parameter((torch.randn(n_items, s.stationary, generator=g) * s.init_std).to(self._dev))
+        U = torch.randn(n_users, s.stationary, generator=g) * s.init_std
+        M = torch.randn(n_items, s.stationary, generator=g) * s.init_std
+        init = getattr(self, "_als_init", None)
+        if init is not None:
+            U, M = torch.from_numpy(init[0]), torch.from_numpy(init[1])
+        self.U_ = nn.Parameter(U.to(self._dev))
+        self.M_ = nn.Parameter(M.to(self._dev))
         self.BU_ = nn.Parameter(torch.zeros(n_users, device=self._dev))
         self.BM_ = nn.Parameter(torch.zeros(n_items, device=self._dev))
 
@@ -320,6 +330,7 @@ class RRN(TimeAwarePredict, Model):
         self._history = self._train_history
         self._set_baseline(BiasBaseline.fit(train) if s.baseline == "bias" else None)
         self._make_sides()
+        self._als_init = self._fit_als_init(train) if s.stationary_init == "als" and s.stationary else None
         task = RRNTask(self, train)
         cfg = EngineConfig.from_settings(s, device=str(self._dev), seed=self.seed, optimizer="adam")
         valid = valid if valid is not None and valid.nnz > 0 else None
@@ -331,6 +342,18 @@ class RRN(TimeAwarePredict, Model):
                       ).fit(None, valid)
         self.history_ = res.history
         self.best_epoch_ = res.best_epoch
+        self._als_init = None                 # only the start of training needs it
+
+    def _fit_als_init(self, train) -> tuple[np.ndarray, np.ndarray]:
+        """ALS factors (rank ``stationary``) of what the centre leaves: the bias model's residuals under
+        ``baseline=bias`` (ALS's own ``baseline=bias`` fits the same :class:`BiasBaseline`), else ALS's
+        joint biases stand in for RRN's own zero-initialised ones, so only its factors are taken."""
+        from recozoo.models.als import ALS
+        als = ALS(settings={"rank": self.settings.stationary,
+                            "baseline": "bias" if self.base_ is not None else "none"},
+                  seed=self.seed).fit(train)
+        return (np.ascontiguousarray(als.user_factors_, dtype=np.float32),
+                np.ascontiguousarray(als.item_factors_, dtype=np.float32))
 
     def _biases_for(self, side: Side):
         """A side's (own, other) stationary biases and factors (detached), for the step summary."""
