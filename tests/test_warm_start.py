@@ -141,8 +141,11 @@ def _rrn_module(m):
 
 #: (first fit's settings, the warm fit's settings: a step that moves nothing, the module to compare)
 _TORCH_WARM = {
-    "rrn": ({"epochs": 2, "patience": 0, "hidden": 8, "embed": 8, "dynamic": 4, "stationary": 4},
-            {"lr": 1e-12, "lr_stationary": 0.0, "epochs": 1}, _rrn_module),
+    # RRN: the run from random stationary factors, the warm and cold fits from ALS's, so the warm fit
+    # must end at the run's weights in spite of its own ALS start, and the cold fit cannot
+    "rrn": ({"epochs": 2, "patience": 0, "hidden": 8, "embed": 8, "dynamic": 4, "stationary": 4,
+             "stationary_init": "random"},
+            {"lr": 1e-12, "lr_stationary": 0.0, "epochs": 1, "stationary_init": "als"}, _rrn_module),
     "mult-vae": ({"layers": "16,8", "epochs": 3, "batch_size": 32, "total_anneal_steps": 10, "lr": 0.01},
                  {"lr": 1e-12, "epochs": 1}, lambda m: m.net_),
     "mult-dae": ({"layers": "16", "epochs": 3, "batch_size": 32, "lr": 0.01},
