@@ -30,7 +30,9 @@ biases ``d`` (``dynamic_bias``) are ours. With ``baseline=bias`` (ours) μ + b_i
 + b_j are the bias model's (:class:`~recozoo.models.baselines.Bias`, fitted on
 TRAIN and kept fixed): the networks and stationary factors then learn, and the
 LSTMs read, the residuals of that regularised baseline, and the affine outputs
-start with a zero bias, so the model starts from the bias model's predictions —
+start with a zero bias; the stationary factors start from ALS's fit to those residuals
+(``stationary_init=als``: by SGD alone they barely moved off the bias model), so the
+model starts from a factor model on top of the bias model —
 RRN's own biases, one SGD step per entity per batch under a per-rating L2
 penalty, are not shrunk by the entity's count as the bias model's are, and
 over-fitted users and movies with few ratings. Training alternates a user phase
