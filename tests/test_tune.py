@@ -23,11 +23,12 @@ from recozoo.data.synthetic import generate
 from recozoo.data.table import RatingsTable
 from recozoo.errors import RecozooError
 from recozoo.models.baselines import Bias, BiasSettings
-from recozoo.registry import register_temporarily
+from recozoo.registry import get_model, register_temporarily
 from recozoo.search_space import Categorical, Float, SearchSpace
 from recozoo.settings import setting
 from recozoo.splits import random_split
 from recozoo.tune import TuneConfig, parse_budget, parse_metric, tune
+from recozoo.tune.trials import pruner as make_pruner
 from recozoo.evaluate import evaluate
 from recozoo.runs import load_run
 from cli_helpers import RECOZOO, assert_one_line_error, invoke_cli
@@ -171,7 +172,7 @@ def test_cli_bad_input_is_one_line_and_writes_nothing(tmp_path):
     out = tmp_path / "never"
     cases = [(("--metric", "foo"), ("unknown metric",)), (("--budget", "abc"), ("--budget", "abc")),
              (("--storage", f"sqlite:///{tmp_path}/no/such/dir/s.db"), ("--storage", "cannot open")),
-             (("--set", "reg_user=-1"), ("invalid settings",))]
+             (("--set", "reg_user=-1"), ("invalid settings",)), (("--pruner", "hyperband"), ("--pruner", "hyperband"))]
     for args, needles in cases:
         p = invoke_cli("tune", "bias", *SMALL, "--out", out, *args, check=False)
         assert_one_line_error(p, *needles)
@@ -193,7 +194,10 @@ def _states(db):
 def test_kill_9_then_rerun_resumes(tmp_path):
     """Killed mid-trial: the rerun keeps every finished trial, redoes the killed one, reaches the target."""
     out = tmp_path / "k"
-    args = ["tune", "als", *SMALL, "--trials", "5", "--seed", "3", "--set", "iterations=400", "--out", str(out)]
+    # (--pruner median: each iteration's VALID RMSE then reaches the study, which is how this test sees
+    # a trial mid-fit)
+    args = ["tune", "als", *SMALL, "--trials", "5", "--seed", "3", "--set", "iterations=400", "--out", str(out),
+            "--pruner", "median"]
     env = {**os.environ, "COLUMNS": "200"}
     proc = subprocess.Popen([RECOZOO, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     deadline = time.monotonic() + 300
@@ -269,14 +273,34 @@ def test_compare_tune_options_are_checked():
     from recozoo.errors import SettingsError
     assert parse_tune({"budget": "5m"}) == TuneSpec(budget=300.0) and parse_tune(False) is None
     assert parse_tune(True) == TuneSpec()
-    for bad in ({"budget": "abc"}, {"trials": 0}, {"bogus": 1}, "5m"):
+    assert parse_tune({"trials": 3, "pruner": "none"}) == TuneSpec(trials=3, pruner="none")
+    for bad in ({"budget": "abc"}, {"trials": 0}, {"bogus": 1}, "5m", {"pruner": "sometimes"}):
         with pytest.raises(RecozooError):
             parse_tune(bad)
     with pytest.raises(RecozooError, match="go with --tune"):
         _tune_spec(False, "5m", None)
     assert _tune_spec(True, "90s", None) == TuneSpec(budget=90.0)
+    assert _tune_spec(True, None, 5, "median") == TuneSpec(trials=5, pruner="median")
+    with pytest.raises(RecozooError, match="go with --tune"):
+        _tune_spec(False, None, None, "none")
+    with pytest.raises(RecozooError, match="--pruner"):
+        _tune_spec(True, None, None, "always")
     with pytest.raises(SettingsError, match="drop its preset"):
         build_config(dataset="ml-100k", models="deeprec", presets=["deeprec=ml-100k"], tune=TuneSpec())
+
+
+@pytest.mark.parametrize("model, metric, asked, pruner", [
+    ("deeprec", None, "auto", "median"), ("autorec-i", None, "auto", "median"), ("glocal-k", None, "auto", "median"),
+    ("biasedmf", None, "auto", "none"), ("pmf", None, "auto", "none"), ("als", None, "auto", "none"),
+    ("timesvdpp", None, "auto", "none"),
+    ("biasedmf", None, "median", "median"), ("deeprec", None, "none", "none"),
+    ("deeprec", "ndcg@10", "median", "none"),          # no per-epoch curve of a ranking metric: nothing to prune on
+    ("bias", None, "median", "none"),                  # no curve at all
+])
+def test_the_pruner_each_model_gets(model, metric, asked, pruner):
+    cfg = TuneConfig(model, "ml-100k", metric=metric, pruner=asked).resolved(get_model(model))
+    assert cfg.pruner == pruner
+    assert type(make_pruner(cfg)).__name__ == {"median": "MedianPruner", "none": "NopPruner"}[pruner]
 
 
 def test_the_budget_stops_a_running_trial_once_the_study_has_a_result():

@@ -69,7 +69,7 @@ def test_tune_prunes_a_bad_biasedmf_learning_curve(split, tmp_path):
     # 0 and 1 only, seed 1 at trials 3, 4 and 7 (the assertions below hold for every such trial)
     with register_temporarily(_TunedMF, "tests"):
         r = tune(TuneConfig("tune-biasedmf", "tiny-curve", trials=8, seed=1, out=tmp_path / "p", refit=False,
-                            plots=False, fixed={"factors": 8, "epochs": 6, "lr_bias": None}),
+                            plots=False, fixed={"factors": 8, "epochs": 6, "lr_bias": None}, pruner="median"),
                  split=split)
     import optuna
     study = optuna.load_study(study_name=r["study"], storage=f"sqlite:///{tmp_path / 'p' / 'study.sqlite3'}")
@@ -109,3 +109,18 @@ def test_every_epochs_figure_is_what_predict_gives_at_that_epoch(split, cls, set
         short = cls(settings={**settings, "epochs": k}, seed=5).fit(train)
         err = short.predict(u, i).astype(np.float64) - np.asarray(v.ratings, dtype=np.float64)
         assert curve[k - 1] == pytest.approx(float(np.sqrt(np.mean(err ** 2))), rel=1e-5), k
+
+
+def test_biasedmf_is_not_pruned_under_the_auto_pruner(split, tmp_path):
+    """``--pruner auto`` leaves biased MF's trials whole (Model.tune_prunes is False for it): the same
+    study as above runs every trial, the bad rate too, to its last epoch, and reports no curve to Optuna."""
+    with register_temporarily(_TunedMF, "tests"):
+        r = tune(TuneConfig("tune-biasedmf", "tiny-curve", trials=8, seed=1, out=tmp_path / "a", refit=False,
+                            plots=False, fixed={"factors": 8, "epochs": 6, "lr_bias": None}),
+                 split=split)
+    import optuna
+    study = optuna.load_study(study_name=r["study"], storage=f"sqlite:///{tmp_path / 'a' / 'study.sqlite3'}")
+    assert r["pruner"] == "none" and r["trials"]["pruned"] == 0 and r["trials"]["complete"] == 8
+    assert any(t.params["lr"] == 1e-5 for t in study.trials)
+    assert all(t.user_attrs["info"]["epochs_run"] == 6 and not t.intermediate_values for t in study.trials)
+    assert r["best"]["params"]["lr"] == 0.02

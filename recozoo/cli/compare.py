@@ -52,17 +52,17 @@ def _emit(lb, fmt: str) -> None:
             err.print(f"{name.replace('_', ' ')}: {files[name]}")
 
 
-def _tune_spec(tune: bool, budget: Optional[str], trials: Optional[int]):
-    """--tune [--budget PER_MODEL | --tune-trials N] as a TuneSpec (None without --tune)."""
+def _tune_spec(tune: bool, budget: Optional[str], trials: Optional[int], pruner: Optional[str] = None):
+    """--tune [--budget PER_MODEL | --tune-trials N] [--tune-pruner P] as a TuneSpec (None without --tune)."""
     from recozoo.compare.config import TuneSpec
-    from recozoo.tune.config import parse_budget
+    from recozoo.tune.config import parse_budget, parse_pruner
     if not tune:
-        if budget is not None or trials is not None:
-            raise RecozooError("--budget and --tune-trials go with --tune")
+        if budget is not None or trials is not None or pruner is not None:
+            raise RecozooError("--budget, --tune-trials and --tune-pruner go with --tune")
         return None
     if trials is not None and trials < 1:
         raise RecozooError(f"--tune-trials must be >= 1, got {trials}")
-    return TuneSpec(budget=parse_budget(budget), trials=trials)
+    return TuneSpec(budget=parse_budget(budget), trials=trials, pruner=parse_pruner(pruner))
 
 
 def register(app: typer.Typer) -> None:
@@ -95,6 +95,8 @@ def register(app: typer.Typer) -> None:
                                   "tune; studies kept in OUT/studies), then refit on TRAIN+VALID"),
         budget: Optional[str] = typer.Option(None, "--budget", help="with --tune: wall clock per model, e.g. 5m"),
         tune_trials: Optional[int] = typer.Option(None, "--tune-trials", help="with --tune: trials per model"),
+        tune_pruner: Optional[str] = typer.Option(None, "--tune-pruner", help="with --tune: auto|median|none "
+                                                  "(recozoo tune --pruner; default auto)"),
         jobs: Optional[int] = typer.Option(None, "--jobs", "-j",
                                            help="fits at a time, in local worker processes (default 1); "
                                                 "threads per worker = cores // jobs"),
@@ -112,7 +114,7 @@ def register(app: typer.Typer) -> None:
         from recozoo.settings import parse_assignments
         f = _check_format(fmt)
         file = load_config_file(config) if config else None
-        tune_spec = _tune_spec(tune, budget, tune_trials)
+        tune_spec = _tune_spec(tune, budget, tune_trials, tune_pruner)
         cfg = build_config(file=file, dataset=dataset, models=models, seeds=seeds, metrics=metrics,
                            sets=set_, presets=preset, split_seed=split_seed,
                            device=check_device_name(device) if device else None,

@@ -94,7 +94,10 @@ def _print_settings(cls, rows) -> None:
         con.print(f"presets (--preset NAME): {', '.join(presets)}")
     con.print(f"fallback for unseen users/items: {cls.fallback}")
     con.print(f"fold-in of a new user ({cls.folds_in.value}): {cls.fold_in_method}")
-    con.print("VALID RMSE per epoch (recozoo tune prunes on it): " + ("reported" if cls.valid_curve else "not reported"))
+    curve = "reported" if cls.valid_curve else "not reported"
+    if cls.valid_curve:
+        curve += "; recozoo tune --pruner auto: " + ("median pruning" if cls.tune_prunes else "no pruning")
+    con.print("VALID RMSE per epoch (recozoo tune prunes on it): " + curve)
     _print_space(cls, con)
 
 

@@ -34,6 +34,9 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, "--seed", help="seed of the TPE sampler and of every fit"),
         out: Optional[Path] = typer.Option(None, "--out", help="output folder = the final run directory "
                                            "(default runs/tune-MODEL-DATASET; rerun to resume)"),
+        pruner: str = typer.Option("auto", "--pruner", help="auto|median|none: median stops trials whose "
+                                   "per-epoch VALID RMSE lags the completed trials'; auto = median for the models "
+                                   "that declare it (`recozoo models MODEL`), none for the fast factor models"),
         no_refit: bool = typer.Option(False, "--no-refit", help="score TEST with the best trial's settings "
                                       "fitted on TRAIN (default: refitted on TRAIN+VALID)"),
         set_: Optional[List[str]] = typer.Option(None, "--set", help="fix a setting NAME=VALUE in every trial"),
@@ -49,14 +52,15 @@ def register(app: typer.Typer) -> None:
         from recozoo.errors import RecozooError
         from recozoo.progress import NullReporter, RichReporter
         from recozoo.settings import parse_assignments
-        from recozoo.tune import TuneConfig, parse_budget, tune
+        from recozoo.tune import TuneConfig, parse_budget, parse_pruner, tune
         if not dataset:
             raise RecozooError("tune needs --dataset NAME (see `recozoo data list`)")
         cfg = TuneConfig(model=model, dataset=dataset, metric=metric, budget=parse_budget(budget), trials=trials,
                          jobs=jobs, cluster=cluster, storage=storage, seed=seed, out=out, refit=not no_refit,
                          fixed=parse_assignments(set_), split_seed=split_seed,
                          data_params=parse_assignments(data_param) if data_param else None,
-                         source=str(source) if source else None, device=check_device_name(device))
+                         source=str(source) if source else None, device=check_device_name(device),
+                         pruner=parse_pruner(pruner))
         reporter = NullReporter() if quiet else RichReporter(enabled=False)
         result = tune(cfg, reporter=reporter)
         if as_json:
@@ -69,7 +73,7 @@ def register(app: typer.Typer) -> None:
 def _print_result(r: dict) -> None:
     c, b = r["trials"], r["best"]
     lines = [f"{r['model']} on {r['dataset']}: {c['complete']} trials completed, {c['pruned']} pruned, "
-             f"{c['failed']} failed in {r['seconds']:.0f} s",
+             f"{c['failed']} failed in {r['seconds']:.0f} s (pruner: {r['pruner']})",
              f"best trial {b['number']}: VALID {r['metric']} {b['value']:.4f}",
              "settings: " + ", ".join(f"{k}={v}" for k, v in sorted(b["params"].items()))]
     test = r.get("test") or {}

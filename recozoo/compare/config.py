@@ -22,6 +22,7 @@ win. A TOML experiment file::
 
     # optional, like --tune --budget 5m: each model's settings tuned on VALID first
     # tune = { budget = "5m" }   # or { trials = 20 }; `tune = true` = 20 trials each
+    # tune = { budget = "5m", pruner = "median" }   # pruner: auto (default) | median | none
 
 Everything is validated before the first fit, so a typo fails in a second with
 one line, not an hour into the run.
@@ -71,20 +72,26 @@ class TuneSpec:
     budget: float | None = None
     #: finished trials per model (None with no budget: recozoo tune's default)
     trials: int | None = None
+    #: recozoo tune's --pruner for every model (auto: each model's declaration)
+    pruner: str = "auto"
 
 
 def parse_tune(value: Any, where: str = "tune") -> TuneSpec | None:
     """``true`` / ``{budget = "5m"}`` / ``{trials = 20}`` (TOML) -> a :class:`TuneSpec`; ``false`` -> None."""
-    from recozoo.tune.config import parse_budget
+    from recozoo.tune.config import parse_budget, parse_pruner
     if isinstance(value, bool):
         return TuneSpec() if value else None
-    if not isinstance(value, dict) or set(value) - {"budget", "trials"}:
-        raise RecozooError(f"{where}: expected true or a table with budget and/or trials, e.g. "
+    if not isinstance(value, dict) or set(value) - {"budget", "trials", "pruner"}:
+        raise RecozooError(f"{where}: expected true or a table with budget, trials and/or pruner, e.g. "
                            f"tune = {{ budget = \"5m\" }}, got {value!r}")
     trials = value.get("trials")
     if trials is not None and (not isinstance(trials, int) or isinstance(trials, bool) or trials < 1):
         raise RecozooError(f"{where}: trials must be an integer >= 1, got {trials!r}")
-    return TuneSpec(budget=parse_budget(value.get("budget")), trials=trials)
+    try:
+        pruner = parse_pruner(value.get("pruner"))
+    except RecozooError as e:
+        raise RecozooError(f"{where}: {e}") from None
+    return TuneSpec(budget=parse_budget(value.get("budget")), trials=trials, pruner=pruner)
 
 
 @dataclass

@@ -83,7 +83,7 @@ def _tune_config(cfg: CompareConfig, spec, cls, out: Path, metrics: list[str], d
                       budget=cfg.tune.budget, trials=cfg.tune.trials, seed=cfg.seeds[0],
                       out=Path(out) / STUDIES / spec.name, fixed=dict(spec.settings),
                       split_seed=cfg.split_seed, data_params=cfg.data_params or None, source=cfg.source,
-                      device=device, final=False)
+                      device=device, final=False, pruner=cfg.tune.pruner)
 
 
 def _run_studies(cfg: CompareConfig, configs: list, split, reporter: Reporter, fan) -> dict[str, dict[str, Any]]:

@@ -134,6 +134,7 @@ class ALS(BiasedFactorModel):
                       "over the new user's ratings, bias solved jointly, item side fixed")
     conformance_settings = {"rank": 4, "iterations": 2}
     valid_curve = True          # one record per iteration, ALS's epoch
+    tune_prunes = False         # trials of seconds, slow learners end best: see Model.tune_prunes
     auto_rule = als_rule
     #: what ``recozoo tune als`` tries (VALID RMSE is reported per iteration, so trials prune)
     search_space = SearchSpace(Int("rank", 2, 48, log=True), Float("reg", 0.01, 1.0, log=True),

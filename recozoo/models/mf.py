@@ -177,6 +177,7 @@ class _SGDFactorModel(BiasedFactorModel):
     _use_bias = False
     conformance_settings = {"factors": 4, "epochs": 2}
     valid_curve = True          # each epoch's VALID RMSE (scored only; the fit runs every epoch)
+    tune_prunes = False         # trials of seconds, slow learners end best: see Model.tune_prunes
 
     def _hyper(self) -> dict[str, float]:
         raise NotImplementedError

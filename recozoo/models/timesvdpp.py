@@ -251,6 +251,7 @@ class TimeSVDpp(TimeAwarePredict, Model):
     uses_timestamps = True
     auto_rule = timesvdpp_rule
     valid_curve = True          # each pass's VALID RMSE, the engine's record
+    tune_prunes = False         # trials of seconds, slow learners end best: see Model.tune_prunes
     fallback = ("global mean + the known side's static bias (b_u or b_i); day terms of days "
                 "without training ratings are zero")
     summary = "TimeSVD++ (Koren KDD 2009): drifting biases, item time bins, day effects, SVD++"

@@ -18,7 +18,8 @@ from recozoo.metrics import RANKING_METRICS
 from recozoo.search import LOWER_IS_BETTER
 from recozoo.search_space import first_invalid_point
 
-__all__ = ["TuneConfig", "parse_budget", "parse_metric", "RANKING_METRICS", "DEFAULT_TRIALS"]
+__all__ = ["TuneConfig", "parse_budget", "parse_metric", "parse_pruner", "RANKING_METRICS", "DEFAULT_TRIALS",
+           "PRUNERS"]
 
 #: trials when neither ``--trials`` nor ``--budget`` is given
 DEFAULT_TRIALS = 20
@@ -40,6 +41,20 @@ def parse_budget(text: str | float | int | None) -> float | None:
     if seconds <= 0:
         raise RecozooError(f"--budget must be positive, got {text!r}")
     return seconds
+
+
+#: ``--pruner`` values: ``auto`` = ``median`` for models that declare
+#: :attr:`~recozoo.models.base.Model.tune_prunes` (and a per-epoch VALID curve, and an RMSE/MAE metric),
+#: ``none`` for the others
+PRUNERS = ("auto", "median", "none")
+
+
+def parse_pruner(text: str | None) -> str:
+    """``auto`` (None), ``median`` or ``none``; anything else is a one-line error."""
+    t = "auto" if text is None else str(text).strip().lower()
+    if t not in PRUNERS:
+        raise RecozooError(f"--pruner: unknown pruner {text!r} (use {'|'.join(PRUNERS)})")
+    return t
 
 
 def parse_metric(text: str) -> tuple[str, int]:
@@ -87,6 +102,8 @@ class TuneConfig:
     plots: bool = True
     #: fit the best settings and score TEST at the end (off: the study only, TEST never read)
     final: bool = True
+    #: auto | median | none (:data:`PRUNERS`); resolved to median or none
+    pruner: str = "auto"
 
     def resolved(self, model_cls) -> "TuneConfig":
         """This config checked against the model (see the module docstring), defaults filled in."""
@@ -116,7 +133,17 @@ class TuneConfig:
                                f"({bad[1]}; point {_short(bad[0])})")
         out = Path(self.out) if self.out else Path("runs") / f"tune-{self.model}-{self.dataset}"
         name = self.study_name or f"recozoo-{self.model}-{self.dataset}-{key}"
-        return _replace(self, metric=key, budget=budget, trials=trials, jobs=jobs, out=out, study_name=name)
+        return _replace(self, metric=key, budget=budget, trials=trials, jobs=jobs, out=out, study_name=name,
+                        pruner=_pruner(parse_pruner(self.pruner), model_cls, key))
+
+
+def _pruner(asked: str, model_cls, metric: str) -> str:
+    """``median`` or ``none``: pruning needs a per-epoch VALID curve of the metric (RMSE, or MAE judged by it)."""
+    if metric not in LOWER_IS_BETTER or not model_cls.valid_curve:
+        return "none"
+    if asked == "auto":
+        return "median" if model_cls.tune_prunes else "none"
+    return asked
 
 
 def _short(point: dict[str, Any]) -> str:

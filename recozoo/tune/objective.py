@@ -5,9 +5,10 @@ value is its VALID score only. Pruning listens to the VALID learning curve
 that models declaring :attr:`~recozoo.models.base.Model.valid_curve` send to
 ``reporter.log`` after each epoch (the torch engine's record: ``epoch``,
 ``valid_rmse``; ALS, TimeSVD++, PMF and biased MF send the same). For ``rmse``
-and ``mae`` that curve is reported to the trial, and Optuna's median pruner
-stops a trial whose VALID RMSE at an epoch is worse than the median of earlier
-trials at that epoch. Ranking metrics have no
+and ``mae`` that curve is reported to the trial, and (``--pruner median``, the
+default for models that declare :attr:`~recozoo.models.base.Model.tune_prunes`)
+Optuna's median pruner stops a trial whose VALID RMSE at an epoch is worse than
+the median of earlier trials at that epoch. Ranking metrics have no
 per-epoch curve to compare, so their trials run to the end.
 """
 
@@ -82,8 +83,11 @@ class Objective:
     """Callable for ``study.optimize``: the model class, its space, the split, the metric."""
 
     def __init__(self, model_cls, space, split, metric: str, k: int, *, fixed: dict[str, Any],
-                 seed: int, device: str, deadline: float | None = None):
+                 seed: int, device: str, deadline: float | None = None, prune: bool = False):
         self.cls, self.space, self.split = model_cls, space, split
+        #: report the VALID curve to the pruner (the caller resolved ``--pruner``: the model sends a curve
+        #: of an RMSE/MAE metric and pruning is on for it)
+        self.prune = prune
         self.metric, self.k, self.fixed = metric, k, dict(fixed)
         self.seed, self.device, self.deadline = seed, device, deadline
 
@@ -99,8 +103,8 @@ class Objective:
     def __call__(self, trial) -> float:
         settings = self.settings(trial)
         model = self.cls(settings=settings, seed=self.seed, device=self.device)
-        reporter = PruningReporter(trial, prune=self.metric in LOWER_IS_BETTER and self.cls.valid_curve,
-                                   deadline=self.deadline)
+        reporter = PruningReporter(trial, prune=self.prune and self.metric in LOWER_IS_BETTER
+                                   and self.cls.valid_curve, deadline=self.deadline)
         # one user attribute, written once (each write is a database commit)
         info: dict[str, Any] = {"settings": settings_to_dict(settings)}
         t0 = time.perf_counter()

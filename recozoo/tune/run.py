@@ -58,7 +58,7 @@ def _tune(cfg: TuneConfig, cls, reporter: Reporter, split, fan, served) -> dict[
     with StudyLock(cfg.out):
         try:
             storage = open_storage(cfg.storage or default_url(cfg.out), shared=cfg.storage is not None)
-            study = open_study(storage, cfg.study_name, _identity(cfg), sampler(cfg, 0), pruner())
+            study = open_study(storage, cfg.study_name, _identity(cfg), sampler(cfg, 0), pruner(cfg))
         except RecozooError:
             if created:        # nothing half-written: the folder this call made goes again
                 shutil.rmtree(cfg.out, ignore_errors=True)
@@ -127,7 +127,7 @@ def _finish(cfg: TuneConfig, study, split, reporter: Reporter, redone: list[int]
     out = {"model": cfg.model, "dataset": cfg.dataset, "metric": cfg.metric,
            "direction": "minimize" if cfg.metric in LOWER_IS_BETTER else "maximize",
            "study": study.study_name, "storage": safe_url(cfg.storage or default_url(cfg.out)),
-           "seed": cfg.seed, "trials": c, "trials_target": cfg.trials, "budget_seconds": cfg.budget,
+           "seed": cfg.seed, "pruner": cfg.pruner, "trials": c, "trials_target": cfg.trials, "budget_seconds": cfg.budget,
            "seconds": float(study.user_attrs.get("seconds", 0.0)), "redone": redone,
            "best": trial_summary(best), "refit": cfg.refit, "valid": summary["metrics"].get("valid"),
            "test": summary["metrics"].get("test"), "run_dir": str(cfg.out), "plots": plots}

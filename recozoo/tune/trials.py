@@ -34,10 +34,15 @@ def sampler(cfg: TuneConfig, worker: int, done: int = 0):
                                       group=True, constant_liar=cfg.jobs > 1)
 
 
-def pruner():
-    """Median pruning from each epoch's VALID RMSE, once three trials have finished; the first three
-    epochs are never pruned (a first pass's VALID RMSE says little about where a fit ends)."""
-    return quiet_optuna().pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=4)
+def pruner(cfg: TuneConfig):
+    """``cfg.pruner`` (resolved: ``median`` or ``none``) as Optuna's pruner. Median: a trial stops when its
+    best VALID RMSE so far is worse than the median of the completed trials' at the same epoch, once three
+    trials have completed; the first three epochs are never pruned (a first pass's VALID RMSE says little
+    about where a fit ends)."""
+    optuna = quiet_optuna()
+    if cfg.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=4)
+    return optuna.pruners.NopPruner()
 
 
 def queue_defaults(study, cls, space, train, fixed: dict[str, Any]) -> dict[str, Any] | None:
@@ -77,7 +82,7 @@ def run_worker(cfg: TuneConfig, worker: int, *, split=None, study=None, storage=
     if study is None:
         if storage is None:
             storage = open_storage(cfg.storage or default_url(cfg.out), shared=cfg.storage is not None)
-        study = optuna.load_study(study_name=cfg.study_name, storage=storage, sampler=None, pruner=pruner())
+        study = optuna.load_study(study_name=cfg.study_name, storage=storage, sampler=None, pruner=pruner(cfg))
         study.sampler = sampler(cfg, worker, len(study.get_trials(deepcopy=False)))
     if cfg.trials is not None and finished(study) >= cfg.trials:
         return      # a worker that starts late (a cluster with fewer slots than --jobs) adds no extra trial
@@ -86,7 +91,7 @@ def run_worker(cfg: TuneConfig, worker: int, *, split=None, study=None, storage=
     _, k = parse_metric(cfg.metric)
     deadline = None if seconds is None else time.perf_counter() + seconds
     objective = Objective(cls, cls.search_space.without(cfg.fixed), split, cfg.metric, k, fixed=cfg.fixed,
-                          seed=cfg.seed, device=cfg.device, deadline=deadline)
+                          seed=cfg.seed, device=cfg.device, deadline=deadline, prune=cfg.pruner == "median")
     callbacks = [Progress(cfg, reporter or NullReporter(), worker), *callbacks]
     n_trials = None
     if cfg.trials is not None:
