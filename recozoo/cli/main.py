@@ -97,7 +97,7 @@ def _print_settings(cls, rows) -> None:
     curve = "reported" if cls.valid_curve else "not reported"
     if cls.valid_curve:
         curve += "; recozoo tune --pruner auto: " + ("median pruning" if cls.tune_prunes else "no pruning")
-    con.print("VALID RMSE per epoch (recozoo tune prunes on it): " + curve)
+    con.print("VALID RMSE per epoch (what recozoo tune can prune on): " + curve)
     _print_space(cls, con)
 
 
