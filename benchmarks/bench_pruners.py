@@ -27,14 +27,15 @@ from _record import Run, add_record_option, load_average, record_path  # noqa: E
 PRUNERS = ("median", "none")
 
 
-def tune_pair(model: str, dataset: str, budget: str, seed: int, root: Path) -> list[dict]:
+def tune_pair(model: str, dataset: str, budget: str, seed: int, root: Path, source: str | None) -> list[dict]:
     """Both studies of ``model`` at once; each one's best.json figures (a failed study ends the benchmark)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     procs = {}
     load_before = load_average()
     for pruner in PRUNERS:
         cmd = [sys.executable, "-m", "recozoo.cli.main", "tune", model, "--dataset", dataset, "--budget", budget,
-               "--seed", str(seed), "--pruner", pruner, "--out", str(root / f"{model}-{pruner}"), "--json", "-q"]
+               "--seed", str(seed), "--pruner", pruner, "--out", str(root / f"{model}-{pruner}"), "--json", "-q",
+               *(["--source", source] if source else [])]
         procs[pruner] = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
     rows = []
     for pruner, p in procs.items():
@@ -74,14 +75,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", default="biasedmf,timesvdpp,als,deeprec")
     ap.add_argument("--budget", default="3m", help="wall clock of each study (recozoo tune --budget)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--source", default=None, help="raw data path (recozoo tune --source: first use of a source)")
     ap.add_argument("--out", default=None, help="keep the studies here (default: a temporary folder)")
     add_record_option(ap)
     args = ap.parse_args(argv)
     run = Run(__file__, argv)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.out) if args.out else Path(tmp)
-        rows = [row for m in args.models.split(",") for row in tune_pair(m.strip(), args.dataset, args.budget,
-                                                                          args.seed, root)]
+        rows = [row for m in args.models.split(",")
+                for row in tune_pair(m.strip(), args.dataset, args.budget, args.seed, root, args.source)]
     figures = {"dataset": args.dataset, "budget": args.budget, "seed": args.seed, "cores": os.cpu_count(),
                "rows": rows}
     run.write(figures, record_path(args.record, f"tune-pruners-{args.dataset}"))

@@ -124,6 +124,8 @@ SCRIPTS = Path(__file__).resolve().parents[1] / "benchmarks"
                             "--models", "pop", "--threads", "1", "--repeats", "1"], "main", "| pop | 1 | 300 |"),
     ("bench_fanout.py", ["--dataset", "ml-100k", "--source", "{ml100k}", "--models", "mean", "--seeds", "2"],
      "main", "| 2 | "),
+    ("bench_pruners.py", ["--dataset", "ml-100k", "--source", "{ml100k}", "--models", "biasedmf", "--budget", "2s"],
+     "main", "| biasedmf | none |"),
 ])
 def test_benchmark_writes_a_record_the_docs_render(tmp_path, ml100k_dir, ml100k_env, script, args, table, expect):
     """One command per benchmark: the script's run writes its record, and the record renders the
