@@ -109,7 +109,7 @@ def test_sparse_first_layer_equals_the_dense_one():
         net = task.build_module()
         loss = next(task.train_losses(net, batch))
         loss.sse.backward()
-        out[layer] = (float(loss.sse), net.w_in.grad.clone())
+        out[layer] = (float(loss.sse.detach()), net.w_in.grad.clone())
     assert np.isclose(out["sparse"][0], out["dense"][0], rtol=1e-6)
     torch.testing.assert_close(out["sparse"][1], out["dense"][1], rtol=1e-5, atol=1e-7)
 
