@@ -52,7 +52,7 @@ def register(app: typer.Typer) -> None:
         from recozoo.errors import RecozooError
         from recozoo.progress import NullReporter, RichReporter
         from recozoo.settings import parse_assignments
-        from recozoo.tune import TuneConfig, parse_budget, parse_pruner, tune
+        from recozoo.tune import TuneConfig, parse_budget, tune
         if not dataset:
             raise RecozooError("tune needs --dataset NAME (see `recozoo data list`)")
         cfg = TuneConfig(model=model, dataset=dataset, metric=metric, budget=parse_budget(budget), trials=trials,
@@ -60,7 +60,7 @@ def register(app: typer.Typer) -> None:
                          fixed=parse_assignments(set_), split_seed=split_seed,
                          data_params=parse_assignments(data_param) if data_param else None,
                          source=str(source) if source else None, device=check_device_name(device),
-                         pruner=parse_pruner(pruner))
+                         pruner=pruner)
         reporter = NullReporter() if quiet else RichReporter(enabled=False)
         result = tune(cfg, reporter=reporter)
         if as_json:

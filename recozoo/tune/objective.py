@@ -85,8 +85,8 @@ class Objective:
     def __init__(self, model_cls, space, split, metric: str, k: int, *, fixed: dict[str, Any],
                  seed: int, device: str, deadline: float | None = None, prune: bool = False):
         self.cls, self.space, self.split = model_cls, space, split
-        #: report the VALID curve to the pruner (the caller resolved ``--pruner``: the model sends a curve
-        #: of an RMSE/MAE metric and pruning is on for it)
+        #: report the VALID curve to the pruner: ``TuneConfig.resolved`` turned ``--pruner`` into median
+        #: only for a model that sends a curve, tuned on RMSE/MAE
         self.prune = prune
         self.metric, self.k, self.fixed = metric, k, dict(fixed)
         self.seed, self.device, self.deadline = seed, device, deadline
@@ -103,8 +103,7 @@ class Objective:
     def __call__(self, trial) -> float:
         settings = self.settings(trial)
         model = self.cls(settings=settings, seed=self.seed, device=self.device)
-        reporter = PruningReporter(trial, prune=self.prune and self.metric in LOWER_IS_BETTER
-                                   and self.cls.valid_curve, deadline=self.deadline)
+        reporter = PruningReporter(trial, prune=self.prune, deadline=self.deadline)
         # one user attribute, written once (each write is a database commit)
         info: dict[str, Any] = {"settings": settings_to_dict(settings)}
         t0 = time.perf_counter()
