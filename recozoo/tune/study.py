@@ -62,9 +62,12 @@ def open_storage(url: str, *, shared: bool):
     if shared:
         kwargs = {"heartbeat_interval": HEARTBEAT_S, "grace_period": GRACE_S,
                   "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=2)}
-    engine = _sqlite_engine(url) if url.startswith("sqlite:///") else None
+    sqlite = url.startswith("sqlite:///")
     try:
-        return RDBStorage(url, engine_kwargs=engine, **kwargs)
+        if sqlite:
+            from recozoo.tune.claim import ClaimSafeRDBStorage
+            return ClaimSafeRDBStorage(url, engine_kwargs=_sqlite_engine(url), **kwargs)
+        return RDBStorage(url, **kwargs)
     except Exception as e:  # noqa: BLE001 - sqlalchemy/driver errors of every kind: one line, not a traceback
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise RecozooError(f"--storage {safe_url(url)}: cannot open the study database ({first})") from None
