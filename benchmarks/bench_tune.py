@@ -1,11 +1,12 @@
 """``recozoo compare --tune`` as a benchmark, with Surprise's SVD, SVD++ and KNNBaseline beside it.
 
     python benchmarks/bench_tune.py --dataset ml-100k \
-        --models deeprec,autorec-i,biasedmf,als,timesvdpp,glocal-k --budget 10m --seeds 1
+        --models deeprec,autorec-i,biasedmf,als,timesvdpp,glocal-k,blend --budget 10m --seeds 1
 
 The comparison runs as its own process (``python -m recozoo.cli.main compare --tune ...``), end to
 end: each model tuned on VALID (Optuna, ``--budget`` wall clock or ``--tune-trials`` per model),
-fitted with the chosen settings, refitted on TRAIN ∪ VALID, TEST scored once. Then Surprise 1.1.5
+fitted with the chosen settings, refitted on TRAIN ∪ VALID, TEST scored once (``blend`` among
+the models: a blend of the tuned rows, no study of its own). Then Surprise 1.1.5
 (``pip install scikit-surprise``, the ``bench`` extra; left out with a note when it is missing)
 fits SVD, SVD++ and KNNBaseline at Surprise's defaults on the *same* TRAIN ∪ VALID ratings and
 is scored on the *same* TEST pairs as recozoo's evaluator (under the split's policy: all of them

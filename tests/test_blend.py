@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pytest
+from hypothesis import given, settings as hyp_settings, strategies as st
 
 from recozoo.errors import RecozooError, SettingsError
-from recozoo.models.blend import Blend, parse_components
+from recozoo.models.blend import Blend, component_spec, parse_components
+from recozoo.registry import get_model, list_models
+from recozoo.settings import BaseSettings, parse_settings, setting
 
 from _torch_small import rmse_on, small_split
 
@@ -34,3 +39,34 @@ def test_weights_are_the_valid_ridge_fit_and_beat_the_components():
     assert m.valid_cv_rmse_ >= rmse_on(m, v) - 1e-6                             # CV is not in-sample
     with pytest.raises(RecozooError, match="VALID"):
         Blend({"components": COMP}).fit(split.train)
+
+
+# ------------------------------------------------------- components written from chosen settings
+_RATING_MODELS = sorted(e.name for e in list_models() if get_model(e.name).predicts_ratings and e.name != "blend")
+
+
+@pytest.mark.parametrize("name", _RATING_MODELS)
+@hyp_settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_a_component_spec_reads_back_as_the_settings_it_was_written_from(name, seed):
+    """``compare --tune`` writes each tuned row as a blend component: any point of the model's space
+    (and the defaults) must read back through ``components`` as equal settings."""
+    cls = get_model(name)
+    settings = parse_settings(cls.Settings, cls.search_space.sample_random(seed), model=name)
+    for s in (settings, cls.Settings()):
+        [(got_name, values)] = parse_components(component_spec(name, s))
+        assert got_name == name and parse_settings(cls.Settings, values, model=name) == s
+
+
+def test_a_component_spec_names_only_what_differs_and_refuses_what_it_cannot_carry():
+    from recozoo.models.mf import BiasedMFSettings
+    from recozoo.models.deeprec import DeepRecSettings
+    assert component_spec("biasedmf", BiasedMFSettings()) == "biasedmf"
+    assert component_spec("biasedmf", BiasedMFSettings(factors=7, reg=0.125)) == "biasedmf factors=7 reg=0.125"
+    assert "layers=[64,32]" in component_spec("deeprec", DeepRecSettings(layers=(64, 32)))
+
+    @dataclass(frozen=True)
+    class Texts(BaseSettings):
+        label: str = setting("a", "a text")
+    with pytest.raises(SettingsError, match="cannot be written as a blend component"):
+        component_spec("texts", Texts(label="two words"))

@@ -355,3 +355,46 @@ def test_a_new_study_tries_the_defaults_first_and_a_resumed_one_does_not_again(s
     tune(TuneConfig("als", "tiny-tune", trials=5, seed=2, out=out, plots=False, fixed={"rank": 6}), split=split)
     rows = _trials(out)
     assert len(rows) == 5 and sum(r["reg"] == rows[0]["reg"] for r in rows) == 1   # not queued again
+
+
+def test_compare_tune_blends_the_tuned_rows(tmp_path):
+    """A blend given no components is no study: it blends the other rating rows with the settings
+    their studies chose; a rating-less companion (ease) is left out; the table says so."""
+    from recozoo.compare.config import TuneSpec, build_config
+    from recozoo.compare.runner import run_compare
+    from recozoo.compare.table import build_leaderboard, to_markdown
+    from recozoo.models.blend import parse_components
+    cfg = build_config(dataset="synthetic", models="bias,biasedmf,ease,blend", seeds="1",
+                       sets=["biasedmf.epochs=4"], metrics="rmse,ndcg@10",
+                       data_params={"n_users": 300, "n_items": 120, "n_ratings": 9000}, tune=TuneSpec(trials=3))
+    out = tmp_path / "cmp"
+    run_compare(cfg, out, progress=False)
+    assert not (out / "studies" / "blend").exists()
+    recs = {r["model"]: r for r in (json.loads(x) for x in (out / "results.jsonl").read_text().splitlines())}
+    parts = dict(parse_components(recs["blend"]["config"]["settings"]["components"]))
+    assert list(parts) == ["bias", "biasedmf"]                   # ease ranks, predicts no ratings
+    for name in ("bias", "biasedmf"):
+        chosen = json.loads((out / "studies" / name / "best.json").read_text())["best"]["settings"]
+        assert {k: chosen[k] for k in parts[name]} == {k: _read_back(name, k, v) for k, v in parts[name].items()}
+        assert recs[name]["config"]["settings"] == chosen           # the rows themselves are the tuned ones
+    lb = build_leaderboard(out)
+    rows = {r["model"]: r for r in lb.rows}
+    assert rows["blend"]["tune_trials"] is None and rows["biasedmf"]["tune_trials"] == 3
+    assert rows["blend"]["test_rmse_mean"] is not None
+    assert "blend: a ridge blend of the tuned bias, biasedmf" in to_markdown(lb)
+
+
+def _read_back(model: str, name: str, text: str):
+    from recozoo.settings import parse_settings, settings_to_dict
+    return settings_to_dict(parse_settings(get_model(model).Settings, {name: text}))[name]
+
+
+def test_compare_tune_a_blend_with_nothing_to_blend_is_one_line(tmp_path):
+    from recozoo.compare.config import TuneSpec, build_config
+    from recozoo.compare.runner import run_compare
+    from recozoo.errors import SettingsError
+    cfg = build_config(dataset="synthetic", models="ease,blend", seeds="1", metrics="ndcg@10",
+                       data_params={"n_users": 200, "n_items": 60, "n_ratings": 4000}, tune=TuneSpec(trials=2))
+    with pytest.raises(SettingsError, match="other rating models"):
+        run_compare(cfg, tmp_path / "cmp", progress=False)
+    assert not (tmp_path / "cmp" / "studies").exists()             # refused before any study ran

@@ -92,7 +92,8 @@ def register(app: typer.Typer) -> None:
                                              help="refit each fit on TRAIN+VALID with the settings and epoch "
                                                   "count VALID chose; TEST scores the refitted models"),
         tune: bool = typer.Option(False, "--tune", help="tune each model's settings on VALID first (recozoo "
-                                  "tune; studies kept in OUT/studies), then refit on TRAIN+VALID"),
+                                  "tune; studies kept in OUT/studies), then refit on TRAIN+VALID; a blend without "
+                                  "components blends the tuned rows"),
         budget: Optional[str] = typer.Option(None, "--budget", help="with --tune: wall clock per model, e.g. 5m"),
         tune_trials: Optional[int] = typer.Option(None, "--tune-trials", help="with --tune: trials per model"),
         tune_pruner: Optional[str] = typer.Option(None, "--tune-pruner", help="with --tune: auto|median|none "

@@ -62,6 +62,8 @@ class Leaderboard:
     n_users: int | None = None
     #: each model's settings were tuned on VALID first (`recozoo compare --tune`)
     tuned: bool = False
+    #: per blend row made by ``compare --tune`` of the tuned rows: their names
+    blends: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def has_published(self) -> bool:
@@ -270,7 +272,7 @@ def build_leaderboard(folder: str | Path, metrics: str | list[str] | None = None
     tuned = man.get("tune") or {}
     for r in rows:
         t = tuned.get(r["model"]) or {}
-        r["tune_trials"] = (t["trials"]["complete"] + t["trials"]["pruned"]) if t else None
+        r["tune_trials"] = (t["trials"]["complete"] + t["trials"]["pruned"]) if t.get("trials") else None
         r["tune_best_valid"], r["tune_metric"] = t.get("best_valid"), t.get("metric")
     for m in mets:
         if "@" in m and all(r.get(f"test_{m}_mean") is None for r in rows):
@@ -285,7 +287,8 @@ def build_leaderboard(folder: str | Path, metrics: str | list[str] | None = None
                        mets, rows, {m: v for m, v in published.items() if m in recs}, missing, n_test,
                        run_dirs={m: [str(folder / x["run_dir"]) for x in r] for m, r in recs.items()},
                        refit=bool(man.get("refit", False)), sort=sort, implicit=implicit, n_users=n_users,
-                       tuned=bool(tuned))
+                       tuned=bool(tuned), blends={m: t["components"] for m, t in tuned.items()
+                                                  if t.get("components")})
 
 
 # ------------------------------------------------------------------- columns
@@ -406,6 +409,10 @@ def _notes(lb: Leaderboard) -> list[str]:
         notes.append("tuned: each model's settings were chosen by recozoo tune on VALID (Optuna TPE; trials = "
                      "completed + pruned, best VALID of the study, studies in studies/MODEL), then fitted per "
                      "seed and refitted on TRAIN + VALID; TEST was scored once per fit.")
+    for name, components in lb.blends.items():
+        notes.append(f"{name}: a ridge blend of the tuned {', '.join(components)} (each with the settings its "
+                     "study chose; weights fitted on VALID, components refitted on TRAIN + VALID); no study of "
+                     "its own.")
     if lb.refit:
         notes.append("refit: each fit was refitted on TRAIN + VALID with the settings and epoch count VALID "
                      "chose; TEST columns score the refitted models, VALID columns the selected ones.")

@@ -29,10 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from recozoo.compare.config import CompareConfig
+from recozoo.errors import SettingsError
 from recozoo.progress import Reporter, StderrReporter
 from recozoo.settings import parse_settings
 
-__all__ = ["tune_models", "tune_metric", "land_study", "StudyJob", "STUDIES"]
+__all__ = ["tune_models", "tune_metric", "blend_tuned_rows", "blends_the_rows", "land_study", "StudyJob", "STUDIES"]
 
 #: where the studies live inside a comparison's output folder
 STUDIES = "studies"
@@ -51,15 +52,19 @@ def tune_models(cfg: CompareConfig, resolved: list, split, out: Path, metrics: l
     """``resolved`` with each model's settings replaced by its study's best, and per model what the
     table shows (trials, best VALID, metric, study folder). A model with nothing to tune (``pop``; or
     every dimension of its space set with ``--set``) keeps its settings and has no entry: its row
-    shows no trials.
+    shows no trials. A ``blend`` without components of its own is no study either: it blends the
+    comparison's other rating rows with their tuned settings (:func:`blend_tuned_rows`).
 
     With ``jobs`` > 1 the studies run side by side, one per worker process of
     :class:`recozoo.fanout.ProcessFanout`; with ``fan`` a :class:`recozoo.fanout.DaskFanout` (the
     comparison's ``--cluster``), one per cluster worker (see the module docstring). Each is a
     one-worker study as in the sequential run, so the same seed gives the same trials
     (``--tune-trials``; a wall-clock ``--budget`` counts trials that depend on the machine either way)."""
+    _blend_has_rows(resolved)                 # before any study: nothing written when it has none
     configs = {}
     for spec, cls, _ in resolved:
+        if blends_the_rows(spec):
+            continue
         if not cls.search_space.without(spec.settings):   # e.g. pop: no space, or every dimension set
             reporter.message(f"{spec.name}: nothing to tune (no search space left); its settings as given")
             continue
@@ -74,7 +79,47 @@ def tune_models(cfg: CompareConfig, resolved: list, split, out: Path, metrics: l
                                "best_trial": res["best"]["number"], "trials": res["trials"],
                                "seconds": res["seconds"], "study": f"{STUDIES}/{spec.name}"}
         tuned.append((spec, cls, settings))
-    return tuned, info
+    return blend_tuned_rows(tuned, info, reporter), info
+
+
+def blends_the_rows(spec) -> bool:
+    """Whether this comparison row is a ``blend`` whose components ``compare --tune`` chooses: one
+    given no ``components`` (a blend's preset is refused with ``--tune``, like every preset)."""
+    return spec.name == "blend" and "components" not in spec.settings
+
+
+def blend_tuned_rows(tuned: list, info: dict[str, dict[str, Any]], reporter: Reporter) -> list:
+    """Each row of :func:`blends_the_rows` given as components every other rating row of the
+    comparison, with the settings the studies chose (or as given, for a row with nothing to tune);
+    ``info`` gains the blend's entry (its components; no study). Its weights are then fitted on
+    VALID as in any blend fit, and its ridge stays as given: tuning the ridge would refit every
+    component per trial.
+
+    Why: a blend is only as good as its components, and the tuned rows are the best this
+    comparison has; the issue's best row (≤ 0.885 on ml-100k u1) is a blend of tuned models."""
+    from recozoo.models.blend import component_spec
+    rows = _blend_has_rows(tuned)
+    out = []
+    for spec, cls, settings in tuned:
+        if blends_the_rows(spec):
+            components = "; ".join(component_spec(r.name, s) for r, s in rows)
+            settings = settings.replace(components=components)
+            info[spec.name] = {"metric": None, "best_valid": None, "trials": None, "seconds": 0.0,
+                               "study": None, "components": [r.name for r, _ in rows]}
+            reporter.message(f"blend: components = the tuned {', '.join(r.name for r, _ in rows)} "
+                             "(weights fitted on VALID; no study of its own)")
+        out.append((spec, cls, settings))
+    return out
+
+
+def _blend_has_rows(resolved: list) -> list:
+    """The comparison's rating rows other than blends (``(spec, settings)``); a one-line error when a
+    blend of :func:`blends_the_rows` would have none."""
+    rows = [(spec, s) for spec, cls, s in resolved if spec.name != "blend" and cls.predicts_ratings_with(s)]
+    if not rows and any(blends_the_rows(spec) for spec, _, _ in resolved):
+        raise SettingsError("blend under compare --tune blends the comparison's other rating models: "
+                            "name some beside it, or give it components=...")
+    return rows
 
 
 def _tune_config(cfg: CompareConfig, spec, cls, out: Path, metrics: list[str], device: str):

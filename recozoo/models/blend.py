@@ -30,7 +30,7 @@ is clipped unless asked (``clip=(1, 5)``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Callable, ClassVar
 
 import numpy as np
@@ -41,7 +41,7 @@ from recozoo.registry import get_model
 from recozoo.search_space import Float, SearchSpace
 from recozoo.settings import BaseSettings, parse_assignments, setting
 
-__all__ = ["Blend", "BlendSettings", "parse_components", "ML100K_COMPONENTS"]
+__all__ = ["Blend", "BlendSettings", "parse_components", "component_spec", "ML100K_COMPONENTS"]
 
 #: components with the settings chosen on ml-100k u1 VALID (docs/zoo.md)
 ML100K_COMPONENTS = ("glocal-k; "
@@ -61,6 +61,36 @@ def parse_components(text: str) -> list[tuple[str, dict[str, str]]]:
             continue
         out.append((tokens[0], parse_assignments(tokens[1:])))
     return out
+
+
+def component_spec(name: str, settings: BaseSettings) -> str:
+    """``settings`` of model ``name`` written as one component of ``components`` (``"name k=v ..."``),
+    naming only what differs from the model's defaults; reads back to equal settings.
+
+    Used where a blend is made of models already chosen elsewhere (``compare --tune`` blends the
+    tuned rows). A value that the spec syntax cannot carry (a text with a space or a ``;``) is a
+    one-line error rather than a component that would read back as something else."""
+    defaults = type(settings)()
+    parts = [name]
+    for f in fields(settings):
+        value = getattr(settings, f.name)
+        if value == getattr(defaults, f.name):
+            continue
+        text = _spec_value(value)
+        if any(c.isspace() or c == ";" for c in text):
+            raise SettingsError(f"setting {f.name!r} of {name}: {value!r} cannot be written as a blend component")
+        parts.append(f"{f.name}={text}")
+    return " ".join(parts)
+
+
+def _spec_value(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):             # bracketed, so that an empty list is written too
+        return "[" + ",".join(_spec_value(v) for v in value) + "]"
+    return repr(value) if isinstance(value, float) else str(value)
 
 
 @dataclass(frozen=True)
