@@ -359,23 +359,21 @@ def test_a_new_study_tries_the_defaults_first_and_a_resumed_one_does_not_again(s
 
 def test_compare_tune_blends_the_tuned_rows(tmp_path):
     """A blend given no components is no study: it blends the other rating rows with the settings
-    their studies chose; a rating-less companion (ease) is left out; the table says so."""
-    from recozoo.compare.config import TuneSpec, build_config
-    from recozoo.compare.runner import run_compare
+    their studies chose; a rating-less companion (ease) is left out; the table says so (through the CLI)."""
     from recozoo.compare.table import build_leaderboard, to_markdown
     from recozoo.models.blend import parse_components
-    cfg = build_config(dataset="synthetic", models="bias,biasedmf,ease,blend", seeds="1",
-                       sets=["biasedmf.epochs=4"], metrics="rmse,ndcg@10",
-                       data_params={"n_users": 300, "n_items": 120, "n_ratings": 9000}, tune=TuneSpec(trials=3))
     out = tmp_path / "cmp"
-    run_compare(cfg, out, progress=False)
+    invoke_cli("compare", "--dataset", "synthetic", "--models", "bias,biasedmf,ease,blend", "--seeds", "1",
+               "--set", "biasedmf.epochs=4", "--metrics", "rmse,ndcg@10", "--data-param", "n_users=300",
+               "--data-param", "n_items=120", "--data-param", "n_ratings=9000", "--tune", "--tune-trials", "3",
+               "--out", str(out), "-q")
     assert not (out / "studies" / "blend").exists()
     recs = {r["model"]: r for r in (json.loads(x) for x in (out / "results.jsonl").read_text().splitlines())}
     parts = dict(parse_components(recs["blend"]["config"]["settings"]["components"]))
     assert list(parts) == ["bias", "biasedmf"]                   # ease ranks, predicts no ratings
     for name in ("bias", "biasedmf"):
         chosen = json.loads((out / "studies" / name / "best.json").read_text())["best"]["settings"]
-        assert {k: chosen[k] for k in parts[name]} == {k: _read_back(name, k, v) for k, v in parts[name].items()}
+        assert _read_back(name, parts[name]) == chosen             # all of it: what is not named is the default
         assert recs[name]["config"]["settings"] == chosen           # the rows themselves are the tuned ones
     lb = build_leaderboard(out)
     rows = {r["model"]: r for r in lb.rows}
@@ -384,17 +382,16 @@ def test_compare_tune_blends_the_tuned_rows(tmp_path):
     assert "blend: a ridge blend of the tuned bias, biasedmf" in to_markdown(lb)
 
 
-def _read_back(model: str, name: str, text: str):
+def _read_back(model: str, values: dict):
     from recozoo.settings import parse_settings, settings_to_dict
-    return settings_to_dict(parse_settings(get_model(model).Settings, {name: text}))[name]
+    return settings_to_dict(parse_settings(get_model(model).Settings, values, model=model))
 
 
 def test_compare_tune_a_blend_with_nothing_to_blend_is_one_line(tmp_path):
-    from recozoo.compare.config import TuneSpec, build_config
-    from recozoo.compare.runner import run_compare
-    from recozoo.errors import SettingsError
-    cfg = build_config(dataset="synthetic", models="ease,blend", seeds="1", metrics="ndcg@10",
-                       data_params={"n_users": 200, "n_items": 60, "n_ratings": 4000}, tune=TuneSpec(trials=2))
-    with pytest.raises(SettingsError, match="other rating models"):
-        run_compare(cfg, tmp_path / "cmp", progress=False)
-    assert not (tmp_path / "cmp" / "studies").exists()             # refused before any study ran
+    """Through the CLI: a one-line error, exit non-zero, refused before any study ran."""
+    out = tmp_path / "cmp"
+    p = invoke_cli("compare", "--dataset", "synthetic", "--models", "ease,blend", "--seeds", "1", "--metrics",
+                   "ndcg@10", "--data-param", "n_users=200", "--data-param", "n_items=60", "--data-param",
+                   "n_ratings=4000", "--tune", "--tune-trials", "2", "--out", str(out), "-q", check=False)
+    assert_one_line_error(p, "other rating models")
+    assert not (out / "studies").exists()
