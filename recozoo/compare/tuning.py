@@ -60,7 +60,7 @@ def tune_models(cfg: CompareConfig, resolved: list, split, out: Path, metrics: l
     comparison's ``--cluster``), one per cluster worker (see the module docstring). Each is a
     one-worker study as in the sequential run, so the same seed gives the same trials
     (``--tune-trials``; a wall-clock ``--budget`` counts trials that depend on the machine either way)."""
-    _blend_has_rows(resolved)                 # before any study: nothing written when it has none
+    _blended_rows(resolved)                 # before any study: nothing written when it has none
     configs = {}
     for spec, cls, _ in resolved:
         if blends_the_rows(spec):
@@ -98,7 +98,7 @@ def blend_tuned_rows(tuned: list, info: dict[str, dict[str, Any]], reporter: Rep
     Why: a blend is only as good as its components, and the tuned rows are the best this
     comparison has; the issue's best row (≤ 0.885 on ml-100k u1) is a blend of tuned models."""
     from recozoo.models.blend import component_spec
-    rows = _blend_has_rows(tuned)
+    rows = _blended_rows(tuned)
     out = []
     for spec, cls, settings in tuned:
         if blends_the_rows(spec):
@@ -112,7 +112,7 @@ def blend_tuned_rows(tuned: list, info: dict[str, dict[str, Any]], reporter: Rep
     return out
 
 
-def _blend_has_rows(resolved: list) -> list:
+def _blended_rows(resolved: list) -> list:
     """The comparison's rating rows other than blends (``(spec, settings)``); a one-line error when a
     blend of :func:`blends_the_rows` would have none."""
     rows = [(spec, s) for spec, cls, s in resolved if spec.name != "blend" and cls.predicts_ratings_with(s)]

@@ -62,9 +62,8 @@ def open_storage(url: str, *, shared: bool):
     if shared:
         kwargs = {"heartbeat_interval": HEARTBEAT_S, "grace_period": GRACE_S,
                   "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(max_retry=2)}
-    sqlite = url.startswith("sqlite:///")
     try:
-        if sqlite:
+        if url.startswith("sqlite:///"):
             from recozoo.tune.claim import ClaimSafeRDBStorage
             return ClaimSafeRDBStorage(url, engine_kwargs=_sqlite_engine(url), **kwargs)
         return RDBStorage(url, **kwargs)
