@@ -34,7 +34,7 @@ from typing import Any, Callable, Sequence
 from recozoo.errors import RecozooError
 
 __all__ = ["Fanout", "InlineFanout", "ProcessFanout", "DaskFanout", "open_fanout", "pin_threads",
-           "threads_per_worker", "check_jobs", "LineProgress", "DEFAULT_CONNECT_TIMEOUT"]
+           "threads_per_worker", "check_jobs", "imported_module", "cpu_cores", "LineProgress", "DEFAULT_CONNECT_TIMEOUT"]
 
 #: seconds ``--cluster ADDRESS`` waits for the scheduler (and for a first worker) to answer
 DEFAULT_CONNECT_TIMEOUT = 10.0
@@ -71,7 +71,7 @@ def pin_threads(n: int) -> None:
     pay its import (5-6 s on a loaded 2-core machine, per worker)."""
     for var in _THREAD_VARS:
         os.environ[var] = str(n)
-    torch = _imported("torch")
+    torch = imported_module("torch")
     if torch is not None:
         torch.set_num_threads(n)
     try:
@@ -79,12 +79,12 @@ def pin_threads(n: int) -> None:
         threadpool_limits(n)
     except ImportError:  # pragma: no cover - optional: the variables above cover fresh processes
         pass
-    numba = _imported("numba")
+    numba = imported_module("numba")
     if numba is not None:
         numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
 
 
-def _imported(name: str):
+def imported_module(name: str):
     """The module ``name`` if this process has imported it (or is importing it), else None.
 
     A Dask worker runs jobs in threads: while one job's thread is still importing numba, the

@@ -101,7 +101,8 @@ def test_jobs_2_gives_the_sequential_table(sequential, tmp_path):
     assert len(fits) == N_FITS and sorted(res["fitted"]) == sorted(fits)
     recs = ResultsStore(out).records()
     assert len(recs) == N_FITS and len({(r["model"], r["seed"]) for r in recs}) == N_FITS
-    assert {r["machine"]["torch_threads"] for r in recs} == {threads_per_worker(2)}
+    assert {r["machine"]["threads"] for r in recs} == {threads_per_worker(2)}
+    assert not any("torch_threads" in r["machine"] for r in recs)   # torch-free models: no torch loaded
     # resume stays exact: nothing refitted, nothing appended
     again = run_compare(_config(jobs=2), out, progress=False)
     assert again["fitted"] == [] and len(again["skipped"]) == N_FITS
@@ -147,7 +148,7 @@ def test_imported_waits_for_a_module_another_thread_is_importing(tmp_path, monke
     import sys
     import threading
 
-    from recozoo.fanout import _imported
+    from recozoo.fanout import imported_module
 
     (tmp_path / "slow_import_probe.py").write_text(
         "import time\nstarted.set()\ntime.sleep(0.5)\ndef set_num_threads(n):\n    return n\n")
@@ -160,7 +161,7 @@ def test_imported_waits_for_a_module_another_thread_is_importing(tmp_path, monke
     assert started.wait(10)
     partial = sys.modules["slow_import_probe"]           # in sys.modules, still being imported
     assert not hasattr(partial, "set_num_threads")
-    assert _imported("slow_import_probe").set_num_threads(3) == 3
+    assert imported_module("slow_import_probe").set_num_threads(3) == 3
     t.join()
-    assert _imported("recozoo_module_never_imported") is None
+    assert imported_module("recozoo_module_never_imported") is None
     del sys.modules["slow_import_probe"]

@@ -39,6 +39,42 @@ def test_fit_bias_and_data_info_import_no_torch(ml100k_env, tmp_path):
     assert _imported(["data", "info", "ml-100k", "--json"], env) == []
 
 
+def test_comparing_torch_free_models_imports_no_torch(ml100k_env, tmp_path):
+    """``compare`` of numba/numpy models, TimeSVD++ among them (whose module once loaded the engine,
+    and with it torch, when the models were listed): no torch in the comparing process, so it pays
+    no import and its fit records say so (no ``torch_threads``)."""
+    import os
+    env = {**os.environ, **ml100k_env}
+    out = tmp_path / "cmp"
+    heavy = _imported(["compare", "--dataset", "ml-100k", "--models", "bias,biasedmf,als,timesvdpp",
+                       "--set", "biasedmf.epochs=2", "--set", "timesvdpp.epochs=1", "--seeds", "1",
+                       "--out", str(out), "-q", "--format", "json"], env)
+    assert "torch" not in heavy and "numba" in heavy
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len(records) == 4
+    assert all(r["machine"]["threads"] >= 1 and "torch_threads" not in r["machine"] for r in records)
+    manifest = json.loads((out / "compare.json").read_text())
+    assert manifest["device"] == "cpu"
+
+
+def test_a_model_that_declares_no_device_loads_without_torch():
+    """Every registered model class that does not declare ``uses_device`` loads without torch (what
+    keeps ``compare`` and ``fit`` of those models torch-free), each checked in a fresh process."""
+    from recozoo.registry import get_model, list_models
+    free = [e.name for e in list_models() if not get_model(e.name).uses_device]
+    assert {"als", "bias", "biasedmf", "pmf", "timesvdpp"} <= set(free)
+    code = ("import sys, json\nfrom recozoo.registry import get_model\nloaded = []\n"
+            "for name in sys.argv[1:]:\n"
+            "    get_model(name)\n"
+            "    if 'torch' in sys.modules:\n"
+            "        loaded.append(name)\n"
+            "        break\n"
+            "print(json.dumps(loaded))")
+    p = subprocess.run([sys.executable, "-c", code, *free], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert json.loads(p.stdout) == []
+
+
 def test_loading_a_deeprec_model_imports_no_numba():
     """numba (~57 MiB) compiles LazySGD's kernels on the first optimiser step; serving, evaluating or
     exporting a DeepRec run takes none, so importing the model and the server must not load it."""

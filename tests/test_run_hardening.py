@@ -160,6 +160,18 @@ def test_missing_cuda_fails_before_any_file_or_data(model, tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("models", ["bias,biasedmf", "bias,deeprec"])
+def test_compare_on_a_missing_cuda_fails_before_any_file(models, tmp_path):
+    """A comparison of torch-free models resolves no device (``auto`` is the CPU for them), but one
+    named outright is still checked: ``--device cuda`` without CUDA is the same one-line error."""
+    out = tmp_path / "cmp"
+    env = {**NO_CUDA, "RECOZOO_DATA": str(tmp_path / "empty-home")}
+    p = run_cli("compare", "--dataset", "ml-100k", "--models", models, "--device", "cuda", "--out", out,
+                check=False, env=env)
+    assert_one_line_error(p, "--device cuda", "not available")
+    assert not out.exists()
+
+
 def test_run_records_the_device_it_used(runs):
     base, summaries = runs
     assert (summaries["bias"]["device"], summaries["bias"]["device_requested"]) == ("cpu", "auto")

@@ -165,6 +165,34 @@ def test_resume_continues_to_the_uninterrupted_result(tmp_path):
             split.train, split.valid, run_dir=tmp_path / "b", resume=True)
 
 
+def test_a_damaged_checkpoint_is_a_one_line_error_and_the_fit_loads_no_torch(tmp_path):
+    """TimeSVD++'s checkpoint is numpy (``last.npz``): written and read without torch; a truncated
+    or foreign file is a one-line CheckpointError naming it, never a traceback from numpy's zip reader."""
+    import subprocess
+    import sys
+    from recozoo.errors import CheckpointError
+    from recozoo.models.timesvdpp import CHECKPOINT
+    code = ("import sys\nfrom recozoo.data.synthetic import generate\nfrom recozoo.splits import time_fraction_split\n"
+            "from recozoo.models.timesvdpp import TimeSVDpp\n"
+            "t = generate(200, 40, 3000, seed=5, drift=True, start='2005-01-01', end='2005-04-30')\n"
+            "s = time_fraction_split(t, 'r', 0.85, seed=0)\n"
+            f"TimeSVDpp(settings={{'factors': 3, 'epochs': 2}}, seed=1).fit(s.train, s.valid, run_dir={str(tmp_path)!r})\n"
+            "print('torch' in sys.modules)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stdout.split() == ["False"]
+    table = generate(200, 40, 3000, seed=5, drift=True, start="2005-01-01", end="2005-04-30")
+    split = time_fraction_split(table, "r", 0.85, seed=0)
+    path = tmp_path / CHECKPOINT
+    whole = path.read_bytes()
+    for damaged in (whole[: len(whole) // 2], b"not a checkpoint", b""):
+        path.write_bytes(damaged)
+        with pytest.raises(CheckpointError, match=f"{CHECKPOINT}: not a TimeSVD\\+\\+ checkpoint") as e:
+            TimeSVDpp(settings={"factors": 3, "epochs": 3}, seed=1).fit(split.train, split.valid,
+                                                                        run_dir=tmp_path, resume=True)
+        assert "\n" not in str(e.value)
+
+
 def test_small_preset_is_a_named_preset_and_defaults_stay_bellkor():
     """`recozoo fit timesvdpp --preset small` resolves to the README's timesvdpp@small settings; the
     defaults are BellKor's but for the bias rates, decay and passes, which a shape rule sets."""

@@ -30,6 +30,7 @@ import numpy as np
 
 from recozoo.compare.config import CompareConfig, ModelSpec
 from recozoo.compare.memory import PeakMemory
+from recozoo.fanout import cpu_cores, imported_module
 from recozoo.io import atomic_write_bytes
 from recozoo.progress import JsonlLog, Reporter, RichReporter
 from recozoo.rank_eval import RankedPart, rank_part
@@ -53,13 +54,15 @@ def run_dir_name(model: str, seed: int) -> str:
 
 
 def machine() -> dict[str, Any]:
+    """Where a fit ran. ``threads``: the BLAS/OpenMP/numba cap it ran under (``--jobs`` pins it, else
+    every core); ``torch_threads`` only when the fit loaded torch: importing torch to report on it
+    would cost a torch-free worker 3-6 s."""
     out = {"platform": platform.platform(), "arch": platform.machine(),
-           "processor": platform.processor(), "cpus": os.cpu_count()}
-    try:
-        import torch
+           "processor": platform.processor(), "cpus": os.cpu_count(),
+           "threads": int(os.environ.get("OMP_NUM_THREADS") or cpu_cores())}
+    torch = imported_module("torch")
+    if torch is not None:
         out["torch_threads"] = torch.get_num_threads()
-    except ImportError:  # pragma: no cover
-        pass
     return out
 
 

@@ -33,7 +33,7 @@ from recozoo.compare.jobs import (LOG_FILE, TEST_ERRORS, TEST_RANKING, FitContex
                                   fit_job, land_files, machine, ranking_at, run_dir_name, run_fit)
 from recozoo.compare.store import ResultsStore, record_key
 from recozoo.datasets import load_split
-from recozoo.devices import resolve_device
+from recozoo.devices import require_device, resolve_device
 from recozoo.errors import SettingsError
 from recozoo.fanout import DaskFanout, Fanout, InlineFanout, open_fanout
 from recozoo.models.base import load_model
@@ -123,7 +123,7 @@ def run_compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, c
     resolved = resolve_models(cfg)
     fan = open_fanout(cfg.jobs, cfg.cluster)   # a cluster that does not answer fails here, before any write
     try:
-        device = resolve_device(cfg.device)
+        device = _comparison_device(cfg.device, resolved)
         split = load_split(cfg.dataset, cfg.source, cfg.split_seed, cfg.data_params or None)
         implicit = is_implicit(split)
         metrics = effective_metrics(cfg, [(c, s) for _, c, s in resolved], implicit)
@@ -137,6 +137,17 @@ def run_compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, c
                     on_fit)
     finally:
         fan.close()
+
+
+def _comparison_device(asked: str, resolved) -> str:
+    """The device the fits run on: ``auto`` resolved only when some model computes on a device
+    (:attr:`Model.uses_device`); a comparison of torch-free models runs on the CPU whatever is
+    present and never imports torch (3-6 s on a 2-core machine). A device named outright is
+    checked either way (``--device cuda`` where there is none is still an error)."""
+    if any(cls.uses_device for _, cls, _ in resolved):
+        return resolve_device(asked)
+    asked = require_device(asked)
+    return "cpu" if asked == "auto" else asked
 
 
 def _run(cfg, out, resolved, asked, device, split, fan: Fanout, progress, console, on_fit):

@@ -87,14 +87,32 @@ Behaviour
   one-line :class:`~recozoo.errors.CheckpointError`.
 """
 
-from recozoo.engine.lazy_sgd import RowSparseModule
-from recozoo.engine.rows import RowBatch, RowMatrix
-from recozoo.engine.runtime import Runtime, autocast_context, dist_env
-from recozoo.engine.selection import Selection
-from recozoo.engine.trainer import (METRICS_FILE, OPTIMIZERS, EngineConfig, FitResult, Loss, Task,
-                                    Trainer)
-from recozoo.engine.warm import copy_weights
+import importlib
+from typing import Any
+
+#: each public name and the module that defines it. The names load on first use (PEP 562), so a
+#: torch-free model that needs only :mod:`recozoo.engine.selection` (TimeSVD++) imports that module
+#: without this package pulling in torch (3-6 s and ~200 MB on a 2-core machine).
+_EXPORTS = {
+    "RowSparseModule": "lazy_sgd", "RowBatch": "rows", "RowMatrix": "rows", "Runtime": "runtime",
+    "autocast_context": "runtime", "dist_env": "runtime", "Selection": "selection",
+    "METRICS_FILE": "trainer", "OPTIMIZERS": "trainer", "EngineConfig": "trainer", "FitResult": "trainer",
+    "Loss": "trainer", "Task": "trainer", "Trainer": "trainer", "copy_weights": "warm",
+}
 
 __all__ = ["RowBatch", "RowMatrix", "RowSparseModule", "Runtime", "autocast_context", "dist_env",
            "EngineConfig", "FitResult", "Loss", "Selection", "Task", "Trainer", "OPTIMIZERS", "METRICS_FILE",
            "copy_weights"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'recozoo.engine' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"recozoo.engine.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

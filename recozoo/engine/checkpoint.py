@@ -5,17 +5,21 @@ scaler, RNG states, epoch, best-so-far, history); ``best.pt`` holds the module
 weights of the best epoch on VALID. Both go through a temp file and a rename
 (:func:`recozoo.io.atomic_open`), so a run killed mid-write
 leaves the previous checkpoint intact and ``resume`` always finds a whole file.
+
+torch is imported by the functions that read or write tensors, not with the module:
+:func:`check_signature` also serves TimeSVD++, whose numpy checkpoints load without torch.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from recozoo.errors import CheckpointError
 from recozoo.io import atomic_open
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["save_checkpoint", "load_checkpoint", "check_signature", "rng_state", "LAST", "BEST"]
 
@@ -27,6 +31,7 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """``state`` streamed into a temp file renamed over ``path``. Why streamed: serialising to a
     bytes buffer first held the checkpoint twice more in memory (the buffer and its copy), which
     was the peak of a whole DeepRec fit (docs/reliability.md, "Memory")."""
+    import torch
     with atomic_open(Path(path)) as f:
         torch.save(state, f)
 
@@ -38,6 +43,7 @@ def load_checkpoint(path: Path, required: dict[str, type | tuple[type, ...]] | N
     wrong-typed one is a one-line :class:`CheckpointError` naming it (a hand-edited or
     foreign file must not end in a KeyError or TypeError deep in a resume).
     """
+    import torch
     path = Path(path)
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
@@ -57,6 +63,7 @@ def load_checkpoint(path: Path, required: dict[str, type | tuple[type, ...]] | N
 
 def rng_state(ck: dict[str, Any], rank: int, path: Path) -> torch.Tensor:
     """The RNG state a resuming rank restores (its own, or rank 0's when the world grew), checked."""
+    import torch
     states = ck["rng"]
     if not states or not all(isinstance(t, torch.Tensor) and t.dtype == torch.uint8 for t in states):
         raise CheckpointError(f"{path}: checkpoint field 'rng' must be a list of byte tensors")

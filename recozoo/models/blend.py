@@ -125,6 +125,7 @@ class Blend(Model):
     summary = "linear blend of zoo models, weights fitted on VALID (ours)"
     fallback = "each component's own fallback, combined with the blend weights"
     needs_valid = True
+    uses_device = True      # its components may (DeepRec, AutoRec, ...); device_used says which did
     folds_in = FoldIn.SETTINGS
     fold_in_method = ("w_0 + Σ_k w_k · (component k's fold-in), when every component folds in (the "
                       "ml-100k preset's glocal-k and autorec-i cannot)")

@@ -87,20 +87,24 @@ def sgd_epoch(users, items, ratings, perm, P, Q, bu, bi, mu, use_bias, logistic,
                 err = ratings[j] - x
                 d = err
             sse += err * err
+            rp = reg_p[u]                        # loaded once: the compiler cannot tell the
+            rq = reg_q[i]                        # factor writes below never alias them
             if batch == 1:                       # plain SGD: update in place, one pass
+                pu = P[u]
+                qi = Q[i]
                 for f in range(k):
-                    pf = P[u, f]
-                    qf = Q[i, f]
-                    P[u, f] = pf + lr * (d * qf - reg_p[u] * pf)
-                    Q[i, f] = qf + lr * (d * pf - reg_q[i] * qf)
+                    pf = pu[f]
+                    qf = qi[f]
+                    pu[f] = pf + lr * (d * qf - rp * pf)
+                    qi[f] = qf + lr * (d * pf - rq * qf)
                 if use_bias:
                     bu[u] += lr_bias * (d - reg_bu * bu[u])
                     bi[i] += lr_bias * (d - reg_bi * bi[i])
                 continue
             row = t - s
             for f in range(k):
-                gP[row, f] = d * Q[i, f] - reg_p[u] * P[u, f]
-                gQ[row, f] = d * P[u, f] - reg_q[i] * Q[i, f]
+                gP[row, f] = d * Q[i, f] - rp * P[u, f]
+                gQ[row, f] = d * P[u, f] - rq * Q[i, f]
             if use_bias:
                 gb[row, 0] = d - reg_bu * bu[u]
                 gb[row, 1] = d - reg_bi * bi[i]

@@ -52,9 +52,10 @@ import numba
 import numpy as np
 
 from recozoo.data.table import RatingsTable
-from recozoo.engine.checkpoint import LAST, check_signature, load_checkpoint, save_checkpoint
+from recozoo.engine.checkpoint import check_signature
 from recozoo.engine.selection import Selection
 from recozoo.errors import CheckpointError
+from recozoo.io import atomic_open
 from recozoo.metrics import rmse
 from recozoo.models._factors import fold_in_ridge, keep_entries, with_ones
 from recozoo.models.base import FoldIn, Model
@@ -227,6 +228,8 @@ def _implicit_sums(indptr, items, Y):
     return Z
 
 
+#: the last pass's state in the run directory (``resume`` continues from it)
+CHECKPOINT = "last.npz"
 _PARAMS = ("bu", "au", "but", "bi", "bib", "cu", "cut", "P", "A", "Pt", "Q", "Y")
 
 #: the ``small`` preset (``--preset small``): BellKor's rates were tuned for 100M ratings and
@@ -309,7 +312,7 @@ class TimeSVDpp(TimeAwarePredict, Model):
 
     def _fit(self, train, valid, reporter: Reporter, run_dir: Path | None, resume: bool) -> None:
         """SGD passes with the engine's selection rule (:class:`~recozoo.engine.selection.Selection`) and
-        its checkpoint files: ``run_dir/last.pt`` after every pass, so ``resume`` continues exactly."""
+        its checkpoint file: ``run_dir/last.npz`` after every pass, so ``resume`` continues exactly."""
         s = self.settings
         dev, bins, udi = self._prepare(train)
         self.mu_ = np.float32(self.global_mean_)
@@ -366,30 +369,40 @@ class TimeSVDpp(TimeAwarePredict, Model):
 
     @staticmethod
     def _save_checkpoint(run_dir: Path, state: dict) -> None:
-        """numpy arrays as tensors and the numpy RNG state as JSON, so the file loads ``weights_only``."""
-        import torch
+        """The arrays and a JSON header (everything else) in one ``.npz``, written atomically.
 
-        def conv(v):
-            if isinstance(v, np.ndarray):
-                return torch.from_numpy(np.ascontiguousarray(v))
-            if isinstance(v, dict):
-                return {k: conv(x) for k, x in v.items()}
-            return v
-        save_checkpoint(Path(run_dir) / LAST, {**conv(state), "rng": json.dumps(state["rng"])})
+        numpy, not torch: a TimeSVD++ fit stays torch-free (torch's import is 3-6 s and ~200 MB), and
+        the file loads with ``allow_pickle=False`` (no code in it, as with ``weights_only``)."""
+        arrays = {f"params.{n}": a for n, a in state["params"].items()}
+        if state["best"] is not None:
+            arrays.update({f"best.{n}": a for n, a in state["best"].items()})
+        header = {"signature": state["signature"], "epoch": state["epoch"], "lr": np.asarray(state["lr"]).tolist(),
+                  "selection": state["selection"], "rng": state["rng"], "history": state["history"],
+                  "has_best": state["best"] is not None}
+        arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+        with atomic_open(Path(run_dir) / CHECKPOINT) as f:
+            np.savez(f, **arrays)
 
     @staticmethod
     def _load_checkpoint(run_dir: Path | None, signature: dict) -> dict | None:
-        """The state :meth:`_save_checkpoint` wrote (arrays back to numpy), or None when there is none."""
-        path = Path(run_dir) / LAST if run_dir is not None else None
+        """The state :meth:`_save_checkpoint` wrote, or None when there is none; a file that is not one is
+        a one-line :class:`CheckpointError`."""
+        path = Path(run_dir) / CHECKPOINT if run_dir is not None else None
         if path is None or not path.exists():
             return None
-        ck = load_checkpoint(path)
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                ck = json.loads(z["header"].tobytes().decode())
+                ck["params"] = {n: z[f"params.{n}"] for n in _PARAMS}
+                ck["best"] = {n: z[f"best.{n}"] for n in _PARAMS} if ck["has_best"] else None
+        except Exception as e:  # a truncated zip, a foreign file, a missing array: many types
+            raise CheckpointError(f"{path}: not a TimeSVD++ checkpoint ({type(e).__name__})") from None
+        if not isinstance(ck, dict):
+            raise CheckpointError(f"{path}: not a TimeSVD++ checkpoint")
         check_signature(ck, signature, path)
         try:
-            return {**ck, "params": {n: ck["params"][n].numpy() for n in _PARAMS},
-                    "best": None if ck["best"] is None else {n: ck["best"][n].numpy() for n in _PARAMS},
-                    "lr": ck["lr"].numpy(), "rng": json.loads(ck["rng"])}
-        except (KeyError, AttributeError, TypeError, ValueError) as e:
+            return {**ck, "lr": np.asarray(ck["lr"], dtype=np.float64), "epoch": int(ck["epoch"])}
+        except (KeyError, TypeError, ValueError) as e:
             raise CheckpointError(f"{path}: not a TimeSVD++ checkpoint ({type(e).__name__}: {e})") from None
 
     def _set_params(self, params: dict[str, np.ndarray], indptr, items) -> None:
