@@ -337,7 +337,7 @@ def test_compare_tune_keeps_a_model_with_nothing_to_tune_as_given(tmp_path):
 
 def test_a_new_study_tries_the_defaults_first_and_a_resumed_one_does_not_again(split, tmp_path):
     """Trial 0 is the model's defaults for this data (auto rules resolved, the user's --set applied,
-    the space's fixed values on top), so a study never ends worse on VALID than the defaults."""
+    not the space's nearest point), so a study never ends worse on VALID than the defaults."""
     from recozoo.registry import get_model
     from recozoo.defaults import resolve
     from recozoo.settings import parse_settings
@@ -355,6 +355,35 @@ def test_a_new_study_tries_the_defaults_first_and_a_resumed_one_does_not_again(s
     tune(TuneConfig("als", "tiny-tune", trials=5, seed=2, out=out, plots=False, fixed={"rank": 6}), split=split)
     rows = _trials(out)
     assert len(rows) == 5 and sum(r["reg"] == rows[0]["reg"] for r in rows) == 1   # not queued again
+
+
+class _DefaultsOutside(Bias):
+    """Defaults (reg_user 10, reg_item 25, 10 iterations) outside the space's range and fixed budget."""
+    name = "tune-defaults-outside"
+    search_space = SearchSpace(Float("reg_user", 50.0, 100.0), fixed={"iterations": 2})
+
+
+def test_the_defaults_trial_fits_the_defaults_even_outside_the_space(split, tmp_path):
+    """Trial 0 fits what `recozoo fit` fits (reg_user 10, 10 iterations), not the space's nearest point
+    (reg_user clipped to 50, the space's 2 iterations), which only the sampler sees; so the study's best
+    VALID is at most the defaults' VALID, and when the defaults win, best.json holds them."""
+    with register_temporarily(_DefaultsOutside, "tests"):
+        out = tmp_path / "out"
+        r = tune(TuneConfig("tune-defaults-outside", "tiny-tune", trials=3, seed=0, out=out, plots=False,
+                            fixed={"reg_item": 5.0}), split=split)
+        rows = _trials(out)
+        defaults = _DefaultsOutside(settings={"reg_item": 5.0}, seed=0).fit(split.train)
+    at_defaults = evaluate(defaults, split, "valid")["rmse"]
+    assert float(rows[0]["value"]) == at_defaults and float(rows[0]["reg_user"]) == 50.0   # the recorded point
+    assert all(float(x["reg_user"]) >= 50.0 for x in rows)
+    assert r["best"]["value"] <= at_defaults
+    if r["best"]["number"] == 0:
+        assert r["best"]["settings"] == {"reg_user": 10.0, "reg_item": 5.0, "iterations": 10}
+    with sqlite3.connect(out / "study.sqlite3") as db:
+        infos = [json.loads(v) for (v,) in db.execute(
+            "select value_json from trial_user_attributes where key = 'info' order by trial_id")]
+    assert infos[0]["settings"] == {"reg_user": 10.0, "reg_item": 5.0, "iterations": 10}
+    assert [i["settings"]["iterations"] for i in infos[1:]] == [2, 2]
 
 
 def test_compare_tune_blends_the_tuned_rows(tmp_path):

@@ -133,7 +133,7 @@ class DeepRec(LossSettingAutoencoder):
     search_space = SearchSpace(
         Categorical("mode", ("item", "user")), Layers("layers", depth=(1, 3), width=(64, 1024)),
         Categorical("activation", ("selu", "sigmoid", "elu", "swish", "tanh")), Float("dropout", 0.0, 0.9),
-        Categorical("refeed", (0, 1)), Float("weight_decay", 1e-6, 1e-3, log=True),
+        Categorical("refeed", (0, 1)), Float("weight_decay", 1e-6, 1e-2, log=True),
         Categorical("optimizer", ("rprop", "adam", "momentum")),
         When("optimizer", "rprop", fixed={"batch_size": 0, "lr": 0.01}),
         When("optimizer", ("adam", "momentum"), Float("lr", 1e-4, 0.05, log=True),

@@ -92,9 +92,21 @@ class Objective:
         self.seed, self.device, self.deadline = seed, device, deadline
 
     def settings(self, trial):
-        """The trial's settings: a sampled point, then the user's fixed values; bad ones stop the study."""
-        point = {**self.space.sample(trial), **self.fixed}
+        """The trial's settings: a sampled point, then the user's fixed values; bad ones stop the study.
+
+        The queued defaults trial (:func:`recozoo.tune.trials.queue_defaults`) runs the defaults
+        themselves, exactly what ``recozoo fit`` runs with the user's values: its draws are only the
+        space's nearest point, for the sampler's model, and the nearest point can differ (a default
+        outside a range is clipped; the space's fixed budget replaces the defaults' own epochs and
+        patience). The study's best is then never worse on VALID than the defaults."""
+        from recozoo.defaults import resolve
+        from recozoo.tune.trials import DEFAULTS_ORIGIN
+        point = {**self.space.sample(trial), **self.fixed}     # (sampling records the trial's draws)
+        defaults = trial.user_attrs.get("origin") == DEFAULTS_ORIGIN
         try:
+            if defaults:    # resolved on TRAIN, as the fit would: best.json shows the values it ran
+                return resolve(parse_settings(self.cls.Settings, self.fixed, model=self.cls.name),
+                               self.cls.auto_rule, self.split.train)
             return parse_settings(self.cls.Settings, point, model=self.cls.name)
         except SettingsError as e:
             raise RecozooError(f"{self.cls.name}: its search space yielded invalid settings in trial "
