@@ -17,13 +17,18 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from recozoo.defaults import resolve
 from recozoo.errors import RecozooError, SettingsError
 from recozoo.evaluate import evaluate, evaluate_ranking
 from recozoo.progress import Reporter
 from recozoo.search import LOWER_IS_BETTER
 from recozoo.settings import parse_settings, settings_to_dict
 
-__all__ = ["Objective", "PruningReporter", "FailedFit", "valid_score"]
+#: the ``origin`` user attribute of the trial that tries the model's defaults (queued by
+#: :func:`recozoo.tune.trials.queue_defaults`, fitted as the defaults by :meth:`Objective.settings`)
+DEFAULTS_ORIGIN = "defaults"
+
+__all__ = ["Objective", "PruningReporter", "FailedFit", "valid_score", "DEFAULTS_ORIGIN"]
 
 
 class FailedFit(Exception):
@@ -99,8 +104,6 @@ class Objective:
         space's nearest point, for the sampler's model, and the nearest point can differ (a default
         outside a range is clipped; the space's fixed budget replaces the defaults' own epochs and
         patience). The study's best is then never worse on VALID than the defaults."""
-        from recozoo.defaults import resolve
-        from recozoo.tune.trials import DEFAULTS_ORIGIN
         point = {**self.space.sample(trial), **self.fixed}     # (sampling records the trial's draws)
         defaults = trial.user_attrs.get("origin") == DEFAULTS_ORIGIN
         try:

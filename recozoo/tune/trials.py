@@ -13,15 +13,12 @@ from recozoo.datasets import load_split
 from recozoo.progress import NullReporter, Reporter
 from recozoo.registry import get_model
 from recozoo.tune.config import TuneConfig, parse_metric
-from recozoo.tune.objective import FailedFit, Objective
+from recozoo.tune.objective import DEFAULTS_ORIGIN, FailedFit, Objective
 from recozoo.tune.outputs import info
 from recozoo.tune.study import counts, default_url, open_storage, quiet_optuna
 
 __all__ = ["sampler", "pruner", "run_worker", "Progress", "queue_defaults", "DEFAULTS_ORIGIN",
            "finished"]
-
-#: the ``origin`` user attribute of the trial that tries the model's defaults
-DEFAULTS_ORIGIN = "defaults"
 
 
 def sampler(cfg: TuneConfig, worker: int, done: int = 0):
