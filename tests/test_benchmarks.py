@@ -124,6 +124,8 @@ SCRIPTS = Path(__file__).resolve().parents[1] / "benchmarks"
                             "--models", "pop", "--threads", "1", "--repeats", "1"], "main", "| pop | 1 | 300 |"),
     ("bench_fanout.py", ["--dataset", "ml-100k", "--source", "{ml100k}", "--models", "mean", "--seeds", "2"],
      "main", "| 2 | "),
+    ("bench_fanout.py", ["--dataset", "ml-100k", "--source", "{ml100k}", "--models", "mean", "--seeds", "1",
+                         "--repeat", "2"], "main", "Speedup: median "),
     ("bench_pruners.py", ["--dataset", "ml-100k", "--source", "{ml100k}", "--models", "biasedmf", "--budget", "2s"],
      "main", "| biasedmf | none |"),
 ])
