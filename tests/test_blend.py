@@ -70,3 +70,13 @@ def test_a_component_spec_names_only_what_differs_and_refuses_what_it_cannot_car
         label: str = setting("a", "a text")
     with pytest.raises(SettingsError, match="cannot be written as a blend component"):
         component_spec("texts", Texts(label="two words"))
+
+
+def test_a_blend_uses_the_device_when_a_component_does():
+    """What `compare` asks before resolving `--device auto` (which imports torch): a blend of
+    torch-free models computes on no device; one with a torch component hands that one its device."""
+    from recozoo.models.blend import Blend, BlendSettings
+    assert not Blend.uses_device
+    assert Blend.uses_device_with(BlendSettings(components="bias; biasedmf factors=4")) is False
+    assert Blend.uses_device_with(BlendSettings(components="bias; deeprec layers=8")) is True
+    assert get_model("deeprec").uses_device_with(get_model("deeprec").Settings()) is True

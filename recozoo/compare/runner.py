@@ -141,10 +141,11 @@ def run_compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, c
 
 def _comparison_device(asked: str, resolved) -> str:
     """The device the fits run on: ``auto`` resolved only when some model computes on a device
-    (:attr:`Model.uses_device`); a comparison of torch-free models runs on the CPU whatever is
-    present and never imports torch (3-6 s on a 2-core machine). A device named outright is
-    checked either way (``--device cuda`` where there is none is still an error)."""
-    if any(cls.uses_device for _, cls, _ in resolved):
+    (:meth:`Model.uses_device_with`: a blend asks its components); a comparison of torch-free models
+    runs on the CPU whatever is present and never imports torch (3-6 s on a 2-core machine). A
+    device named outright is checked either way (``--device cuda`` where there is none is still an
+    error)."""
+    if any(cls.uses_device_with(settings) for _, cls, settings in resolved):
         return resolve_device(asked)
     asked = require_device(asked)
     return "cpu" if asked == "auto" else asked

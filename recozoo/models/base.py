@@ -151,6 +151,13 @@ class Model(ABC):
         self.valid_fold_in: RatingsTable | None = None
 
     @classmethod
+    def uses_device_with(cls, settings: BaseSettings) -> bool:
+        """Whether a fit of this class with ``settings`` may compute with torch on ``device``:
+        :attr:`uses_device`, unless the settings decide it (a blend's components). What ``compare``
+        asks before resolving ``--device auto``, which imports torch."""
+        return cls.uses_device
+
+    @classmethod
     def predicts_ratings_with(cls, settings: BaseSettings) -> bool:
         """Whether a model of this class fitted with ``settings`` predicts ratings.
 

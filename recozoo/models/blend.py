@@ -125,7 +125,6 @@ class Blend(Model):
     summary = "linear blend of zoo models, weights fitted on VALID (ours)"
     fallback = "each component's own fallback, combined with the blend weights"
     needs_valid = True
-    uses_device = True      # its components may (DeepRec, AutoRec, ...); device_used says which did
     folds_in = FoldIn.SETTINGS
     fold_in_method = ("w_0 + Σ_k w_k · (component k's fold-in), when every component folds in (the "
                       "ml-100k preset's glocal-k and autorec-i cannot)")
@@ -145,6 +144,11 @@ class Blend(Model):
         """A torch component's device when one computed on it, else "cpu"."""
         devices = {c.device_used() for c in self.components_} - {"cpu"}
         return min(devices) if devices else "cpu"
+
+    @classmethod
+    def uses_device_with(cls, settings: BlendSettings) -> bool:
+        """When a component computes on a device (DeepRec, AutoRec, ...): the blend hands it its own."""
+        return any(get_model(name).uses_device for name, _ in parse_components(settings.components))
 
     def _make_components(self) -> list[Model]:
         return [get_model(n)(settings=v, seed=self.seed, device=self.device)

@@ -397,8 +397,6 @@ class TimeSVDpp(TimeAwarePredict, Model):
                 ck["best"] = {n: z[f"best.{n}"] for n in _PARAMS} if ck["has_best"] else None
         except Exception as e:  # a truncated zip, a foreign file, a missing array: many types
             raise CheckpointError(f"{path}: not a TimeSVD++ checkpoint ({type(e).__name__})") from None
-        if not isinstance(ck, dict):
-            raise CheckpointError(f"{path}: not a TimeSVD++ checkpoint")
         check_signature(ck, signature, path)
         try:
             return {**ck, "lr": np.asarray(ck["lr"], dtype=np.float64), "epoch": int(ck["epoch"])}
