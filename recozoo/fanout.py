@@ -34,7 +34,8 @@ from typing import Any, Callable, Sequence
 from recozoo.errors import RecozooError
 
 __all__ = ["Fanout", "InlineFanout", "ProcessFanout", "DaskFanout", "open_fanout", "pin_threads",
-           "threads_per_worker", "check_jobs", "imported_module", "cpu_cores", "LineProgress", "DEFAULT_CONNECT_TIMEOUT"]
+           "threads_per_worker", "check_jobs", "imported_module", "cpu_cores", "LineProgress",
+           "DEFAULT_CONNECT_TIMEOUT"]
 
 #: seconds ``--cluster ADDRESS`` waits for the scheduler (and for a first worker) to answer
 DEFAULT_CONNECT_TIMEOUT = 10.0

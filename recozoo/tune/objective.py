@@ -28,7 +28,13 @@ from recozoo.settings import parse_settings, settings_to_dict
 #: :func:`recozoo.tune.trials.queue_defaults`, fitted as the defaults by :meth:`Objective.settings`)
 DEFAULTS_ORIGIN = "defaults"
 
-__all__ = ["Objective", "PruningReporter", "FailedFit", "valid_score", "DEFAULTS_ORIGIN"]
+__all__ = ["Objective", "PruningReporter", "FailedFit", "valid_score", "DEFAULTS_ORIGIN", "defaults_for"]
+
+
+def defaults_for(cls, fixed: dict[str, Any], train):
+    """What ``recozoo fit`` fits on ``train`` with the user's ``fixed`` values: the model's settings
+    with its "auto" rules resolved there (the defaults trial queues these and then fits them)."""
+    return resolve(parse_settings(cls.Settings, fixed, model=cls.name), cls.auto_rule, train)
 
 
 class FailedFit(Exception):
@@ -105,11 +111,9 @@ class Objective:
         outside a range is clipped; the space's fixed budget replaces the defaults' own epochs and
         patience). The study's best is then never worse on VALID than the defaults."""
         point = {**self.space.sample(trial), **self.fixed}     # (sampling records the trial's draws)
-        defaults = trial.user_attrs.get("origin") == DEFAULTS_ORIGIN
         try:
-            if defaults:    # resolved on TRAIN, as the fit would: best.json shows the values it ran
-                return resolve(parse_settings(self.cls.Settings, self.fixed, model=self.cls.name),
-                               self.cls.auto_rule, self.split.train)
+            if trial.user_attrs.get("origin") == DEFAULTS_ORIGIN:   # best.json shows the values it ran
+                return defaults_for(self.cls, self.fixed, self.split.train)
             return parse_settings(self.cls.Settings, point, model=self.cls.name)
         except SettingsError as e:
             raise RecozooError(f"{self.cls.name}: its search space yielded invalid settings in trial "

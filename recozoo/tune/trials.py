@@ -13,7 +13,7 @@ from recozoo.datasets import load_split
 from recozoo.progress import NullReporter, Reporter
 from recozoo.registry import get_model
 from recozoo.tune.config import TuneConfig, parse_metric
-from recozoo.tune.objective import DEFAULTS_ORIGIN, FailedFit, Objective
+from recozoo.tune.objective import DEFAULTS_ORIGIN, FailedFit, Objective, defaults_for
 from recozoo.tune.outputs import info
 from recozoo.tune.study import counts, default_url, open_storage, quiet_optuna
 
@@ -52,18 +52,13 @@ def queue_defaults(study, cls, space, train, fixed: dict[str, Any]) -> dict[str,
     — a few random start-up points in a space of ten dimensions often are. The trial fits the
     defaults themselves (:meth:`recozoo.tune.objective.Objective.settings`); its draws are the
     space's nearest point (:meth:`recozoo.search_space.SearchSpace.params_for`), what the sampler
-    models it as. Running the nearest point instead lost the guarantee: DeepRec's ml-100k default
-    weight decay (0.002) lay outside its range and its budget (600 epochs, patience 10) is not the
-    space's (300, 6); the clipped trial scored VALID 0.9039 where the defaults score 0.9001, and a
-    10-minute study ended at 0.9011, worse than not tuning."""
+    models it as (docs/tuning.md says what running the nearest point instead cost DeepRec)."""
     from dataclasses import asdict
-    from recozoo.defaults import resolve
     from recozoo.errors import SettingsError
-    from recozoo.settings import parse_settings
     if study.get_trials(deepcopy=False):
         return None
     try:
-        defaults = resolve(parse_settings(cls.Settings, fixed, model=cls.name), cls.auto_rule, train)
+        defaults = defaults_for(cls, fixed, train)
     except SettingsError:
         return None
     params = space.params_for(asdict(defaults))
