@@ -27,6 +27,7 @@ import importlib
 import os
 import socket
 import sys
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any, Callable, Sequence
@@ -64,25 +65,28 @@ def check_jobs(jobs: Any) -> int:
     return jobs
 
 
-def pin_threads(n: int) -> None:
+def pin_threads(n: int):
     """Cap torch, BLAS/OpenMP and numba at ``n`` threads in this process (before and after import).
 
     torch and numba are capped here only if already imported; otherwise the variables do it when
     they load (torch reads ``OMP_NUM_THREADS``), so a worker whose jobs never touch torch does not
-    pay its import (5-6 s on a loaded 2-core machine, per worker)."""
+    pay its import (5-6 s on a loaded 2-core machine, per worker). Returns threadpoolctl's limiter
+    (``restore_original_limits()`` puts the BLAS/OpenMP caps back), or None without threadpoolctl."""
     for var in _THREAD_VARS:
         os.environ[var] = str(n)
     torch = imported_module("torch")
     if torch is not None:
         torch.set_num_threads(n)
+    limits = None
     try:
         from threadpoolctl import threadpool_limits
-        threadpool_limits(n)
+        limits = threadpool_limits(n)
     except ImportError:  # pragma: no cover - optional: the variables above cover fresh processes
         pass
     numba = imported_module("numba")
     if numba is not None:
         numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    return limits
 
 
 def imported_module(name: str):
@@ -208,12 +212,24 @@ class _Collector:
 
 
 class ProcessFanout(Fanout):
-    """``workers`` fresh (spawned) Python processes on this machine, threads pinned per worker."""
+    """``workers`` jobs at a time in fresh (spawned) Python processes on this machine, threads pinned
+    per worker.
 
-    def __init__(self, workers: int, *, threads: int | None = None):
+    With ``caller_works`` this process is one of the ``workers``: it runs jobs itself, ``fn`` on
+    its own ``shared``, between handing jobs to ``workers - 1`` spawned processes. It has its
+    imports done and its data loaded, so its first job starts at once where a fresh worker spends
+    seconds importing; and one process fewer is spawned. Jobs are handed out one at a time as a
+    process becomes free, so neither side idles while jobs wait. ``fn`` must then be safe to run
+    here (it must not change ``shared``) and the callbacks may run on a helper thread (serialised
+    by a lock, never two at once). This process's thread caps are those of a worker during the
+    map and restored after it.
+    """
+
+    def __init__(self, workers: int, *, threads: int | None = None, caller_works: bool = False):
         self.workers = check_jobs(workers)
         #: None: cores // the processes actually started (no more than there are jobs)
         self.threads = threads
+        self.caller_works = caller_works
 
     def _map(self, fn, jobs, shared, labels, on_result, on_start, progress):
         import multiprocessing
@@ -221,6 +237,8 @@ class ProcessFanout(Fanout):
         ctx = multiprocessing.get_context("spawn")   # no fork of a process holding torch/OpenMP threads
         n = min(self.workers, max(1, len(jobs)))
         threads = self.threads or threads_per_worker(n)
+        if self.caller_works:
+            return _SharedWork(fn, jobs, shared, col, on_start, threads).run(n - 1, ctx)
         with ProcessPoolExecutor(max_workers=n, mp_context=ctx, initializer=_init_worker,
                                  initargs=(threads, shared)) as pool:
             pending: dict[Future, int] = {}
@@ -248,6 +266,122 @@ class ProcessFanout(Fanout):
         if col.error is not None:
             raise col.error
         return col.results
+
+
+class _SharedWork:
+    """One map of :class:`ProcessFanout` with ``caller_works``: this process and ``helpers`` spawned
+    ones take the next job from one counter as each becomes free.
+
+    A feeder thread per spawned process hands it one job at a time and waits for it, so a job is
+    never queued behind another in one process while a different process idles. Callbacks run
+    under one lock, on whichever thread saw the job start or finish. After a failure no job
+    starts; the running ones finish and reach ``on_result``, then the first failure is raised.
+    """
+
+    def __init__(self, fn, jobs, shared, col: _Collector, on_start, threads: int):
+        self.fn, self.jobs, self.shared, self.col = fn, jobs, shared, col
+        self.on_start, self.threads = on_start, threads
+        self.lock = threading.Lock()          # the counter, the callbacks and the first error
+        self.next = 0
+        self.stop = False
+
+    def run(self, helpers: int, ctx) -> list[Any]:
+        saved = _ThreadCaps.pin(self.threads)
+        try:
+            if helpers == 0:
+                self._work_here()
+            else:
+                with ProcessPoolExecutor(max_workers=helpers, mp_context=ctx, initializer=_init_worker,
+                                         initargs=(self.threads, self.shared)) as pool:
+                    feeders = [threading.Thread(target=self._feed, args=(pool,), daemon=True,
+                                                name=f"fanout-feeder-{k}") for k in range(helpers)]
+                    for t in feeders:
+                        t.start()
+                    try:
+                        self._work_here()
+                    finally:        # (after Ctrl-C here nothing new starts: _work_here set stop)
+                        for t in feeders:
+                            t.join()
+        finally:
+            saved.restore()
+        if self.col.error is not None:
+            raise self.col.error
+        return self.col.results
+
+    def _take(self) -> int | None:
+        """The next job's index (its ``on_start`` done), or None when none is left or one failed."""
+        with self.lock:
+            if self.stop or self.next >= len(self.jobs):
+                return None
+            i = self.next
+            self.next += 1
+            if self.on_start is not None:
+                self.on_start(i)
+            return i
+
+    def _work_here(self) -> None:
+        while (i := self._take()) is not None:
+            t0 = time.perf_counter()
+            try:
+                res = self.fn(self.shared, self.jobs[i])
+            except Exception as e:          # raised by run() once the running jobs have finished
+                self._failed(e)
+                continue
+            except BaseException:           # Ctrl-C: nothing new starts anywhere
+                with self.lock:
+                    self.stop = True
+                raise
+            self._finished(i, res, time.perf_counter() - t0)
+
+    def _feed(self, pool: ProcessPoolExecutor) -> None:
+        while (i := self._take()) is not None:
+            try:
+                res, seconds = pool.submit(_timed_call, self.fn, self.jobs[i]).result()
+            except Exception as e:          # the job's error, or a broken pool
+                self._failed(e)
+                continue
+            self._finished(i, res, seconds)
+
+    def _finished(self, i: int, res: Any, seconds: float) -> None:
+        with self.lock:
+            self.col.finished(i, res, seconds)
+
+    def _failed(self, exc: BaseException) -> None:
+        with self.lock:
+            self.stop = True
+            self.col.failed(exc)
+
+
+class _ThreadCaps:
+    """This process's thread caps, pinned for a map's jobs and put back after it."""
+
+    def __init__(self, env: dict[str, str | None], torch_threads: int | None, numba_threads: int | None):
+        self.env, self.limits = env, None
+        self.torch_threads, self.numba_threads = torch_threads, numba_threads
+
+    @classmethod
+    def pin(cls, n: int) -> "_ThreadCaps":
+        torch, numba = imported_module("torch"), imported_module("numba")
+        saved = cls({v: os.environ.get(v) for v in _THREAD_VARS},
+                    torch.get_num_threads() if torch is not None else None,
+                    numba.get_num_threads() if numba is not None else None)
+        saved.limits = pin_threads(n)
+        return saved
+
+    def restore(self) -> None:
+        for var, value in self.env.items():
+            if value is None:
+                os.environ.pop(var, None)
+            else:
+                os.environ[var] = value
+        if self.limits is not None:
+            self.limits.restore_original_limits()
+        torch = imported_module("torch")
+        if torch is not None:       # (imported during the map: its default, every core)
+            torch.set_num_threads(self.torch_threads or cpu_cores())
+        numba = imported_module("numba")
+        if numba is not None:
+            numba.set_num_threads(self.numba_threads or numba.config.NUMBA_NUM_THREADS)
 
 
 # ---------------------------------------------------------------- Dask distributed
@@ -382,8 +516,9 @@ class DaskFanout(Fanout):
 
 
 def open_fanout(jobs: int = 1, cluster: str | None = None, *,
-                timeout: float = DEFAULT_CONNECT_TIMEOUT) -> Fanout:
-    """``cluster`` wins over ``jobs``; ``jobs=1`` runs in this process."""
+                timeout: float = DEFAULT_CONNECT_TIMEOUT, caller_works: bool = False) -> Fanout:
+    """``cluster`` wins over ``jobs``; ``jobs=1`` runs in this process; ``caller_works``: see
+    :class:`ProcessFanout`."""
     if cluster:
         return DaskFanout(cluster, timeout=timeout)
-    return InlineFanout() if check_jobs(jobs) == 1 else ProcessFanout(jobs)
+    return InlineFanout() if check_jobs(jobs) == 1 else ProcessFanout(jobs, caller_works=caller_works)

@@ -27,6 +27,7 @@ from recozoo.runs import MODEL_FILE
 DATA = {"n_users": "800", "n_items": "150", "n_ratings": "16000"}
 MODELS, SEEDS, SETS = "mean,bias,biasedmf", "2", ["biasedmf.epochs=2"]
 N_FITS = 6
+THREADS_BEFORE = os.environ.get("OMP_NUM_THREADS")
 
 
 def _config(**kw):
@@ -46,17 +47,22 @@ def sequential(tmp_path_factory) -> list[dict]:
 
 
 # ------------------------------------------------------------------ the executor
+def _meet(after: str | None, mark: str | None) -> None:
+    """Wait until ``after`` exists (a minute at most), then touch ``mark``; None: skip that step."""
+    deadline = time.monotonic() + 60
+    while after and not Path(after).exists():
+        assert time.monotonic() < deadline, "the other process never ran"
+        time.sleep(0.01)
+    if mark:
+        Path(mark).touch()
+
+
 def _square(shared, job):
     """A job for the executor tests: waits for ``after`` to exist (if given), touches ``mark``,
     and reports its result, its thread caps and the shared object."""
     import torch
     x, after, mark = job
-    deadline = time.monotonic() + 60
-    while after and not Path(after).exists():
-        assert time.monotonic() < deadline, "the other worker never ran"
-        time.sleep(0.02)
-    if mark:
-        Path(mark).touch()
+    _meet(after, mark)
     if x < 0:
         raise ValueError(f"job {x} failed")
     return x * x, torch.get_num_threads(), os.environ["OMP_NUM_THREADS"], shared
@@ -76,6 +82,52 @@ def test_process_pool_order_threads_and_failures(tmp_path):
         ProcessFanout(2).map(_square, [(5, None, mark + "2"), (-1, mark + "2", None)],
                              on_result=lambda i, r: finished.append(i))
     assert finished == [0]                            # the finished job still reached the caller
+
+
+def _whoami(shared, job):
+    """Waits for ``after`` (if given), touches ``mark`` (if given); reports where it ran."""
+    after, mark = job
+    _meet(after, mark)
+    return os.getpid(), os.environ["OMP_NUM_THREADS"], shared
+
+
+def _slow(shared, job):
+    """Waits for ``after`` (if given), touches ``mark`` (if given), fails at once when ``x`` < 0,
+    else takes 0.1 s."""
+    x, after, mark = job
+    _meet(after, mark)
+    if x < 0:
+        raise ValueError(f"job {x} failed")
+    time.sleep(0.1)
+    return x
+
+
+def test_the_caller_works_beside_its_worker_processes(tmp_path):
+    """caller_works: this process takes jobs too (its caps pinned during the map, put back after);
+    two jobs that wait for each other can only finish if both processes work at once."""
+    before = os.environ.get("OMP_NUM_THREADS")
+    mark = str(tmp_path / "one-ran")
+    finished: list[int] = []
+    with ProcessFanout(2, caller_works=True) as fan:
+        res = fan.map(_whoami, [(mark, None), (None, mark), (None, None), (None, None)], shared="S",
+                      on_result=lambda i, r: finished.append(i))
+    assert len({pid for pid, _, _ in res}) == 2 and os.getpid() in {pid for pid, _, _ in res}
+    assert {(t, sh) for _, t, sh in res} == {(str(threads_per_worker(2)), "S")}
+    assert sorted(finished) == [0, 1, 2, 3] and finished.index(1) < finished.index(0)
+    assert os.environ.get("OMP_NUM_THREADS") == before
+    finished.clear()
+    with pytest.raises(ValueError, match="job -1 failed"):   # job 1 fails once job 0 has finished
+        ProcessFanout(2, caller_works=True).map(_square, [(5, None, mark + "2"), (-1, mark + "2", None)],
+                                                on_result=lambda i, r: finished.append(i))
+    assert finished == [0]                            # the finished job still reached the caller
+    started: list[int] = []
+    failed = str(tmp_path / "failing")       # the others wait for the failing job, then take 0.1 s
+    with pytest.raises(ValueError, match="job -1 failed"):   # after a failure no job starts
+        ProcessFanout(2, caller_works=True).map(_slow, [(-1, None, failed)] + [(k, failed, None) for k in range(40)],
+                                                on_start=started.append)
+    assert len(started) <= 3
+    with ProcessFanout(2, caller_works=True) as fan:         # one job: no process is spawned for it
+        assert fan.map(_whoami, [(None, None)])[0][0] == os.getpid()
 
 
 def test_rmse_does_not_depend_on_the_blas_thread_count():
@@ -102,7 +154,11 @@ def test_jobs_2_gives_the_sequential_table(sequential, tmp_path):
     recs = ResultsStore(out).records()
     assert len(recs) == N_FITS and len({(r["model"], r["seed"]) for r in recs}) == N_FITS
     assert {r["machine"]["threads"] for r in recs} == {threads_per_worker(2)}
-    assert not any("torch_threads" in r["machine"] for r in recs)   # torch-free models: no torch loaded
+    here = [r for r in recs if r["machine"]["pid"] == os.getpid()]
+    spawned = [r for r in recs if r["machine"]["pid"] != os.getpid()]
+    assert here and spawned                      # this process fitted beside its one worker process
+    assert not any("torch_threads" in r["machine"] for r in spawned)   # torch-free models: no torch loaded
+    assert os.environ.get("OMP_NUM_THREADS") == THREADS_BEFORE       # this process's caps put back
     # resume stays exact: nothing refitted, nothing appended
     again = run_compare(_config(jobs=2), out, progress=False)
     assert again["fitted"] == [] and len(again["skipped"]) == N_FITS

@@ -99,8 +99,8 @@ def register(app: typer.Typer) -> None:
         tune_pruner: Optional[str] = typer.Option(None, "--tune-pruner", help="with --tune: auto|median|none "
                                                   "(recozoo tune --pruner; default auto)"),
         jobs: Optional[int] = typer.Option(None, "--jobs", "-j",
-                                           help="fits at a time, in local worker processes (default 1); "
-                                                "threads per worker = cores // jobs"),
+                                           help="fits at a time: this process and jobs-1 local worker processes "
+                                                "(default 1); threads per fit = cores // jobs"),
         cluster: Optional[str] = typer.Option(None, "--cluster",
                                               help="Dask scheduler address (tcp://HOST:8786): the fits "
                                                    "(and with --tune the studies, one per worker slot) run on "

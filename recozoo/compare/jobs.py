@@ -55,11 +55,12 @@ def run_dir_name(model: str, seed: int) -> str:
 
 def machine() -> dict[str, Any]:
     """Where a fit ran. ``threads``: the BLAS/OpenMP/numba cap it ran under (``--jobs`` pins it, else
-    every core); ``torch_threads`` only when the fit loaded torch: importing torch to report on it
+    every core); ``pid``: the process (with ``--jobs N`` the comparing process fits too);
+    ``torch_threads`` only when the process has loaded torch: importing torch to report on it
     would cost a torch-free worker 3-6 s."""
     out = {"platform": platform.platform(), "arch": platform.machine(),
            "processor": platform.processor(), "cpus": os.cpu_count(),
-           "threads": int(os.environ.get("OMP_NUM_THREADS") or cpu_cores())}
+           "threads": int(os.environ.get("OMP_NUM_THREADS") or cpu_cores()), "pid": os.getpid()}
     torch = imported_module("torch")
     if torch is not None:
         out["torch_threads"] = torch.get_num_threads()

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 from pathlib import Path
 
 from recozoo.io import atomic_write_bytes
 
-__all__ = ["learning_curves", "rmse_bars", "read_curve"]
+__all__ = ["learning_curves", "rmse_bars", "read_curve", "warm_up_in_background"]
 
 
 def read_curve(path: Path) -> list[tuple[int, float]]:
@@ -48,6 +49,21 @@ def _plt():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     return plt
+
+
+_warming: threading.Thread | None = None
+
+
+def warm_up_in_background() -> None:
+    """Import matplotlib (about a second) on a daemon thread, once per process.
+
+    ``compare --jobs N`` calls this when fewer fits remain than workers: a core is idle then, and
+    the figures, drawn after the last fit, no longer wait for the import. The drawing imports
+    matplotlib as usual; Python's import lock makes it wait for a warm-up still under way."""
+    global _warming
+    if _warming is None:
+        _warming = threading.Thread(target=_plt, daemon=True, name="matplotlib-warm-up")
+        _warming.start()
 
 
 def learning_curves(lb, recs_by_model: dict[str, list[str]], path: Path) -> Path | None:

@@ -31,6 +31,7 @@ from typing import Any
 from recozoo.compare.config import DEFAULT_RANKING, CompareConfig, config_hash
 from recozoo.compare.jobs import (LOG_FILE, TEST_ERRORS, TEST_RANKING, FitContext, FitJob, FitResult,
                                   fit_job, land_files, machine, ranking_at, run_dir_name, run_fit)
+from recozoo.compare.plots import warm_up_in_background
 from recozoo.compare.store import ResultsStore, record_key
 from recozoo.datasets import load_split
 from recozoo.devices import require_device, resolve_device
@@ -114,14 +115,16 @@ def run_compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, c
                 on_fit=None) -> dict[str, Any]:
     """Fit what the store lacks; return ``{"fitted": [...], "skipped": [...], "manifest": ...}``.
 
-    The fits run through :mod:`recozoo.fanout`: one after another here (``cfg.jobs == 1``), in
-    ``cfg.jobs`` local worker processes, or on the Dask cluster at ``cfg.cluster``; this process
-    alone writes the store, one record as each fit finishes. ``on_fit(model, seed)`` is called
+    The fits run through :mod:`recozoo.fanout`: one after another here (``cfg.jobs == 1``),
+    ``cfg.jobs`` at a time here and in ``cfg.jobs - 1`` local worker processes, or on the Dask
+    cluster at ``cfg.cluster``; this process alone writes the store, one record as each fit
+    finishes. ``on_fit(model, seed)`` is called
     before each fit is handed out (used by tests to count fits).
     """
     out = Path(out)
     resolved = resolve_models(cfg)
-    fan = open_fanout(cfg.jobs, cfg.cluster)   # a cluster that does not answer fails here, before any write
+    # a cluster that does not answer fails here, before any write; with --jobs N this process fits too
+    fan = open_fanout(cfg.jobs, cfg.cluster, caller_works=True)
     try:
         device = _comparison_device(cfg.device, resolved)
         split = load_split(cfg.dataset, cfg.source, cfg.split_seed, cfg.data_params or None)
@@ -198,6 +201,8 @@ def _run(cfg, out, resolved, asked, device, split, fan: Fanout, progress, consol
             latest[record_key(res.record)] = res.record
             fitted.append((job.spec.name, job.seed))
             reporter.overall(f"compare: {job.label} done" if fan.workers > 1 else None, advance=1)
+            if 0 < len(plan) - len(fitted) < fan.workers:   # a worker idles from now on: the figures'
+                warm_up_in_background()                       # imports go there, off the serial end
 
         def inline(ctx: FitContext, job: FitJob) -> FitResult:
             rec = run_fit(ctx, job, Path(job.rdir), reporter)

@@ -136,8 +136,11 @@ class ALS(BiasedFactorModel):
     valid_curve = True          # one record per iteration, ALS's epoch
     tune_prunes = False         # trials of seconds, slow learners end best: see Model.tune_prunes
     auto_rule = als_rule
-    #: what ``recozoo tune als`` tries (VALID RMSE is reported per iteration, so trials prune)
-    search_space = SearchSpace(Int("rank", 2, 48, log=True), Float("reg", 0.01, 1.0, log=True),
+    #: what ``recozoo tune als`` tries (VALID RMSE is reported per iteration, so trials prune).
+    #: Ranks up to 128: the weighted λ keeps large ranks from overfitting (Zhou et al.'s RMSE still
+    #: fell at rank 1000 on Netflix) and ML-100K's VALID chose 125; beyond, a 2-core trial takes
+    #: over half a minute (docs/tuning.md)
+    search_space = SearchSpace(Int("rank", 2, 128, log=True), Float("reg", 0.01, 1.0, log=True),
                                Int("iterations", 5, 30), Categorical("biases", (True, False)))
 
     def _fit(self, train, valid, reporter, run_dir, resume):
