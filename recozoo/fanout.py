@@ -315,8 +315,8 @@ class _SharedWork:
                 return None
             i = self.next
             self.next += 1
-            if self.on_start is not None:
-                self.on_start(i)
+            if self.on_start is not None and not self._calls(self.on_start, i):
+                return None
             return i
 
     def _work_here(self) -> None:
@@ -344,7 +344,18 @@ class _SharedWork:
 
     def _finished(self, i: int, res: Any, seconds: float) -> None:
         with self.lock:
-            self.col.finished(i, res, seconds)
+            self._calls(self.col.finished, i, res, seconds)
+
+    def _calls(self, callback, *args) -> bool:
+        """``callback(*args)`` (the lock held); a callback that raises (a store it cannot write) stops
+        the map as a failed job does, on a helper thread too, rather than ending that thread alone."""
+        try:
+            callback(*args)
+            return True
+        except Exception as e:
+            self.stop = True
+            self.col.failed(e)
+            return False
 
     def _failed(self, exc: BaseException) -> None:
         with self.lock:

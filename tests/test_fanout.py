@@ -130,6 +130,28 @@ def test_the_caller_works_beside_its_worker_processes(tmp_path):
         assert fan.map(_whoami, [(None, None)])[0][0] == os.getpid()
 
 
+def _pid_after(shared, seconds):
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def test_a_failing_callback_on_the_helper_thread_stops_the_shared_work():
+    """A callback that raises (say the results store cannot be written) where a worker's result
+    arrives, on a helper thread, must stop the map and reach the caller: no job starts after it."""
+    started: list[int] = []
+    at_failure: list[int] = []
+
+    def on_result(i, pid):
+        if pid != os.getpid():
+            at_failure.append(len(started))
+            raise RuntimeError("results store: disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        ProcessFanout(2, caller_works=True).map(_pid_after, [0.05] * 400, on_start=started.append,
+                                                on_result=on_result)
+    assert at_failure and len(started) == at_failure[0] < 400
+
+
 def test_rmse_does_not_depend_on_the_blas_thread_count():
     """A worker runs with cores // jobs BLAS threads; a BLAS dot product's last bits depend on
     that count (it splits the sum across threads), so RMSE must not be one."""
