@@ -38,7 +38,7 @@ def test_user_time_on_u_data_then_fit(ml100k_dir, home, tmp_path):
     assert rows["mydata"]["source"] == "user" and "user-time" in rows["mydata"]["description"]
 
 
-def test_netflix_sample_folder(netflix_sample_dir, home):
+def test_netflix_sample_folder(netflix_sample_dir, home, tmp_path):
     # three tsv part files without dates: a time protocol is refused, naming the folder
     p = invoke_cli("data", "prepare", "nf", "--source", netflix_sample_dir, "--protocol", "user-time",
                 env=home, check=False)
@@ -49,6 +49,12 @@ def test_netflix_sample_folder(netflix_sample_dir, home):
     total = sum(part["ratings"] for part in d.values())
     assert total == 204_821
     assert abs(d["test"]["ratings"] - 0.2 * total) < 6 * np.sqrt(total * 0.16)
+    # a model that needs timestamps is refused before any fit, not after the others have run
+    out = tmp_path / "cmp"
+    p = invoke_cli("compare", "--dataset", "nf", "--models", "bias,timesvdpp", "--jobs", "2", "--out", out, "-q",
+                   env=home, check=False)
+    assert_one_line_error(p, "timesvdpp", "timestamps", "nf")
+    assert not (out / "results.jsonl").exists() and not (out / "runs").exists()
 
 
 def test_interaction_files_strong_generalization_and_bad_input(tmp_path, home):

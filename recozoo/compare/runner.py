@@ -35,7 +35,7 @@ from recozoo.compare.plots import warm_up_in_background
 from recozoo.compare.store import ResultsStore, record_key
 from recozoo.datasets import load_split
 from recozoo.devices import require_device, resolve_device
-from recozoo.errors import SettingsError
+from recozoo.errors import RecozooError, SettingsError
 from recozoo.fanout import DaskFanout, Fanout, InlineFanout, open_fanout
 from recozoo.models.base import load_model
 from recozoo.progress import RichReporter
@@ -128,6 +128,7 @@ def run_compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, c
     try:
         device = _comparison_device(cfg.device, resolved)
         split = load_split(cfg.dataset, cfg.source, cfg.split_seed, cfg.data_params or None)
+        _check_timestamps(cfg.dataset, resolved, split)
         implicit = is_implicit(split)
         metrics = effective_metrics(cfg, [(c, s) for _, c, s in resolved], implicit)
         ks = sorted({int(m.split("@")[1]) for m in metrics if "@" in m})
@@ -140,6 +141,17 @@ def run_compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, c
                     on_fit)
     finally:
         fan.close()
+
+
+def _check_timestamps(dataset: str, resolved, split) -> None:
+    """Refuse models that need timestamps on data without them before any study or fit, rather than
+    when their turn comes after the others' fits."""
+    if split.train.has_timestamps:
+        return
+    need = [spec.name for spec, cls, _ in resolved if cls.uses_timestamps]
+    if need:
+        raise RecozooError(f"{', '.join(need)}: need{'s' if len(need) == 1 else ''} timestamps, and "
+                           f"{dataset} has none (leave {'it' if len(need) == 1 else 'them'} out of --models)")
 
 
 def _comparison_device(asked: str, resolved) -> str:
