@@ -353,14 +353,17 @@ class _SharedWork:
             callback(*args)
             return True
         except Exception as e:
-            self.stop = True
-            self.col.failed(e)
+            self._stop_with(e)
             return False
 
     def _failed(self, exc: BaseException) -> None:
         with self.lock:
-            self.stop = True
-            self.col.failed(exc)
+            self._stop_with(exc)
+
+    def _stop_with(self, exc: BaseException) -> None:
+        """(The lock held.) No job starts from now on; ``exc`` is raised at the end if it came first."""
+        self.stop = True
+        self.col.failed(exc)
 
 
 class _ThreadCaps:

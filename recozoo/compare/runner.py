@@ -118,8 +118,8 @@ def run_compare(cfg: CompareConfig, out: str | Path, *, progress: bool = True, c
     The fits run through :mod:`recozoo.fanout`: one after another here (``cfg.jobs == 1``),
     ``cfg.jobs`` at a time here and in ``cfg.jobs - 1`` local worker processes, or on the Dask
     cluster at ``cfg.cluster``; this process alone writes the store, one record as each fit
-    finishes. ``on_fit(model, seed)`` is called
-    before each fit is handed out (used by tests to count fits).
+    finishes. ``on_fit(model, seed)`` is called before each fit is handed out (used by tests to
+    count fits).
     """
     out = Path(out)
     resolved = resolve_models(cfg)
